@@ -1,0 +1,58 @@
+"""The FaceRecognizer interface (DESIGN.md 'Interfaces').
+
+A recognizer turns RGB uint8 images into embeddings. Detection or alignment failure is a *status*
+(``"fte"``, failure to enrol) for that image, never a silent drop: the harness counts it per group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+STATUS_OK = "ok"
+STATUS_FTE = "fte"
+
+
+class FaceRecognizer(ABC):
+    """Narrow interface every model backend implements (one file per backend, like diffusers).
+
+    Attributes
+    ----------
+    name: short id used in file names and tables (``dlib``, ``sface``, ``my.pkg:factory``).
+    version: changes whenever embeddings would change (weights hash, preprocessing version);
+        the embedding cache is keyed by image hash + name + version.
+    embedding_dim: length of the embedding vector.
+    device: ``"cpu"`` or ``"cuda"`` — where the forward pass runs.
+    """
+
+    name: str = "base"
+    version: str = "0"
+    embedding_dim: int = 0
+    device: str = "cpu"
+    #: how many images the harness hands to ``embed`` at once
+    batch_size: int = 32
+
+    @abstractmethod
+    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embed RGB uint8 images (H, W, 3).
+
+        Returns ``(embeddings float32 [N, D], status str [N])``; rows whose status is ``"fte"``
+        hold NaN.
+        """
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Row-wise similarity of two [N, D] arrays, higher = more similar (cosine by default)."""
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        na = np.linalg.norm(a, axis=1)
+        nb = np.linalg.norm(b, axis=1)
+        return (a * b).sum(axis=1) / (na * nb)
+
+    def metadata(self) -> dict[str, Any]:
+        """Facts for the model card's 'Model details' section."""
+        return {"name": self.name, "version": self.version, "embedding_dim": self.embedding_dim}
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, device={self.device!r})"
