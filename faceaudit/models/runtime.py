@@ -1,0 +1,65 @@
+"""Device selection and weight-file helpers shared by the model backends."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from faceaudit.errors import BadInput, ModelUnavailable
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(device: str) -> str:
+    if device not in DEVICES:
+        raise BadInput(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
+    return device
+
+
+def torch_device(device: str = "auto") -> str:
+    """``cuda`` when asked for (or ``auto``) and torch sees a GPU, else ``cpu``."""
+    import torch
+
+    check_device(device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("device: cuda requested but torch sees no GPU")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def ort_providers(device: str = "auto") -> tuple[list[str], str]:
+    """onnxruntime execution providers for ``device`` and the device they amount to."""
+    import onnxruntime as ort
+
+    check_device(device)
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not has_cuda:
+        raise BadInput("device: cuda requested but onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+    if device in ("auto", "cuda") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+    return ["CPUExecutionProvider"], "cpu"
+
+
+def package_file(package: str, relative: str, install_hint: str) -> Path:
+    """A data file inside an installed package, located WITHOUT importing the package (some weight
+    packages import ``pkg_resources`` at import time, which modern setuptools no longer ships)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(f"{package}: package is not installed ({install_hint})")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise ModelUnavailable(f"{package}: file {relative} is missing from the installed package ({path})")
+    return path
+
+
+@lru_cache(maxsize=64)
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
