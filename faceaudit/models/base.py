@@ -33,6 +33,13 @@ class FaceRecognizer(ABC):
     device: str = "cpu"
     #: how many images the harness hands to ``embed`` at once
     batch_size: int = 32
+    #: True when ``embed`` takes a ``meta=`` keyword: one dict per image with that image's row of
+    #: the faces table (``face_id``, ``group``, ``sha256``, ...). Plain models ignore metadata;
+    #: wrappers that act per group (``faceaudit.models.noisy``) need it.
+    accepts_meta: bool = False
+    #: False when an embedding depends on more than the image bytes (e.g. on ``meta``), so the
+    #: harness must not reuse it from the sha256-keyed cache.
+    cacheable: bool = True
 
     @abstractmethod
     def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -63,3 +63,36 @@ def file_sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def download(url: str, dest: str | Path, what: str, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``dest`` (atomically: a partial file never sits at ``dest``).
+
+    Any network failure becomes a one-line ModelUnavailable naming ``what`` and the URL, so an
+    offline user learns which file to fetch by hand and where to put it.
+    """
+    import os
+    import shutil
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            req = urllib.request.Request(url, headers={"User-Agent": "faceaudit"})
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out, 1 << 20)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise ModelUnavailable(
+            f"{what}: cannot download {url} ({type(err).__name__}: {reason}); "
+            f"download it by hand and place it at {dest}"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest

@@ -1,0 +1,47 @@
+"""Five-point similarity alignment to the 112x112 ArcFace template (SFace, InsightFace, ONNX models)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: ArcFace / InsightFace reference landmarks for a 112x112 crop: eyes (image left, image right),
+#: nose tip, mouth corners (image left, image right). YuNet reports its landmarks in this order.
+ARCFACE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation; no reflection) mapping
+    ``src`` points onto ``dst`` (Umeyama 1991). Returns the 2x3 matrix for ``cv2.warpAffine``."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    n = len(src)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / n
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        # the best orthogonal fit is a reflection; take the best proper rotation instead
+        sign[-1] = -1.0
+    rot = u @ np.diag(sign) @ vt
+    var_s = (s**2).sum() / n
+    scale = float((sig * sign).sum() / var_s) if var_s > 0 else 1.0
+    t = mu_d - scale * rot @ mu_s
+    return np.hstack([scale * rot, t[:, None]])
+
+
+def align_112(image: np.ndarray, landmarks: np.ndarray, size: int = 112, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Warp ``image`` so its five landmarks land on the ArcFace template (scaled to ``size``)."""
+    template = ARCFACE_112 * (size / 112.0)
+    m = similarity_transform(landmarks, template)
+    return cv2.warpAffine(image, m, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -1,0 +1,179 @@
+"""Generic ArcFace-style ONNX recognizer (``--model onnx:/path/model.onnx``), run with onnxruntime.
+
+Any ONNX network that takes a batch of aligned 112x112 face crops (NCHW, 3 channels) and returns
+one embedding per face works. Faces are detected with YuNet, aligned to the ArcFace five-point
+template with our own similarity transform, then normalised as ``(pixel - mean) / std`` in the
+configured channel order (defaults: RGB, mean 127.5, std 127.5 -- the InsightFace convention).
+
+``prepare_onnx_model`` also repairs files exported by older converters: weights listed as graph
+inputs (onnxruntime then demands them as feeds), graph inputs nobody reads, and a batch dimension
+frozen at 1. The fixed model is kept in memory; the file on disk is never changed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.models.align import align_112
+from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
+from faceaudit.models.detect import FaceDetector, default_detector
+from faceaudit.models.runtime import file_sha256, ort_providers
+
+#: bump when preprocessing changes (part of ``version``, hence of the embedding cache key)
+PREPROCESS_VERSION = 1
+
+
+def prepare_onnx_model(path: str | os.PathLike) -> tuple[bytes, str, list]:
+    """Load ``path`` and make it runnable by onnxruntime with any batch size.
+
+    Returns ``(serialized model, input name, input shape)``. Raises ModelUnavailable when the file
+    is missing or not an ONNX model, BadInput when it has no single image input.
+    """
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelUnavailable(f"onnx: model file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as err:  # onnx raises DecodeError, ValueError, ... depending on the damage
+        raise ModelUnavailable(f"onnx: cannot read {path}: {type(err).__name__}: {err}") from None
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    consumed = {name for node in graph.node for name in node.input}
+    consumed |= {o.name for o in graph.output}
+    # Weights declared as inputs (IR < 4 style) would have to be fed by the caller, and inputs no
+    # node reads are leftovers of the exporter; only real data inputs remain.
+    data_inputs = [i for i in graph.input if i.name not in initializers and i.name in consumed]
+    if len(data_inputs) != 1:
+        names = [i.name for i in data_inputs]
+        raise BadInput(f"onnx: {path}: expected exactly one image input, found {len(names)}: {names}")
+    del graph.input[:]
+    graph.input.extend(data_inputs)
+    used = {name for node in graph.node for name in node.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    # Free the batch dimension so faces run in batches; intermediate shape annotations that pin
+    # it to 1 are dropped and re-inferred by onnxruntime.
+    inp = graph.input[0]  # extend() copied the message: edit the one in the graph
+    dims = inp.type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+    if len(dims) == 4:
+        dims[0].ClearField("dim_value")
+        dims[0].dim_param = "batch"
+        for out in graph.output:
+            odims = out.type.tensor_type.shape.dim
+            if len(odims) >= 1:
+                odims[0].ClearField("dim_value")
+                odims[0].dim_param = "batch"
+        del graph.value_info[:]
+    return model.SerializeToString(), inp.name, shape
+
+
+def make_session(model_bytes: bytes, device: str = "auto"):
+    """An onnxruntime session on ``device``; returns ``(session, resolved device)``."""
+    import onnxruntime as ort
+
+    providers, resolved = ort_providers(device)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # the repaired graphs trigger harmless 'unused initializer' warnings
+    return ort.InferenceSession(model_bytes, opts, providers=providers), resolved
+
+
+class OnnxRecognizer(FaceRecognizer):
+    """A 112x112 aligned-face ONNX recognizer run with onnxruntime."""
+
+    batch_size = 32
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str = "auto",
+        name: str | None = None,
+        mean: float | Sequence[float] = 127.5,
+        std: float | Sequence[float] = 127.5,
+        channel_order: str = "RGB",
+        detector: FaceDetector | None = None,
+        info: dict[str, Any] | None = None,
+    ):
+        if channel_order not in ("RGB", "BGR"):
+            raise BadInput(f"onnx: channel_order must be RGB or BGR, got {channel_order!r}")
+        self.path = Path(path)
+        model_bytes, self.input_name, self.input_shape = prepare_onnx_model(self.path)
+        if len(self.input_shape) != 4 or self.input_shape[1] != 3:
+            raise BadInput(f"onnx: {self.path}: expected an NCHW input with 3 channels, got shape {self.input_shape}")
+        h, w = self.input_shape[2], self.input_shape[3]
+        if isinstance(h, str) or isinstance(w, str):
+            h = w = 112  # dynamic spatial size: use the ArcFace crop
+        if h != w:
+            raise BadInput(f"onnx: {self.path}: expected a square input, got {h}x{w}")
+        self.input_size = int(h)
+        self.session, self.device = make_session(model_bytes, device)
+        out = self.session.get_outputs()[0]
+        dim = out.shape[-1] if out.shape else None
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+        self.channel_order = channel_order
+        self.detector = detector or default_detector()
+        self.name = name or f"onnx:{self.path}"
+        digest = file_sha256(str(self.path))[:12]
+        norm = f"{channel_order}-{self.mean.ravel().tolist()}-{self.std.ravel().tolist()}"
+        self.version = f"{digest}-{norm}-pre{PREPROCESS_VERSION}".replace(" ", "")
+        self.embedding_dim = int(dim) if isinstance(dim, int) else self._probe_dim()
+        self.info = dict(info or {})
+
+    def _probe_dim(self) -> int:
+        x = np.zeros((1, 3, self.input_size, self.input_size), dtype=np.float32)
+        return int(self.session.run(None, {self.input_name: x})[0].reshape(1, -1).shape[1])
+
+    # ---- preprocessing -------------------------------------------------------------------
+    def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned RGB crops ``[N, S, S, 3] uint8`` and ``found`` [N] (zero crops where not found)."""
+        s = self.input_size
+        crops = np.zeros((len(images), s, s, 3), dtype=np.uint8)
+        found = np.zeros(len(images), dtype=bool)
+        for i, image in enumerate(images):
+            image = np.ascontiguousarray(image)
+            det = self.detector.detect(image)
+            if det is None:
+                continue
+            crops[i] = align_112(image, det.landmarks, size=s)
+            found[i] = True
+        return crops, found
+
+    def to_input(self, crops: np.ndarray) -> np.ndarray:
+        x = crops if self.channel_order == "RGB" else crops[..., ::-1]
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+        return (x - self.mean) / self.std
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        out = self.session.run(None, {self.input_name: self.to_input(crops)})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
+
+    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        crops, found = self.align(images)
+        emb = np.full((len(images), self.embedding_dim), np.nan, dtype=np.float32)
+        if found.any():
+            emb[found] = self.embed_crops(crops[found])
+        return emb, np.where(found, STATUS_OK, STATUS_FTE).astype(object)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **super().metadata(),
+            "architecture": "ONNX network (user supplied)",
+            "source": str(self.path),
+            "input_size": f"{self.input_size}x{self.input_size} {self.channel_order}",
+            "normalisation": f"(pixel - {self.mean.ravel().tolist()}) / {self.std.ravel().tolist()}",
+            "alignment": "YuNet 5 landmarks -> similarity transform to the ArcFace 112x112 template",
+            "runtime": "onnxruntime",
+            "device": self.device,
+            **self.info,
+        }
