@@ -1,0 +1,151 @@
+"""The embed stage: every face image through one recognizer, batched, cached and resumable.
+
+``embed_faces`` reads each PNG (as RGB), hands ``model.batch_size`` images at a time to
+``model.embed`` and returns one row per face, in the order of the faces table. Results are kept in
+a persistent cache keyed by image sha256 + model name + model version
+(:mod:`faceaudit.harness.cache`), written after every batch: a second run does no model work and
+an interrupted run resumes where it stopped. An image with no detectable face is a row with
+status ``fte`` and a NaN embedding, not an error; an unreadable image, or a model that returns a
+non-finite embedding for an image it calls ``ok``, is a one-line BadInput.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from faceaudit.errors import BadInput
+from faceaudit.harness.cache import EmbeddingCache
+from faceaudit.harness.progress import ProgressReporter
+from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
+
+COLUMNS = ["face_id", "sha256", "model", "model_version", "status", "embedding"]
+
+
+def read_image(path: str | os.PathLike, shown_as: str | None = None) -> tuple[np.ndarray, str]:
+    """``(RGB uint8 [H, W, 3], sha256 of the file bytes)``; BadInput when it cannot be read."""
+    shown = shown_as or str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise BadInput(f"{shown}: cannot read image") from None
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise BadInput(f"{shown}: cannot read image")
+    return np.ascontiguousarray(img[:, :, ::-1]), hashlib.sha256(data).hexdigest()
+
+
+def _check_output(model: FaceRecognizer, emb: Any, status: Any, n: int, face_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+    emb = np.asarray(emb, dtype=np.float32)
+    status = [str(s) for s in np.asarray(status, dtype=object).tolist()]
+    if emb.ndim != 2 or emb.shape[0] != n or len(status) != n:
+        raise BadInput(
+            f"model {model.name}: embed() returned embeddings {emb.shape} and {len(status)} statuses for {n} images"
+        )
+    for i, st in enumerate(status):
+        if st not in (STATUS_OK, STATUS_FTE):
+            raise BadInput(f"model {model.name}: status {st!r} for face_id {face_ids[i]} (expected 'ok' or 'fte')")
+        if st == STATUS_OK and not np.isfinite(emb[i]).all():
+            raise BadInput(f"model {model.name}: non-finite embedding (NaN/inf) for face_id {face_ids[i]} with status 'ok'")
+    return emb, status
+
+
+def embed_faces(
+    model: FaceRecognizer,
+    faces: pd.DataFrame,
+    run_root: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Embed every face of ``faces`` (columns ``face_id``, ``path`` relative to ``run_root``,
+    optionally ``sha256`` and anything else, passed as ``meta`` to models that take it).
+
+    Returns ``face_id, sha256, model, model_version, status, embedding`` (list of float32; NaN
+    when ``fte``) in the order of ``faces``.
+    """
+    for col in ("face_id", "path"):
+        if col not in faces.columns:
+            raise BadInput(f"faces: required column {col!r} is missing")
+    run_root = Path(run_root)
+    n = len(faces)
+    face_ids = faces["face_id"].astype(str).tolist()
+    paths = faces["path"].astype(str).tolist()
+    has_sha = "sha256" in faces.columns
+    shas: list[str | None] = faces["sha256"].astype(str).tolist() if has_sha else [None] * n
+
+    use_cache = bool(getattr(model, "cacheable", True))
+    cache = EmbeddingCache(cache_dir, model.name, model.version)
+    if use_cache:
+        cache.load()
+
+    results: dict[int, tuple[str, np.ndarray]] = {}
+    todo: list[int] = []
+    for i in range(n):
+        hit = cache.get(shas[i]) if (use_cache and shas[i] is not None) else None
+        if hit is not None:
+            if not (run_root / paths[i]).is_file():
+                raise BadInput(f"{paths[i]}: cannot read image")
+            results[i] = hit
+        else:
+            todo.append(i)
+
+    meta_rows = faces.to_dict("records") if getattr(model, "accepts_meta", False) else None
+    bs = max(1, int(getattr(model, "batch_size", 32) or 32))
+    with ProgressReporter(f"embed {model.name}", n, enabled=progress) as bar:
+        bar.advance(n - len(todo))
+        for start in range(0, len(todo), bs):
+            idx = todo[start : start + bs]
+            images = []
+            for i in idx:
+                img, digest = read_image(run_root / paths[i], shown_as=paths[i])
+                if shas[i] is None:
+                    shas[i] = digest
+                elif shas[i] != digest:
+                    raise BadInput(f"{paths[i]}: sha256 {digest[:12]}... differs from the faces table ({shas[i][:12]}...)")
+                images.append(img)
+            batch_ids = [face_ids[i] for i in idx]
+            if meta_rows is not None:
+                emb, status = model.embed(images, meta=[meta_rows[i] for i in idx])
+            else:
+                emb, status = model.embed(images)
+            emb, status = _check_output(model, emb, status, len(idx), batch_ids)
+            emb[np.asarray(status) == STATUS_FTE] = np.nan
+            for j, i in enumerate(idx):
+                results[i] = (status[j], emb[j])
+            if use_cache:
+                # one entry per distinct image; a duplicate image in the batch has the same result
+                seen: dict[str, int] = {}
+                for j, i in enumerate(idx):
+                    seen.setdefault(shas[i], j)
+                keep = list(seen.values())
+                cache.put([shas[idx[j]] for j in keep], [status[j] for j in keep], emb[keep])
+            bar.advance(len(idx))
+    if use_cache:
+        cache.compact()
+
+    dim = int(model.embedding_dim) if model.embedding_dim else None
+    rows_status, rows_emb = [], []
+    for i in range(n):
+        st, e = results[i]
+        e = np.asarray(e, dtype=np.float32)
+        if dim is not None and e.shape != (dim,):
+            raise BadInput(f"model {model.name}: embedding of face_id {face_ids[i]} has {e.shape[0]} values, expected {dim}")
+        rows_status.append(st)
+        rows_emb.append(e)
+    return pd.DataFrame(
+        {
+            "face_id": face_ids,
+            "sha256": shas,
+            "model": model.name,
+            "model_version": model.version,
+            "status": rows_status,
+            "embedding": rows_emb,
+        },
+        columns=COLUMNS,
+    )
