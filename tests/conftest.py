@@ -31,3 +31,19 @@ def quick_run(tmp_path_factory, session_cache):
     out = tmp_path_factory.mktemp("runs") / "quick"
     ctx = pipeline.audit(ROOT / "protocols" / "quick.yaml", out, progress=False)
     return ctx.run.root
+
+
+@pytest.fixture(scope="session")
+def synthetic_run_template(tmp_path_factory):
+    """Built once per session; tests get copies (``synthetic_run``) so they may modify them."""
+    from _synthetic_run import build_synthetic_run
+
+    return build_synthetic_run(tmp_path_factory.mktemp("synthetic-template") / "run")
+
+
+@pytest.fixture
+def synthetic_run(tmp_path, synthetic_run_template):
+    """A small synthetic run directory with every DESIGN.md table (tests/_synthetic_run.py); no models needed."""
+    import shutil
+
+    return Path(shutil.copytree(synthetic_run_template, tmp_path / "synthetic"))
