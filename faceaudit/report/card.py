@@ -1,0 +1,554 @@
+"""Everything the model card shows, computed from one run directory into plain Python values.
+
+``build_card(run)`` gathers the nine sections of Mitchell et al. (2019), "Model Cards for Model
+Reporting", from the run's tables; the Jinja template only lays them out and ``summary_md`` reuses
+the same values. Required tables (protocol, faces, pairs, scores, results/error_rates) raise
+:class:`BadInput` when missing or malformed; optional ones (contrasts, dose-response, manipulation
+check, fairness, generation.json, summary.json) become "not computed" notes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.errors import BadInput
+from faceaudit.report import fmt
+from faceaudit.report import figures as F
+from faceaudit.report.images import counterfactual_grids, image_resolution
+
+ERROR_RATE_COLUMNS = ["model", "group", "threshold", "target_fmr", "n_genuine", "n_impostor", "fmr", "fmr_lo", "fmr_hi",
+                      "fnmr", "fnmr_lo", "fnmr_hi", "fte_rate"]
+CONTRAST_COLUMNS = ["model", "attribute", "level", "reference", "metric", "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted"]
+#: values of error_rates.edit_attr that mean "pooled over every edit condition" (the unitary rows)
+POOLED_EDIT = {"all", "*", "any", "pooled", "overall", ""}
+#: columns a dose-response table may use for the mean genuine score at a level
+DOSE_MEAN_COLUMNS = ("mean_score", "mean_genuine_score", "mean", "score_mean")
+SIGNIFICANCE = 0.05
+#: bootstrap resamples for the per-condition rates the report computes itself when the analysis did not
+FALLBACK_BOOT = 200
+
+METADATA_LABELS = {
+    "name": "Name", "version": "Version", "embedding_dim": "Embedding dimension", "architecture": "Architecture",
+    "training_data": "Training data", "license": "License", "source": "Source", "input_size": "Input size",
+    "alignment": "Alignment", "similarity": "Similarity", "paper": "Paper", "weights": "Weights", "device": "Device",
+}
+TRAINING_KEYS = ("training_data", "train_data", "trained_on", "training_dataset", "training")
+INTENDED_USE_KEYS = ("intended_use", "intended_uses", "use")
+
+
+@dataclass
+class Table:
+    """A formatted table: header cells and rows of strings; ``numeric`` marks right-aligned columns."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    numeric: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.numeric:
+            self.numeric = [False] * len(self.columns)
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    metadata: list[tuple[str, str]]
+    training_data: Optional[str]
+    intended_use: Optional[str]
+    threshold: float
+    pooled_fmr: float
+    worst_fnmr: dict
+    best_fnmr: dict
+    fnmr_ratio: Optional[float]
+    worst_fmr: dict
+    best_fmr: dict
+    fmr_ratio: Optional[float]
+    max_fte: float
+    n_fte_faces: int
+    n_significant: Optional[int]
+    n_contrasts: Optional[int]
+    headline_contrast: Optional[dict]
+
+
+def _require_columns(df: pd.DataFrame, cols: list[str], where: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise BadInput(f"{where}: missing columns {missing}")
+
+
+def _json_value(v: Any) -> str:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# generic table formatting
+
+
+def format_table(df: pd.DataFrame, columns: Optional[list[str]] = None, rename: Optional[dict] = None) -> Table:
+    """Format any results table: ``x`` with ``x_lo``/``x_hi`` (or ``ci_lo``/``ci_hi`` next to ``estimate``)
+    becomes one "x [lo, hi]" column; rates read as %, p-values as 0.008 / <0.001."""
+    rename = rename or {}
+    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
+    out_cols, getters, numeric = [], [], []
+    consumed = set()
+    for c in cols:
+        if c in consumed:
+            continue
+        lo, hi = f"{c}_lo", f"{c}_hi"
+        if c == "estimate" and {"ci_lo", "ci_hi"} <= set(df.columns):
+            lo, hi = "ci_lo", "ci_hi"
+        if lo in df.columns and hi in df.columns:
+            consumed |= {lo, hi}
+            getters.append(lambda r, c=c, lo=lo, hi=hi: _with_ci_cell(c, r[c], r[lo], r[hi]))
+        else:
+            getters.append(lambda r, c=c: fmt.cell(c, r[c]))
+        out_cols.append(rename.get(c, c.replace("_", " ")))
+        numeric.append(pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]))
+    rows = [[g(r) for g in getters] for _, r in df.iterrows()]
+    return Table(out_cols, rows, numeric)
+
+
+def _with_ci_cell(col: str, x: Any, lo: Any, hi: Any) -> str:
+    point = fmt.cell(col, x)
+    if fmt._missing(lo) or fmt._missing(hi):
+        return point
+    return f"{point} [{fmt.cell(col, lo)}, {fmt.cell(col, hi)}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces of the run
+
+
+def split_error_rates(er: pd.DataFrame) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+    """(unitary rows: per group pooled over edit conditions, intersectional rows or None)."""
+    if "edit_attr" not in er.columns:
+        return er, None
+    attr = er["edit_attr"]
+    pooled = attr.isna() | attr.astype(str).str.strip().str.lower().isin(POOLED_EDIT)
+    inter = er[~pooled]
+    return er[pooled], (inter if len(inter) else None)
+
+
+def _rate_ci_by_seed(errors: np.ndarray, clusters: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    if len(errors) == 0:
+        return np.nan, np.nan, np.nan
+    uniq, inv = np.unique(clusters, return_inverse=True)
+    e = np.bincount(inv, weights=errors.astype(float), minlength=len(uniq))
+    n = np.bincount(inv, minlength=len(uniq)).astype(float)
+    draw = rng.integers(0, len(uniq), size=(FALLBACK_BOOT, len(uniq)))
+    boot = e[draw].sum(axis=1) / n[draw].sum(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(errors.mean()), float(lo), float(hi)
+
+
+def cells_from_scores(model: str, scored: pd.DataFrame, threshold: float, seed: int) -> pd.DataFrame:
+    """Per (group, edit condition) FMR/FNMR at ``threshold`` with seed-resampling CIs.
+
+    Only used when the analysis wrote no per-condition rows: the card must still show the
+    intersectional analysis. Impostor pairs are clustered on their first seed (an approximation the
+    card states next to the table).
+    """
+    rng = np.random.default_rng([seed, 4242])
+    ok = scored[scored["status"] == "ok"]
+    rows = []
+    for (g, a, lv), block in ok.groupby(["group", "edit_attr", "edit_level"], sort=True):
+        gen, imp = block[block["kind"] == "genuine"], block[block["kind"] == "impostor"]
+        fnmr = _rate_ci_by_seed((gen["score"] < threshold).to_numpy(), gen["seed_a"].to_numpy(), rng)
+        fmr = _rate_ci_by_seed((imp["score"] >= threshold).to_numpy(), imp["seed_a"].to_numpy(), rng)
+        rows.append({"model": model, "group": g, "edit_attr": a, "edit_level": float(lv), "threshold": threshold,
+                     "n_genuine": len(gen), "n_impostor": len(imp), "fmr": fmr[0], "fmr_lo": fmr[1], "fmr_hi": fmr[2],
+                     "fnmr": fnmr[0], "fnmr_lo": fnmr[1], "fnmr_hi": fnmr[2]})
+    return pd.DataFrame(rows)
+
+
+def dose_curves_from_scores(scored: pd.DataFrame) -> pd.DataFrame:
+    """Mean genuine score per (group, edit condition) with a normal 95% CI over seeds.
+
+    Each kept seed contributes exactly one genuine pair per cell (prototype vs that edit), so the
+    per-cell scores are independent across seeds and a plain t-style interval is appropriate.
+    """
+    gen = scored[(scored["kind"] == "genuine") & (scored["status"] == "ok")]
+    agg = gen.groupby(["group", "edit_attr", "edit_level"], sort=True)["score"].agg(["mean", "std", "count"]).reset_index()
+    half = 1.96 * agg["std"].fillna(0) / np.sqrt(agg["count"])
+    return pd.DataFrame({"group": agg["group"], "edit_attr": agg["edit_attr"], "edit_level": agg["edit_level"],
+                         "mean_score": agg["mean"], "ci_lo": agg["mean"] - half, "ci_hi": agg["mean"] + half, "n": agg["count"]})
+
+
+def dose_curves_from_table(dr: Optional[pd.DataFrame], model: str) -> Optional[pd.DataFrame]:
+    """The analysis's dose-response table as curves, when it has per-level means with CIs."""
+    if dr is None or not {"model", "group", "edit_attr", "edit_level", "ci_lo", "ci_hi"} <= set(dr.columns):
+        return None
+    mean_col = next((c for c in DOSE_MEAN_COLUMNS if c in dr.columns), None)
+    if mean_col is None:
+        return None
+    d = dr[dr["model"] == model].rename(columns={mean_col: "mean_score"})
+    d = d[d["edit_level"].notna()]
+    return d if len(d) else None
+
+
+def _generation_info(run, faces: pd.DataFrame) -> dict:
+    """Generator, resolution, directions and seed bookkeeping, from generation.json where present."""
+    gen = run.generation or {}
+    proto = run.protocol
+    g = gen.get("generator")
+    gen_name = g.get("name") if isinstance(g, dict) else g
+    kept_seeds = sorted(int(s) for s in faces["seed"].unique())
+    excluded = gen.get("excluded", gen.get("excluded_seeds", []))
+    if isinstance(excluded, dict):
+        excluded = [{"seed": k, "reason": v} for k, v in excluded.items()]
+    excluded_rows = []
+    for e in excluded or []:
+        if isinstance(e, dict):
+            excluded_rows.append((str(e.get("seed", "?")), str(e.get("reason", "not recorded"))))
+        else:
+            excluded_rows.append((str(e), "not recorded"))
+    requested = gen.get("seeds_requested", gen.get("n_seeds_requested", proto.n_seeds))
+    directions = gen.get("directions") or proto.generator.directions or "the directions file shipped with faceaudit"
+    if isinstance(directions, dict):
+        directions = directions.get("path") or directions.get("name") or _json_value(directions)
+    return {
+        "generator": gen_name or proto.generator.name,
+        "generator_meta": [(k, _json_value(v)) for k, v in g.items()] if isinstance(g, dict) else [],
+        "directions": str(directions),
+        "truncation": proto.generator.truncation,
+        "max_skin_steps": proto.generator.max_skin_steps,
+        "seeds_requested": int(requested) if isinstance(requested, (int, float)) else requested,
+        "seeds_kept": len(kept_seeds),
+        "excluded": excluded_rows,
+        "generator_training_data": (g.get("training_data") if isinstance(g, dict) else None) or gen.get("training_data"),
+        "recorded": bool(gen),
+    }
+
+
+def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
+    """How well measured ITA matches the protected bins, and how much lighting edits move it."""
+    out: dict[str, Any] = {"rows": [], "in_bin_all": None, "lighting_shift": None}
+    if "measured_skin_ita" not in faces.columns:
+        return out
+    levels = {lv.name: lv for lv in protocol.protected.levels}
+    skin = faces["group"].map(fmt.group_label)
+    in_bin = pd.Series(False, index=faces.index)
+    for name, lv in levels.items():
+        m = skin == name
+        in_bin[m] = (faces.loc[m, "measured_skin_ita"] >= lv.ita_min) & (faces.loc[m, "measured_skin_ita"] < lv.ita_max)
+    protos = faces["edit_attr"] == "none"
+    for name, lv in levels.items():
+        m = skin == name
+        ita_p = faces.loc[m & protos, "measured_skin_ita"]
+        out["rows"].append({
+            "level": name, "bin": f"[{fmt.num(lv.ita_min)}°, {fmt.num(lv.ita_max)}°)", "target": f"{fmt.num(lv.target)}°",
+            "reference": name == protocol.protected.reference,
+            "proto_ita": f"{fmt.num(ita_p.mean())}° ± {fmt.num(ita_p.std())}" if len(ita_p) > 1 else "–",
+            "in_bin_proto": fmt.pct(in_bin[m & protos].mean()) if (m & protos).any() else "–",
+            "in_bin_edited": fmt.pct(in_bin[m & ~protos].mean()) if (m & ~protos).any() else "–",
+        })
+    out["in_bin_all"] = float(in_bin.mean())
+    out["in_bin_edited"] = float(in_bin[~protos].mean()) if (~protos).any() else None
+    shifts = _paired_change(faces, "lighting", "measured_skin_ita")
+    if shifts:
+        lvl, val = max(shifts.items(), key=lambda kv: abs(kv[1]))
+        out["lighting_shift"] = {"level": fmt.level(lvl), "shift": val}
+    return out
+
+
+def _paired_change(faces: pd.DataFrame, attr: str, measure: str) -> dict[float, float]:
+    """Mean within-seed change of ``measure`` from the prototype at each level of ``attr``."""
+    if measure not in faces.columns:
+        return {}
+    protos = faces[faces["edit_attr"] == "none"].set_index(["seed", "group"])[measure]
+    edits = faces[faces["edit_attr"] == attr]
+    out = {}
+    for lv, block in edits.groupby("edit_level", sort=True):
+        base = protos.reindex(list(zip(block["seed"], block["group"]))).to_numpy()
+        diff = block[measure].to_numpy() - base
+        if np.isfinite(diff).any():
+            out[float(lv)] = float(np.nanmean(diff))
+    return out
+
+
+def _edit_rows(faces: pd.DataFrame, protocol) -> list[dict]:
+    rows = []
+    for e in protocol.edits:
+        measure = f"measured_{e.attribute}"
+        change = _paired_change(faces, e.attribute, measure)
+        rows.append({
+            "attribute": e.attribute,
+            "levels": ", ".join(fmt.level(v) for v in e.levels),
+            "measure": measure if measure in faces.columns else "not measured",
+            "change": ", ".join(f"{fmt.level(k)}: {fmt.signed(v)}" for k, v in change.items()) or "–",
+        })
+    return rows
+
+
+def _manipulation_flags(mc: Optional[pd.DataFrame]) -> dict:
+    """Rows of the manipulation check that failed: non-monotone targets and flagged leakage."""
+    if mc is None or mc.empty:
+        return {"non_monotone": [], "leaky": []}
+
+    def label(r: pd.Series) -> str:
+        parts = [str(r[c]) for c in ("model", "edit_attr", "attribute", "measure") if c in r.index and isinstance(r[c], str)]
+        return " / ".join(dict.fromkeys(parts)) or f"row {r.name}"
+
+    mono_cols = [c for c in mc.columns if "monoton" in c.lower() and pd.api.types.is_bool_dtype(mc[c])]
+    leak_cols = [c for c in mc.columns if "leak" in c.lower() and pd.api.types.is_bool_dtype(mc[c])]
+    non_mono = [label(r) for _, r in mc.iterrows() if any(not bool(r[c]) for c in mono_cols)]
+    leaky = [label(r) for _, r in mc.iterrows() if any(bool(r[c]) for c in leak_cols)]
+    return {"non_monotone": list(dict.fromkeys(non_mono)), "leaky": list(dict.fromkeys(leaky))}
+
+
+def _group_pick(unitary: pd.DataFrame, col: str, worst: bool) -> dict:
+    d = unitary.dropna(subset=[col])
+    if d.empty:
+        return {}
+    r = d.loc[d[col].idxmax() if worst else d[col].idxmin()]
+    return {"group": fmt.group_label(r["group"]), "value": fmt.pct(r[col]),
+            "ci": fmt.ci(r.get(f"{col}_lo"), r.get(f"{col}_hi")), "raw": float(r[col])}
+
+
+def _ratio(worst: dict, best: dict) -> Optional[float]:
+    if not worst or not best or best["raw"] <= 0:
+        return None
+    return worst["raw"] / best["raw"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the card
+
+
+def build_card(run) -> dict:
+    protocol = run.protocol
+    faces = run.faces
+    groups_order = protocol.group_names
+    er = run.error_rates
+    if er is None:
+        raise BadInput(f"{run.root / 'results' / 'error_rates.parquet'}: missing; run the `analyze` stage first")
+    _require_columns(er, ERROR_RATE_COLUMNS, "results/error_rates.parquet")
+    contrasts = run.contrasts
+    if contrasts is not None:
+        _require_columns(contrasts, CONTRAST_COLUMNS, "results/contrasts.parquet")
+    models = run.models
+    if not models:
+        raise BadInput(f"{run.root}: no models recorded in manifest.json and no scores/*.parquet")
+    targets = sorted(er["target_fmr"].dropna().unique().tolist())
+    primary_target = next((t for t in protocol.analysis.target_fmr if any(np.isclose(t, targets))), targets[0] if targets else np.nan)
+    er_primary = er[np.isclose(er["target_fmr"], primary_target)] if targets else er
+    unitary_all, inter_all = split_error_rates(er)
+    unitary, inter = split_error_rates(er_primary)
+    present_groups = set(unitary["group"])
+    groups = [g for g in groups_order if g in present_groups or g in set(faces["group"])]
+    attrs = [e.attribute for e in protocol.edits]
+    emb_status = run.embeddings_status
+    gen_info = _generation_info(run, faces)
+    resolution = image_resolution(run.root, faces)
+
+    figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": []}
+    inter_tables: list[dict] = []
+    model_summaries: list[ModelSummary] = []
+    thresholds_rows: list[list[str]] = []
+    inter_source = "analysis" if inter is not None else "report"
+    dose_source_note = ""
+    smallest_cell: Optional[dict] = None
+
+    for model in models:
+        scored = run.scored_pairs(model)
+        u = unitary[(unitary["model"] == model) & unitary["group"].isin(groups)]
+        if u.empty:
+            raise BadInput(f"results/error_rates.parquet: no per-group rows for model {model!r}")
+        threshold = float(u["threshold"].iloc[0])
+        ok = scored[scored["status"] == "ok"]
+        imp = ok.loc[ok["kind"] == "impostor", "score"].to_numpy()
+        pooled_fmr = float((imp >= threshold).mean()) if len(imp) else np.nan
+        for t in targets:
+            th = er[(er["model"] == model) & np.isclose(er["target_fmr"], t)]["threshold"]
+            if len(th):
+                thv = float(th.iloc[0])
+                thresholds_rows.append([model, fmt.pct(t), fmt.num(thv, 4),
+                                        fmt.pct(float((imp >= thv).mean())) if len(imp) else "–", f"{len(imp):,}"])
+
+        # per-condition cells: the analysis's rows, or computed here at the same threshold
+        cells = inter[inter["model"] == model] if inter is not None else cells_from_scores(model, scored, threshold, protocol.seed)
+        cells = cells[cells["edit_attr"].isin(attrs)]
+        inter_tables.append({"model": model, "table": _intersectional_table(cells, groups, attrs)})
+        gen_cells = cells[cells["n_genuine"] > 0]
+        if len(gen_cells):
+            r = gen_cells.loc[gen_cells["n_genuine"].idxmin()]
+            if smallest_cell is None or r["n_genuine"] < smallest_cell["n"]:
+                smallest_cell = {"n": int(r["n_genuine"]), "n_impostor": int(cells["n_impostor"].min()),
+                                 "where": f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"}
+
+        figures["det"].append(F.det_figure(model, scored, u, groups, primary_target))
+        figures["scores"].append(F.score_distribution_figure(model, scored, groups, threshold))
+        figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, groups, attrs))
+        curves = dose_curves_from_table(run.dose_response, model)
+        if curves is None:
+            curves = dose_curves_from_scores(scored)
+            dose_source_note = ("Computed by the report from the scores (normal-approximation CI over seeds: each seed "
+                                "contributes one genuine pair per cell), because results/dose_response.parquet has no per-level means.")
+        figures["dose"].append(F.dose_response_figure(model, curves, groups, attrs, dose_source_note))
+
+        meta = dict((run.manifest.get("models") or {}).get(model) or {})
+        ms = status_counts(emb_status, model)
+        mc = contrasts[contrasts["model"] == model] if contrasts is not None else None
+        model_summaries.append(ModelSummary(
+            name=model,
+            metadata=[(METADATA_LABELS.get(k, k.replace("_", " ").capitalize()), _json_value(v)) for k, v in _ordered(meta)],
+            training_data=next((_json_value(meta[k]) for k in TRAINING_KEYS if meta.get(k)), None),
+            intended_use=next((_json_value(meta[k]) for k in INTENDED_USE_KEYS if meta.get(k)), None),
+            threshold=threshold, pooled_fmr=pooled_fmr,
+            worst_fnmr=_group_pick(u, "fnmr", True), best_fnmr=_group_pick(u, "fnmr", False),
+            fnmr_ratio=_ratio(_group_pick(u, "fnmr", True), _group_pick(u, "fnmr", False)),
+            worst_fmr=_group_pick(u, "fmr", True), best_fmr=_group_pick(u, "fmr", False),
+            fmr_ratio=_ratio(_group_pick(u, "fmr", True), _group_pick(u, "fmr", False)),
+            max_fte=float(u["fte_rate"].max()), n_fte_faces=ms,
+            n_significant=int((mc["p_adjusted"] < SIGNIFICANCE).sum()) if mc is not None else None,
+            n_contrasts=len(mc) if mc is not None else None,
+            headline_contrast=_headline_contrast(mc),
+        ))
+
+    if contrasts is not None and len(contrasts):
+        for metric in dict.fromkeys(contrasts["metric"]):
+            figures["forest"].append(F.forest_figure(metric, contrasts, models, SIGNIFICANCE))
+
+    fairness_tables = []
+    for name in run.result_names:
+        if name.startswith("fairness"):
+            df = run.result(name)
+            fairness_tables.append({"name": name, "table": format_table(df), "n": len(df)})
+    known = {"error_rates", "contrasts", "dose_response", "manipulation_check"}
+    other_results = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
+
+    pairs = run.pairs
+    pair_counts = (pairs.groupby(["group", "kind"]).size().unstack(fill_value=0).reindex(groups).fillna(0).astype(int))
+    ita = _ita_facts(faces, protocol)
+    mc = run.manipulation_check
+    flags = _manipulation_flags(mc)
+
+    unitary_table_df = unitary_all[unitary_all["model"].isin(models)].copy()
+    unitary_table_df["group"] = unitary_table_df["group"].map(fmt.group_label)
+
+    return {
+        "title": f"Model card · {protocol.name}",
+        "protocol": protocol,
+        "protocol_hash": run.manifest.get("protocol_hash"),
+        "versions": run.manifest.get("versions") or {},
+        "models": models,
+        "model_summaries": model_summaries,
+        "groups": [fmt.group_label(g) for g in groups],
+        "reference_group": protocol.protected.reference,
+        "attrs": attrs,
+        "primary_target": primary_target,
+        "targets": targets,
+        "thresholds": Table(["model", "target FMR", "global threshold", "achieved FMR (pooled impostors)", "impostor pairs"],
+                            thresholds_rows, [False, True, True, True, True]),
+        "analysis": protocol.analysis,
+        "unitary_table": format_table(unitary_table_df, ["model", "group", "target_fmr", "n_genuine", "n_impostor", "fmr", "fnmr", "fte_rate"],
+                                      rename={"target_fmr": "target FMR", "n_genuine": "genuine pairs", "n_impostor": "impostor pairs",
+                                              "fmr": "FMR [95% CI]", "fnmr": "FNMR [95% CI]", "fte_rate": "FTE rate"}),
+        "inter_tables": inter_tables,
+        "inter_source": inter_source,
+        "contrasts_table": _contrasts_table(contrasts) if contrasts is not None else None,
+        "dose_table": format_table(run.dose_response) if run.dose_response is not None else None,
+        "dose_rows": len(run.dose_response) if run.dose_response is not None else 0,
+        "manipulation_table": format_table(mc) if mc is not None else None,
+        "manipulation_flags": flags,
+        "fairness_tables": fairness_tables,
+        "other_results": other_results,
+        "summary_json": run.summary,
+        "figures": figures,
+        "grids": counterfactual_grids(run.root, faces, groups_order),
+        "generation": gen_info,
+        "resolution": resolution,
+        "n_faces": len(faces),
+        "n_pairs": len(pairs),
+        "pair_counts": [{"group": fmt.group_label(g), "genuine": int(r.get("genuine", 0)), "impostor": int(r.get("impostor", 0))}
+                        for g, r in pair_counts.iterrows()],
+        "ita": ita,
+        "edit_rows": _edit_rows(faces, protocol),
+        "smallest_cell": smallest_cell,
+        "fte": _fte_by_group(emb_status, faces, models, groups),
+        "sources": sorted(str(s) for s in faces["source"].dropna().unique()) if "source" in faces.columns else [],
+    }
+
+
+def _ordered(meta: dict) -> list[tuple[str, Any]]:
+    """Known metadata keys in METADATA_LABELS order (name and version first), then the rest."""
+    known = [k for k in METADATA_LABELS if k in meta]
+    return [(k, meta[k]) for k in known + sorted(k for k in meta if k not in METADATA_LABELS)]
+
+
+def status_counts(emb_status: pd.DataFrame, model: str) -> int:
+    d = emb_status[emb_status["model"] == model]
+    return int((d["status"] != "ok").sum())
+
+
+def _fte_by_group(emb_status: pd.DataFrame, faces: pd.DataFrame, models: list[str], groups: list[str]) -> Table:
+    rows = []
+    joined = emb_status.merge(faces[["face_id", "group"]], on="face_id", how="left")
+    for m in models:
+        d = joined[joined["model"] == m]
+        cells = []
+        for g in groups:
+            dg = d[d["group"] == g]
+            cells.append(f"{int((dg['status'] != 'ok').sum())} / {len(dg):,}" if len(dg) else "–")
+        rows.append([m] + cells)
+    return Table(["model"] + [fmt.group_label(g) for g in groups], rows, [False] + [True] * len(groups))
+
+
+def _headline_contrast(mc: Optional[pd.DataFrame]) -> Optional[dict]:
+    """The most significant protected-attribute contrast on an error rate (then on any metric)."""
+    if mc is None or mc.empty:
+        return None
+    d = mc.copy()
+    d["_rate"] = d["metric"].map(fmt.is_rate_metric)
+    d["_protected"] = d["attribute"].astype(str).isin(["skin_tone", "skin", "group"])
+    d = d.sort_values(["_protected", "_rate", "p_adjusted", "estimate"], ascending=[False, False, True, False])
+    return contrast_dict(d.iloc[0])
+
+
+def contrast_dict(r: pd.Series) -> dict:
+    rate = fmt.is_rate_metric(r["metric"])
+    f = fmt.pp if rate else fmt.signed
+    return {"model": r["model"], "label": F.contrast_label(r), "metric": str(r["metric"]),
+            "metric_label": str(r["metric"]).upper() if rate else str(r["metric"]).replace("_", " "),
+            "estimate": f(r["estimate"]), "ci": fmt.ci(r["ci_lo"], r["ci_hi"], f), "p_adjusted": fmt.pvalue(r["p_adjusted"]),
+            "significant": bool(r["p_adjusted"] < SIGNIFICANCE) if pd.notna(r["p_adjusted"]) else False}
+
+
+def _contrasts_table(c: pd.DataFrame) -> Table:
+    d = c.sort_values(["p_adjusted", "model"], na_position="last")
+    rows = []
+    for _, r in d.iterrows():
+        cd = contrast_dict(r)
+        rows.append([cd["model"], cd["metric_label"], cd["label"], f"{cd['estimate']} {cd['ci']}".strip(),
+                     fmt.pvalue(r["p_value"]), cd["p_adjusted"], "yes" if cd["significant"] else "no"])
+    return Table(["model", "metric", "contrast", "estimate [95% CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"],
+                 rows, [False, False, False, True, True, True, False])
+
+
+def _intersectional_table(cells: pd.DataFrame, groups: list[str], attrs: list[str]) -> Table:
+    """Rows: edit conditions; columns: groups; cells: FNMR [CI] and FMR."""
+    rows = []
+    for a in attrs:
+        for lv in sorted(cells.loc[cells["edit_attr"] == a, "edit_level"].unique()):
+            row = [a, fmt.level(lv)]
+            n_gen = ""
+            for g in groups:
+                r = cells[(cells["edit_attr"] == a) & (cells["edit_level"] == lv) & (cells["group"] == g)]
+                if r.empty:
+                    row.append("–")
+                    continue
+                r = r.iloc[0]
+                n_gen = f"{int(r['n_genuine']):,} / {int(r['n_impostor']):,}"
+                row.append(f"{fmt.with_ci(r['fnmr'], r.get('fnmr_lo'), r.get('fnmr_hi'))}\n"
+                           f"FMR {fmt.with_ci(r['fmr'], r.get('fmr_lo'), r.get('fmr_hi'))}")
+            rows.append(row + [n_gen])
+    return Table(["edit", "level"] + [fmt.group_label(g) for g in groups] + ["pairs per group (gen / imp)"], rows,
+                 [False, True] + [True] * len(groups) + [True])
+

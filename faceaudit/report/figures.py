@@ -1,0 +1,333 @@
+"""Plotly figures of the model card, as plotly.js figure specs (``{"data": [...], "layout": {...}}``).
+
+The page embeds plotly.js once and every figure as JSON drawn by one loader (see ``render.py``).
+Specs are built as plain dicts rather than ``plotly.graph_objects`` because graph_objects validates
+every property update and made rendering ~10x slower; ``Figure.to_plotly()`` turns a spec into a
+validated ``go.Figure`` (the tests do this for every figure, so a misspelt property still fails).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.report import fmt
+
+#: Okabe–Ito colours (colour-blind safe). Deliberately *not* skin-like shades: colour identifies a
+#: group, it does not depict it.
+PALETTE = ["#E69F00", "#009E73", "#0072B2", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000"]
+MODEL_PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+
+FONT = "-apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+AXIS = dict(showgrid=True, gridcolor="#e6e6e6", zeroline=False, linecolor="#999", showline=True, ticks="outside",
+            tickcolor="#999", automargin=True)
+#: log-axis ticks for error rates, labelled as percentages
+LOG_TICKS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    caption: str
+    spec: dict
+
+    @property
+    def height(self) -> int:
+        return int(self.spec["layout"]["height"])
+
+    def to_json(self) -> str:
+        text = json.dumps(self.spec, default=_json_default, separators=(",", ":"), allow_nan=False)
+        # "</" would end the <script> element the JSON sits in; "<\/" is the same JSON string.
+        return text.replace("</", "<\\/")
+
+    def to_plotly(self):
+        """The spec as a validated ``plotly.graph_objects.Figure`` (raises on unknown properties)."""
+        import plotly.graph_objects as go
+
+        return go.Figure(json.loads(self.to_json()))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _finite(values) -> list:
+    """A list for JSON: NaN/inf become null (plotly.js leaves a gap)."""
+    out = []
+    for v in np.asarray(values, dtype=float).tolist():
+        out.append(v if math.isfinite(v) else None)
+    return out
+
+
+def group_colors(groups: list[str]) -> dict[str, str]:
+    return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(height: int, **extra: Any) -> dict:
+    layout = dict(
+        font=dict(family=FONT, size=12, color="#222"),
+        paper_bgcolor="white", plot_bgcolor="white", height=height,
+        margin=dict(l=60, r=20, t=40, b=50),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, font=dict(size=11)),
+        hoverlabel=dict(font=dict(family=FONT, size=11)),
+        xaxis=dict(AXIS), yaxis=dict(AXIS),
+    )
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(layout.get(k), dict):
+            layout[k] = {**layout[k], **v}
+        else:
+            layout[k] = v
+    return layout
+
+
+def _log_rate_axis(title: str, lo: float) -> dict:
+    return dict(AXIS, type="log", title=dict(text=title), tickvals=LOG_TICKS, ticktext=[fmt.pct(t) for t in LOG_TICKS],
+                range=[math.log10(lo), 0])
+
+
+def _vline(x: float, color: str, dash: str, xref: str = "x", yref: str = "y domain") -> dict:
+    return dict(type="line", x0=x, x1=x, y0=0, y1=1, xref=xref, yref=yref, line=dict(color=color, dash=dash, width=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# DET curves and score distributions
+
+
+def det_points(genuine: np.ndarray, impostor: np.ndarray, max_points: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """(FMR, FNMR) over thresholds; a pair matches when score >= threshold.
+
+    Thresholds are every distinct score, thinned to ``max_points`` quantiles of the pooled scores
+    so a large run does not put 10^5 points per curve in the page.
+    """
+    genuine = np.sort(genuine[np.isfinite(genuine)])
+    impostor = np.sort(impostor[np.isfinite(impostor)])
+    if len(genuine) == 0 or len(impostor) == 0:
+        return np.array([]), np.array([])
+    pooled = np.unique(np.concatenate([genuine, impostor]))
+    if len(pooled) > max_points:
+        pooled = np.unique(np.quantile(pooled, np.linspace(0, 1, max_points), method="nearest"))
+    fmr = 1.0 - np.searchsorted(impostor, pooled, side="left") / len(impostor)
+    fnmr = np.searchsorted(genuine, pooled, side="left") / len(genuine)
+    return fmr, fnmr
+
+
+def det_figure(model: str, scored: pd.DataFrame, unitary: pd.DataFrame, groups: list[str], target_fmr: float) -> Figure:
+    colors = group_colors(groups)
+    ok = scored[scored["status"] == "ok"]
+    traces, floor = [], 1.0
+    for g in groups:
+        block = ok[ok["group"] == g]
+        fmr, fnmr = det_points(block.loc[block["kind"] == "genuine", "score"].to_numpy(),
+                               block.loc[block["kind"] == "impostor", "score"].to_numpy())
+        keep = (fmr > 0) & (fnmr > 0)  # log axes cannot show 0
+        if keep.any():
+            floor = min(floor, fmr[keep].min(), fnmr[keep].min())
+        label = fmt.group_label(g)
+        traces.append(dict(type="scatter", x=fmr[keep], y=fnmr[keep], mode="lines", name=label, legendgroup=g,
+                           line=dict(color=colors[g], width=2),
+                           hovertemplate=f"FMR %{{x:.3%}}<br>FNMR %{{y:.2%}}<extra>{label}</extra>"))
+        row = unitary[unitary["group"] == g]
+        if len(row) and row["fmr"].iloc[0] > 0 and row["fnmr"].iloc[0] > 0:
+            traces.append(dict(type="scatter", x=[row["fmr"].iloc[0]], y=[row["fnmr"].iloc[0]], mode="markers",
+                               marker=dict(color=colors[g], size=9, line=dict(color="white", width=1)),
+                               showlegend=False, legendgroup=g,
+                               hovertemplate=f"at the global threshold<br>FMR %{{x:.3%}}<br>FNMR %{{y:.2%}}<extra>{label}</extra>"))
+    lo = max(1e-5, 10 ** math.floor(math.log10(max(min(floor, target_fmr), 1e-5))))
+    layout = _layout(
+        380,
+        xaxis=_log_rate_axis("FMR (false match rate)", lo),
+        yaxis=_log_rate_axis("FNMR (false non-match rate)", lo),
+        shapes=[_vline(target_fmr, "#777", "dash")],
+        annotations=[dict(x=math.log10(target_fmr), y=1, xref="x", yref="paper", text=f"target FMR {fmt.pct(target_fmr)}",
+                          showarrow=False, xanchor="left", yanchor="top", xshift=3, font=dict(size=10, color="#555"))],
+    )
+    return Figure(f"det-{model}", f"DET curves · {model}",
+                  "Each curve sweeps the threshold over one group's genuine and impostor scores (log axes; "
+                  "points where a rate is 0 cannot be drawn). Dots: the group's operating point at the global "
+                  "threshold; dashed line: the target FMR the threshold was set for on pooled impostors.",
+                  dict(data=traces, layout=layout))
+
+
+def score_distribution_figure(model: str, scored: pd.DataFrame, groups: list[str], threshold: Optional[float]) -> Figure:
+    colors = group_colors(groups)
+    ok = scored[(scored["status"] == "ok") & np.isfinite(scored["score"])]
+    traces = []
+    if len(ok):
+        # ~sqrt(n) bins per curve, within [20, 60]: smooth enough for small runs, detailed for large ones
+        n_bins = int(np.clip(np.sqrt(len(ok) / (2 * max(1, len(groups)))), 20, 60))
+        edges = np.linspace(ok["score"].min(), ok["score"].max(), n_bins + 1)
+        centers = (edges[:-1] + edges[1:]) / 2
+        for g in groups:
+            label = fmt.group_label(g)
+            for kind, dash in (("genuine", "solid"), ("impostor", "dot")):
+                s = ok.loc[(ok["group"] == g) & (ok["kind"] == kind), "score"].to_numpy()
+                if len(s) == 0:
+                    continue
+                dens, _ = np.histogram(s, bins=edges, density=True)
+                traces.append(dict(type="scatter", x=np.round(centers, 5), y=np.round(dens, 5), mode="lines",
+                                   line=dict(color=colors[g], dash=dash, width=2, shape="hvh"),
+                                   name=f"{label} · {kind}", legendgroup=g,
+                                   hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{label} {kind} (n={len(s):,})</extra>"))
+    shapes, annotations = [], []
+    if threshold is not None and np.isfinite(threshold):
+        shapes.append(_vline(threshold, "#333", "dash"))
+        annotations.append(dict(x=threshold, y=1, xref="x", yref="paper", text=f"threshold {fmt.num(threshold)}",
+                                showarrow=False, xanchor="left", yanchor="top", xshift=3, font=dict(size=10, color="#333")))
+    layout = _layout(380, xaxis=dict(title=dict(text="similarity score (higher = more similar)")),
+                     yaxis=dict(title=dict(text="density")), shapes=shapes, annotations=annotations,
+                     margin=dict(t=60), legend=dict(y=1.04))
+    return Figure(f"scores-{model}", f"Score distributions · {model}",
+                  "Histogram densities of genuine (solid) and impostor (dotted) scores per group; the dashed line is "
+                  "the global threshold. Genuine mass left of it is FNMR, impostor mass right of it is FMR.",
+                  dict(data=traces, layout=layout))
+
+
+# ---------------------------------------------------------------------------------------------
+# error rates by edit condition, contrasts, dose-response
+
+
+def _attr_panels(attrs: list[str], height: int, y_title: str, **extra: Any) -> dict:
+    """Layout with one panel per edit attribute side by side, sharing the y axis."""
+    n = max(1, len(attrs))
+    gap = 0.04
+    width = (1 - gap * (n - 1)) / n
+    layout = _layout(height, margin=dict(t=80), legend=dict(y=1.14), **extra)
+    annotations = list(layout.get("annotations", []))
+    for i, a in enumerate(attrs):
+        suffix = "" if i == 0 else str(i + 1)
+        x0 = i * (width + gap)
+        layout[f"xaxis{suffix}"] = dict(AXIS, domain=[x0, x0 + width], anchor=f"y{suffix}",
+                                        title=dict(text="edit level (SD)"))
+        y = dict(AXIS, anchor=f"x{suffix}")
+        if i == 0:
+            y.update(title=dict(text=y_title))
+        else:
+            y.update(matches="y", showticklabels=False)
+        layout[f"yaxis{suffix}"] = {**y, **extra.get("yaxis", {})} if i == 0 else y
+        annotations.append(dict(text=a, x=x0 + width / 2, y=1.0, xref="paper", yref="paper", xanchor="center",
+                                yanchor="bottom", showarrow=False, font=dict(size=13)))
+    layout["annotations"] = annotations
+    return layout
+
+
+def _axes(i: int) -> dict:
+    suffix = "" if i == 0 else str(i + 1)
+    return dict(xaxis=f"x{suffix}", yaxis=f"y{suffix}")
+
+
+def fnmr_by_condition_figure(model: str, cells: pd.DataFrame, groups: list[str], attrs: list[str]) -> Figure:
+    """FNMR per group at each edit level, with CI error bars (the intersectional analysis)."""
+    colors = group_colors(groups)
+    traces = []
+    for j, a in enumerate(attrs):
+        for g in groups:
+            d = cells[(cells["edit_attr"] == a) & (cells["group"] == g)].sort_values("edit_level")
+            if d.empty:
+                continue
+            label = fmt.group_label(g)
+            trace = dict(type="scatter", x=d["edit_level"].to_numpy(), y=_finite(d["fnmr"]), mode="lines+markers",
+                         name=label, legendgroup=g, showlegend=j == 0, line=dict(color=colors[g], width=2),
+                         marker=dict(size=6), hovertemplate=f"{a} %{{x:+g}}<br>FNMR %{{y:.1%}}<extra>{label}</extra>", **_axes(j))
+            if {"fnmr_lo", "fnmr_hi"} <= set(d.columns) and d["fnmr_lo"].notna().any():
+                trace["error_y"] = dict(type="data", symmetric=False, array=_finite((d["fnmr_hi"] - d["fnmr"]).clip(lower=0)),
+                                        arrayminus=_finite((d["fnmr"] - d["fnmr_lo"]).clip(lower=0)), thickness=1, width=3,
+                                        color=colors[g])
+            traces.append(trace)
+    layout = _attr_panels(attrs, 340, "FNMR at the global threshold", yaxis=dict(tickformat=".0%", rangemode="tozero"))
+    return Figure(f"fnmr-cond-{model}", f"FNMR by edit condition · {model}",
+                  "FNMR of each group at each nuisance-edit level, at the model's single global threshold; bars are "
+                  "95% CIs.", dict(data=traces, layout=layout))
+
+
+def contrast_label(row: pd.Series) -> str:
+    attr = str(row["attribute"])
+    lv, ref = row["level"], row["reference"]
+    if attr in ("skin_tone", "skin", "group"):
+        return f"{fmt.group_label(lv)} vs {fmt.group_label(ref)}"
+    return f"{attr} {_level_text(lv)} vs {_level_text(ref)}"
+
+
+def _level_text(v) -> str:
+    try:
+        return fmt.level(float(v))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def metric_label(metric: str) -> str:
+    return str(metric).upper() if fmt.is_rate_metric(metric) else str(metric).replace("_", " ")
+
+
+def forest_figure(metric: str, contrasts: pd.DataFrame, models: list[str], alpha: float = 0.05) -> Figure:
+    """Contrasts of one metric: estimate and CI per model; filled markers are significant after adjustment."""
+    rate = fmt.is_rate_metric(metric)
+    scale = 100.0 if rate else 1.0
+    f = fmt.pp if rate else fmt.signed
+    d = contrasts[contrasts["metric"] == metric].copy()
+    d["label"] = [contrast_label(r) for _, r in d.iterrows()]
+    labels = list(dict.fromkeys(d.sort_values(["attribute", "level"])["label"]))[::-1]
+    traces = []
+    for i, m in enumerate(models):
+        dm = d[d["model"] == m]
+        if dm.empty:
+            continue
+        color = MODEL_PALETTE[i % len(MODEL_PALETTE)]
+        sig = (dm["p_adjusted"].fillna(1.0) < alpha).to_numpy()
+        text = [f"{f(e)} {fmt.ci(lo, hi, f)}<br>p<sub>adj</sub> {fmt.pvalue(p)}"
+                for e, lo, hi, p in zip(dm["estimate"], dm["ci_lo"], dm["ci_hi"], dm["p_adjusted"])]
+        traces.append(dict(
+            type="scatter", orientation="h", x=_finite(dm["estimate"] * scale), y=dm["label"].tolist(), mode="markers", name=m,
+            marker=dict(color=[color if s else "white" for s in sig], size=10, symbol="diamond", line=dict(color=color, width=2)),
+            error_x=dict(type="data", symmetric=False, array=_finite((dm["ci_hi"] - dm["estimate"]) * scale),
+                         arrayminus=_finite((dm["estimate"] - dm["ci_lo"]) * scale), color=color, thickness=1.5, width=4),
+            text=text, hovertemplate="%{y}<br>%{text}<extra>" + m + "</extra>"))
+    layout = _layout(
+        110 + 46 * max(1, len(labels)),
+        scattermode="group", scattergap=0.5,
+        shapes=[_vline(0, "#444", "solid")],
+        xaxis=dict(title=dict(text=f"difference in {metric_label(metric)}" + (" (percentage points)" if rate else "")),
+                   ticksuffix=" pp" if rate else ""),
+        yaxis=dict(type="category", categoryorder="array", categoryarray=labels),
+    )
+    return Figure(f"forest-{metric}", f"Contrasts · {metric_label(metric)}",
+                  f"Paired within-seed contrasts (level minus reference) with 95% CIs. Filled markers: adjusted p < {alpha:g}; "
+                  "open markers: not significant after the multiple-comparison adjustment.", dict(data=traces, layout=layout))
+
+
+def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], attrs: list[str], source_note: str) -> Figure:
+    """Mean genuine score against edit level per group, with CI bands."""
+    colors = group_colors(groups)
+    traces = []
+    for j, a in enumerate(attrs):
+        for g in groups:
+            d = curves[(curves["edit_attr"] == a) & (curves["group"] == g)].sort_values("edit_level")
+            if d.empty:
+                continue
+            label = fmt.group_label(g)
+            x = d["edit_level"].tolist()
+            traces.append(dict(type="scatter", x=x + x[::-1], y=_finite(d["ci_hi"].tolist() + d["ci_lo"].tolist()[::-1]),
+                               fill="toself", mode="lines", fillcolor=_rgba(colors[g], 0.15), line=dict(width=0),
+                               hoverinfo="skip", showlegend=False, legendgroup=g, **_axes(j)))
+            traces.append(dict(type="scatter", x=x, y=_finite(d["mean_score"]), mode="lines+markers", name=label, legendgroup=g,
+                               showlegend=j == 0, line=dict(color=colors[g], width=2), marker=dict(size=6),
+                               hovertemplate=f"{a} %{{x:+g}}<br>mean genuine score %{{y:.3f}}<extra>{label}</extra>", **_axes(j)))
+    layout = _attr_panels(attrs, 340, "mean genuine score")
+    return Figure(f"dose-{model}", f"Dose–response · {model}",
+                  "Mean similarity of each prototype to its edited version, by edit level and group; bands are 95% CIs. "
+                  + source_note, dict(data=traces, layout=layout))

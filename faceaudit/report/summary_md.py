@@ -1,0 +1,62 @@
+"""results/summary.md: the card's key numbers as compact Markdown, for PR comments and CI logs."""
+
+from __future__ import annotations
+
+from faceaudit.report import fmt
+
+#: contrasts listed in the summary (the most significant ones)
+N_WORST = 5
+
+
+def _md_escape(s: str) -> str:
+    return str(s).replace("|", "\\|")
+
+
+def _md_table(columns: list[str], rows: list[list[str]], right: list[bool]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" if r else ":---" for r in right) + "|"]
+    out += ["| " + " | ".join(_md_escape(c).replace("\n", " · ") for c in row) + " |" for row in rows]
+    return out
+
+
+def summary_markdown(ctx: dict) -> str:
+    proto = ctx["protocol"]
+    gen = ctx["generation"]
+    lines = [
+        f"## faceaudit: {proto.name}",
+        "",
+        f"{gen['seeds_kept']} synthetic identities (of {gen['seeds_requested']}) × skin levels {', '.join(ctx['groups'])} "
+        f"(reference {ctx['reference_group']}); edits {', '.join(ctx['attrs'])}; {ctx['resolution_text']} faces. "
+        f"Global threshold per model at FMR {fmt.pct(ctx['primary_target'])} on pooled impostors; 95% CIs from a seed bootstrap.",
+        "",
+    ]
+    for m in ctx["model_summaries"]:
+        lines.append(f"### {m.name} (threshold {fmt.num(m.threshold, 4)})")
+        lines.append("")
+        ut = ctx["unitary_table"]
+        idx_model = ut.columns.index("model")
+        keep = [i for i, c in enumerate(ut.columns) if c != "model"]
+        rows = [[r[i] for i in keep] for r in ut.rows if r[idx_model] == m.name]
+        lines += _md_table([ut.columns[i] for i in keep], rows, [ut.numeric[i] for i in keep])
+        summary = f"FNMR worst/best: {m.worst_fnmr.get('group', '–')} {m.worst_fnmr.get('value', '–')} vs " \
+                  f"{m.best_fnmr.get('group', '–')} {m.best_fnmr.get('value', '–')}" \
+                  + (f" ({m.fnmr_ratio:.2f}×)" if m.fnmr_ratio else "")
+        if m.n_contrasts is not None:
+            summary += f"; significant contrasts {m.n_significant}/{m.n_contrasts} ({proto.analysis.adjust})"
+        lines += ["", summary + ".", ""]
+    ct = ctx["contrasts_table"]
+    if ct is not None and ct.rows:
+        lines += [f"### Most significant contrasts", ""]
+        lines += _md_table(ct.columns[:6], [r[:6] for r in ct.rows[:N_WORST]], ct.numeric[:6])
+        lines.append("")
+    else:
+        lines += ["Contrasts: not computed.", ""]
+    caveats = [f"{ctx['resolution_text']} GAN faces (synthetic-to-real gap)", "ITA confounded by lighting"]
+    if ctx["smallest_cell"]:
+        caveats.append(f"smallest cell {ctx['smallest_cell']['n']} genuine pairs")
+    flags = ctx["manipulation_flags"]
+    if flags["leaky"]:
+        caveats.append("leakage flagged: " + "; ".join(flags["leaky"]))
+    if ctx["manipulation_table"] is None:
+        caveats.append("no manipulation check")
+    lines += ["**Caveats:** " + "; ".join(caveats) + ". Full model card: `report.html`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,290 @@
+"""The model card (report.html) and summary.md rendered from the synthetic run directory.
+
+Numbers are looked up in the page as the card formats them (``fmt``), taken from the run's own
+tables, so a card that drops or mislabels a value fails here.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import _synthetic_run as syn
+from faceaudit.api import load_run
+from faceaudit.errors import BadInput
+from faceaudit.report import fmt, render_report
+
+SECTIONS = ["model-details", "intended-use", "factors", "metrics", "evaluation-data", "training-data",
+            "quantitative-analyses", "ethical-considerations", "caveats"]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, synthetic_run_template):
+    """(run root, report html) — rendered once for the module's read-only checks."""
+    root = Path(shutil.copytree(synthetic_run_template, tmp_path_factory.mktemp("report") / "run"))
+    path = render_report(root)
+    return root, path.read_text(encoding="utf-8")
+
+
+def section_text(page: str, section_id: str) -> str:
+    m = re.search(rf'<section class="card-section" id="{section_id}">(.*?)</section>', page, re.S)
+    assert m, f"section {section_id} missing"
+    body = re.sub(r'<script type="application/json".*?</script>', " ", m.group(1), flags=re.S)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def without_plotly(page: str) -> str:
+    """The page minus the inlined plotly.js (its own source mentions URLs it never loads here)."""
+    return re.sub(r"<script>\s*/\*\*\s*\* plotly\.js.*?</script>", "", page, count=1, flags=re.S)
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting rules the card relies on
+
+
+def test_formatting_rules():
+    assert fmt.pct(0.1875) == "18.8%"
+    assert fmt.pct(0.0456) == "4.56%"
+    assert fmt.pct(0.001) == "0.100%"
+    assert fmt.pct(0) == "0%"
+    assert fmt.pct(float("nan")) == "–"
+    assert fmt.pp(0.1875) == "+18.8 pp"
+    assert fmt.pp(-0.0312) == "-3.12 pp"
+    assert fmt.pvalue(0.0004) == "<0.001"
+    assert fmt.pvalue(0.0084) == "0.008"
+    assert fmt.with_ci(0.0694, 0.0139, 0.111) == "6.94% [1.39%, 11.1%]"
+    assert fmt.level(-2.0) == "-2" and fmt.level(1.0) == "+1"
+    assert fmt.cell("fnmr_hi", 0.25) == "25.0%"
+    assert fmt.cell("n_genuine", 72.0) == "72"
+    assert fmt.is_rate_metric("fnmr") and not fmt.is_rate_metric("mean_genuine_score")
+
+
+# ---------------------------------------------------------------------------------------------
+# self-contained page
+
+
+def test_report_is_self_contained(rendered):
+    root, page = rendered
+    assert (root / "report.html").exists()
+    # plotly.js inlined exactly once (its banner), and no figure carries its own copy
+    assert len(re.findall(r"\* plotly\.js v\d", page)) == 1
+    rest = without_plotly(page)
+    assert rest != page, "plotly.js was not found inline"
+    # figures are drawn by the one loader, not by plotly's per-figure inline scripts
+    assert rest.count("Plotly.newPlot(") == 1 and "PLOTLYENV" not in rest
+    assert "<script src" not in page.replace(" ", "")
+    # no resource is fetched from the network: no src/href/url()/@import to http(s) or protocol-relative
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", rest, re.I)
+    assert not re.search(r"""url\(\s*["']?\s*(https?:)?//""", rest, re.I)
+    assert "@import" not in rest
+    assert "http://" not in rest and "https://" not in rest
+    assert "mathjax" not in rest.lower().replace("typesetmath", "")
+    # images are inlined: at least a full grid (3 groups x 9 conditions) per example seed
+    assert rest.count('src="data:image/png;base64,') >= 2 * 3 * 9
+
+
+def test_figures_are_json_drawn_by_one_loader(rendered):
+    _, page = rendered
+    divs = re.findall(r'<div class="fa-plot" id="(fig-\d+)"', page)
+    data = re.findall(r'<script type="application/json" id="(fig-\d+)-data">', page)
+    # per model: DET, score distribution, FNMR by condition, dose-response; plus one forest per metric
+    assert len(divs) == 2 * 4 + 2
+    assert divs == data
+    assert len(set(divs)) == len(divs)
+
+
+def test_figure_specs_are_valid_plotly(synthetic_run):
+    from faceaudit.report.render import build_context
+
+    ctx = build_context(load_run(synthetic_run))
+    figs = [f for items in ctx["figures"].values() for f in items]
+    assert len(figs) == 10
+    for f in figs:
+        fig = f.to_plotly()  # raises ValueError on a property plotly.js does not know
+        assert len(fig.data) > 0, f.key
+
+
+def test_every_section_present_with_numbers_from_the_run(rendered):
+    root, page = rendered
+    run = load_run(root)
+    texts = {s: section_text(page, s) for s in SECTIONS}
+    for s, t in texts.items():
+        assert len(t.split()) > 40, f"section {s} is nearly empty"
+    # 1. model details from manifest["models"]
+    assert "ResNet-29 metric-learning network" in texts["model-details"]
+    assert "beta-0.9" in texts["model-details"] and "128" in texts["model-details"]
+    # 2. intended use
+    assert "verification" in texts["intended-use"]
+    # 3. factors: ITA bins of the protocol and the edit levels
+    for lv in run.protocol.protected.levels:
+        assert f"[{fmt.num(lv.ita_min)}°, {fmt.num(lv.ita_max)}°)" in texts["factors"]
+    assert "-2, -1, +1, +2" in texts["factors"]
+    # 4. metrics: the thresholds of error_rates and the bootstrap settings
+    er = run.error_rates
+    for model in syn.MODELS:
+        th = er.loc[er["model"] == model, "threshold"].iloc[0]
+        assert fmt.num(th, 4) in texts["metrics"]
+    assert "200 resamples" in texts["metrics"] and "holm" in texts["metrics"]
+    # 5. evaluation data: resolution, directions, seeds, exclusion reason
+    ev = texts["evaluation-data"]
+    assert "64×64 px" in ev and "directions_synthetic.npz" in ev
+    assert "9 kept of 10 requested" in ev and syn.EXCLUDED_SEEDS[7] in ev
+    # 6. training data: documented for alpha, plainly unknown for beta
+    assert syn.MODEL_METADATA["alpha"]["training_data"] in texts["training-data"]
+    assert re.search(r"beta\s*:\s*unknown", texts["training-data"])
+    # 7. quantitative: unitary rates with CIs, a contrast, fairness and FTE numbers
+    q = texts["quantitative-analyses"]
+    for _, r in er[er["edit_attr"] == "all"].iterrows():
+        assert fmt.with_ci(r["fnmr"], r["fnmr_lo"], r["fnmr_hi"]) in q
+        assert fmt.with_ci(r["fmr"], r["fmr_lo"], r["fmr_hi"]) in q
+    assert "+18.8 pp [+6.25 pp, +31.2 pp]" in q and "0.008" in q
+    assert "-0.0731 [-0.101, -0.0455]" in q
+    assert "3.42" in q and "0.271" in q
+    assert "1 / 81" in q  # beta's single failure to enrol, in the dark group
+    # intersectional cells: FNMR of one specific cell
+    cell = er[(er["model"] == "alpha") & (er["group"] == "skin=dark") & (er["edit_attr"] == "lighting") & (er["edit_level"] == -2)].iloc[0]
+    assert fmt.with_ci(cell["fnmr"], cell["fnmr_lo"], cell["fnmr_hi"]) in q
+    # 8. ethics
+    assert "Skin tone is not race" in texts["ethical-considerations"]
+    # 9. caveats quote this run's numbers
+    cav = texts["caveats"]
+    assert "64×64 px" in cav and "8 genuine pairs" in cav and "lighting / measured_lighting" in cav
+    shift = max(_lighting_ita_shifts(run.faces).values(), key=abs)
+    assert f"{fmt.signed(shift)}°" in cav
+
+
+def _lighting_ita_shifts(faces: pd.DataFrame) -> dict:
+    protos = faces[faces["edit_attr"] == "none"].set_index(["seed", "group"])["measured_skin_ita"]
+    out = {}
+    for lv, b in faces[faces["edit_attr"] == "lighting"].groupby("edit_level"):
+        out[lv] = float(np.mean(b["measured_skin_ita"].to_numpy() - protos.loc[list(zip(b["seed"], b["group"]))].to_numpy()))
+    return out
+
+
+def test_header_key_numbers(rendered):
+    _, page = rendered
+    header = html_lib.unescape(re.sub(r"<[^>]+>", " ", page.split('<nav class="toc">')[0].split("<body>")[1]))
+    header = " ".join(header.split())
+    assert "FNMR dark vs light: +18.8 pp [+6.25 pp, +31.2 pp], adjusted p 0.008 — significant" in header
+    assert "FNMR dark vs light: +9.38 pp [-1.25 pp, +20.0 pp], adjusted p 0.243 — not significant" in header
+    assert "2 / 3" in header and "1 / 3" in header
+
+
+def test_summary_md(rendered):
+    root, _ = rendered
+    md = (root / "results" / "summary.md").read_text()
+    assert md.startswith("## faceaudit: synthetic")
+    assert "### alpha" in md and "### beta" in md
+    assert "| group | target FMR |" in md
+    assert "+18.8 pp [+6.25 pp, +31.2 pp]" in md
+    assert "**Caveats:**" in md and "leakage flagged" in md
+
+
+def test_rendering_is_deterministic(rendered, tmp_path):
+    root, page = rendered
+    again = render_report(root, out=tmp_path / "again.html").read_text(encoding="utf-8")
+    assert again == page
+
+
+# ---------------------------------------------------------------------------------------------
+# optional vs required tables
+
+
+def test_optional_tables_absent_say_not_computed(synthetic_run):
+    res = synthetic_run / "results"
+    for name in ["contrasts.parquet", "dose_response.parquet", "manipulation_check.parquet", "fairness.parquet",
+                 "generation.json", "summary.json"]:
+        (res / name).unlink()
+    page = render_report(synthetic_run).read_text()
+    q = section_text(page, "quantitative-analyses")
+    assert "Not computed: paired contrasts" in q
+    assert "Not computed: fairness summaries" in q
+    assert "Computed by the report from the scores" in q  # dose-response curves fall back to scores
+    assert "Not computed: the manipulation check" in section_text(page, "evaluation-data")
+    assert "Not assessed" in section_text(page, "caveats")
+    md = (res / "summary.md").read_text()
+    assert "Contrasts: not computed." in md
+
+
+def test_intersectional_cells_fall_back_to_scores(synthetic_run):
+    path = synthetic_run / "results" / "error_rates.parquet"
+    er = pd.read_parquet(path)
+    er[er["edit_attr"] == "all"].drop(columns=["edit_attr", "edit_level"]).to_parquet(path)
+    page = render_report(synthetic_run).read_text()
+    q = section_text(page, "quantitative-analyses")
+    assert "computed by the report from the scores" in q
+    # FNMR of the alpha/dark/lighting -2 cell recomputed at the same threshold as the analysis
+    run = load_run(synthetic_run)
+    sp = run.scored_pairs("alpha")
+    th = er.loc[er["model"] == "alpha", "threshold"].iloc[0]
+    cell = sp[(sp["kind"] == "genuine") & (sp["group"] == "skin=dark") & (sp["edit_attr"] == "lighting") & (sp["edit_level"] == -2)]
+    assert fmt.pct((cell["score"] < th).mean()) in q
+
+
+def test_missing_error_rates_is_bad_input(synthetic_run):
+    (synthetic_run / "results" / "error_rates.parquet").unlink()
+    with pytest.raises(BadInput, match="error_rates.parquet: missing; run the `analyze` stage"):
+        render_report(synthetic_run)
+    assert not (synthetic_run / "report.html").exists()
+
+
+def test_malformed_error_rates_is_bad_input(synthetic_run):
+    path = synthetic_run / "results" / "error_rates.parquet"
+    pd.read_parquet(path).drop(columns=["fnmr_hi"]).to_parquet(path)
+    with pytest.raises(BadInput, match=r"error_rates.parquet: missing columns \['fnmr_hi'\]"):
+        render_report(synthetic_run)
+
+
+def test_missing_scores_is_bad_input(synthetic_run):
+    shutil.rmtree(synthetic_run / "scores")
+    with pytest.raises(BadInput, match="run the `score` stage"):
+        render_report(synthetic_run)
+
+
+def test_failed_render_leaves_previous_report(synthetic_run):
+    first = render_report(synthetic_run).read_text()
+    (synthetic_run / "pairs.parquet").unlink()
+    with pytest.raises(BadInput):
+        render_report(synthetic_run)
+    assert (synthetic_run / "report.html").read_text() == first
+
+
+# ---------------------------------------------------------------------------------------------
+# load_run
+
+
+def test_load_run_tables(synthetic_run):
+    run = load_run(synthetic_run)
+    assert run.models == list(syn.MODELS)
+    assert run.protocol.name == "synthetic"
+    assert set(run.scores) == set(syn.MODELS)
+    assert {"pair_id", "score", "status"} <= set(run.scores["beta"].columns)
+    st = run.embeddings_status
+    assert list(st.columns) == ["model", "face_id", "status"]
+    assert st.loc[st["status"] == "fte", "face_id"].tolist() == [syn.FTE_FACE]
+    assert run.error_rates is not None and run.contrasts is not None and run.dose_response is not None
+    assert run.summary["target_fmr"] == syn.TARGET_FMR
+    assert run.generation["seeds_requested"] == syn.N_SEEDS_REQUESTED
+    assert "fairness" in run.result_names
+    sp = run.scored_pairs("alpha")
+    assert len(sp) == len(run.pairs) and {"kind", "group", "score"} <= set(sp.columns)
+
+
+def test_load_run_optional_results_are_none(synthetic_run):
+    shutil.rmtree(synthetic_run / "results")
+    run = load_run(synthetic_run)
+    assert run.error_rates is None and run.contrasts is None and run.summary is None and run.generation is None
+
+
+def test_load_run_rejects_non_run(tmp_path):
+    with pytest.raises(BadInput, match="not a run directory"):
+        load_run(tmp_path)
+    (tmp_path / "protocol.yaml").write_text("name: x\nn_seeds: 1\nedits: []\n")
+    with pytest.raises(BadInput, match="n_seeds"):
+        load_run(tmp_path)
