@@ -1,0 +1,305 @@
+"""The analyze stage: run directory in, ``results/*`` out (docs/statistics.md explains every number).
+
+``analyze_run(run_root)`` reads ``protocol.yaml``, ``faces.parquet``, ``pairs.parquet``,
+``scores/*.parquet`` and the ``status`` column of ``embeddings/MODEL.parquet`` and writes
+
+- ``results/error_rates.parquet``   per model x target FMR x group (+ ``all``) x edit condition (+ ``all``)
+- ``results/contrasts.parquet``     paired level-vs-reference contrasts, adjusted p-values
+- ``results/dose_response.parquet`` mean genuine score per edit level + mixed-model slopes/interactions
+- ``results/fairness.parquet``      max/min ratios, FDR, IR, GARBE with CIs
+- ``results/roc.parquet``           thinned DET curve points per model x group
+- ``results/score_hist.parquet``    score histograms per model x group x kind (common bins per model)
+- ``results/summary.json``          the scriptable digest the gate reads
+
+Deterministic: one bootstrap weight matrix per run, drawn from an RNG seeded by ``protocol.seed``,
+and shared by every model, group and metric (so all contrasts are paired).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import yaml
+from pydantic import ValidationError
+
+from faceaudit.errors import BadInput
+from faceaudit.protocol import Protocol, _format_error
+from faceaudit.rundir import RunDir, write_json, write_table
+from faceaudit.stats import thresholds as T
+from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_rng, seed_weights
+from faceaudit.stats.contrasts import adjust_pvalues, model_contrasts
+from faceaudit.stats.data import ALL, make_layout, prepare_model
+from faceaudit.stats.dose_response import dose_response_table
+from faceaudit.stats.error_rates import compute_model_rates, error_rate_table, fmr_key
+from faceaudit.stats.fairness import fairness_table
+
+SUMMARY_SCHEMA = "faceaudit.summary/1"
+HIST_BINS = 60
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def load_run_protocol(run: RunDir) -> Protocol:
+    """The resolved protocol of a run, schema-validated.
+
+    Model specs are not re-resolved (no registry import): analysing a finished run needs no model
+    code, and a plugin model may not be importable where the analysis runs.
+    """
+    path = run.protocol
+    if not path.exists():
+        raise BadInput(f"{path}: missing; not a run directory (run the generate stage first)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise BadInput(f"{path}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: a protocol must be a YAML mapping")
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as err:
+        raise BadInput(_format_error(err, str(path))) from None
+
+
+def _read(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
+    if not path.exists():
+        raise BadInput(f"{path}: missing; {what}")
+    try:
+        if columns is not None:
+            have = pq.read_schema(path).names
+            missing = [c for c in columns if c not in have]
+            if missing:
+                raise BadInput(f"{path}: missing columns {missing}")
+            return pq.read_table(path, columns=columns).to_pandas()
+        return pq.read_table(path).to_pandas()
+    except BadInput:
+        raise
+    except Exception as err:  # corrupt parquet etc.
+        raise BadInput(f"{path}: cannot read parquet ({type(err).__name__}: {err})") from None
+
+
+def _score_tables(run: RunDir, proto: Protocol) -> dict[str, tuple[Path, pd.DataFrame]]:
+    paths = run.score_tables()
+    if not paths:
+        raise BadInput(f"{run.root / 'scores'}: no score tables (scores/MODEL.parquet); run the score stage first")
+    out = {}
+    for p in paths:
+        df = _read(p, "score table", ["pair_id", "model", "score", "status"])
+        names = df["model"].dropna().unique()
+        if len(names) > 1:
+            raise BadInput(f"{p}: more than one model in the table ({sorted(map(str, names))[:3]})")
+        name = str(names[0]) if len(names) else p.stem
+        if name in out:
+            raise BadInput(f"{p}: model {name!r} also scored in {out[name][0]}")
+        out[name] = (p, df)
+    order = [m for m in proto.models if m in out] + sorted(m for m in out if m not in proto.models)
+    return {m: out[m] for m in order}
+
+
+# ---------------------------------------------------------------------------------------------
+# extra tables
+
+
+def roc_table(md) -> pd.DataFrame:
+    gen, imp = md.genuine, md.impostor
+    parts = []
+    for g, name in enumerate(md.layout.groups + [ALL]):
+        gm = gen.ok & ((gen.group == g) if name != ALL else True)
+        im = imp.ok & ((imp.group == g) if name != ALL else True)
+        if not gm.any() or not im.any():
+            continue
+        thr, fmr, fnmr = T.det_points(gen.score[gm], imp.score[im])
+        parts.append(pd.DataFrame({"model": md.model, "group": name, "threshold": thr, "fmr": fmr, "fnmr": fnmr,
+                                   "n_genuine": int(gm.sum()), "n_impostor": int(im.sum())}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def score_hist_table(md) -> pd.DataFrame:
+    gen, imp = md.genuine, md.impostor
+    allv = np.concatenate([gen.score[gen.ok], imp.score[imp.ok]])
+    if len(allv) == 0:
+        return pd.DataFrame()
+    lo, hi = float(allv.min()), float(allv.max())
+    if hi <= lo:
+        hi = lo + 1e-9
+    edges = np.linspace(lo, hi, HIST_BINS + 1)
+    rows = []
+    for kind, side in (("genuine", gen), ("impostor", imp)):
+        for g, name in enumerate(md.layout.groups):
+            s = side.score[side.ok & (side.group == g)]
+            if len(s) == 0:
+                continue
+            counts, _ = np.histogram(s, bins=edges)
+            rows.append(pd.DataFrame({"model": md.model, "group": name, "kind": kind, "bin_lo": edges[:-1],
+                                      "bin_hi": edges[1:], "count": counts.astype(np.int64),
+                                      "density": counts / (len(s) * np.diff(edges))}))
+    return pd.concat(rows, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary.json
+
+
+def _num(x: Any) -> Any:
+    """JSON-safe number: NaN/inf become null (strict JSON has no NaN)."""
+    if x is None:
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return x
+    return f if math.isfinite(f) else None
+
+
+def _clean(obj: Any) -> Any:
+    """Recursively make a summary strict JSON: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _num(obj)
+    return obj
+
+
+def _ci(est, lo, hi, **extra) -> dict:
+    d = {"estimate": _num(est), "ci_lo": _num(lo), "ci_hi": _num(hi)}
+    d.update({k: _num(v) for k, v in extra.items()})
+    return d
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("faceaudit", "numpy", "pandas", "scipy", "statsmodels"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            if pkg == "faceaudit":
+                import faceaudit
+
+                out[pkg] = getattr(faceaudit, "__version__", "unknown")
+    return out
+
+
+def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
+                  fair: pd.DataFrame) -> dict:
+    ref_group = f"skin={proto.protected.reference}"
+    level = proto.analysis.ci_level
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "protocol": proto.name,
+        "protocol_seed": proto.seed,
+        "n_seeds": int(n_seeds),
+        "n_boot": proto.analysis.n_boot,
+        "ci_level": level,
+        "ci_method": CI_METHOD,
+        "adjust": proto.analysis.adjust,
+        "fairness_alpha": proto.analysis.fairness_alpha,
+        "protected_attribute": proto.protected.attribute,
+        "groups": proto.group_names,
+        "reference_group": ref_group,
+        "target_fmr": list(proto.analysis.target_fmr),
+        "models": {},
+        "contrasts": [],
+        "versions": _versions(),
+    }
+    pooled = er[er["edit_attr"] == ALL]
+    primary = contrasts[contrasts["condition"] == ALL] if len(contrasts) else contrasts
+    for model, e in pooled.groupby("model", sort=False):
+        first = e[e["target_fmr"] == e["target_fmr"].iloc[0]].set_index("group")
+        m: dict[str, Any] = {
+            "n_genuine": int(first.loc[ALL, "n_genuine"]), "n_impostor": int(first.loc[ALL, "n_impostor"]),
+            "n_genuine_fte": int(first.loc[ALL, "n_genuine_fte"]), "n_impostor_fte": int(first.loc[ALL, "n_impostor_fte"]),
+            "auc": {g: _num(first.loc[g, "auc"]) for g in first.index if "auc" in first.columns},
+            "eer": {g: _num(first.loc[g, "eer"]) for g in first.index if "eer" in first.columns},
+            "fte_rate": {g: _ci(r.fte_rate, r.fte_lo, r.fte_hi) for g, r in first.iterrows()},
+        }
+        mf = fair[fair["model"] == model]
+        mc = primary[primary["model"] == model] if len(primary) else primary
+        for r in mf[mf["target_fmr"].isna()].itertuples():
+            m[r.metric] = _ci(r.estimate, r.ci_lo, r.ci_hi)
+        for r in mc[mc["target_fmr"].isna()].itertuples() if len(mc) else []:
+            m.setdefault(r.metric, {})[r.group] = _ci(r.estimate, r.ci_lo, r.ci_hi, p_value=r.p_value, p_adjusted=r.p_adjusted)
+        for t, et in e.groupby("target_fmr", sort=False):
+            et = et.set_index("group")
+            k: dict[str, Any] = {"target_fmr": float(t), "threshold": _num(et["threshold"].iloc[0])}
+            for rate in ("fmr", "fnmr", "gfnmr"):
+                k[rate] = {g: _ci(r[rate], r[f"{rate}_lo"], r[f"{rate}_hi"]) for g, r in et.iterrows()}
+            # threshold-free FTE repeated under each operating point so every gate rule can name one
+            k["fte_rate"] = m["fte_rate"]
+            for r in mf[mf["target_fmr"] == t].itertuples():
+                k[r.metric] = _ci(r.estimate, r.ci_lo, r.ci_hi)
+            if "fte_max_min_ratio" in m:
+                k["fte_max_min_ratio"] = m["fte_max_min_ratio"]
+            for r in mc[mc["target_fmr"] == t].itertuples() if len(mc) else []:
+                k.setdefault(r.metric, {})[r.group] = _ci(r.estimate, r.ci_lo, r.ci_hi, p_value=r.p_value,
+                                                           p_adjusted=r.p_adjusted)
+            m[fmr_key(t)] = k
+        m["n_significant_contrasts"] = int((mc["p_adjusted"] < 1 - level).sum()) if len(mc) else 0
+        summary["models"][model] = m
+    for r in primary.to_dict("records") if len(primary) else []:
+        summary["contrasts"].append({k: (_num(v) if isinstance(v, (float, np.floating, int, np.integer)) else v)
+                                     for k, v in r.items() if k in ("model", "attribute", "level", "reference", "metric",
+                                                                    "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted",
+                                                                    "target_fmr", "n_seeds", "group")})
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def analyze_run(run_root: str | Path, write: bool = True) -> dict[str, pd.DataFrame]:
+    """Analyse a run directory; returns the result tables (and writes them unless ``write=False``)."""
+    run = RunDir(run_root)
+    proto = load_run_protocol(run)
+    faces = _read(run.faces, "run the generate stage first")
+    pairs = _read(run.pairs, "run the pair stage first")
+    if len(pairs) == 0:
+        raise BadInput(f"{run.pairs}: no pairs")
+    groups = proto.group_names
+    extra = sorted(set(faces["group"].astype(str)) - set(groups)) if "group" in faces.columns else []
+    if extra:
+        raise BadInput(f"{run.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
+    layout = make_layout(faces, groups)
+    a = proto.analysis
+    W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
+    ref_group = f"skin={proto.protected.reference}"
+
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
+                                                              "roc", "score_hist")}
+    for model, (spath, scores) in _score_tables(run, proto).items():
+        epath = run.embeddings(model)
+        status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
+        md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
+        try:
+            mr = compute_model_rates(md, W, list(a.target_fmr))
+        except ValueError as err:
+            raise BadInput(f"{spath}: {err}") from None
+        tables["error_rates"].append(error_rate_table(mr, a.ci_level, list(a.far_points)))
+        tables["contrasts"].append(model_contrasts(mr, proto.protected.attribute, ref_group, a.ci_level))
+        tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
+        tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
+        tables["roc"].append(roc_table(md))
+        tables["score_hist"].append(score_hist_table(md))
+
+    out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
+    out["contrasts"] = adjust_pvalues(out["contrasts"], a.adjust)
+    summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
+    if write:
+        for name, df in out.items():
+            write_table(run.results / f"{name}.parquet", df)
+        write_json(run.results / "summary.json", summary)
+    return out

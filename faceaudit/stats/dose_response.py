@@ -1,0 +1,136 @@
+"""Dose-response: how the genuine score falls as a nuisance attribute is pushed further, per group.
+
+Two kinds of rows in ``results/dose_response.parquet`` (column ``row_type``):
+
+- ``mean``: mean genuine score (prototype vs edit, compared pairs) per (model, edit_attr, group,
+  edit_level), with a seed-cluster bootstrap CI from the run's shared weights.
+- ``slope`` / ``interaction``: a linear mixed model per (model, edit_attr) on the genuine pairs of that
+  attribute::
+
+      score ~ C(group, Treatment(reference)) * (edit_level [+ abs_level])  +  (1 | seed)
+
+  ``edit_level`` is the signed level; ``abs_level = |edit_level|`` is added when the protocol edits the
+  attribute in both directions, because most edits hurt similarity whichever way they go (a V shape a
+  signed slope alone cannot see). ``slope`` rows are the reference group's slopes; ``interaction``
+  rows are how much each other group's slope differs (group x level coefficients) — the dose-response
+  bias. Random intercept per seed: all renderings of a seed share its identity-level difficulty.
+
+  The fit is checked: ``converged`` from statsmodels, a random-intercept variance at the boundary
+  (seed share of the variance ``< 1e-4``: singular covariance) and any warning raised while fitting. If any
+  check fails the model is refitted as OLS with cluster-robust (by seed) standard errors and
+  ``fit_note`` says so in words; ``method`` is ``mixedlm`` or ``ols_cluster``. p-values here are not
+  part of the contrasts' multiplicity family.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+
+from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci
+from faceaudit.stats.error_rates import ModelRates
+
+#: singular when the seed share of the variance (ICC) is below this
+SINGULAR_REL = 1e-4
+
+
+def mean_rows(mr: ModelRates, level: float) -> pd.DataFrame:
+    L = mr.md.layout
+    est = mr.gscore.rate()
+    lo, hi = percentile_ci(mr.gscore.rate_boot(), level)
+    n = mr.gscore.den.point
+    seeds = mr.gscore.den.seeds
+    rows = []
+    for c, (attr, lv) in enumerate(L.conditions):
+        if attr == "none":
+            continue
+        for g, group in enumerate(L.groups):
+            if n[g, c] == 0:
+                continue
+            rows.append({"row_type": "mean", "model": mr.md.model, "edit_attr": attr, "group": group,
+                         "edit_level": lv, "mean_score": est[g, c], "ci_lo": lo[g, c], "ci_hi": hi[g, c],
+                         "n": int(n[g, c]), "n_seeds": int(seeds[g, c]), "ci_method": CI_METHOD})
+    return pd.DataFrame(rows)
+
+
+def _fit(formula: str, data: pd.DataFrame):
+    """MixedLM with checks; returns (result, method, converged, note, seed_sd)."""
+    caught: list[str] = []
+    res = None
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            res = smf.mixedlm(formula, data, groups=data["seed"]).fit(reml=True, method=["lbfgs", "powell"])
+        except (np.linalg.LinAlgError, ValueError) as err:
+            caught.append(f"fit error: {err}")
+        # statsmodels flags "MLE may be on the boundary" when the random-effect *variance* is below
+        # an absolute 0.01, which is every fit on a cosine-similarity scale (SDs ~0.05); it is replaced
+        # by the scale-free check below. Every other warning (gradient, Hessian) counts.
+        caught += [str(x.message).split("\n")[0] for x in w if "on the boundary" not in str(x.message)]
+    problems = []
+    seed_sd = float("nan")
+    if res is not None:
+        var_re = float(np.asarray(res.cov_re)[0, 0])
+        seed_sd = float(np.sqrt(max(var_re, 0.0)))
+        if not res.converged:
+            problems.append("did not converge")
+        if var_re < SINGULAR_REL * (var_re + float(res.scale)):
+            problems.append("singular random-effect covariance (seed variance estimated at 0)")
+        if not np.all(np.isfinite(res.bse_fe)):
+            problems.append("non-finite standard errors")
+    if caught:
+        problems.append("warnings: " + "; ".join(dict.fromkeys(caught)))
+    if res is not None and not problems:
+        return res, "mixedlm", True, f"MixedLM (REML) converged; seed random-intercept SD {seed_sd:.4g}", seed_sd
+    ols = smf.ols(formula, data).fit(cov_type="cluster", cov_kwds={"groups": data["seed"].to_numpy()})
+    note = ("MixedLM " + ", ".join(problems) + "; refitted as OLS with cluster-robust (by seed) standard errors")
+    return ols, "ols_cluster", bool(res is not None and res.converged), note, seed_sd
+
+
+def model_rows(mr: ModelRates, reference_group: str, level: float) -> pd.DataFrame:
+    md = mr.md
+    L = md.layout
+    gen = md.genuine
+    cond_attr = np.array([a for a, _ in L.conditions], dtype=object)
+    cond_level = np.array([lv for _, lv in L.conditions])
+    data_all = pd.DataFrame({
+        "score": gen.score, "ok": gen.ok, "seed": L.seeds[gen.seed_a],
+        "grp": pd.Categorical(np.array(L.groups, dtype=object)[gen.group],
+                              categories=[reference_group] + [g for g in L.groups if g != reference_group]),
+        "edit_attr": cond_attr[gen.cond], "edit_level": cond_level[gen.cond],
+    })
+    data_all = data_all[data_all["ok"]]
+    rows = []
+    for attr in sorted(set(cond_attr) - {"none"}):
+        d = data_all[data_all["edit_attr"] == attr].copy()
+        present = [g for g in d["grp"].cat.categories if (d["grp"] == g).any()]
+        if len(d) < 10 or d["edit_level"].nunique() < 2 or reference_group not in present or d["seed"].nunique() < 3:
+            continue
+        d["grp"] = d["grp"].cat.remove_unused_categories()
+        d["abs_level"] = d["edit_level"].abs()
+        both_signs = (d["edit_level"] < 0).any() and (d["edit_level"] > 0).any()
+        terms = ["edit_level", "abs_level"] if both_signs else ["edit_level"]
+        multi = len(present) > 1
+        rhs = f"C(grp) * ({' + '.join(terms)})" if multi else " + ".join(terms)
+        res, method, converged, note, seed_sd = _fit(f"score ~ {rhs}", d)
+        ci = res.conf_int(alpha=1 - level)
+        base = {"model": md.model, "edit_attr": attr, "method": method, "converged": converged, "fit_note": note,
+                "n": int(len(d)), "n_seeds": int(d["seed"].nunique()), "seed_sd": seed_sd,
+                "formula": f"score ~ C(group, Treatment('{reference_group}')) * ({' + '.join(terms)}) + (1|seed)"}
+        for term in terms:
+            rows.append({"row_type": "slope", "group": reference_group, "term": term, "estimate": float(res.params[term]),
+                         "ci_lo": float(ci.loc[term, 0]), "ci_hi": float(ci.loc[term, 1]),
+                         "p_value": float(res.pvalues[term]), **base})
+            for g in present[1:]:
+                name = f"C(grp)[T.{g}]:{term}"
+                rows.append({"row_type": "interaction", "group": g, "term": f"{g}:{term}", "estimate": float(res.params[name]),
+                             "ci_lo": float(ci.loc[name, 0]), "ci_hi": float(ci.loc[name, 1]),
+                             "p_value": float(res.pvalues[name]), **base})
+    return pd.DataFrame(rows)
+
+
+def dose_response_table(mr: ModelRates, reference_group: str, level: float) -> pd.DataFrame:
+    return pd.concat([mean_rows(mr, level), model_rows(mr, reference_group, level)], ignore_index=True)

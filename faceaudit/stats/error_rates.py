@@ -1,0 +1,275 @@
+"""Per-group error rates at a global threshold, with seed-clustered bootstrap CIs.
+
+For each model and target FMR the threshold is set once, on the pooled impostor scores of every group
+and edit condition (:func:`faceaudit.stats.thresholds.threshold_at_fmr`, candidates = every score of
+the model), and then *held fixed*: the audit question is "at this operating point, how often does
+each group get falsely rejected / falsely matched?". The CIs are conditional on that threshold (the
+threshold is not re-estimated inside each replicate); this is the NIST FRVT demographic convention,
+and it makes group contrasts comparisons at one common operating point.
+
+Counting rules (ISO/IEC 19795-1 vocabulary):
+- ``fnmr`` = false non-matches / genuine *comparisons made* (pairs where both faces enrolled).
+- ``gfnmr`` (generalized FNMR) = (false non-matches + genuine pairs with a failure to enrol) / all
+  genuine pairs: a person whose face cannot be enrolled is not recognised, so this is what a user
+  experiences. Reported next to ``fnmr``.
+- ``fmr`` = false matches / impostor comparisons made; impostor pairs with an FTE face are not
+  comparisons and are left out (counted in ``n_impostor_fte``).
+- ``fte_rate`` = faces of the group that failed to enrol / faces of the group (from embeddings).
+
+Every rate is a ratio of counts, so one replicate is ``(W @ numerators) / (W @ denominators)`` for
+genuine pairs and faces (one seed each) and a quadratic form in ``W`` for impostor pairs (two seeds;
+see :mod:`faceaudit.stats.bootstrap` for why the pair weight is ``W[a] * W[b]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.stats.bootstrap import CI_METHOD, pair_quadform, percentile_ci
+from faceaudit.stats.data import ALL, Layout, ModelData, Side
+from faceaudit.stats import thresholds as T
+
+#: pseudo-counts for rates that enter a ratio (max/min ratios, IR, ratio contrasts): (e + 0.5)/(n + 1)
+PSEUDO_ERRORS = 0.5
+PSEUDO_TRIALS = 1.0
+
+
+def fmr_key(target: float) -> str:
+    """Key of a target FMR in summary.json and policies: ``1e-03``."""
+    return f"{float(target):.0e}"
+
+
+@dataclass
+class Count:
+    """A count per (group + all, condition + all) cell: point value and bootstrap replicates."""
+
+    point: np.ndarray  # (G+1, C+1)
+    boot: np.ndarray  # (B, G+1, C+1)
+    seeds: np.ndarray | None = None  # (G+1, C+1) number of seeds contributing (denominators only)
+
+
+@dataclass
+class Ratio:
+    num: Count
+    den: Count
+
+    def rate(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.den.point > 0, self.num.point / np.where(self.den.point > 0, self.den.point, 1), np.nan)
+
+    def rate_boot(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.den.boot > 0, self.num.boot / np.where(self.den.boot > 0, self.den.boot, 1), np.nan)
+
+    def smoothed(self) -> np.ndarray:
+        return (self.num.point + PSEUDO_ERRORS) / (self.den.point + PSEUDO_TRIALS)
+
+    def smoothed_boot(self) -> np.ndarray:
+        return (self.num.boot + PSEUDO_ERRORS) / (self.den.boot + PSEUDO_TRIALS)
+
+
+def _margins(x: np.ndarray) -> np.ndarray:
+    """Append the sum over groups (last group) and over conditions (last condition)."""
+    x = np.concatenate([x, x.sum(axis=-2, keepdims=True)], axis=-2)
+    return np.concatenate([x, x.sum(axis=-1, keepdims=True)], axis=-1)
+
+
+def seed_cell_matrix(seed: np.ndarray, group: np.ndarray, cond: np.ndarray, values: np.ndarray, layout: Layout) -> np.ndarray:
+    """``(S, G*C)`` matrix of per-seed sums of ``values`` in each (group, condition) cell."""
+    S, G, C = layout.S, layout.G, layout.C
+    flat = seed * (G * C) + group * C + cond
+    m = np.bincount(flat, weights=np.asarray(values, dtype=float), minlength=S * G * C)
+    return m.reshape(S, G * C)
+
+
+def single_seed_count(W: np.ndarray, seed, group, cond, values, layout: Layout, with_seeds: bool = False) -> Count:
+    """Cell counts for items that belong to one seed (genuine pairs, faces): one matrix product."""
+    G, C = layout.G, layout.C
+    M = seed_cell_matrix(seed, group, cond, values, layout)
+    point = _margins(M.sum(axis=0).reshape(G, C))
+    boot = _margins((W @ M).reshape(W.shape[0], G, C))
+    seeds = None
+    if with_seeds:
+        present = M > 0
+        per = present.reshape(-1, G, C)
+        seeds = np.zeros((G + 1, C + 1))
+        seeds[:G, :C] = per.sum(axis=0)
+        seeds[:G, C] = per.any(axis=2).sum(axis=0)
+        seeds[G, :C] = per.any(axis=1).sum(axis=0)
+        seeds[G, C] = per.any(axis=(1, 2)).sum()
+    return Count(point, boot, seeds)
+
+
+def pair_count(W: np.ndarray, side: Side, values: np.ndarray, layout: Layout, with_seeds: bool = False) -> Count:
+    """Cell counts for impostor pairs (two seeds): one quadratic form per (group, condition) cell."""
+    G, C, B = layout.G, layout.C, W.shape[0]
+    values = np.asarray(values, dtype=float)
+    cell = side.group * C + side.cond
+    point = np.zeros((G, C))
+    boot = np.zeros((B, G, C))
+    seeds = np.zeros((G + 1, C + 1)) if with_seeds else None
+    order = np.argsort(cell, kind="stable")
+    bounds = np.searchsorted(cell[order], np.arange(G * C + 1))
+    seen_gc = [[set() for _ in range(C + 1)] for _ in range(G + 1)] if with_seeds else None
+    for k in range(G * C):
+        idx = order[bounds[k]:bounds[k + 1]]
+        if len(idx) == 0:
+            continue
+        v = values[idx]
+        nz = v != 0
+        if not nz.any():
+            continue
+        g, c = divmod(k, C)
+        a, b = side.seed_a[idx][nz], side.seed_b[idx][nz]
+        point[g, c] = v[nz].sum()
+        boot[:, g, c] = pair_quadform(W, a, b, v[nz], layout.S)
+        if with_seeds:
+            s = set(np.unique(np.concatenate([a, b])).tolist())
+            for gg in (g, G):
+                for cc in (c, C):
+                    seen_gc[gg][cc] |= s
+    if with_seeds:
+        for gg in range(G + 1):
+            for cc in range(C + 1):
+                seeds[gg, cc] = len(seen_gc[gg][cc])
+    return Count(_margins(point), _margins(boot), seeds)
+
+
+@dataclass
+class ModelRates:
+    """Everything rate-like for one model: shared bootstrap weights, one entry per target FMR."""
+
+    md: ModelData
+    thresholds: dict[float, float]
+    fnmr: dict[float, Ratio]
+    gfnmr: dict[float, Ratio]
+    fmr: dict[float, Ratio]
+    fte: Ratio
+    gscore: Ratio  # mean genuine score: sum of scores / compared genuine pairs
+    n_genuine_all: Count
+    n_impostor_fte: np.ndarray
+    group_thresholds: dict[float, np.ndarray] = field(default_factory=dict)  # (G+1,) diagnostic
+
+
+def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> ModelRates:
+    L = md.layout
+    gen, imp = md.genuine, md.impostor
+    if not imp.ok.any():
+        raise ValueError(f"model {md.model}: no impostor comparisons (every impostor pair failed to enrol)")
+    imp_scores = imp.score[imp.ok]
+    all_scores = np.concatenate([imp_scores, gen.score[gen.ok]])
+    thresholds = {t: T.threshold_at_fmr(imp_scores, t, candidates=all_scores) for t in targets}
+
+    g_ok = gen.ok.astype(float)
+    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
+    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
+    g_fte = 1.0 - g_ok
+    i_den = pair_count(W, imp, imp.ok.astype(float), L, with_seeds=True)
+    i_fte = pair_count(W, imp, (~imp.ok).astype(float), L).point
+    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
+
+    fnmr, gfnmr, fmr, gthr = {}, {}, {}, {}
+    for t, thr in thresholds.items():
+        fnm = (gen.ok & (gen.score < thr)).astype(float)
+        fnm_c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L)
+        fnmr[t] = Ratio(fnm_c, g_den)
+        gfnm_c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L)
+        gfnmr[t] = Ratio(gfnm_c, g_all)
+        fm = (imp.ok & (imp.score >= thr)).astype(float)
+        fmr[t] = Ratio(pair_count(W, imp, fm, L), i_den)
+        # Diagnostic: the threshold each group would need on its own impostors.
+        gthr[t] = np.array([_group_threshold(md, g, t) for g in range(L.G)] + [thr])
+
+    f_vals = md.face_fte.astype(float)
+    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
+                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
+    return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr)
+
+
+def _group_threshold(md: ModelData, g: int, target: float) -> float:
+    gen, imp = md.genuine, md.impostor
+    im = imp.ok & (imp.group == g)
+    gm = gen.ok & (gen.group == g)
+    if not im.any():
+        return float("nan")
+    return T.threshold_at_fmr(imp.score[im], target, candidates=gen.score[gm])
+
+
+def threshold_free(md: ModelData, far_points: list[float]) -> pd.DataFrame:
+    """Per group (and all): ROC AUC, EER and TAR at each FAR on the group's own scores (point estimates)."""
+    gen, imp = md.genuine, md.impostor
+    rows = []
+    for g, name in enumerate(md.layout.groups + [ALL]):
+        gm = gen.ok & ((gen.group == g) if name != ALL else True)
+        im = imp.ok & ((imp.group == g) if name != ALL else True)
+        gs, is_ = gen.score[gm], imp.score[im]
+        row = {"group": name}
+        if len(gs) and len(is_):
+            row["auc"] = T.roc_auc(gs, is_)
+            row["eer"], row["eer_threshold"] = T.eer(gs, is_)
+            for far in far_points:
+                row[f"tar_at_far_{fmr_key(far)}"] = T.tar_at_far(gs, is_, far)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ci(ratio: Ratio, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    est = ratio.rate()
+    lo, hi = percentile_ci(ratio.rate_boot(), level, axis=0)
+    return est, lo, hi
+
+
+def error_rate_table(mr: ModelRates, level: float, far_points: list[float]) -> pd.DataFrame:
+    """The DESIGN ``error_rates`` rows of one model: per target FMR x (group + all) x (condition + all).
+
+    Rows with ``edit_attr == "all"`` pool every edit condition (the headline per-group rates);
+    the others are the same rates within one edit condition (intersectional breakdown).
+    """
+    L = mr.md.layout
+    groups = L.groups + [ALL]
+    conds = L.conditions + [(ALL, float("nan"))]
+    tf = threshold_free(mr.md, far_points).set_index("group")
+    fte_est, fte_lo, fte_hi = _ci(mr.fte, level)
+    n_imp = mr.fmr[next(iter(mr.fmr))].den.point
+    rows = []
+    for t in mr.thresholds:
+        fmr_e, fmr_lo, fmr_hi = _ci(mr.fmr[t], level)
+        fnmr_e, fnmr_lo, fnmr_hi = _ci(mr.fnmr[t], level)
+        gf_e, gf_lo, gf_hi = _ci(mr.gfnmr[t], level)
+        fm = mr.fmr[t].num.point
+        fnm = mr.fnmr[t].num.point
+        for gi, g in enumerate(groups):
+            for ci, (attr, lv) in enumerate(conds):
+                n_gen_all = mr.n_genuine_all.point[gi, ci]
+                n_faces = mr.fte.den.point[gi, ci]
+                if n_gen_all == 0 and n_imp[gi, ci] == 0 and mr.n_impostor_fte[gi, ci] == 0 and n_faces == 0:
+                    continue
+                row = {
+                    "model": mr.md.model, "group": g, "edit_attr": attr,
+                    "edit_level": lv if attr not in ("none", ALL) else (0.0 if attr == "none" else float("nan")),
+                    "condition": ALL if attr == ALL else (("none" if attr == "none" else f"{attr}={lv:+g}")),
+                    "threshold": mr.thresholds[t], "target_fmr": t,
+                    "n_genuine": int(mr.fnmr[t].den.point[gi, ci]), "n_impostor": int(n_imp[gi, ci]),
+                    "fmr": fmr_e[gi, ci], "fmr_lo": fmr_lo[gi, ci], "fmr_hi": fmr_hi[gi, ci],
+                    "fnmr": fnmr_e[gi, ci], "fnmr_lo": fnmr_lo[gi, ci], "fnmr_hi": fnmr_hi[gi, ci],
+                    "fte_rate": fte_est[gi, ci], "fte_lo": fte_lo[gi, ci], "fte_hi": fte_hi[gi, ci],
+                    "gfnmr": gf_e[gi, ci], "gfnmr_lo": gf_lo[gi, ci], "gfnmr_hi": gf_hi[gi, ci],
+                    "n_false_match": int(fm[gi, ci]), "n_false_non_match": int(fnm[gi, ci]),
+                    "n_genuine_fte": int(n_gen_all - mr.fnmr[t].den.point[gi, ci]),
+                    "n_impostor_fte": int(mr.n_impostor_fte[gi, ci]),
+                    "n_faces": int(n_faces),
+                    "n_seeds": int(max(mr.fnmr[t].den.seeds[gi, ci], mr.fmr[t].den.seeds[gi, ci])),
+                    "ci_level": level, "ci_method": CI_METHOD,
+                }
+                if attr == ALL:
+                    row["group_threshold"] = mr.group_thresholds[t][gi]
+                    gm = mr.md.genuine.ok & ((mr.md.genuine.group == gi) if g != ALL else True)
+                    row["fnmr_at_group_threshold"] = T.fnmr_at(mr.md.genuine.score[gm], row["group_threshold"])
+                    if g in tf.index:
+                        for col, val in tf.loc[g].items():
+                            row[col] = val
+                rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,109 @@
+"""Summaries of how unequal error rates are across protected groups (one number per operating point).
+
+All functions take rates along the last axis (groups) and broadcast over leading axes, so the same
+call gives the point estimate (shape ``(G,)``) and every bootstrap replicate (shape ``(B, G)``).
+Formulas (``x_i`` = rate of group ``i``, ``n`` groups, ``alpha`` = protocol ``fairness_alpha``):
+
+- max/min ratio: ``max_i x_i / min_i x_i`` on *smoothed* rates ``(errors + 0.5) / (trials + 1)`` so a
+  group with zero errors gives a finite ratio (the unsmoothed value, possibly ``inf``, is reported
+  next to it as ``estimate_raw``);
+- FDR (de Freitas Pereira & Marcel 2021): ``1 - (alpha * A + (1 - alpha) * B)`` with
+  ``A = max_ij |FMR_i - FMR_j|``, ``B = max_ij |FNMR_i - FNMR_j|`` (raw rates; 1 = perfectly fair);
+- IR, inequity rate (NIST FRVT Part 8 product form): ``(max FMR / min FMR)^alpha * (max FNMR / min FNMR)^(1-alpha)``
+  on smoothed rates (1 = fair);
+- GARBE (Howard et al. 2022): ``alpha * G(FMR) + (1 - alpha) * G(FNMR)`` with the sample-corrected
+  Gini coefficient ``G(x) = n/(n-1) * sum_i sum_j |x_i - x_j| / (2 n^2 mean(x))`` (raw rates; 0 = fair;
+  ``G = 0`` when every rate is 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def max_min_ratio(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = x.max(axis=-1) / x.min(axis=-1)
+    # 0/0: every group has no errors -> equal
+    return np.where((x.max(axis=-1) == 0), 1.0, r)
+
+
+def max_abs_diff(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x.max(axis=-1) - x.min(axis=-1)
+
+
+def fdr(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
+    return 1.0 - (alpha * max_abs_diff(fmr) + (1.0 - alpha) * max_abs_diff(fnmr))
+
+
+def inequity_rate(fmr_smoothed: np.ndarray, fnmr_smoothed: np.ndarray, alpha: float) -> np.ndarray:
+    return max_min_ratio(fmr_smoothed) ** alpha * max_min_ratio(fnmr_smoothed) ** (1.0 - alpha)
+
+
+def gini(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    n = x.shape[-1]
+    if n < 2:
+        return np.zeros(x.shape[:-1])
+    mad = np.abs(x[..., :, None] - x[..., None, :]).sum(axis=(-1, -2))
+    mean = x.mean(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = n / (n - 1) * mad / (2 * n * n * mean)
+    return np.where(mean > 0, g, 0.0)
+
+
+def garbe(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
+    return alpha * gini(fmr) + (1.0 - alpha) * gini(fnmr)
+
+
+def fairness_table(mr, alpha: float, level: float) -> "pd.DataFrame":
+    """Per target FMR: every summary with a percentile CI from the run's seed bootstrap.
+
+    Computed over the protected groups (pooled over edit conditions). The same replicates give the
+    per-group rates, so the CI of e.g. the FNMR max/min ratio reflects that the identity of the worst
+    group can change between replicates.
+    """
+    import pandas as pd
+
+    from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci
+
+    L = mr.md.layout
+    G, C = L.G, L.C
+    rows = []
+
+    def add(t, metric, est, reps, raw=None, worst=None, best=None):
+        lo, hi = percentile_ci(reps, level)
+        rows.append({"model": mr.md.model, "target_fmr": t, "metric": metric, "estimate": float(est),
+                     "ci_lo": float(lo), "ci_hi": float(hi), "estimate_raw": float(est if raw is None else raw),
+                     "worst_group": worst, "best_group": best, "alpha": alpha, "n_groups": G,
+                     "ci_level": level, "ci_method": CI_METHOD})
+
+    def groups_of(rates) -> dict:
+        # worst = highest error rate, best = lowest (None when undefined)
+        if np.all(np.isnan(rates)):
+            return {"worst": None, "best": None}
+        return {"worst": L.groups[int(np.nanargmax(rates))], "best": L.groups[int(np.nanargmin(rates))]}
+
+    for t in mr.thresholds:
+        fmr_r, fnmr_r = mr.fmr[t], mr.fnmr[t]
+        fmr, fnmr = fmr_r.rate()[:G, C], fnmr_r.rate()[:G, C]
+        fmr_b, fnmr_b = fmr_r.rate_boot()[:, :G, C], fnmr_r.rate_boot()[:, :G, C]
+        fmr_s, fnmr_s = fmr_r.smoothed()[:G, C], fnmr_r.smoothed()[:G, C]
+        fmr_sb, fnmr_sb = fmr_r.smoothed_boot()[:, :G, C], fnmr_r.smoothed_boot()[:, :G, C]
+        for name, ratio in (("fmr", fmr_r), ("fnmr", fnmr_r), ("gfnmr", mr.gfnmr[t])):
+            raw = ratio.rate()[:G, C]
+            add(t, f"{name}_max_min_ratio", max_min_ratio(ratio.smoothed()[:G, C]),
+                max_min_ratio(ratio.smoothed_boot()[:, :G, C]), raw=max_min_ratio(raw), **groups_of(raw))
+        add(t, "fmr_max_diff", max_abs_diff(fmr), max_abs_diff(fmr_b), None, **groups_of(fmr))
+        add(t, "fnmr_max_diff", max_abs_diff(fnmr), max_abs_diff(fnmr_b), None, **groups_of(fnmr))
+        add(t, "fdr", fdr(fmr, fnmr, alpha), fdr(fmr_b, fnmr_b, alpha))
+        add(t, "ir", inequity_rate(fmr_s, fnmr_s, alpha), inequity_rate(fmr_sb, fnmr_sb, alpha),
+            raw=inequity_rate(fmr, fnmr, alpha))
+        add(t, "garbe", garbe(fmr, fnmr, alpha), garbe(fmr_b, fnmr_b, alpha))
+    fte = mr.fte
+    raw = fte.rate()[:G, C]
+    add(float("nan"), "fte_max_min_ratio", max_min_ratio(fte.smoothed()[:G, C]), max_min_ratio(fte.smoothed_boot()[:, :G, C]),
+        raw=max_min_ratio(raw), **groups_of(raw))
+    return pd.DataFrame(rows)

@@ -1,0 +1,124 @@
+"""Decision thresholds and threshold-free summaries of genuine/impostor score distributions.
+
+Conventions (scores: higher = more similar; a comparison is a *match* when ``score >= t``):
+
+- ``FMR(t) = #{impostor >= t} / N_impostor`` and ``FNMR(t) = #{genuine < t} / N_genuine``. These are
+  scikit-learn's ``roc_curve`` conventions (``fpr(t) = FMR(t)``, ``tpr(t) = 1 - FNMR(t)``) and pyeer's.
+- **Threshold at a target FMR** ``f``: the smallest *observed* score ``t`` (over the candidate scores,
+  by default every genuine and impostor score of the comparison set) with ``FMR(t) <= f``, or
+  ``+inf`` when no observed score qualifies. There is no interpolation between scores. This is exactly
+  ``min(thresholds[fpr <= f])`` of ``sklearn.metrics.roc_curve(y, s, drop_intermediate=False)`` on
+  the same scores (tests/test_stats_thresholds.py checks it, and against pyeer).
+  Equivalently: let ``c`` be the largest impostor score whose count ``#{impostor >= c}`` exceeds
+  ``f * N``; every comparison scoring ``<= c`` is rejected and every one scoring ``> c`` accepted.
+  Ties are therefore never split: all comparisons with the same score get the same decision, and
+  the attained FMR is ``<= f`` (often below it when impostor scores are tied or few).
+- **EER**: on the error curve over all distinct scores (plus ``+inf``), the FVC2000 convention
+  (Maio et al. 2002) that pyeer implements: find the first threshold where ``FMR <= FNMR`` and the one
+  before it, keep the one with the smaller ``FMR + FNMR`` and report the mean of the two rates there.
+- **AUC**: ``P(genuine > impostor) + 0.5 P(genuine = impostor)`` (Mann-Whitney), equal to sklearn's
+  ``roc_auc_score`` and to the trapezoidal area under the full ROC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def _as_float(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).ravel()
+
+
+def threshold_at_fmr(impostor, target_fmr: float, candidates=None) -> float:
+    """Smallest candidate score ``t`` with ``FMR(t) <= target_fmr`` (see module docstring).
+
+    ``candidates`` defaults to the impostor scores themselves; the analysis passes every score of the
+    model (genuine and impostor) so that the result matches ``roc_curve`` on the same pairs.
+    """
+    imp = np.sort(_as_float(impostor))
+    n = len(imp)
+    if n == 0:
+        raise ValueError("no impostor scores")
+    cand = imp if candidates is None else np.concatenate([imp, _as_float(candidates)])
+    # count(v) = #{imp >= v} for each distinct impostor value v (ascending)
+    values = np.unique(imp)
+    counts = n - np.searchsorted(imp, values, side="left")
+    # Same float comparison as sklearn: fpr = count / n compared with the target.
+    failing = values[counts / n > target_fmr]
+    c = failing.max()  # always exists: the smallest impostor value has count n and n/n = 1 > target
+    above = cand[cand > c]
+    return float(above.min()) if len(above) else float("inf")
+
+
+def fmr_at(impostor, t: float) -> float:
+    imp = _as_float(impostor)
+    return float(np.mean(imp >= t)) if len(imp) else float("nan")
+
+
+def fnmr_at(genuine, t: float) -> float:
+    gen = _as_float(genuine)
+    return float(np.mean(gen < t)) if len(gen) else float("nan")
+
+
+def error_curve(genuine, impostor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds ascending, FMR, FNMR)`` at every distinct score and at ``+inf``.
+
+    The same points pyeer's ``calculate_roc`` returns (plus the ``+inf`` end where FMR = 0, FNMR = 1).
+    """
+    gen = np.sort(_as_float(genuine))
+    imp = np.sort(_as_float(impostor))
+    thr = np.append(np.unique(np.concatenate([gen, imp])), np.inf)
+    fmr = (len(imp) - np.searchsorted(imp, thr, side="left")) / max(len(imp), 1)
+    fnmr = np.searchsorted(gen, thr, side="left") / max(len(gen), 1)
+    return thr, fmr, fnmr
+
+
+def eer(genuine, impostor) -> tuple[float, float]:
+    """``(EER, threshold)`` by the FVC2000/pyeer convention (see module docstring)."""
+    thr, fmr, fnmr = error_curve(genuine, impostor)
+    diff = fmr - fnmr
+    t2 = int(np.flatnonzero(diff <= 0)[0])  # exists: at +inf FMR = 0 <= FNMR
+    t1 = t2 - 1 if (diff[t2] != 0 and t2 != 0) else t2
+    i = t1 if fmr[t1] + fnmr[t1] <= fmr[t2] + fnmr[t2] else t2
+    return float((fmr[i] + fnmr[i]) / 2), float(thr[i])
+
+
+def roc_auc(genuine, impostor) -> float:
+    gen, imp = _as_float(genuine), _as_float(impostor)
+    ng, ni = len(gen), len(imp)
+    if ng == 0 or ni == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([gen, imp]))  # average ranks: ties count one half
+    return float((ranks[:ng].sum() - ng * (ng + 1) / 2) / (ng * ni))
+
+
+def tar_at_far(genuine, impostor, far: float) -> float:
+    """True accept rate ``1 - FNMR(t)`` at the threshold for FMR <= ``far`` (candidates: all scores)."""
+    gen = _as_float(genuine)
+    if len(gen) == 0 or len(_as_float(impostor)) == 0:
+        return float("nan")
+    t = threshold_at_fmr(impostor, far, candidates=gen)
+    return 1.0 - fnmr_at(gen, t)
+
+
+def det_points(genuine, impostor, max_points: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A thinned error curve for DET plots on log axes: ``(thresholds, FMR, FNMR)``.
+
+    Keeps the first point at or below each of ~``max_points/2`` log-spaced FMR levels and each of
+    ~``max_points/2`` log-spaced FNMR levels, plus both ends, so both tails stay resolved on log axes.
+    """
+    thr, fmr, fnmr = error_curve(genuine, impostor)
+    if len(thr) <= max_points:
+        return thr, fmr, fnmr
+    half = max_points // 2
+    ni = max(len(_as_float(impostor)), 1)
+    ng = max(len(_as_float(genuine)), 1)
+    fmr_grid = np.logspace(0, np.log10(1.0 / ni), half)
+    fnmr_grid = np.logspace(np.log10(1.0 / ng), 0, half)
+    # fmr is non-increasing along thr: first index with fmr <= g
+    i1 = np.searchsorted(-fmr, -fmr_grid, side="left")
+    # fnmr is non-decreasing: last index with fnmr <= g
+    i2 = np.searchsorted(fnmr, fnmr_grid, side="right") - 1
+    idx = np.unique(np.clip(np.concatenate([[0, len(thr) - 1], i1, i2]), 0, len(thr) - 1))
+    return thr[idx], fmr[idx], fnmr[idx]
