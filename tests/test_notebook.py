@@ -1,0 +1,34 @@
+"""notebooks/analysis.ipynb runs top to bottom against a run directory (the synthetic one here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "analysis.ipynb"
+
+
+def test_notebook_is_stored_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_notebook_executes(synthetic_run, monkeypatch):
+    # the kernel inherits the environment: the run to open, and the checkout (for an uninstalled faceaudit)
+    monkeypatch.setenv("FACEAUDIT_RUN", str(synthetic_run))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "protocol: synthetic" in text and "models: alpha, beta" in text
+    assert "not computed" not in text  # every table of the synthetic run was shown
+    plots = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+             if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(plots) == 1
