@@ -1,0 +1,151 @@
+"""Throughput of the embed harness against a bare loop over the same model, plus generation and
+attribute measurement speed.
+
+    python benchmarks/bench_embed.py [--n 64] [--models dlib sface] [--device auto]
+
+For each model the harness (PNG read + hash + batching + cache writes + progress) is timed on a
+fresh cache and compared with a loop that calls ``model.embed`` on the same in-memory images in
+the same process; ``ratio`` = harness throughput / bare throughput (goal: >= 0.9). For ``dlib`` it
+also times dlib's own C++ network on the same aligned chips, which is what the PyTorch port replaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from faceaudit.harness.embed import embed_faces  # noqa: E402
+from faceaudit.models.registry import load_model  # noqa: E402
+from faceaudit.rundir import sha256_file  # noqa: E402
+
+
+def render_faces(n: int, device: str) -> tuple[np.ndarray, float]:
+    from faceaudit.generate.dcgan import DCGANGenerator
+
+    gen = DCGANGenerator(device=device)
+    z = gen.latents(range(n))
+    gen.render_latents(z[:8])  # warm-up
+    t0 = time.perf_counter()
+    images = gen.render_latents(z)
+    return images, n / (time.perf_counter() - t0)
+
+
+def write_run(root: Path, images: np.ndarray) -> pd.DataFrame:
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, img in enumerate(images):
+        rel = f"images/face_{i:05d}.png"
+        cv2.imwrite(str(root / rel), np.ascontiguousarray(img[:, :, ::-1]))
+        rows.append({"face_id": f"f{i:05d}", "path": rel, "sha256": sha256_file(root / rel), "group": "skin=light"})
+    return pd.DataFrame(rows)
+
+
+def bare_loop(model, images: list[np.ndarray]) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, len(images), model.batch_size):
+        model.embed(images[start : start + model.batch_size])
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64, help="number of faces")
+    ap.add_argument("--models", nargs="+", default=["dlib", "sface"])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeat", type=int, default=4, help="timings are the best of this many runs (shared machines are noisy)")
+    args = ap.parse_args(argv)
+
+    images, gen_rate = render_faces(args.n, "cpu" if args.device == "auto" else args.device)
+    image_list = list(images)
+    rows = [("generation (DCGAN forward)", "-", f"{gen_rate:.1f}", "-", "-")]
+
+    with tempfile.TemporaryDirectory(prefix="faceaudit-bench-") as tmp:
+        tmp = Path(tmp)
+        faces = write_run(tmp / "run", images)
+        for spec in args.models:
+            model = load_model(spec, device=args.device)
+            model.embed(image_list[: min(4, len(image_list))])  # warm-up (lazy init, allocator)
+            t_bare = t_harness = float("inf")
+            for rep in range(args.repeat):
+                # Interleave and swap the order each round: on a shared machine the same loop
+                # varies 3x between runs, and whichever runs first after a pause tends to be slower.
+                cache = tmp / f"cache-{model.name}-{rep}"
+                for which in ("bare", "harness") if rep % 2 == 0 else ("harness", "bare"):
+                    if which == "bare":
+                        t_bare = min(t_bare, bare_loop(model, image_list))
+                    else:
+                        t0 = time.perf_counter()
+                        out = embed_faces(model, faces, tmp / "run", cache_dir=cache, progress=False)
+                        t_harness = min(t_harness, time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            embed_faces(model, faces, tmp / "run", cache_dir=cache, progress=False)
+            t_cached = time.perf_counter() - t1
+            n_ok = int((out["status"] == "ok").sum())
+            rows.append(
+                (
+                    f"embed {model.name} [{model.device}] ({n_ok}/{len(out)} ok)",
+                    f"{args.n / t_bare:.1f}",
+                    f"{args.n / t_harness:.1f}",
+                    f"{t_bare / t_harness:.2f}",
+                    f"{args.n / t_cached:.0f}",
+                )
+            )
+            if spec == "dlib":
+                rows.extend(dlib_native_rows(model, image_list))
+
+    try:
+        from faceaudit.measure import measure_images
+    except ImportError:
+        print("note: faceaudit.measure is not available; attribute measurement not timed")
+    else:
+        measure_images(images[:4])
+        t0 = time.perf_counter()
+        measure_images(images)
+        rows.append(("attribute measurement", "-", f"{args.n / (time.perf_counter() - t0):.1f}", "-", "-"))
+
+    header = ("stage", "bare img/s", "harness img/s", "ratio", "cached img/s")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
+    print(f"faces: {args.n} (64x64 DCGAN)")
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return 0
+
+
+def dlib_native_rows(model, images: list[np.ndarray]) -> list[tuple]:
+    """Per-image network time: dlib's own C++ implementation vs our PyTorch port, same chips."""
+    import dlib
+
+    chips, found = model.align(images)
+    chips = chips[found]
+    t0 = time.perf_counter()
+    model.align(images)
+    t_align = (time.perf_counter() - t0) / len(images)
+    native = dlib.face_recognition_model_v1(str(model.weights_path))
+    native.compute_face_descriptor(list(chips[:2]))
+    t_native = t_port = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        native.compute_face_descriptor(list(chips))
+        t_native = min(t_native, (time.perf_counter() - t0) / len(chips))
+        t0 = time.perf_counter()
+        for start in range(0, len(chips), model.batch_size):
+            model.embed_chips(chips[start : start + model.batch_size])
+        t_port = min(t_port, (time.perf_counter() - t0) / len(chips))
+    return [
+        ("  dlib network, native C++ (ms/img)", "-", f"{1000 * t_native:.1f}", "-", "-"),
+        (f"  dlib network, torch port [{model.device}] (ms/img)", "-", f"{1000 * t_port:.1f}", f"x{t_native / t_port:.1f}", "-"),
+        ("  dlib detect+landmarks+chip (ms/img)", "-", f"{1000 * t_align:.1f}", "-", "-"),
+    ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
