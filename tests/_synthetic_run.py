@@ -27,15 +27,39 @@ MODELS = ("alpha", "beta")
 #: face of model beta that fails to enrol (one FTE row per model is enough to exercise the columns)
 FTE_FACE = "s0003_dark_yaw_+2"
 
-#: contrasts with fixed values, looked up verbatim by the tests
+#: contrasts with fixed values, looked up verbatim by the tests (pooled over conditions: condition "all")
 FIXED_CONTRASTS = [
-    # model, attribute, level, reference, metric, estimate, ci_lo, ci_hi, p_value, p_adjusted
-    ("alpha", "skin_tone", "dark", "light", "fnmr", 0.1875, 0.0625, 0.3125, 0.0021, 0.0084),
-    ("alpha", "skin_tone", "intermediate", "light", "fnmr", 0.0625, -0.0312, 0.1562, 0.19, 0.38),
-    ("alpha", "skin_tone", "dark", "light", "mean_genuine_score", -0.0731, -0.1012, -0.0455, 0.0004, 0.0024),
-    ("beta", "skin_tone", "dark", "light", "fnmr", 0.0938, -0.0125, 0.2, 0.081, 0.243),
-    ("beta", "skin_tone", "intermediate", "light", "fnmr", 0.0312, -0.05, 0.125, 0.52, 0.52),
-    ("beta", "skin_tone", "dark", "light", "mean_genuine_score", -0.0412, -0.0688, -0.0139, 0.0061, 0.0305),
+    # model, attribute, level, reference, metric, estimate, ci_lo, ci_hi, p_value, p_adjusted, condition
+    ("alpha", "skin_tone", "dark", "light", "fnmr_diff", 0.1875, 0.0625, 0.3125, 0.0021, 0.0084, "all"),
+    ("alpha", "skin_tone", "intermediate", "light", "fnmr_diff", 0.0625, -0.0312, 0.1562, 0.19, 0.38, "all"),
+    ("alpha", "skin_tone", "dark", "light", "fnmr_ratio", 2.5, 1.2, 9.5, 0.0031, 0.0093, "all"),
+    ("alpha", "skin_tone", "dark", "light", "genuine_score_diff", -0.0731, -0.1012, -0.0455, 0.0004, 0.0024, "all"),
+    ("beta", "skin_tone", "dark", "light", "fnmr_diff", 0.0938, -0.0125, 0.2, 0.081, 0.243, "all"),
+    ("beta", "skin_tone", "intermediate", "light", "fnmr_diff", 0.0312, -0.05, 0.125, 0.52, 0.52, "all"),
+    ("beta", "skin_tone", "dark", "light", "genuine_score_diff", -0.0412, -0.0688, -0.0139, 0.0061, 0.0305, "all"),
+    # within one edit condition
+    ("alpha", "skin_tone|lighting=-2", "dark", "light", "fnmr_diff", 0.2222, 0.0, 0.5556, 0.041, 0.41, "lighting=-2"),
+    ("beta", "skin_tone|lighting=-2", "dark", "light", "fnmr_diff", 0.1111, 0.0, 0.3333, 0.32, 1.0, "lighting=-2"),
+]
+
+#: fairness summaries with fixed values (results/fairness.parquet schema of faceaudit.stats)
+FIXED_FAIRNESS = [
+    # model, target_fmr, metric, estimate, ci_lo, ci_hi, worst_group, best_group
+    ("alpha", TARGET_FMR, "fnmr_max_min_ratio", 3.42, 1.5, 9.8, "skin=dark", "skin=light"),
+    ("alpha", TARGET_FMR, "fnmr_max_diff", 0.0417, 0.0139, 0.125, "skin=dark", "skin=light"),
+    ("alpha", TARGET_FMR, "garbe", 0.271, 0.12, 0.55, None, None),
+    ("beta", TARGET_FMR, "fnmr_max_min_ratio", 1.87, 1.0, 6.1, "skin=dark", "skin=light"),
+    ("beta", TARGET_FMR, "fnmr_max_diff", 0.0282, 0.0, 0.0845, "skin=dark", "skin=light"),
+    ("beta", TARGET_FMR, "garbe", 0.144, 0.02, 0.61, None, None),
+    ("beta", float("nan"), "fte_max_min_ratio", 3.0, 1.0, 7.0, "skin=dark", "skin=light"),
+]
+
+#: mixed-model rows of results/dose_response.parquet (row_type slope / interaction)
+FIXED_DOSE_TERMS = [
+    # model, edit_attr, group, row_type, term, estimate, ci_lo, ci_hi, p_value
+    ("alpha", "lighting", "skin=light", "slope", "abs_level", -0.0816, -0.1423, -0.0208, 0.0085),
+    ("alpha", "lighting", "skin=dark", "interaction", "skin=dark:abs_level", 0.044, -0.0669, 0.1549, 0.437),
+    ("beta", "lighting", "skin=light", "slope", "abs_level", -0.0433, -0.0801, -0.0065, 0.021),
 ]
 
 MODEL_METADATA = {
@@ -190,48 +214,62 @@ def _rate_with_ci(errors: np.ndarray, seeds: np.ndarray, rng: np.random.Generato
     return float(errors.mean()), float(lo), float(hi)
 
 
+def _condition(attr: str, level: float) -> str:
+    return attr if attr in ("all", "none") else f"{attr}={level:+g}"
+
+
 def _error_rates(pairs: pd.DataFrame, scores: dict[str, pd.DataFrame], faces: pd.DataFrame,
                  emb_status: dict[str, pd.DataFrame], rng: np.random.Generator) -> pd.DataFrame:
+    """results/error_rates.parquet as faceaudit.stats writes it: every (group + "all") x (condition + "all")."""
     rows = []
     for model, sc in scores.items():
         sp = pairs.merge(sc, on="pair_id")
         ok = sp[sp["status"] == "ok"]
         imp_all = ok.loc[ok["kind"] == "impostor", "score"].to_numpy()
         threshold = float(np.quantile(imp_all, 1 - TARGET_FMR, method="higher"))
-        status = emb_status[model].merge(faces[["face_id", "group", "edit_attr", "edit_level"]], on="face_id")
-
-        def cell(block: pd.DataFrame, fstatus: pd.DataFrame, group: str, attr: str, level: float) -> dict:
-            gen = block[block["kind"] == "genuine"]
-            imp = block[block["kind"] == "impostor"]
-            fmr = _rate_with_ci((imp["score"] >= threshold).to_numpy(), imp["seed_a"].to_numpy(), rng)
-            fnmr = _rate_with_ci((gen["score"] < threshold).to_numpy(), gen["seed_a"].to_numpy(), rng)
-            return {
-                "model": model, "group": group, "edit_attr": attr, "edit_level": level,
-                "threshold": threshold, "target_fmr": TARGET_FMR,
-                "n_genuine": int(len(gen)), "n_impostor": int(len(imp)),
-                "fmr": fmr[0], "fmr_lo": fmr[1], "fmr_hi": fmr[2],
-                "fnmr": fnmr[0], "fnmr_lo": fnmr[1], "fnmr_hi": fnmr[2],
-                "fte_rate": float((fstatus["status"] != "ok").mean()),
-            }
-
-        for group, block in ok.groupby("group", sort=True):
-            rows.append(cell(block, status[status["group"] == group], group, "all", float("nan")))
-        for (group, attr, level), block in ok.groupby(["group", "edit_attr", "edit_level"], sort=True):
-            fst = status[(status["group"] == group) & (status["edit_attr"] == attr) & (status["edit_level"] == level)]
-            rows.append(cell(block, fst, group, attr, float(level)))
+        status = emb_status[model].merge(faces[["face_id", "seed", "group", "edit_attr", "edit_level"]], on="face_id")
+        groups = sorted(ok["group"].unique()) + ["all"]
+        conds = [("all", float("nan"))] + sorted(set(zip(ok["edit_attr"], ok["edit_level"])))
+        for group in groups:
+            for attr, level in conds:
+                sel = ok if group == "all" else ok[ok["group"] == group]
+                fst = status if group == "all" else status[status["group"] == group]
+                if attr != "all":
+                    sel = sel[(sel["edit_attr"] == attr) & (sel["edit_level"] == level)]
+                    fst = fst[(fst["edit_attr"] == attr) & (fst["edit_level"] == level)]
+                gen, imp = sel[sel["kind"] == "genuine"], sel[sel["kind"] == "impostor"]
+                fmr = _rate_with_ci((imp["score"] >= threshold).to_numpy(), imp["seed_a"].to_numpy(), rng)
+                fnmr = _rate_with_ci((gen["score"] < threshold).to_numpy(), gen["seed_a"].to_numpy(), rng)
+                fte = _rate_with_ci((fst["status"] != "ok").to_numpy(), fst["seed"].to_numpy(), rng)
+                rows.append({
+                    "model": model, "group": group, "edit_attr": attr, "edit_level": level,
+                    "condition": _condition(attr, level), "threshold": threshold, "target_fmr": TARGET_FMR,
+                    "n_genuine": int(len(gen)), "n_impostor": int(len(imp)),
+                    "fmr": fmr[0], "fmr_lo": fmr[1], "fmr_hi": fmr[2],
+                    "fnmr": fnmr[0], "fnmr_lo": fnmr[1], "fnmr_hi": fnmr[2],
+                    "fte_rate": fte[0], "fte_lo": fte[1], "fte_hi": fte[2],
+                    "n_seeds": int(sel["seed_a"].nunique()),
+                    "eer": 0.0123 + 0.01 * groups.index(group) if attr == "all" else float("nan"),
+                })
     return pd.DataFrame(rows)
 
 
 def _dose_response(pairs: pd.DataFrame, scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-level means (row_type "mean") computed from the scores, plus fixed mixed-model terms."""
     rows = []
     for model, sc in scores.items():
         gen = pairs.merge(sc, on="pair_id").query("kind == 'genuine' and status == 'ok'")
         for (group, attr, level), block in gen.groupby(["group", "edit_attr", "edit_level"], sort=True):
             s = block["score"].to_numpy()
             half = 1.96 * s.std(ddof=1) / np.sqrt(len(s))
-            rows.append({"model": model, "group": group, "edit_attr": attr, "edit_level": float(level),
-                         "mean_score": float(s.mean()), "ci_lo": float(s.mean() - half),
-                         "ci_hi": float(s.mean() + half), "n": int(len(s))})
+            rows.append({"row_type": "mean", "model": model, "edit_attr": attr, "group": group, "edit_level": float(level),
+                         "mean_score": float(s.mean()), "ci_lo": float(s.mean() - half), "ci_hi": float(s.mean() + half),
+                         "n": int(len(s)), "term": None, "estimate": float("nan"), "p_value": float("nan"),
+                         "method": None, "converged": None})
+    for model, attr, group, row_type, term, est, lo, hi, p in FIXED_DOSE_TERMS:
+        rows.append({"row_type": row_type, "model": model, "edit_attr": attr, "group": group, "edit_level": float("nan"),
+                     "mean_score": float("nan"), "ci_lo": lo, "ci_hi": hi, "n": 108, "term": term, "estimate": est,
+                     "p_value": p, "method": "mixedlm", "converged": True})
     return pd.DataFrame(rows)
 
 
@@ -279,14 +317,17 @@ def build_synthetic_run(root: str | Path) -> Path:
         write_table(run.scores(model), scores[model])
 
     write_table(run.results / "error_rates.parquet", _error_rates(pairs, scores, faces, emb_status, rng))
-    write_table(run.results / "contrasts.parquet", pd.DataFrame(
-        FIXED_CONTRASTS,
-        columns=["model", "attribute", "level", "reference", "metric", "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted"]))
+    contrasts = pd.DataFrame(FIXED_CONTRASTS, columns=["model", "attribute", "level", "reference", "metric", "estimate",
+                                                       "ci_lo", "ci_hi", "p_value", "p_adjusted", "condition"])
+    contrasts["target_fmr"] = np.where(contrasts["metric"].str.startswith(("fnmr", "fmr")), TARGET_FMR, np.nan)
+    contrasts["group"] = "skin=" + contrasts["level"]
+    contrasts["reference_group"] = "skin=" + contrasts["reference"]
+    contrasts["n_seeds"] = N_SEEDS_REQUESTED - len(EXCLUDED_SEEDS)
+    write_table(run.results / "contrasts.parquet", contrasts)
     write_table(run.results / "dose_response.parquet", _dose_response(pairs, scores))
     write_table(run.manipulation_check, _manipulation_check(faces))
     write_table(run.results / "fairness.parquet", pd.DataFrame(
-        {"model": ["alpha", "alpha", "beta", "beta"], "metric": ["fnmr_max_min_ratio", "garbe", "fnmr_max_min_ratio", "garbe"],
-         "value": [3.42, 0.271, 1.87, 0.144]}))
+        FIXED_FAIRNESS, columns=["model", "target_fmr", "metric", "estimate", "ci_lo", "ci_hi", "worst_group", "best_group"]))
     kept = sorted(int(s) for s in faces["seed"].unique())
     write_json(run.results / "generation.json", {
         "generator": "synthetic", "resolution": 64, "directions": "directions_synthetic.npz",
@@ -294,7 +335,8 @@ def build_synthetic_run(root: str | Path) -> Path:
         "excluded": [{"seed": s, "reason": r} for s, r in EXCLUDED_SEEDS.items()],
     })
     write_json(run.results / "summary.json", {"protocol": protocol.name, "target_fmr": TARGET_FMR,
-                                              "models": {m: {"n_significant_contrasts": 2 if m == "alpha" else 1} for m in MODELS}})
+                                              "schema": "faceaudit.summary/1",
+                                              "models": {m: {"n_significant_contrasts": 3 if m == "alpha" else 1} for m in MODELS}})
     write_json(run.manifest, {
         "protocol_name": protocol.name, "seed": protocol.seed,
         "versions": {"faceaudit": "0.1.0", "python": "3.11.9", "numpy": np.__version__},

@@ -93,7 +93,7 @@ def test_figures_are_json_drawn_by_one_loader(rendered):
     _, page = rendered
     divs = re.findall(r'<div class="fa-plot" id="(fig-\d+)"', page)
     data = re.findall(r'<script type="application/json" id="(fig-\d+)-data">', page)
-    # per model: DET, score distribution, FNMR by condition, dose-response; plus one forest per metric
+    # per model: DET, score distribution, FNMR by condition, dose-response; plus the pooled and per-condition forests
     assert len(divs) == 2 * 4 + 2
     assert divs == data
     assert len(set(divs)) == len(divs)
@@ -140,12 +140,15 @@ def test_every_section_present_with_numbers_from_the_run(rendered):
     assert re.search(r"beta\s*:\s*unknown", texts["training-data"])
     # 7. quantitative: unitary rates with CIs, a contrast, fairness and FTE numbers
     q = texts["quantitative-analyses"]
-    for _, r in er[er["edit_attr"] == "all"].iterrows():
+    for _, r in er[(er["edit_attr"] == "all") & (er["group"] != "all")].iterrows():
         assert fmt.with_ci(r["fnmr"], r["fnmr_lo"], r["fnmr_hi"]) in q
         assert fmt.with_ci(r["fmr"], r["fmr_lo"], r["fmr_hi"]) in q
     assert "+18.8 pp [+6.25 pp, +31.2 pp]" in q and "0.008" in q
     assert "-0.0731 [-0.101, -0.0455]" in q
-    assert "3.42" in q and "0.271" in q
+    assert "2.50× [1.20×, 9.50×]" in q  # a ratio contrast reads as a ratio
+    assert "lighting -2" in q and "+22.2 pp [0 pp, +55.6 pp]" in q  # a contrast within one condition
+    assert "3.42× [1.50×, 9.80×]" in q and "+4.17 pp [+1.39 pp, +12.5 pp]" in q and "0.271 [0.120, 0.550]" in q
+    assert "skin=dark:abs_level" in q and "-0.0816 [-0.142, -0.0208]" in q  # mixed-model terms
     assert "1 / 81" in q  # beta's single failure to enrol, in the dark group
     # intersectional cells: FNMR of one specific cell
     cell = er[(er["model"] == "alpha") & (er["group"] == "skin=dark") & (er["edit_attr"] == "lighting") & (er["edit_level"] == -2)].iloc[0]
@@ -171,9 +174,10 @@ def test_header_key_numbers(rendered):
     _, page = rendered
     header = html_lib.unescape(re.sub(r"<[^>]+>", " ", page.split('<nav class="toc">')[0].split("<body>")[1]))
     header = " ".join(header.split())
-    assert "FNMR dark vs light: +18.8 pp [+6.25 pp, +31.2 pp], adjusted p 0.008 — significant" in header
-    assert "FNMR dark vs light: +9.38 pp [-1.25 pp, +20.0 pp], adjusted p 0.243 — not significant" in header
-    assert "2 / 3" in header and "1 / 3" in header
+    assert "FNMR difference, dark vs light: +18.8 pp [+6.25 pp, +31.2 pp], adjusted p 0.008 — significant" in header
+    assert "FNMR difference, dark vs light: +9.38 pp [-1.25 pp, +20.0 pp], adjusted p 0.243 — not significant" in header
+    assert "3 / 4" in header and "1 / 3" in header  # pooled contrasts with adjusted p < 0.05
+    assert "3.42× [1.50×, 9.80×]" in header and "GARBE 0.271" in header
 
 
 def test_summary_md(rendered):
@@ -215,7 +219,7 @@ def test_optional_tables_absent_say_not_computed(synthetic_run):
 def test_intersectional_cells_fall_back_to_scores(synthetic_run):
     path = synthetic_run / "results" / "error_rates.parquet"
     er = pd.read_parquet(path)
-    er[er["edit_attr"] == "all"].drop(columns=["edit_attr", "edit_level"]).to_parquet(path)
+    er[er["edit_attr"] == "all"].drop(columns=["edit_attr", "edit_level", "condition"]).to_parquet(path)
     page = render_report(synthetic_run).read_text()
     q = section_text(page, "quantitative-analyses")
     assert "computed by the report from the scores" in q
@@ -288,3 +292,27 @@ def test_load_run_rejects_non_run(tmp_path):
     (tmp_path / "protocol.yaml").write_text("name: x\nn_seeds: 1\nedits: []\n")
     with pytest.raises(BadInput, match="n_seeds"):
         load_run(tmp_path)
+
+
+def test_report_of_the_analysis_stage_output(synthetic_run):
+    """The real analyze stage's tables (roc, score_hist, mixed-model rows, ...) render into a full card."""
+    analyze = pytest.importorskip("faceaudit.stats.analyze")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns about the tiny synthetic design
+        analyze.analyze_run(synthetic_run)
+    page = render_report(synthetic_run).read_text()
+    run = load_run(synthetic_run)
+    q = section_text(page, "quantitative-analyses")
+    er = run.error_rates
+    for _, r in er[(er["edit_attr"] == "all") & (er["group"] != "all")].iterrows():
+        assert fmt.with_ci(r["fnmr"], r["fnmr_lo"], r["fnmr_hi"]) in q
+    c = run.contrasts
+    r = c[(c["model"] == "alpha") & (c["metric"] == "fnmr_diff") & (c["condition"] == "all") & (c["level"] == "dark")].iloc[0]
+    assert f"{fmt.pp(r['estimate'])} {fmt.ci(r['ci_lo'], r['ci_hi'], fmt.pp)}" in q
+    f = pd.read_parquet(synthetic_run / "results" / "fairness.parquet")
+    g = f[(f["model"] == "beta") & (f["metric"] == "garbe")].iloc[0]
+    assert fmt.num(g["estimate"]) in q
+    assert "Other result tables" not in q  # roc and score_hist are drawn, not listed
+    assert len(re.findall(r'<div class="fa-plot"', page)) == 10

@@ -65,6 +65,9 @@ class ModelSummary:
     worst_fnmr: dict
     best_fnmr: dict
     fnmr_ratio: Optional[float]
+    fnmr_ratio_ci: Optional[dict]
+    fmr_ratio_ci: Optional[dict]
+    garbe: Optional[dict]
     worst_fmr: dict
     best_fmr: dict
     fmr_ratio: Optional[float]
@@ -104,6 +107,8 @@ def format_table(df: pd.DataFrame, columns: Optional[list[str]] = None, rename: 
         lo, hi = f"{c}_lo", f"{c}_hi"
         if c == "estimate" and {"ci_lo", "ci_hi"} <= set(df.columns):
             lo, hi = "ci_lo", "ci_hi"
+        elif c.endswith("_rate") and f"{c[:-5]}_lo" in df.columns:  # fte_rate -> fte_lo / fte_hi
+            lo, hi = f"{c[:-5]}_lo", f"{c[:-5]}_hi"
         if lo in df.columns and hi in df.columns:
             consumed |= {lo, hi}
             getters.append(lambda r, c=c, lo=lo, hi=hi: _with_ci_cell(c, r[c], r[lo], r[hi]))
@@ -189,7 +194,9 @@ def dose_curves_from_table(dr: Optional[pd.DataFrame], model: str) -> Optional[p
     if mean_col is None:
         return None
     d = dr[dr["model"] == model].rename(columns={mean_col: "mean_score"})
-    d = d[d["edit_level"].notna()]
+    if "row_type" in d.columns:  # the analysis also stores mixed-model terms in this table
+        d = d[d["row_type"] == "mean"]
+    d = d[d["edit_level"].notna() & d["mean_score"].notna()]
     return d if len(d) else None
 
 
@@ -334,6 +341,7 @@ def build_card(run) -> dict:
     if contrasts is not None:
         _require_columns(contrasts, CONTRAST_COLUMNS, "results/contrasts.parquet")
     models = run.models
+    primary_contrasts, condition_contrasts = None, None
     if not models:
         raise BadInput(f"{run.root}: no models recorded in manifest.json and no scores/*.parquet")
     targets = sorted(er["target_fmr"].dropna().unique().tolist())
@@ -344,6 +352,11 @@ def build_card(run) -> dict:
     present_groups = set(unitary["group"])
     groups = [g for g in groups_order if g in present_groups or g in set(faces["group"])]
     attrs = [e.attribute for e in protocol.edits]
+    if contrasts is not None:
+        primary_contrasts, condition_contrasts = split_contrasts(contrasts, primary_target)
+    roc = run.result("roc")
+    hist = run.result("score_hist")
+    fairness = run.result("fairness")
     emb_status = run.embeddings_status
     gen_info = _generation_info(run, faces)
     resolution = image_resolution(run.root, faces)
@@ -383,8 +396,10 @@ def build_card(run) -> dict:
                 smallest_cell = {"n": int(r["n_genuine"]), "n_impostor": int(cells["n_impostor"].min()),
                                  "where": f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"}
 
-        figures["det"].append(F.det_figure(model, scored, u, groups, primary_target))
-        figures["scores"].append(F.score_distribution_figure(model, scored, groups, threshold))
+        figures["det"].append(F.det_figure(model, scored, u, groups, primary_target,
+                                           roc[roc["model"] == model] if roc is not None and len(roc) else None))
+        figures["scores"].append(F.score_distribution_figure(model, scored, groups, threshold,
+                                                             hist[hist["model"] == model] if hist is not None and len(hist) else None))
         figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, groups, attrs))
         curves = dose_curves_from_table(run.dose_response, model)
         if curves is None:
@@ -395,7 +410,8 @@ def build_card(run) -> dict:
 
         meta = dict((run.manifest.get("models") or {}).get(model) or {})
         ms = status_counts(emb_status, model)
-        mc = contrasts[contrasts["model"] == model] if contrasts is not None else None
+        mc = primary_contrasts[primary_contrasts["model"] == model] if primary_contrasts is not None else None
+        fair_m = _fairness_for(fairness, model, primary_target)
         model_summaries.append(ModelSummary(
             name=model,
             metadata=[(METADATA_LABELS.get(k, k.replace("_", " ").capitalize()), _json_value(v)) for k, v in _ordered(meta)],
@@ -404,6 +420,8 @@ def build_card(run) -> dict:
             threshold=threshold, pooled_fmr=pooled_fmr,
             worst_fnmr=_group_pick(u, "fnmr", True), best_fnmr=_group_pick(u, "fnmr", False),
             fnmr_ratio=_ratio(_group_pick(u, "fnmr", True), _group_pick(u, "fnmr", False)),
+            fnmr_ratio_ci=fair_m.get("fnmr_max_min_ratio"), fmr_ratio_ci=fair_m.get("fmr_max_min_ratio"),
+            garbe=fair_m.get("garbe"),
             worst_fmr=_group_pick(u, "fmr", True), best_fmr=_group_pick(u, "fmr", False),
             fmr_ratio=_ratio(_group_pick(u, "fmr", True), _group_pick(u, "fmr", False)),
             max_fte=float(u["fte_rate"].max()), n_fte_faces=ms,
@@ -412,16 +430,24 @@ def build_card(run) -> dict:
             headline_contrast=_headline_contrast(mc),
         ))
 
-    if contrasts is not None and len(contrasts):
-        for metric in dict.fromkeys(contrasts["metric"]):
-            figures["forest"].append(F.forest_figure(metric, contrasts, models, SIGNIFICANCE))
+    if primary_contrasts is not None and len(primary_contrasts):
+        pc = primary_contrasts.assign(label=[F.contrast_label(r) for _, r in primary_contrasts.iterrows()])
+        figures["forest"].append(F.forest_figure("forest-pooled", "Contrasts pooled over edit conditions", pc, models,
+                                                 "label", SIGNIFICANCE))
+    if condition_contrasts is not None and len(condition_contrasts):
+        cc = condition_contrasts[condition_contrasts["metric"] == "fnmr_diff"]
+        if len(cc):
+            cc = cc.assign(label=[f"{F.condition_label(r['condition'])} · {F.contrast_label(r)}" for _, r in cc.iterrows()])
+            figures["forest"].append(F.forest_figure("forest-conditions", "FNMR contrasts within each edit condition", cc,
+                                                     models, "label", SIGNIFICANCE))
 
     fairness_tables = []
     for name in run.result_names:
         if name.startswith("fairness"):
             df = run.result(name)
-            fairness_tables.append({"name": name, "table": format_table(df), "n": len(df)})
-    known = {"error_rates", "contrasts", "dose_response", "manipulation_check"}
+            fairness_tables.append({"name": name, "table": _fairness_table(df), "n": len(df)})
+    # roc and score_hist are drawn as the DET and score-distribution figures
+    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist"}
     other_results = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
 
     pairs = run.pairs
@@ -431,7 +457,14 @@ def build_card(run) -> dict:
     flags = _manipulation_flags(mc)
 
     unitary_table_df = unitary_all[unitary_all["model"].isin(models)].copy()
-    unitary_table_df["group"] = unitary_table_df["group"].map(fmt.group_label)
+    # protocol order: models as listed, groups light -> dark, the pooled "all" row last
+    unitary_table_df["_m"] = unitary_table_df["model"].map({m: i for i, m in enumerate(models)})
+    unitary_table_df["_g"] = unitary_table_df["group"].map({g: i for i, g in enumerate(groups_order)}).fillna(len(groups_order))
+    unitary_table_df = unitary_table_df.sort_values(["_m", "target_fmr", "_g"], kind="stable")
+    unitary_table_df["group"] = unitary_table_df["group"].map(lambda g: "all groups" if g == "all" else fmt.group_label(g))
+    unitary_cols = ["model", "group", "target_fmr", "n_genuine", "n_impostor", "fmr", "fnmr", "fte_rate"]
+    if "eer" in unitary_table_df.columns and unitary_table_df["eer"].notna().any():
+        unitary_cols.append("eer")
 
     return {
         "title": f"Model card · {protocol.name}",
@@ -448,14 +481,17 @@ def build_card(run) -> dict:
         "thresholds": Table(["model", "target FMR", "global threshold", "achieved FMR (pooled impostors)", "impostor pairs"],
                             thresholds_rows, [False, True, True, True, True]),
         "analysis": protocol.analysis,
-        "unitary_table": format_table(unitary_table_df, ["model", "group", "target_fmr", "n_genuine", "n_impostor", "fmr", "fnmr", "fte_rate"],
-                                      rename={"target_fmr": "target FMR", "n_genuine": "genuine pairs", "n_impostor": "impostor pairs",
+        "unitary_table": format_table(unitary_table_df, unitary_cols,
+                                      rename={"eer": "EER (threshold-free)", "target_fmr": "target FMR", "n_genuine": "genuine pairs", "n_impostor": "impostor pairs",
                                               "fmr": "FMR [95% CI]", "fnmr": "FNMR [95% CI]", "fte_rate": "FTE rate"}),
         "inter_tables": inter_tables,
         "inter_source": inter_source,
-        "contrasts_table": _contrasts_table(contrasts) if contrasts is not None else None,
-        "dose_table": format_table(run.dose_response) if run.dose_response is not None else None,
-        "dose_rows": len(run.dose_response) if run.dose_response is not None else 0,
+        "contrasts_table": _contrasts_table(primary_contrasts) if primary_contrasts is not None else None,
+        "condition_contrasts_table": _contrasts_table(condition_contrasts, with_condition=True)
+        if condition_contrasts is not None and len(condition_contrasts) else None,
+        "n_contrasts_total": len(contrasts) if contrasts is not None else 0,
+        "dose_table": _dose_table(run.dose_response) if run.dose_response is not None else None,
+        "dose_fit_notes": _dose_fit_notes(run.dose_response),
         "manipulation_table": format_table(mc) if mc is not None else None,
         "manipulation_flags": flags,
         "fairness_tables": fairness_tables,
@@ -501,35 +537,105 @@ def _fte_by_group(emb_status: pd.DataFrame, faces: pd.DataFrame, models: list[st
     return Table(["model"] + [fmt.group_label(g) for g in groups], rows, [False] + [True] * len(groups))
 
 
+def split_contrasts(c: pd.DataFrame, primary_target: float) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+    """(contrasts pooled over edit conditions, contrasts within one condition), at the primary target FMR.
+
+    Threshold-free metrics (genuine score, FTE) have no target FMR (NaN) and are kept.
+    """
+    if "target_fmr" in c.columns:
+        t = c["target_fmr"]
+        c = c[t.isna() | np.isclose(t.fillna(-1.0), primary_target)]
+    if "condition" not in c.columns:
+        return c, None
+    pooled = c["condition"].isna() | c["condition"].astype(str).str.lower().isin(POOLED_EDIT)
+    return c[pooled], c[~pooled]
+
+
+def _fairness_for(fair: Optional[pd.DataFrame], model: str, primary_target: float) -> dict[str, dict]:
+    """{metric: {"value": "2.20×", "ci": "[…]"}} for one model at the primary target (or threshold-free)."""
+    if fair is None or not {"model", "metric", "estimate"} <= set(fair.columns):
+        return {}
+    d = fair[fair["model"] == model]
+    if "target_fmr" in d.columns:
+        d = d[d["target_fmr"].isna() | np.isclose(d["target_fmr"].fillna(-1.0), primary_target)]
+    out = {}
+    for _, r in d.iterrows():
+        f = fmt.metric_formatter(r["metric"])
+        out[str(r["metric"])] = {"value": f(r["estimate"]), "ci": fmt.ci(r.get("ci_lo"), r.get("ci_hi"), f)}
+    return out
+
+
 def _headline_contrast(mc: Optional[pd.DataFrame]) -> Optional[dict]:
-    """The most significant protected-attribute contrast on an error rate (then on any metric)."""
+    """The verdict line: the FNMR difference of the protected attribute that is most significant
+    (then largest); other metrics only when the run has no FNMR contrast."""
     if mc is None or mc.empty:
         return None
     d = mc.copy()
-    d["_rate"] = d["metric"].map(fmt.is_rate_metric)
-    d["_protected"] = d["attribute"].astype(str).isin(["skin_tone", "skin", "group"])
-    d = d.sort_values(["_protected", "_rate", "p_adjusted", "estimate"], ascending=[False, False, True, False])
+    d["_fnmr"] = d["metric"].astype(str).isin(["fnmr_diff", "fnmr"])
+    d["_rate"] = d["metric"].map(lambda m: fmt.metric_kind(m) == "rate_diff")
+    d["_abs"] = d["estimate"].abs()
+    d = d.sort_values(["_fnmr", "_rate", "p_adjusted", "_abs"], ascending=[False, False, True, False])
     return contrast_dict(d.iloc[0])
 
 
 def contrast_dict(r: pd.Series) -> dict:
-    rate = fmt.is_rate_metric(r["metric"])
-    f = fmt.pp if rate else fmt.signed
+    f = fmt.metric_formatter(r["metric"])
     return {"model": r["model"], "label": F.contrast_label(r), "metric": str(r["metric"]),
-            "metric_label": str(r["metric"]).upper() if rate else str(r["metric"]).replace("_", " "),
+            "metric_label": F.metric_label(r["metric"]),
+            "condition": F.condition_label(r.get("condition", "all")),
             "estimate": f(r["estimate"]), "ci": fmt.ci(r["ci_lo"], r["ci_hi"], f), "p_adjusted": fmt.pvalue(r["p_adjusted"]),
             "significant": bool(r["p_adjusted"] < SIGNIFICANCE) if pd.notna(r["p_adjusted"]) else False}
 
 
-def _contrasts_table(c: pd.DataFrame) -> Table:
-    d = c.sort_values(["p_adjusted", "model"], na_position="last")
+def _contrasts_table(c: pd.DataFrame, with_condition: bool = False) -> Table:
+    d = c.sort_values(["p_adjusted", "p_value", "model"], na_position="last", kind="stable")
     rows = []
     for _, r in d.iterrows():
         cd = contrast_dict(r)
-        rows.append([cd["model"], cd["metric_label"], cd["label"], f"{cd['estimate']} {cd['ci']}".strip(),
-                     fmt.pvalue(r["p_value"]), cd["p_adjusted"], "yes" if cd["significant"] else "no"])
-    return Table(["model", "metric", "contrast", "estimate [95% CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"],
-                 rows, [False, False, False, True, True, True, False])
+        row = [cd["model"], cd["metric_label"], cd["label"]] + ([cd["condition"]] if with_condition else [])
+        rows.append(row + [f"{cd['estimate']} {cd['ci']}".strip(), fmt.pvalue(r["p_value"]), cd["p_adjusted"],
+                           "yes" if cd["significant"] else "no"])
+    cols = ["model", "metric", "contrast"] + (["condition"] if with_condition else [])
+    cols += ["estimate [95% CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
+    numeric = [False] * (len(cols) - 4) + [True, True, True, False]
+    return Table(cols, rows, numeric)
+
+
+def _fairness_table(df: pd.DataFrame) -> Table:
+    """Fairness summaries with each estimate formatted by its metric (ratios ×, rate gaps pp)."""
+    if not {"model", "metric", "estimate"} <= set(df.columns):
+        return format_table(df)
+    rows = []
+    for _, r in df.iterrows():
+        f = fmt.metric_formatter(r["metric"])
+        rows.append([
+            str(r["model"]),
+            fmt.pct(r["target_fmr"]) if pd.notna(r.get("target_fmr")) else "threshold-free",
+            F.metric_label(r["metric"]),
+            f"{f(r['estimate'])} {fmt.ci(r.get('ci_lo'), r.get('ci_hi'), f)}".strip(),
+            fmt.group_label(r["worst_group"]) if isinstance(r.get("worst_group"), str) else "–",
+            fmt.group_label(r["best_group"]) if isinstance(r.get("best_group"), str) else "–",
+        ])
+    return Table(["model", "target FMR", "metric", "estimate [95% CI]", "worst group", "best group"], rows,
+                 [False, True, False, True, False, False])
+
+
+def _dose_table(dr: pd.DataFrame) -> Table:
+    """The mixed-model terms of the dose-response table (the per-level means are the figure)."""
+    if "row_type" in dr.columns and (dr["row_type"] != "mean").any():
+        terms = dr[dr["row_type"] != "mean"].copy()
+        terms["group"] = terms["group"].map(fmt.group_label)
+        cols = [c for c in ["model", "edit_attr", "group", "row_type", "term", "estimate", "p_value", "method", "converged"]
+                if c in terms.columns]
+        return format_table(terms, cols, rename={"row_type": "row", "p_value": "p", "edit_attr": "edit"})
+    return format_table(dr)
+
+
+def _dose_fit_notes(dr: Optional[pd.DataFrame]) -> list[str]:
+    if dr is None or "fit_note" not in dr.columns:
+        return []
+    notes = dr["fit_note"].dropna().astype(str)
+    return sorted(set(n for n in notes if n.strip()))
 
 
 def _intersectional_table(cells: pd.DataFrame, groups: list[str], attrs: list[str]) -> Table:

@@ -127,14 +127,20 @@ def det_points(genuine: np.ndarray, impostor: np.ndarray, max_points: int = 300)
     return fmr, fnmr
 
 
-def det_figure(model: str, scored: pd.DataFrame, unitary: pd.DataFrame, groups: list[str], target_fmr: float) -> Figure:
+def det_figure(model: str, scored: pd.DataFrame, unitary: pd.DataFrame, groups: list[str], target_fmr: float,
+               roc: Optional[pd.DataFrame] = None) -> Figure:
+    """DET curves per group; points from the analysis's roc table when given, else swept over the scores."""
     colors = group_colors(groups)
     ok = scored[scored["status"] == "ok"]
     traces, floor = [], 1.0
     for g in groups:
-        block = ok[ok["group"] == g]
-        fmr, fnmr = det_points(block.loc[block["kind"] == "genuine", "score"].to_numpy(),
-                               block.loc[block["kind"] == "impostor", "score"].to_numpy())
+        if roc is not None:
+            r = roc[roc["group"] == g]
+            fmr, fnmr = r["fmr"].to_numpy(dtype=float), r["fnmr"].to_numpy(dtype=float)
+        else:
+            block = ok[ok["group"] == g]
+            fmr, fnmr = det_points(block.loc[block["kind"] == "genuine", "score"].to_numpy(),
+                                   block.loc[block["kind"] == "impostor", "score"].to_numpy())
         keep = (fmr > 0) & (fnmr > 0)  # log axes cannot show 0
         if keep.any():
             floor = min(floor, fmr[keep].min(), fnmr[keep].min())
@@ -164,11 +170,26 @@ def det_figure(model: str, scored: pd.DataFrame, unitary: pd.DataFrame, groups: 
                   dict(data=traces, layout=layout))
 
 
-def score_distribution_figure(model: str, scored: pd.DataFrame, groups: list[str], threshold: Optional[float]) -> Figure:
+def score_distribution_figure(model: str, scored: pd.DataFrame, groups: list[str], threshold: Optional[float],
+                              hist: Optional[pd.DataFrame] = None) -> Figure:
+    """Genuine and impostor score densities per group; from the analysis's score_hist table when given."""
     colors = group_colors(groups)
     ok = scored[(scored["status"] == "ok") & np.isfinite(scored["score"])]
     traces = []
-    if len(ok):
+    if hist is not None:
+        for g in groups:
+            label = fmt.group_label(g)
+            for kind, dash in (("genuine", "solid"), ("impostor", "dot")):
+                h = hist[(hist["group"] == g) & (hist["kind"] == kind)].sort_values("bin_lo")
+                if h.empty:
+                    continue
+                centers = (h["bin_lo"].to_numpy() + h["bin_hi"].to_numpy()) / 2
+                traces.append(dict(type="scatter", x=np.round(centers, 5), y=np.round(h["density"].to_numpy(), 5), mode="lines",
+                                   line=dict(color=colors[g], dash=dash, width=2, shape="hvh"),
+                                   name=f"{label} · {kind}", legendgroup=g,
+                                   hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{label} {kind} "
+                                   f"(n={int(h['count'].sum()):,})</extra>"))
+    elif len(ok):
         # ~sqrt(n) bins per curve, within [20, 60]: smooth enough for small runs, detailed for large ones
         n_bins = int(np.clip(np.sqrt(len(ok) / (2 * max(1, len(groups)))), 20, 60))
         edges = np.linspace(ok["score"].min(), ok["score"].max(), n_bins + 1)
@@ -256,11 +277,20 @@ def fnmr_by_condition_figure(model: str, cells: pd.DataFrame, groups: list[str],
 
 
 def contrast_label(row: pd.Series) -> str:
-    attr = str(row["attribute"])
+    """``dark vs light`` for the protected attribute (also within a condition: ``skin_tone|yaw=+2``)."""
+    attr = str(row["attribute"]).split("|", 1)[0]
     lv, ref = row["level"], row["reference"]
     if attr in ("skin_tone", "skin", "group"):
         return f"{fmt.group_label(lv)} vs {fmt.group_label(ref)}"
     return f"{attr} {_level_text(lv)} vs {_level_text(ref)}"
+
+
+def condition_label(cond: Any) -> str:
+    """``lighting=-2`` -> ``lighting -2``; ``all`` -> ``pooled``."""
+    c = str(cond)
+    if c in ("all", "nan", "None"):
+        return "pooled"
+    return c.replace("=", " ")
 
 
 def _level_text(v) -> str:
@@ -271,43 +301,72 @@ def _level_text(v) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return str(metric).upper() if fmt.is_rate_metric(metric) else str(metric).replace("_", " ")
+    names = {"fnmr_diff": "FNMR difference", "fmr_diff": "FMR difference", "fte_rate_diff": "FTE difference",
+             "genuine_score_diff": "mean genuine score difference", "fnmr_ratio": "FNMR ratio", "fmr_ratio": "FMR ratio",
+             "gfnmr_diff": "GFNMR difference"}
+    return names.get(str(metric), str(metric).replace("_", " "))
 
 
-def forest_figure(metric: str, contrasts: pd.DataFrame, models: list[str], alpha: float = 0.05) -> Figure:
-    """Contrasts of one metric: estimate and CI per model; filled markers are significant after adjustment."""
-    rate = fmt.is_rate_metric(metric)
-    scale = 100.0 if rate else 1.0
-    f = fmt.pp if rate else fmt.signed
-    d = contrasts[contrasts["metric"] == metric].copy()
-    d["label"] = [contrast_label(r) for _, r in d.iterrows()]
-    labels = list(dict.fromkeys(d.sort_values(["attribute", "level"])["label"]))[::-1]
-    traces = []
-    for i, m in enumerate(models):
-        dm = d[d["model"] == m]
-        if dm.empty:
-            continue
-        color = MODEL_PALETTE[i % len(MODEL_PALETTE)]
-        sig = (dm["p_adjusted"].fillna(1.0) < alpha).to_numpy()
-        text = [f"{f(e)} {fmt.ci(lo, hi, f)}<br>p<sub>adj</sub> {fmt.pvalue(p)}"
-                for e, lo, hi, p in zip(dm["estimate"], dm["ci_lo"], dm["ci_hi"], dm["p_adjusted"])]
-        traces.append(dict(
-            type="scatter", orientation="h", x=_finite(dm["estimate"] * scale), y=dm["label"].tolist(), mode="markers", name=m,
-            marker=dict(color=[color if s else "white" for s in sig], size=10, symbol="diamond", line=dict(color=color, width=2)),
-            error_x=dict(type="data", symmetric=False, array=_finite((dm["ci_hi"] - dm["estimate"]) * scale),
-                         arrayminus=_finite((dm["estimate"] - dm["ci_lo"]) * scale), color=color, thickness=1.5, width=4),
-            text=text, hovertemplate="%{y}<br>%{text}<extra>" + m + "</extra>"))
-    layout = _layout(
-        110 + 46 * max(1, len(labels)),
-        scattermode="group", scattergap=0.5,
-        shapes=[_vline(0, "#444", "solid")],
-        xaxis=dict(title=dict(text=f"difference in {metric_label(metric)}" + (" (percentage points)" if rate else "")),
-                   ticksuffix=" pp" if rate else ""),
-        yaxis=dict(type="category", categoryorder="array", categoryarray=labels),
-    )
-    return Figure(f"forest-{metric}", f"Contrasts · {metric_label(metric)}",
-                  f"Paired within-seed contrasts (level minus reference) with 95% CIs. Filled markers: adjusted p < {alpha:g}; "
-                  "open markers: not significant after the multiple-comparison adjustment.", dict(data=traces, layout=layout))
+#: panel order of the pooled forest plot; other metrics follow in table order
+FOREST_ORDER = ["fnmr_diff", "fmr_diff", "fte_rate_diff", "genuine_score_diff", "fnmr_ratio", "fmr_ratio"]
+
+
+def forest_figure(key: str, title: str, rows: pd.DataFrame, models: list[str], label_col: str,
+                  alpha: float = 0.05) -> Figure:
+    """Forest plot: one panel per metric (stacked, each with its own x axis), estimate and CI per model;
+    filled markers are significant after the multiple-comparison adjustment."""
+    metrics = [m for m in FOREST_ORDER if m in set(rows["metric"])] + \
+              [m for m in dict.fromkeys(rows["metric"]) if m not in FOREST_ORDER]
+    n_labels = {m: rows.loc[rows["metric"] == m, label_col].nunique() for m in metrics}
+    row_px, gap_px, top_px = 34, 70, 40
+    height = top_px + sum(n_labels[m] * row_px + gap_px for m in metrics) + 20
+    traces, layout_axes, annotations, shapes = [], {}, [], []
+    y_cursor = 1.0 - top_px / height
+    shown = set()
+    for k, metric in enumerate(metrics):
+        d = rows[rows["metric"] == metric]
+        kind = fmt.metric_kind(metric)
+        scale = 100.0 if kind == "rate_diff" else 1.0
+        f = fmt.metric_formatter(metric)
+        labels = list(dict.fromkeys(d[label_col]))[::-1]
+        span = n_labels[metric] * row_px / height
+        y1, y0 = y_cursor, y_cursor - span
+        y_cursor = y0 - gap_px / height
+        suffix = "" if k == 0 else str(k + 1)
+        xa = dict(AXIS, anchor=f"y{suffix}", title=dict(text=metric_label(metric) + (" (pp)" if kind == "rate_diff" else ""),
+                                                      standoff=4, font=dict(size=11)))
+        if kind == "ratio":
+            ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+            xa.update(type="log", tickvals=ticks, ticktext=[f"{t:g}×" for t in ticks])
+        layout_axes[f"xaxis{suffix}"] = xa
+        layout_axes[f"yaxis{suffix}"] = dict(AXIS, domain=[max(0.0, y0), y1], anchor=f"x{suffix}", type="category",
+                                             categoryorder="array", categoryarray=labels, showgrid=False)
+        null = 1.0 if kind == "ratio" else 0.0
+        shapes.append(dict(type="line", x0=null, x1=null, y0=0, y1=1, xref=f"x{suffix}", yref=f"y{suffix} domain",
+                           line=dict(color="#444", width=1)))
+        for i, m in enumerate(models):
+            dm = d[d["model"] == m]
+            if dm.empty:
+                continue
+            color = MODEL_PALETTE[i % len(MODEL_PALETTE)]
+            sig = (dm["p_adjusted"].fillna(1.0) < alpha).to_numpy()
+            text = [f"{f(e)} {fmt.ci(lo, hi, f)}<br>p<sub>adj</sub> {fmt.pvalue(p)}"
+                    for e, lo, hi, p in zip(dm["estimate"], dm["ci_lo"], dm["ci_hi"], dm["p_adjusted"])]
+            est = dm["estimate"] * scale
+            traces.append(dict(
+                type="scatter", orientation="h", x=_finite(est), y=dm[label_col].tolist(), mode="markers", name=m,
+                legendgroup=m, showlegend=m not in shown, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                marker=dict(color=[color if s_ else "white" for s_ in sig], size=10, symbol="diamond", line=dict(color=color, width=2)),
+                error_x=dict(type="data", symmetric=False, array=_finite((dm["ci_hi"] * scale - est).clip(lower=0)),
+                             arrayminus=_finite((est - dm["ci_lo"] * scale).clip(lower=0)), color=color, thickness=1.5, width=4),
+                text=text, hovertemplate="%{y}<br>%{text}<extra>" + m + "</extra>"))
+            shown.add(m)
+    layout = _layout(int(height), scattermode="group", scattergap=0.4, shapes=shapes, annotations=annotations,
+                     margin=dict(t=top_px, b=20), **layout_axes)
+    return Figure(key, title,
+                  f"Paired within-seed contrasts (level minus reference; ratios on log axes) with 95% CIs. Filled markers: "
+                  f"adjusted p < {alpha:g}; open markers: not significant after the multiple-comparison adjustment.",
+                  dict(data=traces, layout=layout))
 
 
 def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], attrs: list[str], source_note: str) -> Figure:

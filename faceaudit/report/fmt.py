@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 #: column names (or suffixes) holding proportions, shown as percentages
-RATE_COLUMNS = ("fmr", "fnmr", "fte_rate", "fte", "fmr_at_threshold", "fnmr_at_threshold")
+RATE_COLUMNS = ("fmr", "fnmr", "gfnmr", "fte_rate", "fte", "eer", "fnmr_at_group_threshold")
 
 
 def _missing(x: Any) -> bool:
@@ -42,6 +42,8 @@ def pp(x: Any) -> str:
     if _missing(x):
         return "–"
     v = float(x) * 100
+    if v == 0:
+        return "0 pp"
     if abs(v) >= 10:
         return f"{v:+.1f} pp"
     return f"{v:+.2f} pp"
@@ -91,10 +93,51 @@ def with_ci(x: Any, lo: Any, hi: Any, f=pct) -> str:
     return f"{f(x)} {c}" if c else f(x)
 
 
-def is_rate_metric(metric: str) -> bool:
-    """True when a metric's values are proportions (FMR, FNMR, FTE and their differences)."""
+RATE_NAMES = ("fmr", "fnmr", "gfnmr", "fte", "fte_rate")
+
+
+def metric_kind(metric: str) -> str:
+    """How a metric's values read: ``ratio`` (2.20×), ``rate_diff`` (+4.17 pp), ``rate`` (4.17%) or ``number``.
+
+    Names follow results/contrasts and results/fairness: ``fnmr_diff``, ``fnmr_ratio``,
+    ``fnmr_max_min_ratio``, ``fmr_max_diff``, ``fte_rate_diff``, ``ir`` (inequity rate), ...
+    """
     m = str(metric).lower()
-    return any(m == r or m.startswith(r + "_") or m.endswith("_" + r) for r in ("fmr", "fnmr", "fte", "fte_rate"))
+    if m.endswith("ratio") or m == "ir":
+        return "ratio"
+    if m.endswith("_diff"):
+        return "rate_diff" if m.removesuffix("_diff").removesuffix("_max") in RATE_NAMES else "number"
+    return "rate" if m in RATE_NAMES else "number"
+
+
+def is_rate_metric(metric: str) -> bool:
+    """True when a metric's values are proportions or differences of proportions (shown in % / pp)."""
+    return metric_kind(metric) in ("rate", "rate_diff")
+
+
+def ratio(x: Any) -> str:
+    if _missing(x):
+        return "–"
+    v = float(x)
+    if math.isinf(v):
+        return "∞"
+    return f"{v:.2f}×" if v < 100 else f"{v:.0f}×"
+
+
+def metric_value(metric: str, x: Any) -> str:
+    """A metric's value formatted by its kind (see ``metric_kind``)."""
+    kind = metric_kind(metric)
+    if kind == "ratio":
+        return ratio(x)
+    if kind == "rate_diff":
+        return pp(x)
+    if kind == "rate":
+        return pct(x)
+    return signed(x) if str(metric).endswith("_diff") else num(x)
+
+
+def metric_formatter(metric: str):
+    return lambda x: metric_value(metric, x)
 
 
 def level(x: Any) -> str:

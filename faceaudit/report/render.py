@@ -18,7 +18,7 @@ GRID_PX = 72
 
 
 def _ratio(x: Optional[float]) -> str:
-    return "–" if x is None else f"{x:.2f}×"
+    return fmt.ratio(x)
 
 
 def _environment() -> Environment:
