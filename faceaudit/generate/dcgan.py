@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.errors import ModelUnavailable
 from faceaudit.generate.base import Edit, Generator, RenderResult
+from faceaudit.models.runtime import torch_device
 
 if TYPE_CHECKING:
     from faceaudit.generate.directions import Directions
@@ -71,16 +72,6 @@ def weights_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "weights.tar"
 
 
-def resolve_device(device: str = "auto") -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise BadInput(f"device: expected auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BadInput("device: cuda requested but torch sees no GPU")
-    return device
-
-
 def load_dcgan(path: str | Path | None = None, device: str = "cpu") -> DCGANNet:
     path = Path(path) if path is not None else weights_path()
     if not path.is_file():
@@ -92,7 +83,8 @@ def load_dcgan(path: str | Path | None = None, device: str = "cpu") -> DCGANNet:
         raise ModelUnavailable(f"dcgan: cannot read weights {path}: {type(err).__name__}: {err}") from None
     net = DCGANNet()
     net.load_state_dict(state)
-    return net.eval().to(device)
+    # channels-last runs the transposed convolutions ~1.5x faster on CPU (oneDNN); same on CUDA
+    return net.eval().to(device).to(memory_format=torch.channels_last)
 
 
 def seed_latents(seeds: Sequence[int], protocol_seed: int, truncation: float = 0.0) -> np.ndarray:
@@ -133,7 +125,11 @@ class DCGANGenerator(Generator):
     ):
         self.protocol_seed = int(protocol_seed)
         self.truncation = float(truncation)
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
+        if self.device == "cuda":
+            # deterministic kernels: the same protocol must give byte-identical PNGs
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
         self.net = load_dcgan(weights, self.device)
         self.version = "digiface1m-dcgan-1.1.1"
         self.directions = directions
