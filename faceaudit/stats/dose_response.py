@@ -10,7 +10,7 @@ Two kinds of rows in ``results/dose_response.parquet`` (column ``row_type``):
       score ~ C(group, Treatment(reference)) * (edit_level [+ abs_level])  +  (1 | seed)
 
   ``edit_level`` is the signed level; ``abs_level = |edit_level|`` is added when the protocol edits the
-  attribute in both directions, because most edits hurt similarity whichever way they go (a V shape a
+  attribute in both directions at more than one distance, because most edits hurt similarity whichever way they go (a V shape a
   signed slope alone cannot see). ``slope`` rows are the reference group's slopes; ``interaction``
   rows are how much each other group's slope differs (group x level coefficients) — the dose-response
   bias. Random intercept per seed: all renderings of a seed share its identity-level difficulty.
@@ -60,16 +60,28 @@ def _fit(formula: str, data: pd.DataFrame):
     """MixedLM with checks; returns (result, method, converged, note, seed_sd)."""
     caught: list[str] = []
     res = None
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        try:
-            res = smf.mixedlm(formula, data, groups=data["seed"]).fit(reml=True, method=["lbfgs", "powell"])
-        except (np.linalg.LinAlgError, ValueError) as err:
-            caught.append(f"fit error: {err}")
+    failed: list[str] = []
+    used = ""
+    # statsmodels' optimisers fail differently (lbfgs can hit a singular matrix at its start value
+    # where bfgs/powell converge), so try them in turn and keep the first clean, converged fit;
+    # only the warnings of the kept attempt count.
+    for method in ("lbfgs", "bfgs", "powell"):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            try:
+                attempt = smf.mixedlm(formula, data, groups=data["seed"]).fit(reml=True, method=method)
+            except (np.linalg.LinAlgError, ValueError) as err:
+                failed.append(f"{method}: {err}")
+                continue
         # statsmodels flags "MLE may be on the boundary" when the random-effect *variance* is below
         # an absolute 0.01, which is every fit on a cosine-similarity scale (SDs ~0.05); it is replaced
         # by the scale-free check below. Every other warning (gradient, Hessian) counts.
-        caught += [str(x.message).split("\n")[0] for x in w if "on the boundary" not in str(x.message)]
+        msgs = [str(x.message).split("\n")[0] for x in w if "on the boundary" not in str(x.message)]
+        res, caught, used = attempt, msgs, method
+        if attempt.converged and not msgs:
+            break
+    if res is None:
+        caught = ["fit failed (" + "; ".join(failed) + ")"]
     problems = []
     seed_sd = float("nan")
     if res is not None:
@@ -84,9 +96,13 @@ def _fit(formula: str, data: pd.DataFrame):
     if caught:
         problems.append("warnings: " + "; ".join(dict.fromkeys(caught)))
     if res is not None and not problems:
-        return res, "mixedlm", True, f"MixedLM (REML) converged; seed random-intercept SD {seed_sd:.4g}", seed_sd
-    ols = smf.ols(formula, data).fit(cov_type="cluster", cov_kwds={"groups": data["seed"].to_numpy()})
+        return res, "mixedlm", True, f"MixedLM (REML, {used}) converged; seed random-intercept SD {seed_sd:.4g}", seed_sd
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ols = smf.ols(formula, data).fit(cov_type="cluster", cov_kwds={"groups": data["seed"].to_numpy()})
     note = ("MixedLM " + ", ".join(problems) + "; refitted as OLS with cluster-robust (by seed) standard errors")
+    if w:
+        note += "; OLS warnings: " + "; ".join(dict.fromkeys(str(x.message).split("\n")[0] for x in w))
     return ols, "ols_cluster", bool(res is not None and res.converged), note, seed_sd
 
 
@@ -112,7 +128,9 @@ def model_rows(mr: ModelRates, reference_group: str, level: float) -> pd.DataFra
         d["grp"] = d["grp"].cat.remove_unused_categories()
         d["abs_level"] = d["edit_level"].abs()
         both_signs = (d["edit_level"] < 0).any() and (d["edit_level"] > 0).any()
-        terms = ["edit_level", "abs_level"] if both_signs else ["edit_level"]
+        # |level| is a separate regressor only when it varies: with levels +-L alone it is constant
+        # and would be collinear with the intercept.
+        terms = ["edit_level", "abs_level"] if both_signs and d["abs_level"].nunique() > 1 else ["edit_level"]
         multi = len(present) > 1
         rhs = f"C(grp) * ({' + '.join(terms)})" if multi else " + ".join(terms)
         res, method, converged, note, seed_sd = _fit(f"score ~ {rhs}", d)
