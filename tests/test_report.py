@@ -134,7 +134,10 @@ def test_every_section_present_with_numbers_from_the_run(rendered):
     # 5. evaluation data: resolution, directions, seeds, exclusion reason
     ev = texts["evaluation-data"]
     assert "64×64 px" in ev and "directions_synthetic.npz" in ev
-    assert "9 kept of 10 requested" in ev and syn.EXCLUDED_SEEDS[7] in ev
+    assert "9 kept of 10 requested; 1 excluded" in ev and f"level dark: {syn.EXCLUDED_SEEDS[7]} (12 steps)" in ev
+    # manipulation check: verdicts computed from the long table (lighting leaks into ITA in the fixture)
+    assert re.search(r"lighting\s+lighting\s+-2: -0.9\d+.*?yes\s+\d+\.\d+°\s+\d+(\.\d+)?%\s+yes", ev, re.S)
+    assert "Leakage flagged: lighting → skin ITA" in " ".join(ev.split())
     # 6. training data: documented for alpha, plainly unknown for beta
     assert syn.MODEL_METADATA["alpha"]["training_data"] in texts["training-data"]
     assert re.search(r"beta\s*:\s*unknown", texts["training-data"])
@@ -157,7 +160,7 @@ def test_every_section_present_with_numbers_from_the_run(rendered):
     assert "Skin tone is not race" in texts["ethical-considerations"]
     # 9. caveats quote this run's numbers
     cav = texts["caveats"]
-    assert "64×64 px" in cav and "8 genuine pairs" in cav and "lighting / measured_lighting" in cav
+    assert "64×64 px" in cav and "8 genuine pairs" in cav and "lighting → skin ITA" in cav
     shift = max(_lighting_ita_shifts(run.faces).values(), key=abs)
     assert f"{fmt.signed(shift)}°" in cav
 
@@ -187,7 +190,7 @@ def test_summary_md(rendered):
     assert "### alpha" in md and "### beta" in md
     assert "| group | target FMR |" in md
     assert "+18.8 pp [+6.25 pp, +31.2 pp]" in md
-    assert "**Caveats:**" in md and "leakage flagged" in md
+    assert "**Caveats:**" in md and "leakage flagged: lighting → skin ITA" in md
 
 
 def test_rendering_is_deterministic(rendered, tmp_path):
@@ -274,7 +277,7 @@ def test_load_run_tables(synthetic_run):
     assert st.loc[st["status"] == "fte", "face_id"].tolist() == [syn.FTE_FACE]
     assert run.error_rates is not None and run.contrasts is not None and run.dose_response is not None
     assert run.summary["target_fmr"] == syn.TARGET_FMR
-    assert run.generation["seeds_requested"] == syn.N_SEEDS_REQUESTED
+    assert run.generation["n_seeds_requested"] == syn.N_SEEDS_REQUESTED
     assert "fairness" in run.result_names
     sp = run.scored_pairs("alpha")
     assert len(sp) == len(run.pairs) and {"kind", "group", "score"} <= set(sp.columns)

@@ -207,16 +207,24 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
     g = gen.get("generator")
     gen_name = g.get("name") if isinstance(g, dict) else g
     kept_seeds = sorted(int(s) for s in faces["seed"].unique())
-    excluded = gen.get("excluded", gen.get("excluded_seeds", []))
+    # generate stage: "exclusions" (one dict per seed x unreachable level) and "excluded_seeds"
+    excluded = gen.get("exclusions") or gen.get("excluded") or gen.get("excluded_seeds") or []
     if isinstance(excluded, dict):
         excluded = [{"seed": k, "reason": v} for k, v in excluded.items()]
     excluded_rows = []
-    for e in excluded or []:
+    for e in excluded:
         if isinstance(e, dict):
-            excluded_rows.append((str(e.get("seed", "?")), str(e.get("reason", "not recorded"))))
+            reason = str(e.get("reason", "not recorded"))
+            if e.get("level"):
+                reason = f"level {e['level']}: {reason}" + (f" ({e['steps']} steps)" if e.get("steps") is not None else "")
+            excluded_rows.append((str(e.get("seed", "?")), reason))
         else:
             excluded_rows.append((str(e), "not recorded"))
-    requested = gen.get("seeds_requested", gen.get("n_seeds_requested", proto.n_seeds))
+    requested = gen.get("n_seeds_requested", gen.get("seeds_requested", proto.n_seeds))
+    reach = []
+    for name, info in (gen.get("levels") or {}).items():
+        if isinstance(info, dict) and info.get("reach_rate") is not None:
+            reach.append(f"{name} {fmt.pct(info['reach_rate'])}")
     directions = gen.get("directions") or proto.generator.directions or "the directions file shipped with faceaudit"
     if isinstance(directions, dict):
         directions = directions.get("path") or directions.get("name") or _json_value(directions)
@@ -230,6 +238,7 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
         "seeds_kept": len(kept_seeds),
         "excluded": excluded_rows,
         "generator_training_data": (g.get("training_data") if isinstance(g, dict) else None) or gen.get("training_data"),
+        "reach": ", ".join(reach),
         "recorded": bool(gen),
     }
 
@@ -294,20 +303,66 @@ def _edit_rows(faces: pd.DataFrame, protocol) -> list[dict]:
     return rows
 
 
-def _manipulation_flags(mc: Optional[pd.DataFrame]) -> dict:
-    """Rows of the manipulation check that failed: non-monotone targets and flagged leakage."""
+MANIPULATION_COLUMNS = {"edit_attr", "edit_level", "measure", "mean_change", "is_target"}
+#: an edit leaks into skin tone when it moves mean ITA by more than this share of the smallest gap
+#: between adjacent skin levels' prototype ITAs (then it partly re-does the protected manipulation)
+ITA_LEAK_SHARE = 0.25
+
+
+def _skin_gap(faces: pd.DataFrame) -> Optional[float]:
+    if "measured_skin_ita" not in faces.columns:
+        return None
+    means = np.sort(faces[faces["edit_attr"] == "none"].groupby("group")["measured_skin_ita"].mean().to_numpy())
+    gaps = np.diff(means)
+    return float(gaps.min()) if len(gaps) and gaps.min() > 0 else None
+
+
+def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs: list[str]) -> dict:
+    """Per edit: is the target change monotone in the level, and how far does it move skin ITA?
+
+    Reads the generate stage's long table (``edit_attr, edit_level, measure, mean_change, is_target``);
+    any other table shape is shown as it is, with boolean ``monoton*`` / ``leak*`` columns as flags.
+    """
+    out = {"table": None, "long": None, "non_monotone": [], "leaky": [], "gap": None}
     if mc is None or mc.empty:
-        return {"non_monotone": [], "leaky": []}
-
-    def label(r: pd.Series) -> str:
-        parts = [str(r[c]) for c in ("model", "edit_attr", "attribute", "measure") if c in r.index and isinstance(r[c], str)]
-        return " / ".join(dict.fromkeys(parts)) or f"row {r.name}"
-
-    mono_cols = [c for c in mc.columns if "monoton" in c.lower() and pd.api.types.is_bool_dtype(mc[c])]
-    leak_cols = [c for c in mc.columns if "leak" in c.lower() and pd.api.types.is_bool_dtype(mc[c])]
-    non_mono = [label(r) for _, r in mc.iterrows() if any(not bool(r[c]) for c in mono_cols)]
-    leaky = [label(r) for _, r in mc.iterrows() if any(bool(r[c]) for c in leak_cols)]
-    return {"non_monotone": list(dict.fromkeys(non_mono)), "leaky": list(dict.fromkeys(leaky))}
+        return out
+    if not MANIPULATION_COLUMNS <= set(mc.columns):
+        out["table"] = format_table(mc)
+        mono_cols = [c for c in mc.columns if "monoton" in c.lower() and pd.api.types.is_bool_dtype(mc[c])]
+        leak_cols = [c for c in mc.columns if "leak" in c.lower() and pd.api.types.is_bool_dtype(mc[c])]
+        label = lambda r: str(r["edit_attr"]) if "edit_attr" in r.index else f"row {r.name}"  # noqa: E731
+        out["non_monotone"] = list(dict.fromkeys(label(r) for _, r in mc.iterrows() if any(not bool(r[c]) for c in mono_cols)))
+        out["leaky"] = list(dict.fromkeys(label(r) for _, r in mc.iterrows() if any(bool(r[c]) for c in leak_cols)))
+        return out
+    gap = _skin_gap(faces)
+    out["gap"] = gap
+    rows = []
+    for attr in attrs:
+        d = mc[mc["edit_attr"] == attr]
+        if d.empty:
+            continue
+        target = d[d["is_target"].astype(bool)].sort_values("edit_level")
+        changes = target["mean_change"].to_numpy(dtype=float)
+        monotone = bool(len(changes) > 1 and np.all(np.diff(changes) > 0)) if len(changes) else False
+        ita = d[d["measure"] == "skin_ita"]
+        max_ita = float(ita["mean_change"].abs().max()) if len(ita) else float("nan")
+        share = max_ita / gap if gap and np.isfinite(max_ita) else float("nan")
+        leaky = bool(np.isfinite(share) and share > ITA_LEAK_SHARE)
+        if not monotone:
+            out["non_monotone"].append(attr)
+        if leaky:
+            out["leaky"].append(f"{attr} → skin ITA")
+        rows.append([attr, str(target["measure"].iloc[0]) if len(target) else "–",
+                     ", ".join(f"{fmt.level(lv)}: {fmt.signed(c)}" for lv, c in zip(target["edit_level"], changes)) or "–",
+                     "yes" if monotone else "no", f"{fmt.num(max_ita)}°" if np.isfinite(max_ita) else "–",
+                     fmt.pct(share) if np.isfinite(share) else "–", "yes" if leaky else "no"])
+    out["table"] = Table(["edit", "target measure", "mean change from prototype, by level", "monotone",
+                          "largest skin-ITA change", "share of skin-level gap", "leakage flagged"],
+                         rows, [False, False, False, False, True, True, False])
+    long = mc.copy()
+    out["long"] = format_table(long, [c for c in ["edit_attr", "edit_label", "edit_level", "measure", "mean_change",
+                                                  "sd_change", "n", "is_target"] if c in long.columns])
+    return out
 
 
 def _group_pick(unitary: pd.DataFrame, col: str, worst: bool) -> dict:
@@ -453,8 +508,7 @@ def build_card(run) -> dict:
     pairs = run.pairs
     pair_counts = (pairs.groupby(["group", "kind"]).size().unstack(fill_value=0).reindex(groups).fillna(0).astype(int))
     ita = _ita_facts(faces, protocol)
-    mc = run.manipulation_check
-    flags = _manipulation_flags(mc)
+    manip = manipulation_summary(run.manipulation_check, faces, attrs)
 
     unitary_table_df = unitary_all[unitary_all["model"].isin(models)].copy()
     # protocol order: models as listed, groups light -> dark, the pooled "all" row last
@@ -492,8 +546,10 @@ def build_card(run) -> dict:
         "n_contrasts_total": len(contrasts) if contrasts is not None else 0,
         "dose_table": _dose_table(run.dose_response) if run.dose_response is not None else None,
         "dose_fit_notes": _dose_fit_notes(run.dose_response),
-        "manipulation_table": format_table(mc) if mc is not None else None,
-        "manipulation_flags": flags,
+        "manipulation_table": manip["table"],
+        "manipulation_long": manip["long"],
+        "manipulation_gap": manip["gap"],
+        "manipulation_flags": {"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
         "fairness_tables": fairness_tables,
         "other_results": other_results,
         "summary_json": run.summary,

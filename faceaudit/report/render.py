@@ -57,11 +57,14 @@ def _eval_rows(card: dict, run_root: Path) -> list[tuple[str, str]]:
         ("Latent truncation", f"{proto.generator.truncation:g} SD" if proto.generator.truncation else "off"),
         ("Skin search steps", str(proto.generator.max_skin_steps)),
         ("Protocol", f"{proto.name} (master seed {proto.seed})"),
-        ("Seeds", f"{gen['seeds_kept']} kept of {gen['seeds_requested']} requested; {len(gen['excluded'])} excluded"),
+        ("Seeds", f"{gen['seeds_kept']} kept of {gen['seeds_requested']} requested; "
+                  f"{len({e[0] for e in gen['excluded']})} excluded"),
         ("Faces", f"{card['n_faces']:,} ({len(card['groups'])} skin levels × (prototype + "
                   f"{sum(len(e.levels) for e in proto.edits)} edits) per seed)"),
         ("Pairs", f"{card['n_pairs']:,} (genuine: prototype vs each of its edits; impostor: different seeds, same group and condition)"),
     ]
+    if gen["reach"]:
+        rows.append(("Skin search", f"share of requested seeds whose measured ITA reached each bin: {gen['reach']}"))
     rows += [(f"Generator {k}", v) for k, v in gen["generator_meta"] if k not in ("name", "training_data")]
     return rows
 
