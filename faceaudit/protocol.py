@@ -54,9 +54,11 @@ class ProtectedSpec(_Strict):
     reference: str = "light"
     levels: list[SkinLevel] = Field(
         default_factory=lambda: [
-            SkinLevel(name="light", ita_min=41.0, ita_max=90.0, target=48.0),
-            SkinLevel(name="intermediate", ita_min=28.0, ita_max=41.0, target=34.5),
-            SkinLevel(name="dark", ita_min=-90.0, ita_max=28.0, target=18.0),
+            # Chardon et al.'s ITA boundaries at 10 and -30 degrees, lumped to three levels that the
+            # DCGAN's dim renders can reach (docs/generator.md: "Skin-tone levels")
+            SkinLevel(name="light", ita_min=10.0, ita_max=90.0, target=28.0),
+            SkinLevel(name="intermediate", ita_min=-30.0, ita_max=10.0, target=-10.0),
+            SkinLevel(name="dark", ita_min=-90.0, ita_max=-30.0, target=-55.0),
         ]
     )
 

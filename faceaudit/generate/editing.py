@@ -1,0 +1,308 @@
+"""Latent edits: placing a seed in a skin-tone level, and nuisance edits in SD units.
+
+Skin level search. The skin direction is linear only on average: one seed's measured ITA responds
+to a move along it with its own slope and some measurement noise. For every (seed, level) pair we
+therefore search the shift ``t`` (latent distance along the skin unit direction) until the measured
+ITA of the rendered face lies in the level's bin ``[ita_min, ita_max)``:
+
+* start at ``t = 0`` (the seed's own face) and jump towards the level's ``target`` using the
+  directions file's average slope (ITA degrees per latent unit);
+* then secant steps through the last two points, or regula falsi once the target is bracketed
+  (bisection when a secant step would leave the bracket or the slope is implausible);
+* a render whose landmarks are lost is answered by halving the move from the last good point.
+
+Achromatic seeds. About 8% of DCGAN faces have skin b* <= 0 (a cool colour cast, or a face mask
+over the cheeks). ITA cannot take intermediate values on such a face, so a seed whose skin b* is
+below :data:`CHROMA_MIN_B` is first moved along the skin-chroma direction (conditioned on skin ITA,
+lighting, yaw and smile) towards :data:`CHROMA_TARGET_B`. The warmed face replaces the seed's base
+for every level, so the paired design is unchanged; the shift is recorded (``chroma_shift``).
+
+A pair stops as soon as its ITA is in the bin; every render counts as one step. Pairs still outside
+after ``max_skin_steps`` steps, or needing more than :data:`MAX_SKIN_SHIFT_SD` SDs of skin change,
+are failures; the design excludes such a seed from every group. All pairs move together, so each
+step is one batched render + measure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.errors import BadInput
+from faceaudit.generate.base import Edit, RenderResult
+
+if TYPE_CHECKING:
+    from faceaudit.generate.dcgan import DCGANGenerator
+    from faceaudit.generate.directions import Directions
+    from faceaudit.measure import FaceMeasurer
+    from faceaudit.protocol import SkinLevel
+
+SKIN_ATTRIBUTE = "skin_ita"
+CHROMA_ATTRIBUTE = "skin_b"
+#: seeds whose skin b* is below this are warmed first: with b* near 0, ITA = atan2(L* - 50, b*)
+#: jumps from about -90 to +90 degrees as L* crosses 50 and no intermediate level can be reached
+CHROMA_MIN_B = 6.0
+#: b* the warm-up aims at (about the median of random faces)
+CHROMA_TARGET_B = 10.0
+#: largest warm-up, in SDs of skin b*
+MAX_CHROMA_SHIFT_SD = 2.5
+#: largest skin move allowed, in SDs of ITA over random faces: beyond it DCGAN faces fall apart
+MAX_SKIN_SHIFT_SD = 4.0
+#: a secant slope below this fraction of the average slope is treated as noise
+MIN_SLOPE_FRACTION = 0.2
+#: one extrapolating step moves at most this many SDs of ITA
+MAX_STEP_SD = 2.0
+
+REASON_NOT_REACHED = "not_reached"
+REASON_SHIFT_LIMIT = "shift_limit"
+REASON_NO_LANDMARKS = "no_landmarks"
+
+
+@dataclass
+class _Pair:
+    """Search state of one (seed, level)."""
+
+    lo: float
+    hi: float
+    target: float
+    points: list[tuple[float, float]] = field(default_factory=list)  # (t, ita) with landmarks
+    failed_t: list[float] = field(default_factory=list)  # renders without landmarks
+    steps: int = 0
+    done: bool = False
+    t: float = float("nan")
+    reason: str = ""
+
+    def in_bin(self, ita: float) -> bool:
+        return self.lo <= ita < self.hi
+
+
+@dataclass
+class SkinSearchResult:
+    """Per (seed, level): the shift found, success flag, the image and its measures."""
+
+    base_latents: np.ndarray  # [S, 100] the (possibly warmed) base latents the shifts start from
+    chroma_shifts: np.ndarray  # [S] latent distance along the skin-chroma direction (0 = not warmed)
+    shifts: np.ndarray  # [S, L] latent distance along the skin unit direction (NaN on failure)
+    success: np.ndarray  # [S, L] bool
+    steps: np.ndarray  # [S, L] renders used
+    reasons: np.ndarray  # [S, L] str ('' on success)
+    images: np.ndarray  # [S, L, H, W, 3] uint8 (zeros on failure)
+    measures: list[list[pd.Series | None]]  # [S][L] the landing image's measures
+
+
+def _propose(p: _Pair, slope_avg: float, max_step: float) -> float:
+    """Next shift for an unfinished pair (see module docstring)."""
+    f = [(t, ita - p.target) for t, ita in p.points]
+    below = [(t, v) for t, v in f if v < 0]
+    above = [(t, v) for t, v in f if v > 0]
+    last_t, last_v = f[-1]
+    if below and above:
+        # bracket: the points nearest the target on each side (in ITA) — regula falsi
+        tb, vb = max(below, key=lambda x: x[1])
+        ta, va = min(above, key=lambda x: x[1])
+        t_new = tb - vb * (ta - tb) / (va - vb)
+        lo_t, hi_t = sorted((tb, ta))
+        margin = 0.1 * (hi_t - lo_t)
+        if not (lo_t + margin <= t_new <= hi_t - margin):
+            t_new = (tb + ta) / 2
+        return t_new
+    slope = slope_avg
+    if len(f) >= 2:
+        (t1, v1), (t2, v2) = f[-2], f[-1]
+        if t2 != t1:
+            s = (v2 - v1) / (t2 - t1)
+            if s > MIN_SLOPE_FRACTION * slope_avg:
+                slope = s
+    move = -last_v / slope
+    return last_t + float(np.clip(move, -max_step, max_step))
+
+
+def search_skin_levels(
+    generator: "DCGANGenerator",
+    measurer: "FaceMeasurer",
+    base_latents: np.ndarray,
+    levels: Sequence["SkinLevel"],
+    directions: "Directions",
+    max_steps: int,
+    base_images: np.ndarray | None = None,
+    base_measures: pd.DataFrame | None = None,
+    on_resolved: Callable[[int], None] | None = None,
+) -> SkinSearchResult:
+    """Find, for every seed and level, a skin shift whose measured ITA lands in the level's bin."""
+    skin = directions[SKIN_ATTRIBUTE]
+    u = skin.unit
+    slope_avg = directions.per_unit(SKIN_ATTRIBUTE)  # ITA degrees per latent unit
+    max_shift = MAX_SKIN_SHIFT_SD * skin.step
+    max_step = MAX_STEP_SD * skin.step
+    n_seeds, n_levels = len(base_latents), len(levels)
+    res = generator.resolution
+
+    if base_images is None or base_measures is None:
+        base_images = generator.render_latents(base_latents)
+        base_measures = measurer.measure(base_images)
+    base_latents, base_images, base_measures, chroma_shifts = warm_achromatic(
+        generator, measurer, base_latents, base_images, base_measures, directions
+    )
+    pairs = [[_Pair(lv.ita_min, lv.ita_max, lv.target) for lv in levels] for _ in range(n_seeds)]
+    images = np.zeros((n_seeds, n_levels, res, res, 3), dtype=np.uint8)
+    measures: list[list[pd.Series | None]] = [[None] * n_levels for _ in range(n_seeds)]
+
+    pending: list[tuple[int, int, float]] = []
+    for s in range(n_seeds):
+        row = base_measures.iloc[s]
+        ita0 = float(row["measured_skin_ita"]) if bool(row["measured_ok"]) else float("nan")
+        for j, p in enumerate(pairs[s]):
+            if np.isfinite(ita0):
+                p.points.append((0.0, ita0))
+                if p.in_bin(ita0):
+                    p.done, p.t = True, 0.0
+                    images[s, j] = base_images[s]
+                    measures[s][j] = row
+                    continue
+                t_next = _propose(p, slope_avg, max_step)
+            else:
+                # no landmarks on the seed's own face: start from the average face's ITA
+                p.failed_t.append(0.0)
+                t_next = float(np.clip((p.target - skin.mean) / slope_avg, -max_step, max_step))
+            pending.append((s, j, t_next))
+    resolved = sum(p.done for row in pairs for p in row)
+    if on_resolved and resolved:
+        on_resolved(resolved)
+
+    while pending:
+        # enforce the step budget and the shift limit before rendering
+        batch = []
+        for s, j, t in pending:
+            p = pairs[s][j]
+            if abs(t) > max_shift:
+                t = float(np.sign(t) * max_shift)
+                if any(abs(pt - t) < 1e-9 for pt, _ in p.points) or t in p.failed_t:
+                    p.done, p.reason = True, REASON_SHIFT_LIMIT
+                    continue
+            batch.append((s, j, t))
+        if not batch:
+            break
+        z = np.stack([base_latents[s] + t * u for s, _, t in batch])
+        imgs = generator.render_latents(z)
+        meas = measurer.measure(imgs)
+        pending = []
+        newly = 0
+        for k, (s, j, t) in enumerate(batch):
+            p = pairs[s][j]
+            p.steps += 1
+            row = meas.iloc[k]
+            if bool(row["measured_ok"]):
+                ita = float(row["measured_skin_ita"])
+                p.points.append((t, ita))
+                if p.in_bin(ita):
+                    p.done, p.t = True, t
+                    images[s, j] = imgs[k]
+                    measures[s][j] = row
+                    newly += 1
+                    continue
+                if p.steps >= max_steps:
+                    p.done, p.reason = True, REASON_SHIFT_LIMIT if abs(t) >= max_shift - 1e-9 else REASON_NOT_REACHED
+                    continue
+                pending.append((s, j, _propose(p, slope_avg, max_step)))
+            else:
+                p.failed_t.append(t)
+                if p.steps >= max_steps:
+                    p.done, p.reason = True, REASON_NOT_REACHED if p.points else REASON_NO_LANDMARKS
+                    continue
+                anchor = p.points[-1][0] if p.points else 0.0
+                pending.append((s, j, (anchor + t) / 2))
+        if on_resolved and newly:
+            on_resolved(newly)
+
+    shifts = np.array([[p.t if p.done and not p.reason else np.nan for p in row] for row in pairs])
+    success = np.isfinite(shifts)
+    for row in pairs:
+        for p in row:
+            if not p.reason and not np.isfinite(p.t):
+                p.reason = REASON_NOT_REACHED
+    return SkinSearchResult(
+        base_latents=base_latents,
+        chroma_shifts=chroma_shifts,
+        shifts=shifts,
+        success=success,
+        steps=np.array([[p.steps for p in row] for row in pairs], dtype=np.int64),
+        reasons=np.array([[p.reason for p in row] for row in pairs], dtype=object),
+        images=images,
+        measures=measures,
+    )
+
+
+def warm_achromatic(
+    generator: "DCGANGenerator",
+    measurer: "FaceMeasurer",
+    latents: np.ndarray,
+    images: np.ndarray,
+    measures: pd.DataFrame,
+    directions: "Directions",
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, np.ndarray]:
+    """Move seeds with skin b* < CHROMA_MIN_B along the chroma direction (one batched render)."""
+    shifts = np.zeros(len(latents))
+    if CHROMA_ATTRIBUTE not in directions.attributes or len(latents) == 0:
+        return latents, images, measures, shifts
+    chroma = directions[CHROMA_ATTRIBUTE]
+    b0 = measures["measured_skin_b"].to_numpy(dtype=np.float64)
+    ok = measures["measured_ok"].to_numpy(dtype=bool)
+    cold = np.flatnonzero(ok & (b0 < CHROMA_MIN_B))
+    if len(cold) == 0:
+        return latents, images, measures, shifts
+    t = np.clip((CHROMA_TARGET_B - b0[cold]) / directions.per_unit(CHROMA_ATTRIBUTE), 0.0, MAX_CHROMA_SHIFT_SD * chroma.step)
+    warm_z = latents[cold] + t[:, None] * chroma.unit
+    warm_images = generator.render_latents(warm_z)
+    warm_measures = measurer.measure(warm_images)
+    # keep a warmed face only if it still has landmarks and really is warmer
+    better = warm_measures["measured_ok"].to_numpy(dtype=bool) & (warm_measures["measured_skin_b"].to_numpy() > b0[cold])
+    latents, images, measures = latents.copy(), images.copy(), measures.copy()
+    for k in np.flatnonzero(better):
+        i = cold[k]
+        latents[i] = warm_z[k]
+        images[i] = warm_images[k]
+        measures.iloc[i] = warm_measures.iloc[k]
+        shifts[i] = t[k]
+    return latents, images, measures, shifts
+
+
+def level_index(levels: Sequence["SkinLevel"], group: str) -> int:
+    name = group.split("=", 1)[1] if "=" in group else group
+    for i, lv in enumerate(levels):
+        if lv.name == name:
+            return i
+    raise BadInput(f"group {group!r}: not one of the protected levels {[lv.name for lv in levels]}")
+
+
+def render_design_cell(generator: "DCGANGenerator", seeds: list[int], group: str | None, edit: Edit | None) -> RenderResult:
+    """``Generator.render`` for the DCGAN: seeds placed in ``group``'s skin bin, then ``edit`` applied.
+
+    Seeds whose search fails keep their unedited face and are flagged ``in_group=False``.
+    """
+    from faceaudit.measure import FaceMeasurer
+
+    edit = edit or Edit()
+    z = generator.latents(seeds)
+    meta = pd.DataFrame({"seed": seeds, "group": group or "none", "edit_attr": edit.attribute, "edit_level": edit.level})
+    needs_directions = group is not None or edit.attribute != "none"
+    if needs_directions and generator.directions is None:
+        raise BadInput("dcgan: render with a group or an edit needs directions (DCGANGenerator(directions=...))")
+    if group is not None:
+        if not generator.levels:
+            raise BadInput("dcgan: render with a group needs the protected levels (DCGANGenerator(levels=...))")
+        j = level_index(generator.levels, group)
+        measurer = getattr(generator, "_measurer", None) or FaceMeasurer()
+        generator._measurer = measurer
+        found = search_skin_levels(generator, measurer, z, [generator.levels[j]], generator.directions, generator.max_skin_steps)
+        shift = np.nan_to_num(found.shifts[:, 0])
+        z = found.base_latents + shift[:, None] * generator.directions[SKIN_ATTRIBUTE].unit
+        meta["in_group"] = found.success[:, 0]
+        meta["skin_shift"] = found.shifts[:, 0]
+        meta["chroma_shift"] = found.chroma_shifts
+        meta["skin_search_steps"] = found.steps[:, 0]
+    if edit.attribute != "none":
+        z = z + generator.directions.shift(edit.attribute, edit.level)
+    return RenderResult(images=generator.render_latents(z), metadata=meta)

@@ -1,0 +1,114 @@
+"""Manipulation check: did each edit change what it was meant to change, and nothing else?
+
+For every edited attribute and level, the change of every measure from the seed's prototype in the
+same group (paired within seed + group), averaged over seeds and groups. The target measure's row
+has ``is_target = True``; the other rows are leakage. The protected skin levels are checked the same
+way, each level's prototype against the reference level's prototype of the same seed
+(``edit_attr = "skin_tone"``, ``edit_level`` = the level's mean prototype ITA, ``edit_label`` = its
+name). With embeddings, ``measure = "identity_sim:<model>"`` rows give the mean cosine similarity
+between the prototype's and the edited face's embeddings (identity drift; 1 = unchanged), over
+pairs where both faces enrolled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.errors import BadInput
+from faceaudit.measure import MEASURES
+
+SKIN_EDIT = "skin_tone"
+COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target"]
+
+
+def _stats(values: np.ndarray) -> tuple[float, float, int]:
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), int(len(v))
+
+
+def _embedding_lookup(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
+    ok = table[table["status"] == "ok"]
+    if len(ok) == 0:
+        return {}, np.zeros((0, 0))
+    mat = np.stack([np.asarray(e, dtype=np.float64) for e in ok["embedding"]])
+    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
+    return {fid: i for i, fid in enumerate(ok["face_id"])}, mat
+
+
+def _identity_sims(a_ids: pd.Series, b_ids: pd.Series, lookup: dict[str, int], mat: np.ndarray) -> np.ndarray:
+    ia = np.array([lookup.get(f, -1) for f in a_ids])
+    ib = np.array([lookup.get(f, -1) for f in b_ids])
+    both = (ia >= 0) & (ib >= 0)
+    out = np.full(len(ia), np.nan)
+    if both.any():
+        out[both] = (mat[ia[both]] * mat[ib[both]]).sum(axis=1)
+    return out
+
+
+def manipulation_check(
+    faces: pd.DataFrame,
+    embeddings_by_model: dict[str, pd.DataFrame] | None = None,
+    reference: str | None = None,
+) -> pd.DataFrame:
+    """Long table ``edit_attr, edit_label, edit_level, measure, mean_change, sd_change, n, is_target``.
+
+    ``reference``: the skin level the others are compared with; default the level whose prototypes
+    have the highest mean ITA (the lightest).
+    """
+    needed = {"face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level"}
+    missing = needed - set(faces.columns)
+    if missing:
+        raise BadInput(f"faces table: missing columns {sorted(missing)}")
+    measures = [c for c in MEASURES.values() if c in faces.columns]
+    lookups = {m: _embedding_lookup(t) for m, t in (embeddings_by_model or {}).items()}
+    protos = faces[faces["edit_attr"] == "none"]
+    edited = faces[faces["edit_attr"] != "none"]
+    rows: list[dict] = []
+
+    def add_rows(attr: str, label: str, level: float, a: pd.DataFrame, b: pd.DataFrame, target: str | None) -> None:
+        # a = prototype rows, b = edited rows, aligned (same seed)
+        for col in measures:
+            mean, sd, n = _stats(b[col].to_numpy(dtype=np.float64) - a[col].to_numpy(dtype=np.float64))
+            rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=col, mean_change=mean,
+                             sd_change=sd, n=n, is_target=col == target))
+        for model, (lookup, mat) in lookups.items():
+            mean, sd, n = _stats(_identity_sims(a["face_id"], b["face_id"], lookup, mat))
+            rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=f"identity_sim:{model}",
+                             mean_change=mean, sd_change=sd, n=n, is_target=False))
+
+    # protected levels against the reference level, paired within seed
+    if len(protos) and "measured_skin_ita" in protos.columns:
+        level_ita = protos.groupby("skin_tone")["measured_skin_ita"].mean().sort_values(ascending=False)
+        ref = reference or str(level_ita.index[0])
+        if ref not in level_ita.index:
+            raise BadInput(f"manipulation check: reference level {ref!r} not in the faces table ({list(level_ita.index)})")
+        ref_rows = protos[protos["skin_tone"] == ref].set_index("seed")
+        for level_name in level_ita.index:
+            if level_name == ref:
+                continue
+            lv_rows = protos[protos["skin_tone"] == level_name].set_index("seed")
+            common = ref_rows.index.intersection(lv_rows.index).sort_values()
+            add_rows(SKIN_EDIT, f"{level_name} vs {ref}", float(level_ita[level_name]),
+                     ref_rows.loc[common], lv_rows.loc[common], MEASURES["skin_ita"])
+
+    # nuisance edits against the prototype of the same seed and group
+    if len(edited):
+        proto_idx = protos.set_index(["seed", "group"])
+        for attr in dict.fromkeys(edited["edit_attr"]):  # order of appearance
+            target = MEASURES.get(attr)
+            sub = edited[edited["edit_attr"] == attr]
+            for level in sorted(sub["edit_level"].unique()):
+                b = sub[sub["edit_level"] == level]
+                key = pd.MultiIndex.from_arrays([b["seed"], b["group"]])
+                has = key.isin(proto_idx.index)
+                b = b[has]
+                a = proto_idx.loc[key[has]].reset_index()
+                add_rows(attr, f"{float(level):+g}", float(level), a, b.reset_index(drop=True), target)
+
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    out["n"] = out["n"].astype(np.int64)
+    out["is_target"] = out["is_target"].astype(bool)
+    return out
