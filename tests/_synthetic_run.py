@@ -10,7 +10,6 @@ contrasts carry fixed numbers so tests can look for them verbatim in the report.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
