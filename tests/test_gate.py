@@ -131,12 +131,13 @@ def test_missing_summary_and_policy(tmp_path):
 def test_shipped_default_policy_parses_and_runs(tmp_path):
     pol = gate.load_policy(ROOT / "protocols" / "policies" / "default.yaml")
     assert pol.rules and all(r.on == "ci_upper" for r in pol.rules)
+    ok = {"estimate": 1.0, "ci_lo": 0.9, "ci_hi": 1.1, "p_value": 0.5, "p_adjusted": 1.0}
+    per_group = {"skin=dark": ok, "skin=intermediate": ok}
     summary = {"ci_level": 0.95, "models": {"m": {
-        "fte_max_min_ratio": {"estimate": 1.0, "ci_lo": 1.0, "ci_hi": 1.5},
-        "1e-03": {"target_fmr": 1e-3, "threshold": 0.3, **{k: {"estimate": 0.01, "ci_lo": 0.0, "ci_hi": 0.02}
-                                                           for k in ("fnmr_max_min_ratio", "fmr_max_min_ratio", "garbe")}}}}}
+        "fte_rate_diff": {g: {"estimate": 0.0, "ci_lo": -0.01, "ci_hi": 0.01} for g in per_group},
+        "1e-03": {"target_fmr": 1e-3, "threshold": 0.3, "fnmr_ratio": per_group, "fmr_ratio": per_group}}}}
     res = gate.evaluate(summary, pol)
-    assert res.exit_code == 0 and len(res.checks) == 4
+    assert res.exit_code == 0 and len(res.checks) == 6, gate.render_text(res)
     from rich.console import Console
 
     console = Console(record=True, width=140)
