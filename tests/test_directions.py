@@ -174,3 +174,22 @@ def test_manipulation_check_identity_similarity():
     assert yaw.mean_change == pytest.approx(0.3) and yaw.n == 2 and yaw.is_target
     sim = check[check.measure == "identity_sim:m"].iloc[0]
     assert sim.mean_change == pytest.approx(0.6) and sim.n == 1
+
+
+def test_generator_render_places_seeds_in_group_and_edits(tools):
+    from faceaudit.generate.base import Edit
+
+    _, measurer, d = tools
+    levels = ProtectedSpec().levels
+    gen = DCGANGenerator(protocol_seed=101, device="cpu", directions=d, levels=levels)
+    proto = gen.render([0, 1, 2, 3], group="skin=dark")
+    assert proto.images.shape == (4, 64, 64, 3) and list(proto.metadata.seed) == [0, 1, 2, 3]
+    m = measurer.measure(proto.images)
+    dark = levels[2]
+    inside = proto.metadata["in_group"].to_numpy()
+    assert inside.sum() >= 3
+    assert m.measured_skin_ita[inside].between(dark.ita_min, dark.ita_max, inclusive="left").all()
+    turned = gen.render([0, 1, 2, 3], group="skin=dark", edit=Edit("yaw", 2.0))
+    assert (measurer.measure(turned.images).measured_yaw[inside] > m.measured_yaw[inside]).mean() >= 0.75
+    with pytest.raises(Exception, match="not one of the protected levels"):
+        gen.render([0], group="skin=purple")

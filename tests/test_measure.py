@@ -96,3 +96,15 @@ def test_one_sided_light_moves_lighting(faces_and_measures):
     r = measurer.measure(lit)
     both = m["measured_ok"] & r["measured_ok"]
     assert (r.loc[both, "measured_lighting"] > m.loc[both, "measured_lighting"]).mean() >= 0.95
+
+
+def test_worker_processes_give_identical_rows(faces_and_measures):
+    from faceaudit.measure.parallel import PooledMeasurer, measure_workers
+
+    _, images, m = faces_and_measures
+    with PooledMeasurer(2) as pooled:
+        again = pooled.measure(images[:12])
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(again, m.iloc[:12].reset_index(drop=True))
+    assert measure_workers(10) == 1  # small jobs stay in-process

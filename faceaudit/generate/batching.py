@@ -71,7 +71,5 @@ def render_and_measure(
             if progress is not None and task is not None:
                 progress.advance(task, len(chunk))
     if not tables:
-        from faceaudit.measure import ALL_COLUMNS
-
-        return images, pd.DataFrame({c: pd.Series(dtype=bool if c == "measured_ok" else float) for c in ALL_COLUMNS})
+        return images, FaceMeasurer.empty_table()
     return images, pd.concat(tables, ignore_index=True)

@@ -33,6 +33,7 @@ from faceaudit.generate.dcgan import DCGANGenerator
 from faceaudit.generate.directions import Directions, default_directions_path, load_directions
 from faceaudit.generate.editing import SKIN_ATTRIBUTE, search_skin_levels
 from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
+from faceaudit.measure.parallel import PooledMeasurer, measure_workers
 from faceaudit.protocol import Protocol
 from faceaudit.rundir import RunDir, read_table, sha256_bytes, sha256_file, sha256_json, write_bytes, write_json, write_table
 
@@ -224,7 +225,17 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
         levels=protocol.protected.levels,
         max_skin_steps=protocol.generator.max_skin_steps,
     )
-    measurer = FaceMeasurer()
+    n_planned = protocol.n_seeds * len(protocol.protected.levels) * (1 + sum(len(e.levels) for e in protocol.edits))
+    workers = measure_workers(n_planned)
+    measurer = PooledMeasurer(workers) if workers > 1 else FaceMeasurer()
+    try:
+        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0)
+    finally:
+        if isinstance(measurer, PooledMeasurer):
+            measurer.close()
+
+
+def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0) -> pd.DataFrame:
     key = _design_key(protocol, directions_path, gen)
     partial = run.root / PARTIAL_DIR
     seeds = list(range(protocol.n_seeds))

@@ -85,8 +85,14 @@ class FaceMeasurer:
     def landmarks(self, images: Sequence[np.ndarray] | np.ndarray) -> LandmarkResult:
         return self.landmarker.landmarks(images)
 
+    @staticmethod
+    def empty_table() -> pd.DataFrame:
+        return pd.DataFrame({c: pd.Series(dtype=bool if c == "measured_ok" else np.float64) for c in ALL_COLUMNS})
+
     def measure(self, images: Sequence[np.ndarray] | np.ndarray) -> pd.DataFrame:
         images = np.asarray(images)
+        if len(images) == 0:
+            return self.empty_table()
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise TypeError(f"measure expects [N, H, W, 3] uint8 RGB, got {images.shape} {images.dtype}")
         return measures_from_landmarks(images, self.landmarks(images))
