@@ -217,18 +217,19 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
     run = RunDir(run_root)
     run.root.mkdir(parents=True, exist_ok=True)
     directions, directions_path = _directions_for(protocol)
-    gen = DCGANGenerator(
-        protocol_seed=protocol.seed,
-        truncation=protocol.generator.truncation,
-        device=protocol.device,
-        directions=directions,
-        levels=protocol.protected.levels,
-        max_skin_steps=protocol.generator.max_skin_steps,
-    )
+    # measuring workers start before the generator runs any torch op (see faceaudit.measure.parallel)
     n_planned = protocol.n_seeds * len(protocol.protected.levels) * (1 + sum(len(e.levels) for e in protocol.edits))
     workers = measure_workers(n_planned)
     measurer = PooledMeasurer(workers) if workers > 1 else FaceMeasurer()
     try:
+        gen = DCGANGenerator(
+            protocol_seed=protocol.seed,
+            truncation=protocol.generator.truncation,
+            device=protocol.device,
+            directions=directions,
+            levels=protocol.protected.levels,
+            max_skin_steps=protocol.generator.max_skin_steps,
+        )
         return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0)
     finally:
         if isinstance(measurer, PooledMeasurer):

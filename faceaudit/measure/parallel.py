@@ -3,8 +3,13 @@
 dlib's shape predictor holds the GIL, so threads cannot spread landmarking over cores; processes
 can. Each worker loads its own detectors once (~1 s), then measures slices of every batch. Results
 are identical to :class:`~faceaudit.measure.FaceMeasurer` (every measure is per image), and the
-rows come back in input order. Workers are started with ``spawn``: forking a process whose torch
-thread pool is already running can deadlock.
+rows come back in input order.
+
+Start method: ``fork`` where the platform has it. ``spawn`` would re-import the caller's main
+script in every worker, which breaks any user script without an ``if __name__ == "__main__"``
+guard. The workers never touch torch (only dlib, OpenCV, numpy), so the usual hazard of forking a
+process with a running OpenMP pool does not apply; still, the pool is started and warmed up in
+the constructor, before the caller renders anything.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ def _init_worker() -> None:
     _worker_measurer = FaceMeasurer()
 
 
+def _ready(_: int) -> bool:
+    return _worker_measurer is not None
+
+
 def _measure_slice(images: np.ndarray) -> pd.DataFrame:
     assert _worker_measurer is not None
     return _worker_measurer.measure(images)
@@ -41,9 +50,12 @@ class PooledMeasurer:
 
     def __init__(self, workers: int):
         self.workers = int(workers)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            max_workers=self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker
         )
+        # start every worker now (and surface a failing initializer here, not mid-run)
+        list(self._pool.map(_ready, range(self.workers)))
 
     def measure(self, images: Sequence[np.ndarray] | np.ndarray) -> pd.DataFrame:
         images = np.asarray(images)
