@@ -48,7 +48,7 @@ WORK_SIDE = 256
 BOX_SIDE = 0.82
 BOX_SHIFT = 0.068
 #: bump when any preprocessing step changes: it is part of ``version`` and so of the cache key
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 def _affine(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -198,9 +198,12 @@ class DlibResNetRecognizer(FaceRecognizer):
             if factor > 1:
                 work = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
             work = np.ascontiguousarray(work)
-            det = self.detector.detect(work)
+            # Detect on the original pixels (the shared detector remembers them, so SFace reuses
+            # this detection) and map the box into the upscaled working image.
+            det = self.detector.detect(image)
             if det is None:
                 continue
+            det = det.scaled(float(factor))
             shape = self.shape_predictor(work, hog_style_rectangle(det))
             chips[i] = dlib.get_face_chip(work, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
             found[i] = True

@@ -25,7 +25,7 @@ from faceaudit.models.detect import FaceDetector, default_detector
 from faceaudit.models.runtime import file_sha256, ort_providers
 
 #: bump when preprocessing changes (part of ``version``, hence of the embedding cache key)
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 #: ops whose output is a constant when all their inputs are: folded at load time
