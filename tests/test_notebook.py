@@ -32,3 +32,14 @@ def test_notebook_executes(synthetic_run, monkeypatch):
     plots = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
              if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(plots) == 1
+
+
+def test_notebook_executes_on_a_real_audit(quick_run, monkeypatch):
+    monkeypatch.setenv("FACEAUDIT_RUN", str(quick_run))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "protocol: quick" in text and "models: dlib, sface" in text
+    assert "not computed" not in text

@@ -69,11 +69,18 @@ def page_requests(netlog: Path) -> list[dict]:
     return out
 
 
-@pytest.fixture(scope="module")
-def browser_run(tmp_path_factory, synthetic_run_template):
+@pytest.fixture(scope="module", params=["synthetic", "quick_audit"])
+def browser_run(request, tmp_path_factory):
+    # "quick_audit": the report.html that `faceaudit audit protocols/quick.yaml` wrote (real faces,
+    # real models, real statistics); "synthetic": hand-built tables with every optional table.
     work = tmp_path_factory.mktemp("chromium")
-    root = Path(shutil.copytree(synthetic_run_template, work / "run"))
-    report = render_report(root)
+    if request.param == "quick_audit":
+        root = Path(request.getfixturevalue("quick_run"))
+        report = root / "report.html"
+        assert report.exists(), "the audit did not write report.html"
+    else:
+        root = Path(shutil.copytree(request.getfixturevalue("synthetic_run_template"), work / "run"))
+        report = render_report(root)
     html = report.read_text(encoding="utf-8")
     dom, requests, shot = run_chromium(report.as_uri(), work, screenshot=True)
     return html, dom, requests, shot
