@@ -32,11 +32,11 @@ from faceaudit.errors import BadInput
 from faceaudit.protocol import Protocol, _format_error
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
-from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_rng, seed_weights
+from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
 from faceaudit.stats.contrasts import adjust_pvalues, model_contrasts
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dose_response import dose_response_table
-from faceaudit.stats.error_rates import compute_model_rates, error_rate_table, fmr_key
+from faceaudit.stats.error_rates import ER_CI_METHOD, compute_model_rates, error_rate_table, fmr_key
 from faceaudit.stats.fairness import fairness_table
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
@@ -205,7 +205,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         "n_seeds": int(n_seeds),
         "n_boot": proto.analysis.n_boot,
         "ci_level": level,
-        "ci_method": CI_METHOD,
+        "ci_method": ER_CI_METHOD,  # bootstrap, except FMR intervals and contrasts (dyadic-robust)
         "adjust": proto.analysis.adjust,
         "fairness_alpha": proto.analysis.fairness_alpha,
         "protected_attribute": proto.protected.attribute,

@@ -18,6 +18,9 @@ splitting its weight half/half between the two seeds, give ``~1.3 sigma_1^2/S`` 
 i.e. CIs about half as wide as they should be (tests/test_stats_sim.py checks the coverage). A
 replicate's impostor count is the quadratic form ``w_b' U w_b`` with ``U[a, b']`` the count over
 pairs of seeds ``(a, b')``; :func:`pair_quadform` evaluates it for all replicates at once.
+When the seed effects cancel (a paired FMR contrast under no effect) the product weight counts the
+pair-level noise about three times, so the reported FMR intervals use the dyadic-robust variance of
+:mod:`faceaudit.stats.dyadic` instead; these replicates still feed the fairness summaries.
 """
 
 from __future__ import annotations

@@ -16,7 +16,14 @@ Per nuisance edit condition (``attribute = "skin_tone|lighting=+2"``): ``fnmr_di
 
 CI: percentile (equal-tailed) of the paired replicates. p-value: inversion of that interval
 (:func:`faceaudit.stats.bootstrap.bootstrap_pvalue`) against 0 (differences) or 1 (ratios), so
-"p < 1 - ci_level" and "the CI excludes the null" agree. A sign-flip permutation test would need
+"p < 1 - ci_level" and "the CI excludes the null" agree.
+FMR contrasts are the exception: impostor pairs join two seeds and the same seed pair is an impostor
+pair in every group, so under no effect the seed effects cancel in the paired difference (a
+degenerate U-statistic) and the vertex bootstrap (pair weight ``W[a] * W[b]``) counts the pair-level
+noise about three times (measured null coverage 100%). ``fmr_diff`` and ``fmr_ratio`` use the
+dyadic-robust variance of the paired difference (:mod:`faceaudit.stats.dyadic`; log scale for the
+ratio) with a normal interval and the p-value that inverts it (``2 * Phi(-|z|)``), so the same
+"p < 1 - ci_level iff the CI excludes the null" rule holds. A sign-flip permutation test would need
 exchangeable units; impostor pairs join two seeds, so flipping labels per seed is not defined for
 FMR, and one rule for every metric keeps the table consistent. Multiplicity: Holm (default) or
 Benjamini-Hochberg over *every* row of a run's contrasts table (all models, target FMRs, metrics and
@@ -31,6 +38,7 @@ from statsmodels.stats.multitest import multipletests
 
 from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_pvalue, percentile_ci
 from faceaudit.stats.data import condition_label
+from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
 from faceaudit.stats.error_rates import ModelRates, Ratio
 
 CONTRAST_COLUMNS = ["model", "attribute", "level", "reference", "metric", "estimate", "ci_lo", "ci_hi",
@@ -51,6 +59,38 @@ def _row(model, attribute, group, ref_group, metric, est, reps, level, null, tar
         "target_fmr": target, "n_seeds": int(n_seeds), "condition": condition, "group": group,
         "reference_group": ref_group, "null": null, "n_boot": int(len(finite)), "ci_method": CI_METHOD,
     }
+
+
+def _dyadic_row(model, attribute, group, ref_group, metric, est, se, level, null, target, n_seeds, condition):
+    lo, hi, p = normal_interval(est, se, level, null, log=metric.endswith("ratio"))
+    return {
+        "model": model, "attribute": attribute, "level": _level_name(group), "reference": _level_name(ref_group),
+        "metric": metric, "estimate": float(est), "ci_lo": lo, "ci_hi": hi, "p_value": p, "p_adjusted": float("nan"),
+        "target_fmr": target, "n_seeds": int(n_seeds), "condition": condition, "group": group,
+        "reference_group": ref_group, "null": null, "n_boot": 0,  # analytic interval: no replicates
+        "ci_method": DYADIC_METHOD + (", log scale" if metric.endswith("ratio") else ""),
+    }
+
+
+def fmr_contrast(mr: ModelRates, target: float, g: int, r: int, cond: int | None):
+    """``(diff, se_diff, ratio, se_log_ratio)`` of group ``g`` vs ``r`` (within condition ``cond``, or pooled).
+
+    The influence of each impostor pair on the paired contrast is summed per seed pair over *both*
+    groups before the dyadic variance: the same two identities are an impostor pair in every group,
+    and their correlation between groups is exactly what the pairing removes.
+    """
+    imp = mr.md.impostor
+    hit, ok = mr.false_match(target), imp.ok.astype(float)
+    in_c = np.ones(len(imp), dtype=bool) if cond is None else imp.cond == cond
+    ug, eg, ng = rate_influence(hit, ok, in_c & (imp.group == g))
+    ur, er, nr = rate_influence(hit, ok, in_c & (imp.group == r))
+    mask = in_c & imp.ok & ((imp.group == g) | (imp.group == r))
+    diff = eg / ng - er / nr
+    se_diff = np.sqrt(mr.dyad.variance(ug / ng - ur / nr, mask))
+    # log of the smoothed ratio: d log((e + 0.5)/(n + 1)) = (de - s dn)/(e + 0.5), linearised at the raw rate
+    ratio = ((eg + 0.5) / (ng + 1)) / ((er + 0.5) / (nr + 1))
+    se_log = np.sqrt(mr.dyad.variance(ug / (eg + 0.5) - ur / (er + 0.5), mask))
+    return diff, se_diff, ratio, se_log
 
 
 def model_contrasts(mr: ModelRates, attribute: str, reference_group: str, level: float) -> pd.DataFrame:
@@ -77,13 +117,20 @@ def model_contrasts(mr: ModelRates, attribute: str, reference_group: str, level:
         if g == r:
             continue
         for t in mr.thresholds:
-            for name, ratio, fn, null in (("fnmr_diff", mr.fnmr[t], diff, 0.0), ("fnmr_ratio", mr.fnmr[t], ratio_, 1.0),
-                                          ("fmr_diff", mr.fmr[t], diff, 0.0), ("fmr_ratio", mr.fmr[t], ratio_, 1.0)):
+            for name, ratio, fn, null in (("fnmr_diff", mr.fnmr[t], diff, 0.0), ("fnmr_ratio", mr.fnmr[t], ratio_, 1.0)):
                 if ratio.den.point[g, C] == 0 or ratio.den.point[r, C] == 0:
                     continue
                 est, reps = fn(ratio, g, C)
                 rows.append(_row(model, attribute, group, reference_group, name, est, reps, level, null, t,
                                  paired_seeds(ratio.den.seeds, g, C), "all"))
+            f = mr.fmr[t]
+            if f.den.point[g, C] > 0 and f.den.point[r, C] > 0:
+                d, se_d, q, se_q = fmr_contrast(mr, t, g, r, None)
+                n_s = paired_seeds(f.den.seeds, g, C)
+                rows.append(_dyadic_row(model, attribute, group, reference_group, "fmr_diff", d, se_d, level, 0.0,
+                                        t, n_s, "all"))
+                rows.append(_dyadic_row(model, attribute, group, reference_group, "fmr_ratio", q, se_q, level, 1.0,
+                                        t, n_s, "all"))
         for name, ratio in (("genuine_score_diff", mr.gscore), ("fte_rate_diff", mr.fte)):
             if ratio.den.point[g, C] == 0 or ratio.den.point[r, C] == 0:
                 continue
@@ -99,6 +146,11 @@ def model_contrasts(mr: ModelRates, attribute: str, reference_group: str, level:
                 cands += [("fnmr_diff", mr.fnmr[t], t), ("fmr_diff", mr.fmr[t], t)]
             for name, ratio, t in cands:
                 if ratio.den.point[g, c] == 0 or ratio.den.point[r, c] == 0:
+                    continue
+                if name == "fmr_diff":
+                    d, se_d, _, _ = fmr_contrast(mr, t, g, r, c)
+                    rows.append(_dyadic_row(model, sub_attr, group, reference_group, name, d, se_d, level, 0.0, t,
+                                            paired_seeds(ratio.den.seeds, g, c), cond))
                     continue
                 est, reps = diff(ratio, g, c)
                 rows.append(_row(model, sub_attr, group, reference_group, name, est, reps, level, 0.0, t,
