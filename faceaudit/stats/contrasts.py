@@ -16,7 +16,10 @@ Per nuisance edit condition (``attribute = "skin_tone|lighting=+2"``): ``fnmr_di
 
 CI: percentile (equal-tailed) of the paired replicates. p-value: inversion of that interval
 (:func:`faceaudit.stats.bootstrap.bootstrap_pvalue`) against 0 (differences) or 1 (ratios), so
-"p < 1 - ci_level" and "the CI excludes the null" agree.
+"p < 1 - ci_level" and "the CI excludes the null" agree; where no replicate reaches the null the
+inversion is stuck at 2/(B+1), and the p-value comes from the normal approximation with the
+bootstrap SE instead (:func:`faceaudit.stats.bootstrap.resolved_pvalue`) so that strong effects
+survive the multiplicity correction.
 FMR contrasts are the exception: impostor pairs join two seeds and the same seed pair is an impostor
 pair in every group, so under no effect the seed effects cancel in the paired difference (a
 degenerate U-statistic) and the vertex bootstrap (pair weight ``W[a] * W[b]``) counts the pair-level
@@ -36,7 +39,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_pvalue, percentile_ci
+from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci, resolved_pvalue
 from faceaudit.stats.data import condition_label
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
 from faceaudit.stats.error_rates import ModelRates, Ratio
@@ -55,7 +58,8 @@ def _row(model, attribute, group, ref_group, metric, est, reps, level, null, tar
     return {
         "model": model, "attribute": attribute, "level": _level_name(group), "reference": _level_name(ref_group),
         "metric": metric, "estimate": float(est), "ci_lo": float(lo), "ci_hi": float(hi),
-        "p_value": float(bootstrap_pvalue(reps, null)) if len(finite) else float("nan"), "p_adjusted": float("nan"),
+        "p_value": resolved_pvalue(reps, est, null, log=metric.endswith("ratio")) if len(finite) else float("nan"),
+        "p_adjusted": float("nan"),
         "target_fmr": target, "n_seeds": int(n_seeds), "condition": condition, "group": group,
         "reference_group": ref_group, "null": null, "n_boot": int(len(finite)), "ci_method": CI_METHOD,
     }
