@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # uv installs the ~40 dependencies in about a minute, where pip takes four; it is itself a wheel from PyPI.
+# A machine image may ship the CPU torch wheel in a local folder (pip.conf find-links); uv reads no
+# pip.conf. (Defined before UVPIP: `:=` expands at once.)
+FIND_LINKS ?= $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 UV     := $(VENV)/bin/uv
 UVPIP  := $(UV) pip install -q --python $(PY) $(FIND_LINKS)
-# A machine image may ship the CPU torch wheel in a local folder (pip.conf find-links); uv reads no pip.conf.
-FIND_LINKS ?= $(if $(wildcard /opt/wheels/*.whl),--find-links /opt/wheels)
 # Override on a GPU machine, e.g. make setup TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
@@ -28,6 +29,8 @@ $(VENV)/.stamp-torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv
 	$(UVPIP) $(TORCH_INDEX) "$(TORCH_SPEC)"
+	@# With the local wheel folder, anything but its CPU build means gigabytes of CUDA packages came in.
+	$(if $(and $(FIND_LINKS),$(if $(TORCH_INDEX),,x)),$(PY) -c "import sys; import torch; v = torch.__version__; print('torch ' + v); sys.exit(None if '+cpu' in v else 'expected the local CPU build of torch; got ' + v)")
 	touch $@
 
 # torch goes in first, alone; afterwards constraints.txt pins it, so no later step can swap in
