@@ -116,3 +116,20 @@ def test_cli_stage_commands_and_bad_run_dir(quick_run, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = subprocess.run([sys.executable, "-m", "faceaudit.cli", "models"], capture_output=True, text=True)
     assert proc.returncode == 0 and "dlib" in proc.stdout and "sface" in proc.stdout
+
+
+def test_gate_cli_on_a_real_run(quick_run, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "gate.xml"
+    proc = subprocess.run([sys.executable, "-m", "faceaudit.cli", "gate", str(quick_run), "--policy",
+                           str(ROOT / "protocols" / "policies" / "default.yaml"), "--junit", str(junit)],
+                          capture_output=True, text=True)
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    cases = ET.parse(junit).getroot().iter("testcase")
+    assert len(list(cases)) >= 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [{metric: fnmr_ratio, maxx: 1.2}]\n")
+    proc = subprocess.run([sys.executable, "-m", "faceaudit.cli", "gate", str(quick_run), "--policy", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "maxx" in proc.stdout + proc.stderr
