@@ -148,7 +148,7 @@ def dlib_native_rows(model, images: list[np.ndarray]) -> list[tuple]:
         t_native = min(t_native, (time.perf_counter() - t0) / len(chips))
         t0 = time.perf_counter()
         for start in range(0, len(chips), model.batch_size):
-            model.embed_chips(chips[start : start + model.batch_size])
+            model.embed_crops(chips[start : start + model.batch_size])
         t_port = min(t_port, (time.perf_counter() - t0) / len(chips))
     return [
         ("  dlib network, native C++ (ms/img)", "-", f"{1000 * t_native:.1f}", "-", "-"),

@@ -90,7 +90,7 @@ def main() -> None:
     t_fl = t_fl_point + per_rep * args.boot
 
     print(f"data: {args.rows:,} genuine scores, {args.seeds:,} seeds, {len(groups)} groups, threshold {threshold}")
-    print(f"per-group FNMR (identical point estimates, asserted to 1e-12):")
+    print("per-group FNMR (identical point estimates, asserted to 1e-12):")
     fl_lo, fl_hi = (np.asarray(x.reindex(groups), dtype=float).ravel() for x in mf_b.by_group_ci)
     for g, e, a, b, c, d in zip(groups, est, lo, hi, fl_lo, fl_hi):
         print(f"  {g:18s} {e:.5f}  faceaudit seed-cluster CI [{a:.5f}, {b:.5f}]"

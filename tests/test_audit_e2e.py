@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pytest
 
 from faceaudit import pipeline
 from faceaudit.rundir import read_table, sha256_file, write_table

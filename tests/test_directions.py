@@ -17,7 +17,7 @@ from faceaudit.generate.editing import search_skin_levels
 from faceaudit.generate.manipulation import manipulation_check
 from faceaudit.measure import MEASURES, FaceMeasurer
 from faceaudit.protocol import ProtectedSpec, parse_protocol
-from faceaudit.rundir import read_table, sha256_file, write_table
+from faceaudit.rundir import sha256_file, write_table
 
 NUISANCE = ("lighting", "yaw", "smile")
 

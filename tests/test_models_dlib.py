@@ -41,7 +41,7 @@ def test_port_matches_dlib_on_generated_faces(model):
     chips, found = model.align(_faces.faces(8))
     assert found.sum() >= 6
     chips = chips[found][:4]
-    ours = model.embed_chips(chips).astype(np.float64)
+    ours = model.embed_crops(chips).astype(np.float64)
     theirs = np.array(dlib.face_recognition_model_v1(str(model.weights_path)).compute_face_descriptor(list(chips)))
     assert ours.shape == theirs.shape == (4, 128)
     assert np.abs(ours - theirs).max() < 1e-3

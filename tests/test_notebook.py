@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,27 +18,28 @@ def test_notebook_is_stored_without_outputs():
             assert cell.outputs == [] and cell.execution_count is None
 
 
-def test_notebook_executes(synthetic_run, monkeypatch):
+def execute_notebook(run_root, monkeypatch) -> tuple[str, list]:
+    """Run the notebook against ``run_root``; returns (text of all outputs, plotly outputs)."""
     # the kernel inherits the environment: the run to open, and the checkout (for an uninstalled faceaudit)
-    monkeypatch.setenv("FACEAUDIT_RUN", str(synthetic_run))
+    monkeypatch.setenv("FACEAUDIT_RUN", str(run_root))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    plots = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    return text, plots
+
+
+def test_notebook_executes(synthetic_run, monkeypatch):
+    text, plots = execute_notebook(synthetic_run, monkeypatch)
     assert "protocol: synthetic" in text and "models: alpha, beta" in text
     assert "not computed" not in text  # every table of the synthetic run was shown
-    plots = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-             if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(plots) == 1
 
 
 def test_notebook_executes_on_a_real_audit(quick_run, monkeypatch):
-    monkeypatch.setenv("FACEAUDIT_RUN", str(quick_run))
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    text, plots = execute_notebook(quick_run, monkeypatch)
     assert "protocol: quick" in text and "models: dlib, sface" in text
     assert "not computed" not in text
+    assert len(plots) == 1

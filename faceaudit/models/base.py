@@ -63,3 +63,23 @@ class FaceRecognizer(ABC):
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, device={self.device!r})"
+
+
+class AlignedRecognizer(FaceRecognizer):
+    """A recognizer in two steps: ``align`` (detect + crop, per image) then ``embed_crops``
+    (one batched forward pass). Faces that cannot be aligned get status ``fte`` and a NaN row."""
+
+    @abstractmethod
+    def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(crops [N, ...] uint8, found bool [N])``; crops of faces not found are ignored."""
+
+    @abstractmethod
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings ``[len(crops), D]`` float32 of aligned crops."""
+
+    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        crops, found = self.align(images)
+        emb = np.full((len(images), self.embedding_dim), np.nan, dtype=np.float32)
+        if found.any():
+            emb[found] = self.embed_crops(crops[found])
+        return emb, np.where(found, STATUS_OK, STATUS_FTE).astype(object)

@@ -364,7 +364,7 @@ def load_face_resnet(path: str | Path) -> FaceResnetWeights:
                 "pool": pool[0].params if pool else None,
             }
         )
-    fc, gpool = ordered[-1], ordered[-2]
+    fc = ordered[-1]  # ordered[-2] is avg_pool_everything: no parameters
     return FaceResnetWeights(
         avg_rgb=input_layer.params["avg_rgb"],
         input_size=input_layer.params["size"],

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceaudit.errors import ModelUnavailable
-from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
+from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import Detection, FaceDetector, default_detector
 from faceaudit.models.dlib_format import DlibFormatError, FaceResnetWeights, load_face_resnet
 from faceaudit.models.runtime import file_sha256, package_file, torch_device
@@ -157,7 +157,7 @@ def hog_style_rectangle(det: Detection):
     return dlib.rectangle(left, top, left + size - 1, top + size - 1)
 
 
-class DlibResNetRecognizer(FaceRecognizer):
+class DlibResNetRecognizer(AlignedRecognizer):
     """dlib's ResNet descriptor, ported to PyTorch, behind the FaceRecognizer interface."""
 
     name = "dlib"
@@ -210,20 +210,13 @@ class DlibResNetRecognizer(FaceRecognizer):
         return chips, found
 
     @torch.inference_mode()
-    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+    def embed_crops(self, chips: np.ndarray) -> np.ndarray:
         """Descriptors of aligned 150x150 RGB chips: ``[N, 128]`` float32."""
         if len(chips) == 0:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         t = torch.from_numpy(np.ascontiguousarray(chips)).to(self.device)
         return self.net(self.net.normalise(t)).float().cpu().numpy()
 
-    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        chips, found = self.align(images)
-        emb = np.full((len(images), self.embedding_dim), np.nan, dtype=np.float32)
-        if found.any():
-            emb[found] = self.embed_chips(chips[found])
-        status = np.where(found, STATUS_OK, STATUS_FTE).astype(object)
-        return emb, status
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Negative Euclidean distance: dlib's descriptors are meant for distance (same person

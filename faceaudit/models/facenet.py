@@ -24,7 +24,7 @@ from torch import nn
 
 from faceaudit.errors import ModelUnavailable
 from faceaudit.models.align import align_112
-from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
+from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
 from faceaudit.models.runtime import download, file_sha256, torch_device
 
@@ -165,7 +165,7 @@ def facenet_weights(weights: str | os.PathLike | None = None, url: str = FACENET
     return download(url, cached, "facenet (InceptionResnetV1, VGGFace2)")
 
 
-class FaceNetRecognizer(FaceRecognizer):
+class FaceNetRecognizer(AlignedRecognizer):
     name = "facenet"
     embedding_dim = 512
     batch_size = 32
@@ -211,12 +211,6 @@ class FaceNetRecognizer(FaceRecognizer):
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
         return self.net((x - 127.5) / 128.0).float().cpu().numpy()
 
-    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        crops, found = self.align(images)
-        emb = np.full((len(images), self.embedding_dim), np.nan, dtype=np.float32)
-        if found.any():
-            emb[found] = self.embed_crops(crops[found])
-        return emb, np.where(found, STATUS_OK, STATUS_FTE).astype(object)
 
     def metadata(self) -> dict[str, Any]:
         return {

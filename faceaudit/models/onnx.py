@@ -20,7 +20,7 @@ import numpy as np
 
 from faceaudit.errors import BadInput, ModelUnavailable
 from faceaudit.models.align import align_112
-from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
+from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
 from faceaudit.models.runtime import file_sha256, ort_providers
 
@@ -132,7 +132,7 @@ def make_session(model_bytes: bytes, device: str = "auto"):
     return ort.InferenceSession(model_bytes, opts, providers=providers), resolved
 
 
-class OnnxRecognizer(FaceRecognizer):
+class OnnxRecognizer(AlignedRecognizer):
     """A 112x112 aligned-face ONNX recognizer run with onnxruntime."""
 
     batch_size = 32
@@ -204,12 +204,6 @@ class OnnxRecognizer(FaceRecognizer):
         out = self.session.run(None, {self.input_name: self.to_input(crops)})[0]
         return np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
 
-    def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        crops, found = self.align(images)
-        emb = np.full((len(images), self.embedding_dim), np.nan, dtype=np.float32)
-        if found.any():
-            emb[found] = self.embed_crops(crops[found])
-        return emb, np.where(found, STATUS_OK, STATUS_FTE).astype(object)
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ from typing import Callable
 
 import pandas as pd
 
-from faceaudit.errors import BadInput, FaceAuditError, ModelUnavailable
+from faceaudit.errors import BadInput, FaceAuditError
 from faceaudit.models.base import FaceRecognizer
 from faceaudit.models.runtime import check_device
 

@@ -45,7 +45,7 @@ def summary_markdown(ctx: dict) -> str:
         lines += ["", summary + ".", ""]
     ct = ctx["contrasts_table"]
     if ct is not None and ct.rows:
-        lines += [f"### Most significant contrasts", ""]
+        lines += ["### Most significant contrasts", ""]
         lines += _md_table(ct.columns[:6], [r[:6] for r in ct.rows[:N_WORST]], ct.numeric[:6])
         lines.append("")
     else:

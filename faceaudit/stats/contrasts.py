@@ -100,7 +100,7 @@ def fmr_contrast(mr: ModelRates, target: float, g: int, r: int, cond: int | None
 def model_contrasts(mr: ModelRates, attribute: str, reference_group: str, level: float) -> pd.DataFrame:
     L = mr.md.layout
     r = L.groups.index(reference_group)
-    G, C = L.G, L.C  # index C is the pooled condition, index G the pooled group
+    C = L.C  # index C is the pooled condition (index L.G the pooled group)
     model = mr.md.model
     rows = []
 

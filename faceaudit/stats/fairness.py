@@ -19,6 +19,7 @@ Formulas (``x_i`` = rate of group ``i``, ``n`` groups, ``alpha`` = protocol ``fa
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def max_min_ratio(x: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def garbe(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
     return alpha * gini(fmr) + (1.0 - alpha) * gini(fnmr)
 
 
-def fairness_table(mr, alpha: float, level: float) -> "pd.DataFrame":
+def fairness_table(mr, alpha: float, level: float) -> pd.DataFrame:
     """Per target FMR: every summary with a percentile CI from the run's seed bootstrap.
 
     Computed over the protected groups (pooled over edit conditions). The same replicates give the

@@ -18,6 +18,7 @@ Score model (all effects additive, on a similarity scale):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -112,7 +113,7 @@ def simulate_run_tables(spec: SimSpec, rng: np.random.Generator, model: str = "s
 
 
 def write_sim_run(root, spec: SimSpec, rng: np.random.Generator, models: tuple[str, ...] = ("sim",),
-                  n_boot: int = 200, target_fmr: tuple[float, ...] = (1e-2,), seed: int = 0, **analysis) -> "Path":
+                  n_boot: int = 200, target_fmr: tuple[float, ...] = (1e-2,), seed: int = 0, **analysis) -> Path:
     """A run directory (protocol.yaml, faces, pairs, scores, embeddings status) from simulated scores.
 
     Every model gets its own score draw on the same faces and pairs. ``spec.groups`` must be
