@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
-import yaml
 
 from faceaudit import pipeline
 from faceaudit.errors import BadInput
@@ -153,22 +152,12 @@ class Run:
 
 def load_run(run_root: str | Path) -> Run:
     """Open a run directory (``RUN/protocol.yaml`` must exist); tables load on first access."""
-    from faceaudit.protocol import Protocol as _Protocol, _format_error
-    from pydantic import ValidationError
-
     root = Path(run_root)
     proto_path = root / "protocol.yaml"
     if not proto_path.exists():
         raise BadInput(f"{root}: not a run directory (no protocol.yaml)")
-    try:
-        data = yaml.safe_load(proto_path.read_text())
-        # Validate the schema only: a finished run must open even where its models (plugins,
-        # weights) are not installed, so the registry check of parse_protocol is skipped.
-        protocol = _Protocol.model_validate(data)
-    except yaml.YAMLError as err:
-        raise BadInput(f"{proto_path}: not valid YAML: {err}") from None
-    except ValidationError as err:
-        raise BadInput(_format_error(err, str(proto_path))) from None
+    # Schema only: a finished run opens even where its models (plugins, weights) are not installed.
+    protocol = load_protocol(proto_path, check_models=False)
     manifest_path = root / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
     return Run(root=root, protocol=protocol, manifest=manifest)

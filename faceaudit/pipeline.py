@@ -20,7 +20,7 @@ from rich.console import Console
 
 from faceaudit import __version__
 from faceaudit.errors import BadInput
-from faceaudit.protocol import Protocol, load_protocol, parse_protocol
+from faceaudit.protocol import Protocol, load_protocol
 from faceaudit.rundir import RunDir, Timer, read_table, sha256_file, sha256_json, write_json, write_table, write_text
 
 STAGES = ["generate", "embed", "pairs", "score", "manipulation", "analyze", "report"]
@@ -106,9 +106,7 @@ def open_run(out: str | Path) -> tuple[RunDir, Protocol]:
     run = RunDir(out)
     if not run.protocol.exists():
         raise BadInput(f"{run.root}: not a run directory (no protocol.yaml); run `faceaudit generate` or `faceaudit audit` first")
-    import yaml
-
-    return run, parse_protocol(yaml.safe_load(run.protocol.read_text()), where=str(run.protocol))
+    return run, load_protocol(run.protocol)
 
 
 def _require(path: Path, stage: str) -> None:

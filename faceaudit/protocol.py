@@ -190,14 +190,17 @@ def _format_error(err: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {msg}"
 
 
-def parse_protocol(data: Any, where: str = "protocol") -> Protocol:
+def parse_protocol(data: Any, where: str = "protocol", check_models: bool = True) -> Protocol:
+    """Validate a protocol mapping. ``check_models=False`` checks the schema only: a finished run
+    must open (analysis, report, notebooks) where its models (plugins, weights) are not installed."""
     if not isinstance(data, dict):
         raise BadInput(f"{where}: a protocol must be a YAML mapping, got {type(data).__name__}")
     try:
         proto = Protocol.model_validate(data)
     except ValidationError as err:
         raise BadInput(_format_error(err, where)) from None
-    _check_models(proto, where)
+    if check_models:
+        _check_models(proto, where)
     return proto
 
 
@@ -211,7 +214,8 @@ def _check_models(proto: Protocol, where: str) -> None:
             raise BadInput(f"{where}: models.{i}: {problem}")
 
 
-def load_protocol(path: str | Path) -> Protocol:
+def load_protocol(path: str | Path, check_models: bool = True) -> Protocol:
+    """Read, parse and validate a protocol YAML file; every failure is a one-line BadInput."""
     path = Path(path)
     if not path.exists():
         raise BadInput(f"{path}: protocol file not found")
@@ -221,4 +225,4 @@ def load_protocol(path: str | Path) -> Protocol:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise BadInput(f"{path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
-    return parse_protocol(data, where=str(path))
+    return parse_protocol(data, where=str(path), check_models=check_models)

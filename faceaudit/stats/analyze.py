@@ -25,11 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import yaml
-from pydantic import ValidationError
 
 from faceaudit.errors import BadInput
-from faceaudit.protocol import Protocol, _format_error
+from faceaudit.protocol import Protocol, load_protocol
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
@@ -56,16 +54,7 @@ def load_run_protocol(run: RunDir) -> Protocol:
     path = run.protocol
     if not path.exists():
         raise BadInput(f"{path}: missing; not a run directory (run the generate stage first)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise BadInput(f"{path}: not valid YAML: {getattr(err, 'problem', err)}") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: a protocol must be a YAML mapping")
-    try:
-        return Protocol.model_validate(data)
-    except ValidationError as err:
-        raise BadInput(_format_error(err, str(path))) from None
+    return load_protocol(path, check_models=False)
 
 
 def _read(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
