@@ -179,8 +179,9 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
 
 def generate(protocol: Protocol | str | Path, out: str | Path, progress: bool = True) -> pd.DataFrame:
     """Render the protocol's faces; returns the faces table."""
-    run = pipeline.init_run(_protocol(protocol), out)
-    return pipeline.stage_generate(pipeline.StageContext(run=run, protocol=_protocol(protocol), progress=progress))
+    protocol = _protocol(protocol)
+    run = pipeline.init_run(protocol, out)
+    return pipeline.stage_generate(pipeline.StageContext(run=run, protocol=protocol, progress=progress))
 
 
 def _ctx(run_root: str | Path, progress: bool = True) -> pipeline.StageContext:

@@ -301,6 +301,11 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
     ctx = StageContext(run=run, protocol=protocol, progress=progress, force=force)
     with Timer() as t:
         stage_generate(ctx)
+        if models is None:
+            # Built once for both the embed and the score stage (loading parses weight files).
+            from faceaudit.models.registry import load_model
+
+            models = [load_model(s, device=protocol.device) for s in protocol.models]
         stage_embed(ctx, models)
         stage_pairs(ctx)
         stage_score(ctx, models)
