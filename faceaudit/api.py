@@ -158,8 +158,13 @@ def load_run(run_root: str | Path) -> Run:
         raise BadInput(f"{root}: not a run directory (no protocol.yaml)")
     # Schema only: a finished run opens even where its models (plugins, weights) are not installed.
     protocol = load_protocol(proto_path, check_models=False)
-    manifest_path = root / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
+    from faceaudit.rundir import ManifestCorrupt, RunDir
+
+    try:
+        manifest = RunDir(root).read_manifest()
+    except ManifestCorrupt as err:
+        raise BadInput(f"{err}; re-run `faceaudit audit {root / 'protocol.yaml'} --out {root}` to check every "
+                       f"stage and rebuild it") from None
     return Run(root=root, protocol=protocol, manifest=manifest)
 
 

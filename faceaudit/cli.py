@@ -1,13 +1,24 @@
 """The ``faceaudit`` command line: thin commands over :mod:`faceaudit.api`.
 
-Exit codes (DESIGN.md): 0 ok/pass, 1 gate failed, 2 bad input or usage, 3 inconclusive.
-Every error a user can fix is printed as one line on stderr: ``error: <where>: <what>``.
+Exit codes (DESIGN.md): 0 ok/pass, 1 gate failed (nothing else exits 1), 2 bad input or usage,
+3 inconclusive, 4 internal error. Every error a user can fix (bad files, paths, encodings,
+permissions, a full disk) is one line on stderr: ``error: <where>: <what>``. An internal error prints
+one line naming a log file that holds the traceback (``--debug`` prints the traceback instead).
+
+Output meant for scripts never wraps: YAML, tables and summaries are written as plain text, and
+``--json`` is offered where a result is printed.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import errno
 import functools
+import json
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,7 +36,10 @@ app = typer.Typer(
         "edits one nuisance attribute at a time; the models under test are scored on genuine and matched "
         "impostor pairs; the statistics give per-group FMR/FNMR with seed-clustered CIs and paired causal "
         "contrasts; the result is an HTML model card.\n\n"
-        "Typical use:  faceaudit audit protocols/default.yaml --out runs/default"
+        "Typical use:  faceaudit audit protocols/default.yaml --out runs/default\n\n"
+        "Exit codes: 0 ok/pass, 1 a fairness bound is violated (gate only), 2 bad input or usage "
+        "(one line on stderr), 3 inconclusive, 4 internal error (traceback in a log file; --debug "
+        "prints it)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -35,14 +49,66 @@ app = typer.Typer(
 directions_app = typer.Typer(help="Learn and inspect the generator's attribute directions.", no_args_is_help=True)
 app.add_typer(directions_app, name="directions")
 
-out_console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Rich tables are for people at a terminal; piped or in CI they must not wrap at 80 columns.
+out_console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 100_000)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_INTERNAL = 4
+_state = {"debug": False}
+
+
+def _echo(text: str) -> None:
+    """Plain text to stdout, exactly as given (no markup, no wrapping)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def _error_line(text: str) -> None:
+    # markup=False: a path or protocol value with [brackets] is printed as it is.
+    err_console.print("[bold red]error:[/] ", end="")
+    err_console.print(" ".join(str(text).split()), markup=False)
 
 
 def _fail(err: FaceAuditError) -> None:
     # One line on stderr, no traceback: the message already names what and where.
-    err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+    _error_line(str(err))
     raise typer.Exit(err.exit_code)
+
+
+#: OS errors a user causes and can fix (paths, permissions, a full disk): exit 2, not an internal error.
+_USER_OS_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOSPC,
+                   errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP, errno.EMFILE, errno.EFBIG}
+
+
+def _user_error(err: BaseException) -> Optional[str]:
+    """A one-line message when ``err`` is a failure the user caused (not a bug in faceaudit)."""
+    if isinstance(err, OSError) and err.errno in _USER_OS_ERRNOS:
+        where = err.filename if err.filename is not None else "file system"
+        extra = f" -> {err.filename2}" if getattr(err, "filename2", None) else ""
+        return f"{where}{extra}: {err.strerror or err}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"input is not UTF-8 text ({err.reason} at byte {err.start})"
+    return None
+
+
+def _internal_error(err: BaseException) -> None:
+    tb = "".join(traceback.format_exception(err))
+    if _state["debug"]:
+        sys.stderr.write(tb)
+        _error_line(f"internal error: {type(err).__name__}: {err}")
+        raise typer.Exit(EXIT_INTERNAL)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_dir = Path(os.environ.get("FACEAUDIT_LOG_DIR") or tempfile.gettempdir())
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fd, log = tempfile.mkstemp(prefix=f"faceaudit-crash-{stamp}-", suffix=".log", dir=log_dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"faceaudit {' '.join(sys.argv[1:])}\n\n{tb}")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "re-run with --debug for the traceback"
+    _error_line(f"internal error (a bug in faceaudit, exit 4): {type(err).__name__}: {err}; {where}")
+    raise typer.Exit(EXIT_INTERNAL)
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -50,17 +116,32 @@ def handles_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
         except FaceAuditError as err:
             _fail(err)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished stages are kept; re-run the same command to resume")
             raise typer.Exit(130)
+        except Exception as err:  # noqa: BLE001 - the one place that classifies every failure
+            msg = _user_error(err)
+            if msg is not None:
+                _error_line(msg)
+                raise typer.Exit(2)
+            _internal_error(err)
 
     return wrapper
 
 
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Print the traceback of an internal error (exit 4) "
+                                     "instead of writing it to a log file.")) -> None:
+    _state["debug"] = debug
+
+
 RunArg = typer.Argument(..., help="Run directory (created by `audit` or `generate`).")
 ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON object (for scripts).")
 
 
 @app.command()
@@ -71,18 +152,25 @@ def audit(
     force: bool = typer.Option(False, "--force", help="Redo every stage even if it is up to date."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.html at the end."),
     progress: bool = ProgressOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Run the whole audit: generate -> embed -> pair+score -> analyze -> report.
 
-    Finished stages whose inputs did not change are skipped, so re-running the same command resumes
-    an interrupted audit and does no repeated work.
+    Finished stages whose inputs did not change and whose outputs still match the sha256 recorded in
+    RUN/manifest.json are skipped, so re-running the same command resumes an interrupted audit, does
+    no repeated work, and redoes only what was damaged or deleted. Tables of models the protocol no
+    longer names are moved to RUN/stale/.
     """
     from faceaudit import api
 
     ctx = api.audit(protocol, out, progress=progress, force=force, report=report)
-    out_console.print(f"ran: {', '.join(ctx.ran) or 'nothing'}; up to date: {', '.join(ctx.skipped) or 'nothing'}")
+    if as_json:
+        _echo(json.dumps({"run": str(ctx.run.root), "ran": ctx.ran, "up_to_date": ctx.skipped,
+                          "report": str(ctx.run.report) if report else None}))
+        return
+    _echo(f"ran: {', '.join(ctx.ran) or 'nothing'}; up to date: {', '.join(ctx.skipped) or 'nothing'}")
     if report:
-        out_console.print(f"report: {ctx.run.report}")
+        _echo(f"report: {ctx.run.report}")
 
 
 @app.command()
@@ -91,7 +179,8 @@ def validate(protocol: Path = typer.Argument(..., help="Protocol YAML to check."
     """Check a protocol and print it with every default filled in."""
     from faceaudit.protocol import load_protocol
 
-    out_console.print(load_protocol(protocol).to_yaml(), end="")
+    # Exact YAML: printing it and validating the printout gives the same text.
+    sys.stdout.write(load_protocol(protocol).to_yaml())
 
 
 @app.command()
@@ -105,7 +194,7 @@ def generate(
     from faceaudit import api
 
     faces = api.generate(protocol, out, progress=progress)
-    out_console.print(f"{len(faces)} faces, {faces['seed'].nunique()} seeds -> {out}/faces.parquet")
+    _echo(f"{len(faces)} faces, {faces['seed'].nunique()} seeds -> {out}/faces.parquet")
 
 
 @app.command()
@@ -115,7 +204,7 @@ def embed(run: Path = RunArg, progress: bool = ProgressOpt) -> None:
     from faceaudit import api
 
     for name, emb in api.embed(run, progress=progress).items():
-        out_console.print(f"{name}: {len(emb)} faces, {(emb['status'] != 'ok').sum()} failures to enrol")
+        _echo(f"{name}: {len(emb)} faces, {(emb['status'] != 'ok').sum()} failures to enrol")
 
 
 @app.command()
@@ -125,7 +214,7 @@ def score(run: Path = RunArg) -> None:
     from faceaudit import api
 
     for name, sc in api.score(run).items():
-        out_console.print(f"{name}: {len(sc)} pairs scored")
+        _echo(f"{name}: {len(sc)} pairs scored")
 
 
 @app.command()
@@ -135,7 +224,7 @@ def analyze(run: Path = RunArg) -> None:
     from faceaudit import api
 
     api.analyze(run)
-    out_console.print(f"results -> {Path(run) / 'results'}")
+    _echo(f"results -> {Path(run) / 'results'}")
 
 
 @app.command()
@@ -144,7 +233,7 @@ def report(run: Path = RunArg) -> None:
     """Render the self-contained model card RUN/report.html (and results/summary.md)."""
     from faceaudit import api
 
-    out_console.print(f"report: {api.report(run)}")
+    _echo(f"report: {api.report(run)}")
 
 
 @app.command()
@@ -153,16 +242,21 @@ def gate(
     run: Path = RunArg,
     policy: Path = typer.Option(..., "--policy", "-p", help="Policy YAML with bounds on summary metrics."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (for CI test reports)."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Check a finished run against a fairness policy.
 
-    Exit 0 pass, 1 fail (a bound is violated with confidence), 2 bad input, 3 inconclusive (the CI
-    straddles a bound: collect more seeds).
+    Exit 0 pass, 1 fail (a bound is violated with confidence: the only way this command exits 1),
+    2 bad input (one line on stderr: policy, run directory, summary or --junit path), 3 inconclusive
+    (the CI straddles a bound: collect more seeds), 4 internal error.
     """
     from faceaudit import gate as gate_mod
 
     result = gate_mod.check(run, policy, junit_path=junit)
-    out_console.print(gate_mod.render_text(result))
+    if result.error is not None:
+        _error_line(result.error)
+        raise typer.Exit(2)
+    _echo(json.dumps(gate_mod.result_dict(result)) if as_json else gate_mod.render_text(result))
     raise typer.Exit(result.exit_code)
 
 

@@ -179,12 +179,25 @@ _PolicyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:t
                                     list("tTfF"))
 
 
+def _read_text(path: Path, what: str) -> str:
+    """A user's text file, every way it can fail as one line naming it."""
+    if not path.exists():
+        raise BadInput(f"{path}: {what} not found")
+    if path.is_dir():
+        raise BadInput(f"{path}: {what} is a directory, not a file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path}: {what} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise BadInput(f"{path}: cannot read {what}: {err.strerror or err}") from None
+
+
 def load_policy(path: str | Path) -> Policy:
     path = Path(path)
-    if not path.exists():
-        raise BadInput(f"{path}: policy file not found")
+    text = _read_text(path, "policy file")
     try:
-        data = yaml.load(path.read_text(), Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -202,11 +215,33 @@ def parse_policy(data: Any, where: str = "policy") -> Policy:
 
 
 def load_summary(run_root: str | Path) -> dict:
-    path = Path(run_root) / "results" / "summary.json"
-    if not path.exists():
+    """``results/summary.json``, refused when the run's manifest says it is not what the analysis wrote."""
+    from faceaudit.rundir import RunDir, sha256_file
+
+    run = RunDir(run_root)
+    if not run.root.is_dir():
+        raise BadInput(f"{run.root}: not a run directory")
+    path = run.results / "summary.json"
+    if not path.is_file():
         raise BadInput(f"{path}: missing; run the analyze stage first")
+    # A gate must never pass on results the run cannot vouch for: a corrupt manifest, or a summary
+    # edited or damaged after the analysis wrote it. (A summary with no manifest beside it was made
+    # by other tools and is read as it is.)
+    if run.manifest.exists():
+        from faceaudit.rundir import ManifestCorrupt
+
+        try:
+            recorded = run.recorded_output("analyze", "results/summary.json")
+        except ManifestCorrupt as err:
+            raise BadInput(f"{err}; the gate cannot vouch for the results: re-run `faceaudit audit` on this run "
+                           f"to check every stage and rebuild it") from None
+        if recorded is None:
+            raise BadInput(f"{path}: the manifest records no finished analysis; run `faceaudit analyze {run.root}`")
+        if sha256_file(path) != recorded:
+            raise BadInput(f"{path}: does not match the sha256 the analysis recorded in manifest.json "
+                           f"(damaged or edited); run `faceaudit analyze {run.root}` again")
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(_read_text(path, "summary"))
     except json.JSONDecodeError as err:
         raise BadInput(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("models"), dict):
@@ -334,8 +369,27 @@ def check(run_root: str | Path, policy_path: str | Path, junit_path: str | Path 
     except BadInput as err:
         result = GateResult(policy=name, error=str(err))
     if junit_path is not None:
-        write_junit(result, junit_path)
+        try:
+            write_junit(result, junit_path)
+        except OSError as err:
+            # A JUnit path that cannot be written is bad input too, never a crash (exit 1).
+            return GateResult(policy=name, error=f"{junit_path}: cannot write the JUnit file: {err.strerror or err}")
     return result
+
+
+def result_dict(result: GateResult) -> dict:
+    """The gate's outcome as plain JSON-able data (``faceaudit gate --json``)."""
+    return {
+        "policy": result.policy,
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "error": result.error,
+        "counts": result.counts(),
+        "checks": [{"rule": c.rule_index + 1, "metric": c.rule.metric, "model": c.model, "target_fmr": c.target_fmr,
+                    "group": c.group, "estimate": c.estimate, "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
+                    "bound": c.rule.bound, "kind": c.rule.kind, "on": c.rule.on, "decision": c.decision,
+                    "reason": c.reason} for c in result.checks],
+    }
 
 
 # ---------------------------------------------------------------------------------------------

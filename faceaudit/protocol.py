@@ -10,8 +10,9 @@ and the key, e.g. ``protocols/x.yaml: edits.0.levels: Input should be a valid li
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,7 +25,14 @@ NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile")
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo ("n_seed") must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid")
+    # strict: `seed: true` is not the integer 1 and `n_boot: "500"` is not a number; ints are still
+    # accepted where a float is asked for. NaN and infinity are never valid settings.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+#: an SD-scaled edit level: beyond this the latent walk leaves the generator's training distribution
+MAX_EDIT_SD = 10.0
+Probability = Annotated[float, Field(gt=0, lt=1)]
 
 
 class SkinLevel(_Strict):
@@ -34,10 +42,10 @@ class SkinLevel(_Strict):
     seed along the skin direction towards ``target`` until its measured ITA lands in the bin.
     """
 
-    name: str
-    ita_min: float
-    ita_max: float
-    target: float
+    name: str = Field(min_length=1)
+    ita_min: float = Field(ge=-90, le=90)
+    ita_max: float = Field(ge=-90, le=90)
+    target: float = Field(ge=-90, le=90)
 
     @model_validator(mode="after")
     def _check_bin(self) -> "SkinLevel":
@@ -83,7 +91,7 @@ class EditSpec(_Strict):
     """
 
     attribute: Literal["lighting", "yaw", "smile"]
-    levels: list[float]
+    levels: list[Annotated[float, Field(ge=-MAX_EDIT_SD, le=MAX_EDIT_SD)]]
 
     @field_validator("levels")
     @classmethod
@@ -102,24 +110,25 @@ class GeneratorSpec(_Strict):
     #: directions file from `faceaudit directions fit`; None = the file shipped with faceaudit
     directions: Optional[str] = None
     #: latent truncation (|z| is clipped to this many SD); 0 disables
-    truncation: float = 2.5
+    truncation: float = Field(2.5, ge=0, le=10)
     #: seeds whose skin edit cannot reach a bin within this many search steps are excluded
-    max_skin_steps: int = 12
+    max_skin_steps: int = Field(12, ge=1, le=1000)
 
 
 class PairSpec(_Strict):
     #: cap on impostor pairs per (group, edit condition); None = all pairs of distinct seeds
-    max_impostors_per_condition: Optional[int] = None
+    max_impostors_per_condition: Optional[int] = Field(None, ge=1)
 
 
 class AnalysisSpec(_Strict):
     target_fmr: list[float] = Field(default_factory=lambda: [1e-3])
-    n_boot: int = 1000
+    n_boot: int = Field(1000, le=1_000_000)
     ci_level: float = 0.95
     adjust: Literal["holm", "fdr_bh"] = "holm"
-    #: GARBE alpha (weight of the FMR term)
-    fairness_alpha: float = 0.5
-    far_points: list[float] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2])
+    #: GARBE alpha (weight of the FMR term), a convex weight
+    fairness_alpha: float = Field(0.5, ge=0, le=1)
+    #: FMRs at which the DET curve's FNMR is tabulated
+    far_points: list[Probability] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2])
 
     @field_validator("target_fmr")
     @classmethod
@@ -143,12 +152,16 @@ class AnalysisSpec(_Strict):
         return v
 
 
+#: most synthetic identities one protocol may ask for (each renders ~40 images)
+MAX_SEEDS = 100_000
+
+
 class Protocol(_Strict):
-    name: str
+    name: str = Field(min_length=1)
     description: str = ""
     #: master seed: every random choice (latents, pair sampling, bootstrap) derives from it
-    seed: int = 0
-    n_seeds: int = Field(ge=2)
+    seed: int = Field(0, ge=0, lt=2**32)
+    n_seeds: int = Field(ge=2, le=MAX_SEEDS)
     generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
     protected: ProtectedSpec = Field(default_factory=ProtectedSpec)
     edits: list[EditSpec]
@@ -165,6 +178,15 @@ class Protocol(_Strict):
             raise ValueError(f"edits: attribute listed twice in {attrs}")
         return self
 
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, v: list[str]) -> list[str]:
+        # Two entries for one model would embed and score it twice under one name.
+        dup = sorted({m for m in v if v.count(m) > 1})
+        if dup:
+            raise ValueError(f"model {dup[0]!r} is listed more than once")
+        return v
+
     # ---- derived views -------------------------------------------------------------------
     @property
     def group_names(self) -> list[str]:
@@ -174,15 +196,42 @@ class Protocol(_Strict):
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+        # No line folding: a long path or description must print, and round-trip, exactly.
+        return yaml.safe_dump(self.resolved_dict(), sort_keys=False, width=float("inf"), allow_unicode=True)
 
 
-def _format_error(err: ValidationError, where: str) -> str:
-    first = err.errors()[0]
+def _known_keys(err_loc: tuple, model: type[BaseModel] | None) -> list[str]:
+    """The keys allowed where an unknown key ``err_loc`` was found (for a 'did you mean')."""
+    if model is None:
+        return []
+    fields = model.model_fields
+    for part in err_loc[:-1]:
+        if isinstance(part, int):
+            continue
+        f = fields.get(str(part))
+        if f is None:
+            return []
+        ann = f.annotation
+        inner = getattr(ann, "__args__", None)
+        target = next((a for a in (inner or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if target is None:
+            return []
+        fields = target.model_fields
+    return list(fields)
+
+
+def _format_error(err: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    errors = err.errors()
+    # An unknown key is reported before anything else: a typo ("n_seed") also makes a required key
+    # ("n_seeds") look missing, and the typo is the thing to fix.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+        close = difflib.get_close_matches(str(first["loc"][-1]), _known_keys(first["loc"], model), n=1)
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
     elif first["type"] == "missing":
         msg = "required key is missing"
     elif "input" in first and first["type"] not in ("value_error",):
@@ -198,7 +247,7 @@ def parse_protocol(data: Any, where: str = "protocol", check_models: bool = True
     try:
         proto = Protocol.model_validate(data)
     except ValidationError as err:
-        raise BadInput(_format_error(err, where)) from None
+        raise BadInput(_format_error(err, where, Protocol)) from None
     if check_models:
         _check_models(proto, where)
     return proto
@@ -219,8 +268,16 @@ def load_protocol(path: str | Path, check_models: bool = True) -> Protocol:
     path = Path(path)
     if not path.exists():
         raise BadInput(f"{path}: protocol file not found")
+    if path.is_dir():
+        raise BadInput(f"{path}: is a directory, not a protocol file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path}: not UTF-8 text (byte {err.start}); save the protocol as UTF-8") from None
+    except OSError as err:
+        raise BadInput(f"{path}: cannot read the protocol: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from faceaudit.errors import BadInput
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -78,7 +80,17 @@ def write_table(path: str | os.PathLike, df: pd.DataFrame) -> None:
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas()
+    """Read a parquet table; a missing, truncated or non-parquet file is one line naming the file."""
+    try:
+        return pq.read_table(path).to_pandas()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: missing") from None
+    except (pa.ArrowException, OSError) as err:
+        raise BadInput(f"{path}: not a readable parquet table ({type(err).__name__}: {err})") from None
+
+
+class ManifestCorrupt(BadInput):
+    """``manifest.json`` exists but is not a JSON object (truncated, hand-edited, garbage)."""
 
 
 class RunDir:
@@ -131,9 +143,28 @@ class RunDir:
 
     # manifest
     def read_manifest(self) -> dict:
-        if self.manifest.exists():
-            return json.loads(self.manifest.read_text())
-        return {"stages": {}}
+        """The manifest as a dict; ``{"stages": {}}`` when there is none yet.
+
+        Raises :class:`ManifestCorrupt` (one line) when the file exists but cannot be trusted.
+        """
+        if not self.manifest.exists():
+            return {"stages": {}}
+        try:
+            m = json.loads(self.manifest.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ManifestCorrupt(f"{self.manifest}: corrupt manifest ({type(err).__name__}: {err})") from None
+        if not isinstance(m, dict) or not isinstance(m.get("stages", {}), dict):
+            raise ManifestCorrupt(f"{self.manifest}: corrupt manifest (not a JSON object with a 'stages' mapping)")
+        m.setdefault("stages", {})
+        return m
+
+    def set_aside_corrupt_manifest(self) -> Path:
+        """Move a corrupt manifest to ``manifest.json.corrupt`` (kept for inspection) and start afresh:
+        with no record, every stage re-checks its inputs and redoes its work, so the rebuilt manifest
+        only vouches for outputs written again."""
+        aside = self.root / "manifest.json.corrupt"
+        os.replace(self.manifest, aside)
+        return aside
 
     def update_manifest(self, **fields: Any) -> dict:
         m = self.read_manifest()
@@ -145,23 +176,63 @@ class RunDir:
         write_json(self.manifest, m)
         return m
 
+    def stage_problem(self, stage: str, inputs_hash: str) -> str | None:
+        """None when ``stage`` is up to date: it finished with the same inputs hash and every output
+        it wrote still has the sha256 recorded then. Otherwise a short reason (for the log)."""
+        st = self.read_manifest()["stages"].get(stage)
+        if not st or st.get("status") != "done":
+            return "not run yet"
+        if st.get("inputs_hash") != inputs_hash:
+            return "inputs changed"
+        recorded = st.get("output_sha256")
+        if not isinstance(recorded, dict) or set(recorded) != set(st.get("outputs", [])):
+            return "outputs not recorded with their sha256"
+        for rel, sha in recorded.items():
+            path = self.root / rel
+            if not path.is_file():
+                return f"{rel} is missing"
+            if sha256_file(path) != sha:
+                return f"{rel} changed or is damaged (sha256 differs from the manifest)"
+        return None
+
     def stage_done(self, stage: str, inputs_hash: str) -> bool:
-        """True when ``stage`` finished with the same input hash and its outputs still exist."""
-        st = self.read_manifest().get("stages", {}).get(stage)
-        if not st or st.get("status") != "done" or st.get("inputs_hash") != inputs_hash:
-            return False
-        return all((self.root / p).exists() for p in st.get("outputs", []))
+        return self.stage_problem(stage, inputs_hash) is None
 
     def mark_stage(self, stage: str, inputs_hash: str, outputs: list[str], seconds: float, **extra: Any) -> None:
         m = self.read_manifest()
-        m.setdefault("stages", {})[stage] = {
+        m["stages"][stage] = {
             "status": "done",
             "inputs_hash": inputs_hash,
             "outputs": outputs,
+            "output_sha256": {rel: sha256_file(self.root / rel) for rel in outputs},
             "seconds": round(seconds, 3),
             **extra,
         }
         write_json(self.manifest, m)
+
+    def recorded_outputs_problem(self, stage: str) -> str | None:
+        """For a stage another stage reads from: None when its recorded outputs still have their
+        sha256 (or when the manifest holds no record of it: tables written by other tools are read as
+        they are); otherwise which output no longer matches."""
+        st = self.read_manifest()["stages"].get(stage)
+        if not st or not isinstance(st.get("output_sha256"), dict):
+            return None
+        for rel, sha in st["output_sha256"].items():
+            path = self.root / rel
+            if not path.is_file() or sha256_file(path) != sha:
+                return f"{path}: missing, damaged or changed since the `{stage.split(':')[0]}` stage wrote it"
+        return None
+
+    def drop_stage(self, stage: str) -> None:
+        """Forget a stage's record (before it re-runs, so a crash mid-stage leaves it 'not run')."""
+        m = self.read_manifest()
+        if m["stages"].pop(stage, None) is not None:
+            write_json(self.manifest, m)
+
+    def recorded_output(self, stage: str, rel: str) -> str | None:
+        """The sha256 the manifest recorded for output ``rel`` of ``stage`` (None when not recorded)."""
+        st = self.read_manifest()["stages"].get(stage) or {}
+        return (st.get("output_sha256") or {}).get(rel)
 
 
 def safe_name(name: str) -> str:

@@ -139,11 +139,28 @@ def check_model_spec(spec: str) -> str | None:
             return f"plugin {spec!r}: cannot import module {module_name!r} ({err})"
         except Exception as err:  # a plugin module that crashes on import
             return f"plugin {spec!r}: importing {module_name!r} failed: {type(err).__name__}: {err}"
-        if not callable(getattr(module, attr, None)):
+        factory = getattr(module, attr, None)
+        if not callable(factory):
             return f"plugin {spec!r}: module {module_name!r} has no callable {attr!r}"
-        return None
+        return _factory_signature_problem(spec, factory)
     known = ", ".join(BUILTIN)
     return f"unknown model {spec!r} (known: {known}; or onnx:/path/model.onnx; or package.module:factory)"
+
+
+def _factory_signature_problem(spec: str, factory: Callable) -> str | None:
+    """A factory must be callable as ``factory()`` or ``factory(device=...)``: checked from its
+    signature, without calling it, so ``json:loads`` fails at validation, not after rendering."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None  # builtins without a signature: found out when called
+    required = [p.name for p in params
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name != "device"]
+    if required:
+        return (f"plugin {spec!r}: the factory must be callable with no arguments (or only device=...), "
+                f"but it requires {', '.join(required)}")
+    return None
 
 
 def _load_plugin(spec: str, device: str) -> FaceRecognizer:

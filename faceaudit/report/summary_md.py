@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 from faceaudit.report import fmt
 
 #: contrasts listed in the summary (the most significant ones)
 N_WORST = 5
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~])")
+
+
+def _md_name(s: object) -> str:
+    """A user-chosen name (protocol, model, group, level) as inert Markdown text: summary.md is pasted
+    into PR comments, where raw HTML and Markdown links in a name would render."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(" ".join(str(s).split()), quote=False))
+
+
 def _md_escape(s: str) -> str:
-    return str(s).replace("|", "\\|")
+    # Table cells: numbers and CIs keep their brackets readable; HTML, pipes and link syntax are defused.
+    return html.escape(str(s), quote=False).replace("|", "\\|").replace("](", "]\\(")
 
 
 def _md_table(columns: list[str], rows: list[list[str]], right: list[bool]) -> list[str]:
@@ -22,23 +35,24 @@ def summary_markdown(ctx: dict) -> str:
     proto = ctx["protocol"]
     gen = ctx["generation"]
     lines = [
-        f"## faceaudit: {proto.name}",
+        f"## faceaudit: {_md_name(proto.name)}",
         "",
-        f"{gen['seeds_kept']} synthetic identities (of {gen['seeds_requested']}) × skin levels {', '.join(ctx['groups'])} "
-        f"(reference {ctx['reference_group']}); edits {', '.join(ctx['attrs'])}; {ctx['resolution_text']} faces. "
+        f"{gen['seeds_kept']} synthetic identities (of {gen['seeds_requested']}) × skin levels "
+        f"{', '.join(map(_md_name, ctx['groups']))} (reference {_md_name(ctx['reference_group'])}); "
+        f"edits {', '.join(map(_md_name, ctx['attrs']))}; {ctx['resolution_text']} faces. "
         f"Global threshold per model at FMR {fmt.pct(ctx['primary_target'])} on pooled impostors; 95% CIs from a seed bootstrap.",
         "",
     ]
     for m in ctx["model_summaries"]:
-        lines.append(f"### {m.name} (threshold {fmt.num(m.threshold, 4)})")
+        lines.append(f"### {_md_name(m.name)} (threshold {fmt.num(m.threshold, 4)})")
         lines.append("")
         ut = ctx["unitary_table"]
         idx_model = ut.columns.index("model")
         keep = [i for i, c in enumerate(ut.columns) if c != "model"]
         rows = [[r[i] for i in keep] for r in ut.rows if r[idx_model] == m.name]
         lines += _md_table([ut.columns[i] for i in keep], rows, [ut.numeric[i] for i in keep])
-        summary = f"FNMR worst/best: {m.worst_fnmr.get('group', '–')} {m.worst_fnmr.get('value', '–')} vs " \
-                  f"{m.best_fnmr.get('group', '–')} {m.best_fnmr.get('value', '–')}" \
+        summary = f"FNMR worst/best: {_md_name(m.worst_fnmr.get('group', '–'))} {m.worst_fnmr.get('value', '–')} vs " \
+                  f"{_md_name(m.best_fnmr.get('group', '–'))} {m.best_fnmr.get('value', '–')}" \
                   + (f" ({m.fnmr_ratio:.2f}×)" if m.fnmr_ratio else "")
         if m.n_contrasts is not None:
             summary += f"; significant contrasts {m.n_significant}/{m.n_contrasts} ({proto.analysis.adjust})"
@@ -55,7 +69,7 @@ def summary_markdown(ctx: dict) -> str:
         caveats.append(f"smallest cell {ctx['smallest_cell']['n']} genuine pairs")
     flags = ctx["manipulation_flags"]
     if flags["leaky"]:
-        caveats.append("leakage flagged: " + "; ".join(flags["leaky"]))
+        caveats.append("leakage flagged: " + "; ".join(map(_md_escape, flags["leaky"])))
     if ctx["manipulation_table"] is None:
         caveats.append("no manipulation check")
     lines += ["**Caveats:** " + "; ".join(caveats) + ". Full model card: `report.html`.", ""]

@@ -74,8 +74,10 @@ def _read(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFra
         raise BadInput(f"{path}: cannot read parquet ({type(err).__name__}: {err})") from None
 
 
-def _score_tables(run: RunDir, proto: Protocol) -> dict[str, tuple[Path, pd.DataFrame]]:
-    paths = run.score_tables()
+def _score_tables(run: RunDir, proto: Protocol, models: list[str] | None = None) -> dict[str, tuple[Path, pd.DataFrame]]:
+    # With ``models`` (the pipeline passes the protocol's models), exactly those tables are read: a
+    # leftover scores/*.parquet of another model must never leak into the results.
+    paths = [run.scores(m) for m in models] if models is not None else run.score_tables()
     if not paths:
         raise BadInput(f"{run.root / 'scores'}: no score tables (scores/MODEL.parquet); run the score stage first")
     out = {}
@@ -250,8 +252,10 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
 # ---------------------------------------------------------------------------------------------
 
 
-def analyze_run(run_root: str | Path, write: bool = True) -> dict[str, pd.DataFrame]:
-    """Analyse a run directory; returns the result tables (and writes them unless ``write=False``)."""
+def analyze_run(run_root: str | Path, write: bool = True, models: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Analyse a run directory; returns the result tables (and writes them unless ``write=False``).
+
+    ``models``: the model names to analyse (default: every ``scores/*.parquet``)."""
     run = RunDir(run_root)
     proto = load_run_protocol(run)
     faces = _read(run.faces, "run the generate stage first")
@@ -269,7 +273,7 @@ def analyze_run(run_root: str | Path, write: bool = True) -> dict[str, pd.DataFr
 
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
                                                               "roc", "score_hist")}
-    for model, (spath, scores) in _score_tables(run, proto).items():
+    for model, (spath, scores) in _score_tables(run, proto, models).items():
         epath = run.embeddings(model)
         status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
         md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
