@@ -211,3 +211,34 @@ def analyze(run_root: str | Path) -> dict:
 def report(run_root: str | Path) -> Path:
     """Render RUN/report.html (and results/summary.md); returns the report's path."""
     return pipeline.stage_report(_ctx(run_root))
+
+
+# ---------------------------------------------------------------------------------------------
+# Human ratings (faceaudit.annotate): collect, export, simulate.
+
+
+def annotate_serve(run_root: str | Path, host: str = "127.0.0.1", port: int = 8000, raters: Optional[int] = None,
+                   raters_per_item: int = 3, pairs_per_cell: int = 2, images_per_cell: int = 1, announce=print) -> None:
+    """Serve the rating app for RUN (plans RUN/annotations.sqlite on first use; blocks until Ctrl-C)."""
+    from faceaudit.annotate.plan import PlanSpec
+    from faceaudit.annotate.serve import serve
+
+    spec = None
+    if raters is not None:
+        spec = PlanSpec(n_raters=raters, raters_per_item=min(raters_per_item, raters), pairs_per_cell=pairs_per_cell,
+                        images_per_cell=images_per_cell, seed=_protocol_seed(run_root))
+    serve(run_root, host=host, port=port, spec=spec, announce=announce, export=lambda: annotate_export(run_root))
+
+
+def _protocol_seed(run_root: str | Path) -> int:
+    try:
+        return load_protocol(Path(run_root) / "protocol.yaml").seed
+    except Exception:  # the plan only needs a seed; a protocol problem is reported by the stages
+        return 0
+
+
+def annotate_export(run_root: str | Path) -> dict:
+    """RUN/annotations.sqlite -> RUN/annotations.parquet and RUN/results/human_*.parquet; returns a summary."""
+    from faceaudit.annotate.export import export_annotations
+
+    return export_annotations(run_root)

@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 directions_app = typer.Typer(help="Learn and inspect the generator's attribute directions.", no_args_is_help=True)
 app.add_typer(directions_app, name="directions")
+annotate_app = typer.Typer(help="Collect human ratings of a run's faces in a local web app, and export them.", no_args_is_help=True)
+app.add_typer(annotate_app, name="annotate")
 
 out_console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -196,6 +198,37 @@ def directions_fit(
 
     path = fit_directions(n_samples=n_samples, seed=seed, out=out, progress=progress)
     out_console.print(f"directions -> {path}")
+
+
+@annotate_app.command("serve")
+@handles_errors
+def annotate_serve(
+    run: Path = RunArg,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback unless you say otherwise)."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0 = any free port)."),
+    raters: Optional[int] = typer.Option(None, "--raters", help="Number of raters (first start only; default 3)."),
+    per_item: int = typer.Option(3, "--per-item", help="Raters per pair or image (first start only)."),
+    pairs_per_cell: int = typer.Option(2, "--pairs-per-cell", help="Genuine and impostor pairs per group x edit cell."),
+) -> None:
+    """Serve the rating web app for RUN; prints one personal link per rater and an admin link.
+
+    Ratings go to RUN/annotations.sqlite as they arrive; stop with Ctrl-C and start again to resume.
+    """
+    from faceaudit import api
+
+    api.annotate_serve(run, host=host, port=port, raters=raters, raters_per_item=per_item,
+                       pairs_per_cell=pairs_per_cell, announce=lambda line: print(line, flush=True))
+
+
+@annotate_app.command("export")
+@handles_errors
+def annotate_export(run: Path = RunArg) -> None:
+    """Write RUN/annotations.parquet and the human statistics (consensus identity, agreement, rater quality)."""
+    from faceaudit import api
+
+    s = api.annotate_export(run)
+    out_console.print(f"{s['ratings']} ratings from {s['raters']} raters ({s['flagged_raters']} flagged by attention checks); "
+                      f"{s['pairs_rated']} pairs with a consensus -> {', '.join(s['files'])}")
 
 
 def main() -> None:  # pragma: no cover - console entry
