@@ -6,7 +6,8 @@ rater's task id answers 404 exactly like an unknown one. Every POST carries the 
 (a hidden field, compared in constant time) and, when the browser sends one, an ``Origin`` equal to
 the server's. Input is validated here: only the fields a task asks for, each a code of its scale,
 an optional comment of at most 500 characters. Anything else is a 4xx and nothing is stored.
-Responses forbid inline script, framing and referrers, so stored text can only ever be shown inert.
+Responses forbid inline script, framing and cross-site referrers, so stored text can only ever be
+shown inert and the tokens in URLs do not leak to other sites.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ MAX_BODY = 8192
 SECURITY_HEADERS = {
     "content-security-policy": ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on the raters' own
+    # form posts, and the Origin check below needs the real one. Cross-site, nothing is sent.
+    "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
@@ -211,6 +214,7 @@ def create_app(run_root: str | Path, store: Store, export: Optional[Callable[[],
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/r/{token}", rate_page),
         Route("/r/{token}/tasks.json", task_list),
         Route("/r/{token}/t/{task_id}", submit, methods=["POST"]),
