@@ -200,3 +200,37 @@ def test_phone_sized_screen(server, browser):
         assert 0 < box["x"] and box["x"] + box["width"] <= 375
     ctx.close()
     assert blocked == []
+
+
+def test_model_card_human_section_in_chromium_with_network_blocked(synthetic_run_template, tmp_path):
+    from test_report_browser import run_chromium
+
+    from faceaudit.annotate.plan import PlanSpec
+    from faceaudit.annotate.simulate import RaterModel, simulate_annotations
+    from faceaudit.api import annotate_export
+    from faceaudit.report import fmt, render_report
+
+    from faceaudit.api import load_run
+    from faceaudit.report.human import human_section
+
+    assert human_section(load_run(synthetic_run_template), ["skin=light"]) is None  # no ratings, no section
+
+    run = Path(shutil.copytree(synthetic_run_template, tmp_path / "rated"))
+    simulate_annotations(run, PlanSpec(n_raters=8, raters_per_item=4, pairs_per_cell=2, seed=2), RaterModel(seed=2))
+    annotate_export(run)
+    report = render_report(run)
+    dom, requests, _ = run_chromium(report.as_uri(), tmp_path)
+    assert requests == []
+    section = dom[dom.index('id="human-evaluation"'):]
+    assert "7.6 Human evaluation" in section and "Model vs human consensus, per group" in section
+    hvm = pd.read_parquet(run / "results" / "human_vs_machine.parquet")
+    body = section[section.index("<tbody>"):section.index("</tbody>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+    assert len(rows) == len(hvm) == 2 * 4  # two models x (three groups + all)
+    for r, cells in zip(hvm.itertuples(), rows):
+        text = re.findall(r"<td[^>]*>(.*?)</td>", cells)
+        assert text[0] == r.model and text[3] == fmt.num(r.auc) and text[7] == fmt.pct(r.machine_fnmr)
+    for heading in ("Mean consensus identity of rated genuine pairs", "Perceived attributes, by group", "Inter-rater agreement"):
+        assert heading in section
+    # the section's tables are not also listed as unexplained "other results"
+    assert "results/human_identity.parquet</code> (" not in dom
