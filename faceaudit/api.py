@@ -242,3 +242,13 @@ def annotate_export(run_root: str | Path) -> dict:
     from faceaudit.annotate.export import export_annotations
 
     return export_annotations(run_root)
+
+
+def annotate_plan_raters(raters_per_pair: tuple[int, ...] = (3, 5, 8, 12), noise_sd: float = 0.12, bias_sd: float = 0.05,
+                         n_pairs: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Simulated consensus CI width and coverage for each panel size (see faceaudit.annotate.simulate)."""
+    from faceaudit.annotate.simulate import RaterModel, plan_raters
+
+    if not raters_per_pair or min(raters_per_pair) < 2 or n_pairs < 10 or noise_sd < 0 or bias_sd < 0:
+        raise BadInput("annotate plan: need panel sizes >= 2, at least 10 pairs and non-negative noise and bias")
+    return plan_raters(n_pairs, tuple(raters_per_pair), RaterModel(noise_sd=noise_sd, bias_sd=bias_sd, seed=seed))

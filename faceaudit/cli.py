@@ -231,6 +231,28 @@ def annotate_export(run: Path = RunArg) -> None:
                       f"{s['pairs_rated']} pairs with a consensus -> {', '.join(s['files'])}")
 
 
+@annotate_app.command("plan")
+@handles_errors
+def annotate_plan(
+    raters_per_pair: str = typer.Option("3,5,8,12", "--raters-per-pair", help="Panel sizes to compare, comma-separated."),
+    noise: float = typer.Option(0.12, "--noise", help="Rating noise SD on the [0, 1] similarity scale."),
+    bias: float = typer.Option(0.05, "--bias", help="Rater bias SD on the same scale."),
+    n_pairs: int = typer.Option(500, "--pairs", help="Simulated pairs."),
+) -> None:
+    """Simulate raters to choose how many are needed per pair: consensus CI width and coverage per panel size."""
+    from faceaudit import api
+
+    try:
+        ks = tuple(int(k) for k in raters_per_pair.split(","))
+    except ValueError:
+        raise typer.BadParameter("comma-separated integers, e.g. 3,5,8", param_hint="--raters-per-pair") from None
+    t = api.annotate_plan_raters(ks, noise_sd=noise, bias_sd=bias, n_pairs=n_pairs)
+    table = Table("raters per pair", "mean 95% CI width", "widest CI", "coverage of the truth")
+    for r in t.itertuples():
+        table.add_row(str(r.raters_per_pair), f"{r.mean_ci_width:.3f}", f"{r.max_ci_width:.3f}", f"{r.coverage:.1%}")
+    out_console.print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

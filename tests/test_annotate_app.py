@@ -193,3 +193,21 @@ def test_replanning_with_other_rater_count_is_refused(served):
 def test_export_without_annotations_is_bad_input(synthetic_run):
     with pytest.raises(BadInput, match="no annotations yet"):
         annotate_export(synthetic_run)
+
+
+def test_cli_annotate_errors_are_one_line_exit_2(synthetic_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceaudit.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["annotate", "export", str(synthetic_run)])
+    assert r.exit_code == 2 and "no annotations yet" in r.output
+    (synthetic_run / "annotations.sqlite").write_text("not a database, just text " * 100)
+    r = runner.invoke(app, ["annotate", "export", str(synthetic_run)])
+    assert r.exit_code == 2 and "not a faceaudit annotations database" in r.output
+    r = runner.invoke(app, ["annotate", "serve", str(tmp_path / "absent")])
+    assert r.exit_code == 2 and "faces.parquet: missing" in r.output
+    assert not (tmp_path / "absent" / "annotations.sqlite").exists()
+    r = runner.invoke(app, ["annotate", "plan", "--raters-per-pair", "3,6", "--pairs", "100"])
+    assert r.exit_code == 0 and "coverage" in r.output
