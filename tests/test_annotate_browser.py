@@ -175,6 +175,10 @@ def test_other_rater_cannot_read_or_write_and_admin_needs_its_token(server, brow
         assert page.request.get(url).status in (403, 404), url
     assert page.request.post(f"{base}/admin/{b_token}/export", form={"csrf": b_csrf}).status == 403
     assert not (run / "annotations.parquet").exists() or _export(run)["task_id"].isin([target["task_id"]]).sum() == 0
+    # a page on another site that reaches the server through DNS rebinding sends its own Host name
+    import httpx
+
+    assert httpx.get(links["admin"], headers={"host": "evil.example"}).status_code == 400
     # the admin page shows progress; the stored comment (if the first test ran) is inert text
     page.goto(links["admin"])
     assert page.locator("#total").is_visible()

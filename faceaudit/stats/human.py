@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.annotate.questions import IMAGE_QUESTIONS, SAME, rescale_same
+from faceaudit.errors import BadInput
 
 PASS_IDENTICAL = (4, 5)
 PASS_DIFFERENT = (1, 2)
@@ -92,7 +93,14 @@ def consensus_identity(annotations: pd.DataFrame, pairs: Optional[pd.DataFrame] 
     phi = quasi_binomial_dispersion(g)
     agg = g.agg(["size", "mean", "std"]).reset_index()
     lo, hi = wilson_interval(agg["mean"].to_numpy(), agg["size"].to_numpy() / phi, level)
-    out = pd.DataFrame({"pair_id": agg["item"].astype(np.int64), "n_raters": agg["size"].astype(int),
+    if pairs is not None:  # items are pair ids as text: map them back to the run's own ids (and dtype)
+        pair_id = agg["item"].map({str(p): p for p in pairs["pair_id"]})
+        if pair_id.isna().any():
+            raise BadInput(f"annotations: pairs {sorted(agg['item'][pair_id.isna()])[:5]} are not in pairs.parquet "
+                           "(was the run re-scored after the ratings were planned?)")
+    else:
+        pair_id = pd.to_numeric(agg["item"], errors="coerce").astype("Int64") if agg["item"].str.isdigit().all() else agg["item"]
+    out = pd.DataFrame({"pair_id": pair_id.to_numpy(), "n_raters": agg["size"].astype(int),
                         "consensus": agg["mean"], "ci_lo": lo, "ci_hi": hi, "sd": agg["std"],
                         "share_same": r.groupby("item")["value"].apply(lambda v: float((v >= 4).mean())).to_numpy(),
                         "dispersion": phi})
