@@ -211,3 +211,12 @@ def test_cli_annotate_errors_are_one_line_exit_2(synthetic_run, tmp_path):
     assert not (tmp_path / "absent" / "annotations.sqlite").exists()
     r = runner.invoke(app, ["annotate", "plan", "--raters-per-pair", "3,6", "--pairs", "100"])
     assert r.exit_code == 0 and "coverage" in r.output
+
+
+def test_a_plan_that_cannot_be_made_leaves_no_database(synthetic_run):
+    with pytest.raises(BadInput, match="nothing to rate"):
+        ensure_plan(synthetic_run, PlanSpec(n_raters=2, raters_per_item=1, pairs_per_cell=0, images_per_cell=0))
+    assert not (synthetic_run / "annotations.sqlite").exists()
+    pd.read_parquet(synthetic_run / "pairs.parquet").drop(columns="kind").to_parquet(synthetic_run / "pairs.parquet")
+    with pytest.raises(BadInput, match=r"pairs.parquet: missing columns \['kind'\]"):
+        ensure_plan(synthetic_run, SPEC)

@@ -189,20 +189,29 @@ def ensure_plan(run_root: str | Path, spec: Optional[PlanSpec] = None) -> Store:
     for name in ("faces.parquet", "pairs.parquet"):
         if not (root / name).exists():
             raise BadInput(f"{root / name}: missing; rating needs a run with faces and pairs (run `faceaudit audit` first)")
-    store = open_store(root)
-    if store.is_planned():
-        planned = int(store.plan_spec().get("n_raters", "0"))
-        if spec is not None and spec.n_raters != planned:
-            store.close()
-            raise BadInput(f"{store.path}: already planned for {planned} raters, not {spec.n_raters}; "
-                           "keep --raters as it was or move the file away to start over")
-        return store
+    path = root / FILENAME
+    if path.exists():
+        store = Store(path)
+        if store.is_planned():
+            planned = int(store.plan_spec().get("n_raters", "0"))
+            if spec is not None and spec.n_raters != planned:
+                store.close()
+                raise BadInput(f"{store.path}: already planned for {planned} raters, not {spec.n_raters}; "
+                               "keep --raters as it was or move the file away to start over")
+            return store
+        store.close()
+    # plan first, then create the database: a failed plan leaves no annotations.sqlite behind
     try:
         faces = pd.read_parquet(root / "faces.parquet")
         pairs = pd.read_parquet(root / "pairs.parquet")
     except Exception as err:  # pyarrow raises several types for a damaged file
-        store.close()
         raise BadInput(f"{root}: cannot read faces/pairs tables ({type(err).__name__}: {err})") from None
+    for name, table, cols in (("faces.parquet", faces, ["face_id", "seed", "group", "edit_attr", "edit_level", "path"]),
+                              ("pairs.parquet", pairs, ["pair_id", "face_a", "face_b", "kind", "group", "edit_attr", "edit_level"])):
+        missing = [c for c in cols if c not in table.columns]
+        if missing:
+            raise BadInput(f"{root / name}: missing columns {missing}")
     tasks = build_plan(faces, pairs, spec or PlanSpec())
+    store = Store(path)
     store.install_plan(tasks, spec or PlanSpec(), root.resolve().name)
     return store
