@@ -188,12 +188,25 @@ def directions_fit(
     n_samples: int = typer.Option(4000, "--n-samples", "-n", help="Random latents to render and measure."),
     seed: int = typer.Option(0, "--seed", help="Seed of the latent sample."),
     progress: bool = ProgressOpt,
+    labels: Optional[Path] = typer.Option(None, "--labels", help="RUN/annotations.parquet: fit directions for the "
+                                          "human image labels (age, gender, realism, ...) of a DCGAN run instead."),
 ) -> None:
     """Learn conditional attribute directions in the DCGAN latent space and write a versioned file.
 
     Samples latents, measures every attribute from pixels and landmarks, fits one linear direction
     per attribute and projects the others out (InterFaceGAN-style conditional directions).
+    With --labels, fits one direction per human label question from the rated faces' latents.
     """
+    if labels is not None:
+        from faceaudit.generate.label_directions import fit_label_directions
+
+        found = fit_label_directions(labels)
+        for name, d in found.attributes.items():
+            out_console.print(f"{name}: cross-validated R² {d.r2_cv:.3f}, step {d.step:.3g} latent units per label SD")
+        for name, why in found.metadata["skipped"].items():
+            out_console.print(f"{name}: skipped ({why})")
+        out_console.print(f"label directions -> {found.save(out)}")
+        return
     from faceaudit.generate.directions import fit_directions
 
     path = fit_directions(n_samples=n_samples, seed=seed, out=out, progress=progress)
