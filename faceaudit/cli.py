@@ -222,6 +222,7 @@ def annotate_serve(
     raters: Optional[int] = typer.Option(None, "--raters", help="Number of raters (first start only; default 3)."),
     per_item: int = typer.Option(3, "--per-item", help="Raters per pair or image (first start only)."),
     pairs_per_cell: int = typer.Option(2, "--pairs-per-cell", help="Genuine and impostor pairs per group x edit cell."),
+    images_per_cell: int = typer.Option(1, "--images-per-cell", help="Faces per group x edit cell for the image questions."),
 ) -> None:
     """Serve the rating web app for RUN; prints one personal link per rater and an admin link.
 
@@ -230,7 +231,8 @@ def annotate_serve(
     from faceaudit import api
 
     api.annotate_serve(run, host=host, port=port, raters=raters, raters_per_item=per_item,
-                       pairs_per_cell=pairs_per_cell, announce=lambda line: print(line, flush=True))
+                       pairs_per_cell=pairs_per_cell, images_per_cell=images_per_cell,
+                       announce=lambda line: print(line, flush=True))
 
 
 @annotate_app.command("export")
