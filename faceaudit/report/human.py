@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.annotate.questions import QUESTIONS
+from faceaudit.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report.card import Table
 
@@ -21,7 +22,12 @@ HUMAN_TABLES = ("human_identity", "human_agreement", "human_vs_machine", "rater_
 
 
 def _read(path: Path) -> Optional[pd.DataFrame]:
-    return pd.read_parquet(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise BadInput(f"{path}: unreadable ({type(err).__name__}); re-run `faceaudit annotate export`") from None
 
 
 def _agreement_table(agree: pd.DataFrame) -> Table:
