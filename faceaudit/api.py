@@ -216,3 +216,44 @@ def analyze(run_root: str | Path) -> dict:
 def report(run_root: str | Path) -> Path:
     """Render RUN/report.html (and results/summary.md); returns the report's path."""
     return pipeline.stage_report(_ctx(run_root))
+
+
+# ---------------------------------------------------------------------------------------------
+# Human ratings (faceaudit.annotate): collect, export, simulate.
+
+
+def annotate_serve(run_root: str | Path, host: str = "127.0.0.1", port: int = 8000, raters: Optional[int] = None,
+                   raters_per_item: int = 3, pairs_per_cell: int = 2, images_per_cell: int = 1, announce=print) -> None:
+    """Serve the rating app for RUN (plans RUN/annotations.sqlite on first use; blocks until Ctrl-C)."""
+    from faceaudit.annotate.plan import PlanSpec
+    from faceaudit.annotate.serve import serve
+
+    spec = None
+    if raters is not None:
+        spec = PlanSpec(n_raters=raters, raters_per_item=min(raters_per_item, raters), pairs_per_cell=pairs_per_cell,
+                        images_per_cell=images_per_cell, seed=_protocol_seed(run_root))
+    serve(run_root, host=host, port=port, spec=spec, announce=announce, export=lambda: annotate_export(run_root))
+
+
+def _protocol_seed(run_root: str | Path) -> int:
+    try:
+        return load_protocol(Path(run_root) / "protocol.yaml").seed
+    except Exception:  # the plan only needs a seed; a protocol problem is reported by the stages
+        return 0
+
+
+def annotate_export(run_root: str | Path) -> dict:
+    """RUN/annotations.sqlite -> RUN/annotations.parquet and RUN/results/human_*.parquet; returns a summary."""
+    from faceaudit.annotate.export import export_annotations
+
+    return export_annotations(run_root)
+
+
+def annotate_plan_raters(raters_per_pair: tuple[int, ...] = (3, 5, 8, 12), noise_sd: float = 0.12, bias_sd: float = 0.05,
+                         n_pairs: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Simulated consensus CI width and coverage for each panel size (see faceaudit.annotate.simulate)."""
+    from faceaudit.annotate.simulate import RaterModel, plan_raters
+
+    if not raters_per_pair or min(raters_per_pair) < 2 or n_pairs < 10 or noise_sd < 0 or bias_sd < 0:
+        raise BadInput("annotate plan: need panel sizes >= 2, at least 10 pairs and non-negative noise and bias")
+    return plan_raters(n_pairs, tuple(raters_per_pair), RaterModel(noise_sd=noise_sd, bias_sd=bias_sd, seed=seed))

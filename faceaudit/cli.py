@@ -48,6 +48,8 @@ app = typer.Typer(
 )
 directions_app = typer.Typer(help="Learn and inspect the generator's attribute directions.", no_args_is_help=True)
 app.add_typer(directions_app, name="directions")
+annotate_app = typer.Typer(help="Collect human ratings of a run's faces in a local web app, and export them.", no_args_is_help=True)
+app.add_typer(annotate_app, name="annotate")
 
 # Rich tables are for people at a terminal; piped or in CI they must not wrap at 80 columns.
 out_console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 100_000)
@@ -280,16 +282,84 @@ def directions_fit(
     n_samples: int = typer.Option(4000, "--n-samples", "-n", help="Random latents to render and measure."),
     seed: int = typer.Option(0, "--seed", help="Seed of the latent sample."),
     progress: bool = ProgressOpt,
+    labels: Optional[Path] = typer.Option(None, "--labels", help="RUN/annotations.parquet: fit directions for the "
+                                          "human image labels (age, gender, realism, ...) of a DCGAN run instead."),
 ) -> None:
     """Learn conditional attribute directions in the DCGAN latent space and write a versioned file.
 
     Samples latents, measures every attribute from pixels and landmarks, fits one linear direction
     per attribute and projects the others out (InterFaceGAN-style conditional directions).
+    With --labels, fits one direction per human label question from the rated faces' latents.
     """
+    if labels is not None:
+        from faceaudit.generate.label_directions import fit_label_directions
+
+        found = fit_label_directions(labels)
+        for name, d in found.attributes.items():
+            out_console.print(f"{name}: cross-validated R² {d.r2_cv:.3f}, step {d.step:.3g} latent units per label SD")
+        for name, why in found.metadata["skipped"].items():
+            out_console.print(f"{name}: skipped ({why})")
+        out_console.print(f"label directions -> {found.save(out)}")
+        return
     from faceaudit.generate.directions import fit_directions
 
     path = fit_directions(n_samples=n_samples, seed=seed, out=out, progress=progress)
     out_console.print(f"directions -> {path}")
+
+
+@annotate_app.command("serve")
+@handles_errors
+def annotate_serve(
+    run: Path = RunArg,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback unless you say otherwise)."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0 = any free port)."),
+    raters: Optional[int] = typer.Option(None, "--raters", help="Number of raters (first start only; default 3)."),
+    per_item: int = typer.Option(3, "--per-item", help="Raters per pair or image (first start only)."),
+    pairs_per_cell: int = typer.Option(2, "--pairs-per-cell", help="Genuine and impostor pairs per group x edit cell."),
+    images_per_cell: int = typer.Option(1, "--images-per-cell", help="Faces per group x edit cell for the image questions."),
+) -> None:
+    """Serve the rating web app for RUN; prints one personal link per rater and an admin link.
+
+    Ratings go to RUN/annotations.sqlite as they arrive; stop with Ctrl-C and start again to resume.
+    """
+    from faceaudit import api
+
+    api.annotate_serve(run, host=host, port=port, raters=raters, raters_per_item=per_item,
+                       pairs_per_cell=pairs_per_cell, images_per_cell=images_per_cell,
+                       announce=lambda line: print(line, flush=True))
+
+
+@annotate_app.command("export")
+@handles_errors
+def annotate_export(run: Path = RunArg) -> None:
+    """Write RUN/annotations.parquet and the human statistics (consensus identity, agreement, rater quality)."""
+    from faceaudit import api
+
+    s = api.annotate_export(run)
+    out_console.print(f"{s['ratings']} ratings from {s['raters']} raters ({s['flagged_raters']} flagged by attention checks); "
+                      f"{s['pairs_rated']} pairs with a consensus -> {', '.join(s['files'])}")
+
+
+@annotate_app.command("plan")
+@handles_errors
+def annotate_plan(
+    raters_per_pair: str = typer.Option("3,5,8,12", "--raters-per-pair", help="Panel sizes to compare, comma-separated."),
+    noise: float = typer.Option(0.12, "--noise", help="Rating noise SD on the [0, 1] similarity scale."),
+    bias: float = typer.Option(0.05, "--bias", help="Rater bias SD on the same scale."),
+    n_pairs: int = typer.Option(500, "--pairs", help="Simulated pairs."),
+) -> None:
+    """Simulate raters to choose how many are needed per pair: consensus CI width and coverage per panel size."""
+    from faceaudit import api
+
+    try:
+        ks = tuple(int(k) for k in raters_per_pair.split(","))
+    except ValueError:
+        raise typer.BadParameter("comma-separated integers, e.g. 3,5,8", param_hint="--raters-per-pair") from None
+    t = api.annotate_plan_raters(ks, noise_sd=noise, bias_sd=bias, n_pairs=n_pairs)
+    table = Table("raters per pair", "mean 95% CI width", "widest CI", "coverage of the truth")
+    for r in t.itertuples():
+        table.add_row(str(r.raters_per_pair), f"{r.mean_ci_width:.3f}", f"{r.max_ci_width:.3f}", f"{r.coverage:.1%}")
+    out_console.print(table)
 
 
 def main() -> None:  # pragma: no cover - console entry

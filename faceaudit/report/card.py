@@ -503,6 +503,9 @@ def build_card(run) -> dict:
             fairness_tables.append({"name": name, "table": _fairness_table(df), "n": len(df)})
     # roc and score_hist are drawn as the DET and score-distribution figures
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist"}
+    from faceaudit.report.human import HUMAN_TABLES, human_section  # its own room; imports Table from here
+
+    known |= set(HUMAN_TABLES)  # shown in section 7.6 when the run has human ratings
     other_results = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
 
     pairs = run.pairs
@@ -566,6 +569,7 @@ def build_card(run) -> dict:
         "smallest_cell": smallest_cell,
         "fte": _fte_by_group(emb_status, faces, models, groups),
         "sources": sorted(str(s) for s in faces["source"].dropna().unique()) if "source" in faces.columns else [],
+        "human": human_section(run, groups),
     }
 
 
