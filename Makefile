@@ -55,7 +55,10 @@ audit: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || echo "chromium unavailable: the browser checks will be skipped"
 
+# The real-photo model tests use insightface's sample t1.jpg (from its PyPI wheel, sha256-checked);
+# offline they skip and say why.
 test: setup browser
+	@$(PY) tools/fetch_test_photos.py || true
 	$(PY) -m pytest -q -ra
 
 bench: setup
