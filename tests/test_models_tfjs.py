@@ -62,6 +62,23 @@ def test_graph_matches_tfjs_reference(graph, reference):
         assert np.abs(got[name] - ref).max() <= TOLERANCE, (graph, name)
 
 
+@pytest.mark.parametrize("name", ["faceres", "mobileface"])
+def test_recognizer_onnx_runtime_matches_tfjs_reference(name, reference):
+    """What the recognizers run (the interpreter traced to ONNX, onnxruntime) matches tfjs too."""
+    _need(name)
+    from faceaudit.models.registry import load_model
+
+    model = load_model(name, device="cpu")
+    assert model.session is not None
+    seed, low, high = reference[f"{name}.random"]
+    crops = reference[f"{name}.crops"].astype(np.float32)
+    x = np.concatenate([crops, np.random.default_rng(int(seed)).uniform(low, high, (1, *crops.shape[1:])).astype(np.float32)])
+    outputs = [str(o) for o in reference[f"{name}.outputs"]]
+    got = model.run_graph(x, outputs)
+    for i, out in enumerate(outputs):
+        assert np.abs(got[out] - reference[f"{name}.out{i}"]).max() <= TOLERANCE, (name, out)
+
+
 def test_fused_plan_equals_plain_interpretation(reference):
     """The peephole rewrites (bias folding, ReLU6 clamp, in-place ops) change no value."""
     _need("faceres")

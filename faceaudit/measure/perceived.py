@@ -31,6 +31,7 @@ import pandas as pd
 
 from faceaudit.models import human_models
 from faceaudit.models.detect import Detection, FaceDetector, default_detector
+from faceaudit.models.runtime import torch_device
 from faceaudit.models.tfjs_graph import TfjsGraph
 
 COLUMNS = ["p_male", "age", "p_male_independent", "age_independent", "perceived_ok"]
@@ -80,7 +81,7 @@ class PerceivedAttributes:
 
         self.detector = detector or default_detector()
         self.faceres = faceres or FaceResRecognizer(device=device, detector=self.detector)
-        dev = self.faceres.device
+        dev = torch_device(device)
         self.gender = TfjsGraph.load(human_models.model_files("gender")[0]).to(dev)
         self.age = TfjsGraph.load(human_models.model_files("age")[0]).to(dev)
         self.version = f"human-models-{human_models.VERSION}-perceived1"

@@ -23,6 +23,7 @@ class FaceResRecognizer(TfjsRecognizer):
     name = "faceres"
     graph_name = "faceres"
     output = DESCRIPTOR
+    heads = (DESCRIPTOR, P_MALE, AGE_BINS)
     embedding_dim = 1024
     input_size = 224
     #: HSE FaceRec was trained on loose MTCNN boxes: the face fills ~3/4 of the crop

@@ -31,6 +31,9 @@ import torch.nn.functional as F
 
 from faceaudit.errors import BadInput
 
+#: bump when any op's semantics change: part of the recognizers' versions and of cached ONNX names
+RUNNER_VERSION = 1
+
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 _QUANT = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
 
@@ -369,6 +372,40 @@ class TfjsGraph:
             if step.op not in _VIEW_OPS:
                 owned.add(step.name)
         return steps
+
+    def to_onnx(self, outputs: Sequence[str], input_shape: Sequence[int]) -> bytes:
+        """The graph as an ONNX model (opset 17) with a free batch dimension, made by tracing this
+        interpreter with ``torch.onnx.export`` for one input size (SAME padding is resolved for
+        ``input_shape``). onnxruntime then fuses conv + bias + clip: faceres runs ~1.5-2x faster
+        than the interpreter. Outputs keep their TFJS node names."""
+        import io
+        import warnings
+
+        outputs = tuple(outputs)
+        plain = [
+            _Step(s.name, s.op, s.inputs, _OPS[s.op](self.nodes[s.name], [self.consts.get(i) for i in s.inputs]))
+            for s in self._plan(outputs)
+        ]
+        consts = {k: v.cpu() for k, v in self.consts.items()}
+        name = self.input_name
+
+        class _Traced(torch.nn.Module):
+            def forward(self, x: torch.Tensor):
+                values = dict(consts)
+                values[name] = x
+                for step in plain:
+                    values[step.name] = step.run([values[i] for i in step.inputs])
+                return tuple(values[o] for o in outputs)
+
+        example = torch.zeros([1, *list(input_shape)[1:]], dtype=torch.float32)
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python ints: shapes are fixed here
+            torch.onnx.export(
+                _Traced(), (example,), buf, dynamo=False, opset_version=17, input_names=[name],
+                output_names=list(outputs), dynamic_axes={name: {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+            )
+        return buf.getvalue()
 
     def to(self, device: str) -> "TfjsGraph":
         """Move the weights to ``device`` (``cpu`` or ``cuda``); returns self."""

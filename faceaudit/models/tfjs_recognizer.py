@@ -1,9 +1,12 @@
 """Shared part of the recognizers that run a human-models TFJS graph (faceres, mobileface).
 
 Align (YuNet five landmarks -> similarity transform onto a template of the network's input size)
-then one batched pass through :class:`~faceaudit.models.tfjs_graph.TfjsGraph` on torch. Inputs are
-RGB 0..255 floats, NHWC, exactly what human.js feeds these graphs (any normalisation happens inside
-the graph). Embeddings are compared by cosine.
+then one batched forward pass. Inputs are RGB 0..255 floats, NHWC, exactly what human.js feeds
+these graphs (any normalisation happens inside the graph). Embeddings are compared by cosine.
+
+The forward pass runs on onnxruntime: :meth:`TfjsGraph.to_onnx` traces faceaudit's interpreter once
+and the ONNX bytes are cached next to the fetched files (``onnx/``), keyed by the weights' sha256
+and the runner version. ``runtime="torch"`` runs the interpreter directly (the reference path).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from faceaudit.models import human_models
 from faceaudit.models.align import align_loose
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
-from faceaudit.models.runtime import torch_device
-from faceaudit.models.tfjs_graph import TfjsGraph
+from faceaudit.models.runtime import ort_providers, torch_device
+from faceaudit.models.tfjs_graph import RUNNER_VERSION, TfjsGraph
 
 
 class TfjsRecognizer(AlignedRecognizer):
@@ -30,17 +33,52 @@ class TfjsRecognizer(AlignedRecognizer):
     output = ""
     input_size = 112
     face_fraction = 1.0
+    #: every output the ONNX export keeps (the descriptor first)
+    heads: tuple[str, ...] = ()
     #: bump when preprocessing changes (part of ``version``, hence of the embedding cache key)
     preprocess_version = 1
     batch_size = 32
 
-    def __init__(self, device: str = "auto", detector: FaceDetector | None = None):
+    def __init__(self, device: str = "auto", detector: FaceDetector | None = None, runtime: str = "onnxruntime"):
+        if runtime not in ("onnxruntime", "torch"):
+            raise BadInput(f"{self.name}: runtime must be onnxruntime or torch, got {runtime!r}")
         model_json, weights = human_models.model_files(self.graph_name)
-        self.device = torch_device(device)
-        self.graph = TfjsGraph.load(model_json).to(self.device)
+        self.runtime = runtime
+        self.heads = self.heads or (self.output,)
+        self.graph = TfjsGraph.load(model_json)
+        self.session = None
+        if runtime == "torch":
+            self.device = torch_device(device)
+            self.graph.to(self.device)
+        else:
+            import onnxruntime as ort
+
+            providers, self.device = ort_providers(device)
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            self.session = ort.InferenceSession(self._onnx_bytes(weights), opts, providers=providers)
         self.detector = detector or default_detector()
         digest = human_models.FILES[weights.name][:12]
-        self.version = f"human-models-{human_models.VERSION}-{digest}-pre{self.preprocess_version}"
+        self.version = f"human-models-{human_models.VERSION}-{digest}-r{RUNNER_VERSION}-pre{self.preprocess_version}"
+
+    def _onnx_bytes(self, weights) -> bytes:
+        """The traced ONNX model, from the cache next to the weights when it is there (tracing
+        faceres takes ~5 s); written atomically, skipped when the folder is read-only."""
+        import os
+
+        digest = human_models.FILES[weights.name][:12]
+        path = weights.parent / "onnx" / f"{self.graph_name}-{digest}-r{RUNNER_VERSION}-{self.input_size}-{len(self.heads)}.onnx"
+        if path.is_file():
+            return path.read_bytes()
+        data = self.graph.to_onnx(self.heads, [1, self.input_size, self.input_size, 3])
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return data
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         s = self.input_size
@@ -57,7 +95,12 @@ class TfjsRecognizer(AlignedRecognizer):
 
     def run_graph(self, crops: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's ``outputs`` for uint8 RGB crops ``[N, S, S, 3]``; NaN output is BadInput."""
-        result = self.graph.run(np.asarray(crops, dtype=np.float32), outputs)
+        x = np.ascontiguousarray(crops, dtype=np.float32)
+        if self.session is None:
+            result = self.graph.run(x, outputs)
+        else:
+            values = self.session.run(list(outputs), {self.graph.input_name: x})
+            result = dict(zip(outputs, values))
         for name, value in result.items():
             if not np.isfinite(value).all():
                 raise BadInput(f"{self.name}: the network returned NaN or inf at {name!r}")
@@ -81,6 +124,10 @@ class TfjsRecognizer(AlignedRecognizer):
                 else f"YuNet 5 landmarks -> similarity transform onto the ArcFace template scaled to {self.input_size} px"
             ),
             "similarity": "cosine",
-            "runtime": f"faceaudit TFJS graph runner on PyTorch {torch.__version__}",
+            "runtime": (
+                f"faceaudit TFJS graph runner, traced to ONNX, onnxruntime (PyTorch {torch.__version__} for the trace)"
+                if self.session is not None
+                else f"faceaudit TFJS graph runner on PyTorch {torch.__version__}"
+            ),
             "device": self.device,
         }
