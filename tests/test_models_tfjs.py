@@ -79,6 +79,19 @@ def test_recognizer_onnx_runtime_matches_tfjs_reference(name, reference):
         assert np.abs(got[out] - reference[f"{name}.out{i}"]).max() <= TOLERANCE, (name, out)
 
 
+@pytest.mark.parametrize("name", ["gender", "age"])
+def test_perceived_onnx_graphs_match_tfjs_reference(name, reference):
+    _need(name)
+    from faceaudit.measure.perceived import _OnnxGraph, gender_input
+
+    crops = reference[f"{name}.crops"]
+    x = gender_input(crops) if name == "gender" else crops.astype(np.float32)
+    seed, low, high = reference[f"{name}.random"]
+    x = np.concatenate([x, np.random.default_rng(int(seed)).uniform(low, high, (1, *x.shape[1:])).astype(np.float32)])
+    got = _OnnxGraph(name, "Identity", "cpu").run(x, ["Identity"])["Identity"]
+    assert np.abs(got - reference[f"{name}.out0"]).max() <= TOLERANCE
+
+
 def test_fused_plan_equals_plain_interpretation(reference):
     """The peephole rewrites (bias folding, ReLU6 clamp, in-place ops) change no value."""
     _need("faceres")
@@ -381,3 +394,21 @@ def test_mobileface_real_faces_brightened_copy_beats_every_other_face(t1_faces):
     genuine, impostor_max = _same_vs_different(model, t1_faces, [_brighten(c) for c in t1_faces])
     # measured: genuine 0.82..0.99, different people at most 0.31
     assert genuine.min() > impostor_max + 0.2
+
+
+def test_perceived_gender_on_real_faces(t1_faces):
+    """Both gender models get the visible gender presentation of the six t1.jpg faces right (left
+    to right: woman, woman, man, man, man, woman -- labelled by looking at the photo), which also
+    pins the direction of each model's output (faceres sigmoid = P(male); oarriaga column 1 = man).
+    Measured: faceres 0.13 0.13 0.75 0.87 0.88 0.05, oarriaga 0.07 0.04 0.91 0.98 0.63 0.33;
+    ages 29-33 (faceres) and 26-30 (SSR-Net) for a cast in their late twenties/thirties."""
+    for graph in ("faceres", "gender", "age"):
+        _need(graph)
+    from faceaudit.measure.perceived import PerceivedAttributes
+
+    df = PerceivedAttributes(device="cpu").predict(t1_faces)
+    male = np.array([False, False, True, True, True, False])
+    assert df["perceived_ok"].all()
+    assert ((df["p_male"] > 0.5) == male).all()
+    assert ((df["p_male_independent"] > 0.5) == male).all()
+    assert df["age"].between(20, 45).all() and df["age_independent"].between(20, 45).all()

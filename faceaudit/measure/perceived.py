@@ -31,10 +31,17 @@ import pandas as pd
 
 from faceaudit.models import human_models
 from faceaudit.models.detect import Detection, FaceDetector, default_detector
-from faceaudit.models.runtime import torch_device
 from faceaudit.models.tfjs_graph import TfjsGraph
+from faceaudit.models.tfjs_recognizer import onnx_session
 
 COLUMNS = ["p_male", "age", "p_male_independent", "age_independent", "perceived_ok"]
+#: suggested faces-table names (DESIGN.md ``measured_<attr>``) for the measure stage
+FACES_COLUMNS = {
+    "p_male": "measured_gender_pmale",
+    "age": "measured_age",
+    "p_male_independent": "measured_gender_pmale_independent",
+    "age_independent": "measured_age_independent",
+}
 #: loose crop for the oarriaga gender CNN: side in box heights, and upward shift of the centre
 GENDER_CROP_SIDE = 1.6
 GENDER_CROP_SHIFT = 0.1
@@ -73,6 +80,20 @@ def gender_input(grey: np.ndarray) -> np.ndarray:
     return (np.asarray(grey, dtype=np.float32) / np.float32(127.5) - np.float32(1.0))[..., None]
 
 
+class _OnnxGraph:
+    """One 64x64 human-models graph on onnxruntime (traced from faceaudit's TFJS runner)."""
+
+    def __init__(self, graph_name: str, output: str, device: str):
+        model_json, weights = human_models.model_files(graph_name)
+        self.graph = TfjsGraph.load(model_json)
+        self.output = output
+        self.session, self.device = onnx_session(self.graph, weights, [output], 64, device)
+
+    def run(self, x: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        values = self.session.run(list(outputs), {self.graph.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(outputs, values))
+
+
 class PerceivedAttributes:
     """faceres gender/age plus the independent oarriaga gender and SSR-Net age models."""
 
@@ -81,9 +102,8 @@ class PerceivedAttributes:
 
         self.detector = detector or default_detector()
         self.faceres = faceres or FaceResRecognizer(device=device, detector=self.detector)
-        dev = torch_device(device)
-        self.gender = TfjsGraph.load(human_models.model_files("gender")[0]).to(dev)
-        self.age = TfjsGraph.load(human_models.model_files("age")[0]).to(dev)
+        self.gender = _OnnxGraph("gender", GENDER_OUTPUT, device)
+        self.age = _OnnxGraph("age", AGE_OUTPUT, device)
         self.version = f"human-models-{human_models.VERSION}-perceived1"
 
     def crops(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from faceaudit.errors import BadInput
 
 #: bump when any op's semantics change: part of the recognizers' versions and of cached ONNX names
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 _QUANT = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
@@ -121,8 +121,9 @@ def _spatial_pads(node: dict, x: torch.Tensor, kh: int, kw: int) -> tuple[int, i
     if padding == "VALID":
         return 0, 0, 0, 0
     if padding == "SAME":
-        top, bottom = _same_pads(x.shape[1], kh, strides[1], dil[1])
-        left, right = _same_pads(x.shape[2], kw, strides[2], dil[2])
+        # int(): under the ONNX trace the padding must be a constant for the traced input size
+        top, bottom = _same_pads(int(x.shape[1]), kh, strides[1], dil[1])
+        left, right = _same_pads(int(x.shape[2]), kw, strides[2], dil[2])
         return top, bottom, left, right
     if padding == "EXPLICIT":
         p = _attr(node, "explicit_paddings", [])

@@ -11,6 +11,7 @@ and the runner version. ``runtime="torch"`` runs the interpreter directly (the r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,6 +24,37 @@ from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
 from faceaudit.models.runtime import ort_providers, torch_device
 from faceaudit.models.tfjs_graph import RUNNER_VERSION, TfjsGraph
+
+
+def onnx_session(graph: TfjsGraph, weights: Path, outputs: Sequence[str], input_size: int, device: str = "auto"):
+    """An onnxruntime session for ``graph`` (``(session, device)``). The traced ONNX model is
+    cached next to the weights (``onnx/``; tracing faceres takes ~5 s), keyed by the weights'
+    sha256, the runner version, the input size and the outputs; written atomically, and skipped
+    when that folder is read-only."""
+    import hashlib
+    import os
+
+    import onnxruntime as ort
+
+    channels = graph.inputs[graph.input_name][-1]
+    key = hashlib.sha256("|".join(outputs).encode()).hexdigest()[:8]
+    digest = human_models.FILES.get(weights.name, "")[:12] or hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    path = weights.parent / "onnx" / f"{weights.stem}-{digest}-r{RUNNER_VERSION}-{input_size}-{key}.onnx"
+    if path.is_file():
+        data = path.read_bytes()
+    else:
+        data = graph.to_onnx(outputs, [1, input_size, input_size, channels])
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    providers, resolved = ort_providers(device)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(data, opts, providers=providers), resolved
 
 
 class TfjsRecognizer(AlignedRecognizer):
@@ -51,34 +83,10 @@ class TfjsRecognizer(AlignedRecognizer):
             self.device = torch_device(device)
             self.graph.to(self.device)
         else:
-            import onnxruntime as ort
-
-            providers, self.device = ort_providers(device)
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            self.session = ort.InferenceSession(self._onnx_bytes(weights), opts, providers=providers)
+            self.session, self.device = onnx_session(self.graph, weights, self.heads, self.input_size, device)
         self.detector = detector or default_detector()
         digest = human_models.FILES[weights.name][:12]
         self.version = f"human-models-{human_models.VERSION}-{digest}-r{RUNNER_VERSION}-pre{self.preprocess_version}"
-
-    def _onnx_bytes(self, weights) -> bytes:
-        """The traced ONNX model, from the cache next to the weights when it is there (tracing
-        faceres takes ~5 s); written atomically, skipped when the folder is read-only."""
-        import os
-
-        digest = human_models.FILES[weights.name][:12]
-        path = weights.parent / "onnx" / f"{self.graph_name}-{digest}-r{RUNNER_VERSION}-{self.input_size}-{len(self.heads)}.onnx"
-        if path.is_file():
-            return path.read_bytes()
-        data = self.graph.to_onnx(self.heads, [1, self.input_size, self.input_size, 3])
-        try:
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except OSError:
-            pass
-        return data
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         s = self.input_size
