@@ -7,7 +7,7 @@ there is *unavailable*, with a one-line reason (``faceaudit models`` prints it),
 protocols that do not name it still run.
 
 Where the files live: ``$FACEAUDIT_HUMAN_MODELS`` when set, else ``.cache/human-models-3.0.4/`` in
-the project checkout (git-ignored). The embedding cache (``FACEAUDIT_CACHE``) is not used because
+the project checkout (git-ignored; ``~/.cache/faceaudit-models/`` for a non-editable install). The embedding cache (``FACEAUDIT_CACHE``) is not used because
 tests point it at throw-away folders.
 """
 
@@ -50,7 +50,11 @@ def models_dir() -> Path:
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / ".cache" / f"human-models-{VERSION}"
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / ".cache" / f"human-models-{VERSION}"
+    # installed from a wheel: no checkout to keep the files in
+    return Path("~/.cache/faceaudit-models").expanduser() / f"human-models-{VERSION}"
 
 
 def file_sha256(path: Path) -> str:
