@@ -52,7 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--node-modules", required=True, help="folder holding @tensorflow/tfjs")
     args = ap.parse_args()
-    faces = DCGANGenerator(protocol_seed=0, device="cpu").render_latents(DCGANGenerator(device="cpu").latents([0, 1, 2]))
+    generator = DCGANGenerator(protocol_seed=0, device="cpu")
+    faces = generator.render_latents(generator.latents([0, 1, 2]))
     dets = [default_detector().detect(f) for f in faces]
     assert all(d is not None for d in dets)
     crops = {
