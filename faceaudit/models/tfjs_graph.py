@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from faceaudit.errors import BadInput
 
 #: bump when any op's semantics change: part of the recognizers' versions and of cached ONNX names
-RUNNER_VERSION = 2
+RUNNER_VERSION = 3
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 _QUANT = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
@@ -312,7 +312,7 @@ class TfjsGraph:
         self._plans[outputs] = steps
         return steps
 
-    def _fuse(self, steps: list[_Step], outputs: tuple[str, ...]) -> list[_Step]:
+    def _fuse(self, steps: list[_Step], outputs: tuple[str, ...], allow_inplace: bool = True) -> list[_Step]:
         """Peephole rewrites that keep the arithmetic (every value rounds as in TF), but save
         memory passes: the elementwise tail of a conv layer was ~70% of faceres's time.
 
@@ -357,7 +357,7 @@ class TfjsGraph:
                 hi = scalar(m.inputs[1]) if big is not None else None
                 lo = scalar(big.inputs[1]) if big is not None and big.op == "Maximum" else None
                 if hi is not None and lo is not None and lo <= 0.0 <= hi:
-                    inplace = step.inputs[0] in owned and consumers.get(step.inputs[0]) == 1
+                    inplace = allow_inplace and step.inputs[0] in owned and consumers.get(step.inputs[0]) == 1
                     step.run = (lambda a, hi=hi: a[0].clamp_(0.0, hi)) if inplace else (lambda a, hi=hi: a[0].clamp(0.0, hi))
                     m.run = big.run = alias
                     owned.add(step.name)
@@ -366,7 +366,7 @@ class TfjsGraph:
                 if step.inputs[0] in owned:
                     owned.add(step.name)
                 continue
-            if step.op in _INPLACE and step.inputs[0] in owned and consumers.get(step.inputs[0]) == 1:
+            if allow_inplace and step.op in _INPLACE and step.inputs[0] in owned and consumers.get(step.inputs[0]) == 1:
                 other = self.consts.get(step.inputs[1]) if len(step.inputs) > 1 else None
                 if len(step.inputs) == 1 or (other is not None and other.dim() <= 1 and other.is_floating_point()):
                     step.run = _inplace(step.op, step.run)
@@ -383,10 +383,16 @@ class TfjsGraph:
         import warnings
 
         outputs = tuple(outputs)
-        plain = [
-            _Step(s.name, s.op, s.inputs, _OPS[s.op](self.nodes[s.name], [self.consts.get(i) for i in s.inputs]))
-            for s in self._plan(outputs)
-        ]
+        # The same rewrites as the interpreter minus in-place ops (the tracer records values):
+        # a ReLU6 becomes one Clip, which onnxruntime fuses into the Conv.
+        plain = self._fuse(
+            [
+                _Step(s.name, s.op, s.inputs, _OPS[s.op](self.nodes[s.name], [self.consts.get(i) for i in s.inputs]))
+                for s in self._plan(outputs)
+            ],
+            outputs,
+            allow_inplace=False,
+        )
         consts = {k: v.cpu() for k, v in self.consts.items()}
         name = self.input_name
 
