@@ -155,6 +155,24 @@ def check_model_names(handles: list[ModelHandle]) -> None:
         seen[name] = h.spec
 
 
+def check_models_available(handles: list[ModelHandle]) -> None:
+    """Before any work: a built-in model whose weights are missing here fails in one line now, not
+    after the faces are rendered. (Models that download on first use are left to their loader.)"""
+    from faceaudit.errors import FaceAuditError
+    from faceaudit.models.registry import BUILTIN
+
+    for i, h in enumerate(handles):
+        entry = BUILTIN.get(h.spec)
+        if h.model is not None or h.record is not None or entry is None:
+            continue
+        try:
+            reason = entry.available()
+        except (FaceAuditError, ImportError) as err:
+            reason = str(err)
+        if reason and "download" not in reason:
+            raise BadInput(f"models.{i}: {h.spec!r} cannot run here: {reason}")
+
+
 def _record_models(run: RunDir, handles: list[ModelHandle]) -> None:
     m = run.read_manifest()
     # Replace, not merge: a model dropped from the protocol must drop out of the analysis.
@@ -528,7 +546,7 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
     with Timer() as t:
         # Resolve model names before any work: a plugin that cannot be built, or whose name clashes,
         # fails in seconds rather than after rendering. Built-ins are not loaded here.
-        ctx.models(models)
+        check_models_available(ctx.models(models))
         stage_generate(ctx)
         stage_embed(ctx)
         stage_pairs(ctx)
