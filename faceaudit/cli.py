@@ -61,6 +61,12 @@ def handles_errors(fn: Callable) -> Callable:
 
 RunArg = typer.Argument(..., help="Run directory (created by `audit` or `generate`).")
 ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+ModelOpt = typer.Option(
+    None, "--model", "-m",
+    help="Model to test (repeatable): dlib, sface, insightface[:PACK], facenet, onnx:PATH, PATH.yaml (model spec), "
+         "package.module:factory. Replaces the protocol's model list; the run's protocol.yaml records it.",
+)
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda (replaces the protocol's device).")
 
 
 @app.command()
@@ -71,6 +77,8 @@ def audit(
     force: bool = typer.Option(False, "--force", help="Redo every stage even if it is up to date."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.html at the end."),
     progress: bool = ProgressOpt,
+    model: Optional[list[str]] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Run the whole audit: generate -> embed -> pair+score -> analyze -> report.
 
@@ -79,7 +87,7 @@ def audit(
     """
     from faceaudit import api
 
-    ctx = api.audit(protocol, out, progress=progress, force=force, report=report)
+    ctx = api.audit(api.with_models(protocol, model, device), out, progress=progress, force=force, report=report)
     out_console.print(f"ran: {', '.join(ctx.ran) or 'nothing'}; up to date: {', '.join(ctx.skipped) or 'nothing'}")
     if report:
         out_console.print(f"report: {ctx.run.report}")
@@ -110,11 +118,12 @@ def generate(
 
 @app.command()
 @handles_errors
-def embed(run: Path = RunArg, progress: bool = ProgressOpt) -> None:
+def embed(run: Path = RunArg, progress: bool = ProgressOpt, model: Optional[list[str]] = ModelOpt,
+          device: Optional[str] = DeviceOpt) -> None:
     """Embed every face with every model of the run's protocol (cached by image hash + model version)."""
     from faceaudit import api
 
-    for name, emb in api.embed(run, progress=progress).items():
+    for name, emb in api.embed_with(run, model, device, progress=progress).items():
         out_console.print(f"{name}: {len(emb)} faces, {(emb['status'] != 'ok').sum()} failures to enrol")
 
 
@@ -166,17 +175,40 @@ def gate(
     raise typer.Exit(result.exit_code)
 
 
-@app.command()
+models_app = typer.Typer(help="The models faceaudit can audit; `models fetch PACK` downloads an InsightFace pack.",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
 @handles_errors
-def models() -> None:
-    """List the models faceaudit knows, whether each can run here, and why not."""
+def models(ctx: typer.Context) -> None:
+    """List every model adapter: version, where its weights are expected, whether they are there."""
+    if ctx.invoked_subcommand is not None:
+        return
     from faceaudit.models.registry import list_models
 
-    table = Table("model", "available", "description / reason")
+    # One block per model (not a table): paths are long and must stay whole in CI logs.
     for row in list_models().itertuples():
-        table.add_row(row.name, "yes" if row.available else "no", row.description if row.available else row.reason)
-    out_console.print(table)
+        out_console.print(f"[bold]{row.name}[/]  {'available' if row.available else 'NOT available'}  version: {row.version}", soft_wrap=True)
+        out_console.print(f"    {row.description}", soft_wrap=True)
+        out_console.print(f"    weights: {row.weights} ({'present' if row.weights_present else 'missing'})", soft_wrap=True)
+        if not row.available:
+            out_console.print(f"    why not: {row.reason}", soft_wrap=True)
     out_console.print("Your own model: --model / protocol `models: [package.module:factory]` (factory returns a FaceRecognizer).")
+
+
+@models_app.command("fetch")
+@handles_errors
+def models_fetch(
+    name: str = typer.Argument(..., help="InsightFace pack: buffalo_l, buffalo_m, buffalo_s, buffalo_sc, antelopev2."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 of the zip (required where none is known)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Download from this mirror instead of InsightFace's release."),
+) -> None:
+    """Download a model pack into $FACEAUDIT_MODELS and verify its checksum (needs internet)."""
+    from faceaudit.models.packs import fetch_pack
+
+    out_console.print(f"{name}: {fetch_pack(name, sha256=sha256, url=url)}")
 
 
 @directions_app.command("fit")
