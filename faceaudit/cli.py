@@ -13,7 +13,6 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from faceaudit.errors import FaceAuditError
 

@@ -25,13 +25,7 @@ from typing import Any, Optional
 
 from faceaudit.models.detect import FaceDetector
 from faceaudit.models.onnx import OnnxRecognizer
-from faceaudit.models.packs import (  # noqa: F401  (insightface_home: historical import path)
-    DEFAULT_PACK,
-    LICENSE,
-    get_pack,
-    insightface_home,
-    require_recognition_onnx,
-)
+from faceaudit.models.packs import DEFAULT_PACK, LICENSE, get_pack, require_recognition_onnx
 
 PACK = DEFAULT_PACK
 MODEL_FILE = get_pack(DEFAULT_PACK).recognition
