@@ -161,6 +161,11 @@ def gate(
     run: Path = RunArg,
     policy: Path = typer.Option(..., "--policy", "-p", help="Policy YAML with bounds on summary metrics."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (for CI test reports)."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="Baseline run of the same protocol: the policy's rules are on the changes against it "
+                                 "(e.g. protocols/policies/baseline.yaml)."),
+    baseline_model: Optional[str] = typer.Option(
+        None, "--baseline-model", help="The baseline run's model to compare with (default: the same name)."),
 ) -> None:
     """Check a finished run against a fairness policy.
 
@@ -169,9 +174,42 @@ def gate(
     """
     from faceaudit import gate as gate_mod
 
-    result = gate_mod.check(run, policy, junit_path=junit)
+    if baseline is not None:
+        result = gate_mod.check_baseline(run, baseline, policy, junit_path=junit, baseline_model=baseline_model)
+    else:
+        result = gate_mod.check(run, policy, junit_path=junit)
     out_console.print(gate_mod.render_text(result))
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@handles_errors
+def compare(
+    run_a: Path = typer.Argument(..., help="Baseline run (A)."),
+    run_b: Path = typer.Argument(..., help="Run to compare with it (B); same protocol."),
+    model_a: Optional[str] = typer.Option(None, "--model-a", help="Model of run A (default: matched by name)."),
+    model_b: Optional[str] = typer.Option(None, "--model-b", help="Model of run B (default: matched by name)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table (.parquet or .csv)."),
+) -> None:
+    """Two runs side by side: per-group rates and group contrasts, B against A, each change with a CI
+    paired by the shared seeds (* = the CI excludes no change)."""
+    from faceaudit.stats.compare import compare_runs
+
+    table = compare_runs(run_a, run_b, model_a, model_b)
+    if out is not None:
+        from faceaudit.rundir import write_table, write_text
+
+        if out.suffix == ".csv":
+            write_text(out, table.to_csv(index=False))
+        else:
+            write_table(out, table)
+    for (ma, mb, t), part in table.groupby(["model_a", "model_b", "target_fmr"], sort=False):
+        out_console.print(f"[bold]{ma} (A) -> {mb} (B)[/] at target FMR {t:g}, {part['ci_level'].iloc[0]:.0%} CIs")
+        for r in part.itertuples():
+            op = "/" if r.change_kind == "ratio" else "-"
+            what = f"{r.metric} {r.group}" + (f" vs {r.reference}" if r.reference else "")
+            out_console.print(f"  {what:<40} A {r.value_a:.4g}  B {r.value_b:.4g}  B{op}A {r.change:+.4g} "
+                              f"[{r.ci_lo:.4g}, {r.ci_hi:.4g}]{' *' if r.significant else ''}", soft_wrap=True)
 
 
 models_app = typer.Typer(help="The models faceaudit can audit; `models fetch PACK` downloads an InsightFace pack.",
