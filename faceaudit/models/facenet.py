@@ -147,6 +147,50 @@ class InceptionResnetV1(nn.Module):
         return F.normalize(x, p=2, dim=1)
 
 
+def import_facenet_pytorch():
+    """facenet-pytorch's ``inception_resnet_v1`` module, imported *without* torchvision.
+
+    The package's ``__init__`` imports MTCNN, whose ``detect_face`` needs ``torchvision`` (for
+    ``batched_nms`` and image resizing); torchvision does not load beside the local CPU torch. The
+    network module itself needs only torch (and ``requests`` for its own downloader, unused here).
+    So we register bare package objects for ``facenet_pytorch`` and ``facenet_pytorch.models`` that
+    point at the installed folders (their ``__init__`` is never executed) and import the submodule
+    through the normal machinery. Returns None when facenet-pytorch is not installed (install it
+    with ``pip install --no-deps facenet-pytorch``: its requirements pin old torch/torchvision).
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "facenet_pytorch.models.inception_resnet_v1"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("facenet_pytorch") if "facenet_pytorch" not in sys.modules else None
+    if "facenet_pytorch" not in sys.modules:
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        root = Path(list(spec.submodule_search_locations)[0])
+        for pkg, folder in (("facenet_pytorch", root), ("facenet_pytorch.models", root / "models")):
+            module = types.ModuleType(pkg)
+            module.__path__ = [str(folder)]
+            module.__package__ = pkg
+            sys.modules[pkg] = module
+    return importlib.import_module(name)
+
+
+def facenet_network() -> tuple[nn.Module, str]:
+    """A fresh InceptionResnetV1 (eval mode) and where its definition came from: facenet-pytorch's
+    own class when installed, else our module with the same parameter names and arithmetic."""
+    module = import_facenet_pytorch()
+    if module is not None:
+        from importlib import metadata
+
+        net = module.InceptionResnetV1(pretrained=None, classify=False)
+        return net, f"facenet-pytorch {metadata.version('facenet-pytorch')}"
+    return InceptionResnetV1(), "faceaudit.models.facenet.InceptionResnetV1"
+
+
 def torch_home() -> Path:
     default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
@@ -184,7 +228,7 @@ class FaceNetRecognizer(AlignedRecognizer):
             raise ModelUnavailable(f"facenet: cannot read {self.weights_path}: {type(err).__name__}: {err}") from None
         # The release includes the VGGFace2 classifier head ('logits.*'), unused for embeddings.
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-        net = InceptionResnetV1()
+        net, self.network_source = facenet_network()
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
@@ -223,4 +267,5 @@ class FaceNetRecognizer(AlignedRecognizer):
             "input_size": f"{INPUT_SIZE}x{INPUT_SIZE} RGB, (x - 127.5) / 128",
             "alignment": "YuNet 5 landmarks -> similarity transform to the ArcFace template scaled to 160x160",
             "device": self.device,
+            "network_code": self.network_source,
         }
