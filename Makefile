@@ -38,6 +38,9 @@ $(VENV)/.stamp-torch:
 $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
 	$(UVPIP) -c constraints.txt -e ".[test]"
 	$(UVPIP) --no-deps $(WEIGHT_PKGS)
+	@# Real photographs for the model tests: t1.jpg (six people) from insightface's source
+	@# distribution on PyPI, read from the archive by tests/_t1.py; nothing of it is installed.
+	$(PY) -m pip download -q --no-deps insightface==0.7.3 -d $(VENV)/share/faceaudit
 	touch $@
 
 setup: $(VENV)/.stamp-setup
