@@ -3,7 +3,6 @@ face against its flipped, slightly brightened copy higher than any two different
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import _t1
