@@ -148,10 +148,21 @@ def analyze(run: Path = RunArg) -> None:
 
 @app.command()
 @handles_errors
-def report(run: Path = RunArg) -> None:
+def report(
+    run: Path = RunArg,
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="A baseline run of the same protocol: the card adds a comparison with it and is "
+                                 "written to RUN/report_vs_<baseline>.html (report.html is left as it is)."),
+    baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="The baseline run's model (default: same name)."),
+) -> None:
     """Render the self-contained model card RUN/report.html (and results/summary.md)."""
     from faceaudit import api
 
+    if baseline is not None:
+        from faceaudit.report.render import render_report
+
+        out_console.print(f"report: {render_report(run, baseline=baseline, baseline_model=baseline_model)}")
+        return
     out_console.print(f"report: {api.report(run)}")
 
 

@@ -127,3 +127,19 @@ def test_compare_command_prints_and_writes_the_table(runs, tmp_path):
     assert "sface (A) -> sface+noise (B)" in res.stdout and "*" in res.stdout
     table = pd.read_csv(out)
     assert len(table) == 20 and table["significant"].any()
+
+
+def test_model_card_shows_the_comparison_when_given_a_baseline(runs):
+    from faceaudit import api
+    from faceaudit.report.render import render_report
+
+    baseline, _, noisy = runs
+    api.analyze(noisy)  # the card needs the run's own results
+    before = sorted(p.name for p in Path(noisy).glob("*.html"))
+    path = render_report(noisy, baseline=baseline, baseline_model="sface")
+    assert path == Path(noisy) / f"report_vs_{Path(baseline).name}.html"
+    assert sorted(p.name for p in Path(noisy).glob("*.html")) == sorted(before + [path.name])
+    html = path.read_text()
+    assert "7.6 Comparison with the baseline run" in html and "sface+noise (baseline sface)" in html
+    section = html[html.index("7.6 Comparison"):html.index('id="ethical-considerations"')]
+    assert section.count("★") >= 3  # FNMR of dark and all, the dark/light FNMR contrasts
