@@ -9,6 +9,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -121,3 +122,46 @@ def test_missing_pack_is_one_line_exit_2_and_fetch_verifies_checksum(tmp_path, m
     assert (models / "buffalo_l" / "w600k_r50.onnx").is_file()
     model = load_model("insightface", device="cpu")
     assert model.name == "insightface" and model.embedding_dim == 16 and str(models) in model.metadata()["weights"]
+
+
+def _mxnet_style_onnx(path: Path) -> Path:
+    """A tiny recognizer converted-from-MXNet style: it subtracts 127.5 and scales by 1/128 itself
+    (nodes named like MXNet's ``_minusscalar0`` / ``_mulscalar0``), then conv + pooling -> 8-d."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(np.array(127.5, np.float32), "m"), numpy_helper.from_array(np.array(1 / 128, np.float32), "s"),
+             numpy_helper.from_array(rng.standard_normal((8, 3, 8, 8)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Sub", ["data", "m"], ["a"], name="_minusscalar0"),
+             helper.make_node("Mul", ["a", "s"], ["b"], name="_mulscalar0"),
+             helper.make_node("Conv", ["b", "w"], ["c"], strides=[8, 8], name="conv0"),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"], name="pool0"),
+             helper.make_node("Flatten", ["p"], ["fc1"], name="flat0")]
+    graph = helper.make_graph(nodes, "mx", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, 3, 112, 112])],
+                              [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, [None, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_pack_normalisation_follows_insightface_model_zoo(tmp_path):
+    """MXNet-converted recognizers normalise inside the graph: they get raw 0..255 RGB (mean 0, std 1,
+    insightface.model_zoo.ArcFaceONNX's rule), and the adapter equals the network run on the crops."""
+    import onnxruntime as ort
+
+    import _faces
+    from faceaudit.models.insightface import InsightFaceRecognizer, model_zoo_normalisation
+
+    pack = tmp_path / "models" / "antelopev2"
+    pack.mkdir(parents=True)
+    path = _mxnet_style_onnx(pack / "glintr100.onnx")
+    assert model_zoo_normalisation(path) == (0.0, 1.0)
+    model = InsightFaceRecognizer(device="cpu", root=tmp_path, pack="antelopev2")
+    assert model.name == "insightface:antelopev2" and model.version.startswith("antelopev2-")
+    images = list(_faces.faces(8)[:3])
+    emb, status = model.embed(images)
+    crops, found = model.align(images)
+    assert found.all() and (status == "ok").all()
+    x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)  # raw RGB pixels
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
+    assert np.abs(emb - want).max() < 1e-4
