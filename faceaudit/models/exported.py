@@ -116,19 +116,23 @@ class _TorchScriptRunner:
     def __init__(self, path: Path, device: str):
         import torch
 
-        from faceaudit.models.runtime import torch_device
+        from faceaudit.models.runtime import torch_device, use_fp16
 
         self.device = torch_device(device)
+        self.fp16 = use_fp16(self.device)
         try:
             self.module = torch.jit.load(str(path), map_location=self.device).eval()
         except Exception as err:  # RuntimeError for a non-TorchScript file, ValueError, ...
             raise ModelUnavailable(f"torchscript: cannot load {path}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+        if self.fp16:
+            self.module = self.module.half()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(x).to(self.device))
+            t = torch.from_numpy(x).to(self.device)
+            out = self.module(t.half() if self.fp16 else t)
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.float().cpu().numpy()
@@ -160,7 +164,7 @@ class ExportedRecognizer(AlignedRecognizer):
         self.detector = (detector or default_detector()) if self.spec.alignment == "arcface" else None
         self.name = name or self.spec.name or self.spec_path.stem
         spec_hash = hashlib.sha256(json.dumps(self.spec.model_dump(exclude={"name"}), sort_keys=True).encode()).hexdigest()
-        self.version = f"{self.spec.format}-{digest[:12]}-spec{spec_hash[:8]}"
+        self.version = f"{self.spec.format}-{digest[:12]}-spec{spec_hash[:8]}" + ("-fp16" if getattr(self.runner, "fp16", False) else "")
         self.embedding_dim = int(self.runner(self.to_input(np.zeros((1, self.height, self.width, 3), np.uint8))).reshape(1, -1).shape[1])
 
     # ---- preprocessing -------------------------------------------------------------------
