@@ -219,6 +219,46 @@ def report(run_root: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# Choosing models from the command line (models owner).
+
+
+def with_models(protocol: Protocol | str | Path, models: Optional[list[str]] = None,
+                device: Optional[str] = None, where: str = "command line (--model/--device)") -> Protocol:
+    """The protocol with its model list replaced by ``models`` and/or its device by ``device``.
+
+    The result is what the run records in ``RUN/protocol.yaml``, so a run audited with
+    ``--model sface --model my.pkg:factory`` says so. The new specs are checked like a protocol's
+    (an unknown name or an unimportable plugin fails in a second, before any face is rendered).
+    """
+    from faceaudit.protocol import parse_protocol
+
+    if not isinstance(protocol, Protocol):
+        # The file's own model list is about to be replaced: do not require it to be runnable here.
+        protocol = load_protocol(protocol, check_models=not models)
+    if not models and device is None:
+        return protocol
+    data = protocol.resolved_dict()
+    if models:
+        dupes = sorted({m for m in models if list(models).count(m) > 1})
+        if dupes:
+            raise BadInput(f"{where}: model {dupes[0]!r} given twice")
+        data["models"] = list(models)
+    if device is not None:
+        data["device"] = device
+    return parse_protocol(data, where=where, check_models=bool(models))
+
+
+def embed_with(run_root: str | Path, models: Optional[list[str]] = None, device: Optional[str] = None,
+               progress: bool = True) -> dict[str, pd.DataFrame]:
+    """``embed`` after replacing the run's model list and/or device (recorded in RUN/protocol.yaml)."""
+    run, protocol = pipeline.open_run(run_root)
+    if models or device is not None:
+        protocol = with_models(protocol, models, device)
+        pipeline.init_run(protocol, run.root)
+    return pipeline.stage_embed(pipeline.StageContext(run=run, protocol=protocol, progress=progress))
+
+
+# ---------------------------------------------------------------------------------------------
 # Human ratings (faceaudit.annotate): collect, export, simulate.
 
 

@@ -24,7 +24,6 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from faceaudit.errors import FaceAuditError
 
@@ -144,6 +143,13 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Print the traceback
 RunArg = typer.Argument(..., help="Run directory (created by `audit` or `generate`).")
 ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON object (for scripts).")
+ModelOpt = typer.Option(
+    None, "--model", "-m",
+    help="Model to test (repeatable): dlib, sface, faceres, mobileface, insightface[:PACK], facenet, onnx:PATH, "
+         "PATH.yaml (model spec), package.module:factory. Replaces the protocol's model list; the run's "
+         "protocol.yaml records it.",
+)
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda (replaces the protocol's device).")
 
 
 @app.command()
@@ -155,6 +161,8 @@ def audit(
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.html at the end."),
     progress: bool = ProgressOpt,
     as_json: bool = JsonOpt,
+    model: Optional[list[str]] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
 ) -> None:
     """Run the whole audit: generate -> embed -> pair+score -> analyze -> report.
 
@@ -165,7 +173,7 @@ def audit(
     """
     from faceaudit import api
 
-    ctx = api.audit(protocol, out, progress=progress, force=force, report=report)
+    ctx = api.audit(api.with_models(protocol, model, device), out, progress=progress, force=force, report=report)
     if as_json:
         _echo(json.dumps({"run": str(ctx.run.root), "ran": ctx.ran, "up_to_date": ctx.skipped,
                           "report": str(ctx.run.report) if report else None}))
@@ -201,11 +209,12 @@ def generate(
 
 @app.command()
 @handles_errors
-def embed(run: Path = RunArg, progress: bool = ProgressOpt) -> None:
+def embed(run: Path = RunArg, progress: bool = ProgressOpt, model: Optional[list[str]] = ModelOpt,
+          device: Optional[str] = DeviceOpt) -> None:
     """Embed every face with every model of the run's protocol (cached by image hash + model version)."""
     from faceaudit import api
 
-    for name, emb in api.embed(run, progress=progress).items():
+    for name, emb in api.embed_with(run, model, device, progress=progress).items():
         _echo(f"{name}: {len(emb)} faces, {(emb['status'] != 'ok').sum()} failures to enrol")
 
 
@@ -231,10 +240,21 @@ def analyze(run: Path = RunArg) -> None:
 
 @app.command()
 @handles_errors
-def report(run: Path = RunArg) -> None:
+def report(
+    run: Path = RunArg,
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="A baseline run of the same protocol: the card adds a comparison with it and is "
+                                 "written to RUN/report_vs_<baseline>.html (report.html is left as it is)."),
+    baseline_model: Optional[str] = typer.Option(None, "--baseline-model", help="The baseline run's model (default: same name)."),
+) -> None:
     """Render the self-contained model card RUN/report.html (and results/summary.md)."""
     from faceaudit import api
 
+    if baseline is not None:
+        from faceaudit.report.render import render_report
+
+        _echo(f"report: {render_report(run, baseline=baseline, baseline_model=baseline_model)}")
+        return
     _echo(f"report: {api.report(run)}")
 
 
@@ -245,6 +265,11 @@ def gate(
     policy: Path = typer.Option(..., "--policy", "-p", help="Policy YAML with bounds on summary metrics."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (for CI test reports)."),
     as_json: bool = JsonOpt,
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", help="Baseline run of the same protocol: the policy's rules are on the changes against it "
+                                 "(e.g. protocols/policies/baseline.yaml)."),
+    baseline_model: Optional[str] = typer.Option(
+        None, "--baseline-model", help="The baseline run's model to compare with (default: the same name)."),
 ) -> None:
     """Check a finished run against a fairness policy.
 
@@ -254,7 +279,10 @@ def gate(
     """
     from faceaudit import gate as gate_mod
 
-    result = gate_mod.check(run, policy, junit_path=junit)
+    if baseline is not None:
+        result = gate_mod.check_baseline(run, baseline, policy, junit_path=junit, baseline_model=baseline_model)
+    else:
+        result = gate_mod.check(run, policy, junit_path=junit)
     if result.error is not None:
         _error_line(result.error)
         raise typer.Exit(2)
@@ -264,15 +292,68 @@ def gate(
 
 @app.command()
 @handles_errors
-def models() -> None:
-    """List the models faceaudit knows, whether each can run here, and why not."""
+def compare(
+    run_a: Path = typer.Argument(..., help="Baseline run (A)."),
+    run_b: Path = typer.Argument(..., help="Run to compare with it (B); same protocol."),
+    model_a: Optional[str] = typer.Option(None, "--model-a", help="Model of run A (default: matched by name)."),
+    model_b: Optional[str] = typer.Option(None, "--model-b", help="Model of run B (default: matched by name)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table (.parquet or .csv)."),
+) -> None:
+    """Two runs side by side: per-group rates and group contrasts, B against A, each change with a CI
+    paired by the shared seeds (* = the CI excludes no change)."""
+    from faceaudit.stats.compare import compare_runs
+
+    table = compare_runs(run_a, run_b, model_a, model_b)
+    if out is not None:
+        from faceaudit.rundir import write_table, write_text
+
+        if out.suffix == ".csv":
+            write_text(out, table.to_csv(index=False))
+        else:
+            write_table(out, table)
+    for (ma, mb, t), part in table.groupby(["model_a", "model_b", "target_fmr"], sort=False):
+        out_console.print(f"[bold]{ma} (A) -> {mb} (B)[/] at target FMR {t:g}, {part['ci_level'].iloc[0]:.0%} CIs")
+        for r in part.itertuples():
+            op = "/" if r.change_kind == "ratio" else "-"
+            what = f"{r.metric} {r.group}" + (f" vs {r.reference}" if r.reference else "")
+            out_console.print(f"  {what:<40} A {r.value_a:.4g}  B {r.value_b:.4g}  B{op}A {r.change:+.4g} "
+                              f"[{r.ci_lo:.4g}, {r.ci_hi:.4g}]{' *' if r.significant else ''}", soft_wrap=True)
+
+
+models_app = typer.Typer(help="The models faceaudit can audit; `models fetch PACK` downloads an InsightFace pack.",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+@handles_errors
+def models(ctx: typer.Context) -> None:
+    """List every model adapter: version, where its weights are expected, whether they are there."""
+    if ctx.invoked_subcommand is not None:
+        return
     from faceaudit.models.registry import list_models
 
-    table = Table("model", "available", "description / reason")
+    # One block per model (not a table): paths are long and must stay whole in CI logs.
     for row in list_models().itertuples():
-        table.add_row(row.name, "yes" if row.available else "no", row.description if row.available else row.reason)
-    out_console.print(table)
+        out_console.print(f"[bold]{row.name}[/]  {'available' if row.available else 'NOT available'}  version: {row.version}", soft_wrap=True)
+        out_console.print(f"    {row.description}", soft_wrap=True)
+        out_console.print(f"    weights: {row.weights} ({'present' if row.weights_present else 'missing'})", soft_wrap=True)
+        if not row.available:
+            out_console.print(f"    why not: {row.reason}", soft_wrap=True)
     out_console.print("Your own model: --model / protocol `models: [package.module:factory]` (factory returns a FaceRecognizer).")
+
+
+@models_app.command("fetch")
+@handles_errors
+def models_fetch(
+    name: str = typer.Argument(..., help="InsightFace pack: buffalo_l, buffalo_m, buffalo_s, buffalo_sc, antelopev2."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 of the zip (required where none is known)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Download from this mirror instead of InsightFace's release."),
+) -> None:
+    """Download a model pack into $FACEAUDIT_MODELS and verify its checksum (needs internet)."""
+    from faceaudit.models.packs import fetch_pack
+
+    out_console.print(f"{name}: {fetch_pack(name, sha256=sha256, url=url)}")
 
 
 @directions_app.command("fit")

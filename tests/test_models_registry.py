@@ -147,12 +147,20 @@ def test_facenet_loads_a_local_state_dict(tmp_path):
 
 def test_list_models_reports_availability():
     df = list_models()
-    assert list(df.columns) == ["name", "available", "reason", "description"]
+    assert list(df.columns) == ["name", "available", "reason", "description", "version", "weights", "weights_present"]
     rows = df.set_index("name")
     assert rows.loc["dlib", "available"] and rows.loc["sface", "available"]
     for hub in ("insightface", "facenet"):
         if not rows.loc[hub, "available"]:
             assert "http" in rows.loc[hub, "reason"]
+    # offline models: their weight files are listed, present, and their hash is in the version
+    from faceaudit.models.runtime import file_sha256
+
+    for name in ("dlib", "sface"):
+        first = Path(rows.loc[name, "weights"].split("; ")[0])
+        assert rows.loc[name, "weights_present"] and first.is_file()
+        assert file_sha256(str(first))[:12] in rows.loc[name, "version"]
+    assert "insightface:antelopev2" in rows.index
 
 
 def test_noisy_recognizer_adds_noise_only_to_chosen_groups(plugins_on_path):

@@ -321,7 +321,7 @@ def test_perceived_attributes(reference):
 
 
 # ---- real photographs ---------------------------------------------------------------------------
-T1 = Path(__file__).resolve().parents[1] / ".cache" / "test-photos" / "t1.jpg"
+from _t1 import T1  # noqa: E402  (one place says where the photo lives)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from faceaudit.errors import ModelUnavailable
 from faceaudit.models.align import align_112
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
-from faceaudit.models.runtime import download, file_sha256, torch_device
+from faceaudit.models.runtime import cuda_batch_size, download, file_sha256, torch_device, use_fp16
 
 FACENET_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 INPUT_SIZE = 160
@@ -147,6 +147,50 @@ class InceptionResnetV1(nn.Module):
         return F.normalize(x, p=2, dim=1)
 
 
+def import_facenet_pytorch():
+    """facenet-pytorch's ``inception_resnet_v1`` module, imported *without* torchvision.
+
+    The package's ``__init__`` imports MTCNN, whose ``detect_face`` needs ``torchvision`` (for
+    ``batched_nms`` and image resizing); torchvision does not load beside the local CPU torch. The
+    network module itself needs only torch (and ``requests`` for its own downloader, unused here).
+    So we register bare package objects for ``facenet_pytorch`` and ``facenet_pytorch.models`` that
+    point at the installed folders (their ``__init__`` is never executed) and import the submodule
+    through the normal machinery. Returns None when facenet-pytorch is not installed (install it
+    with ``pip install --no-deps facenet-pytorch``: its requirements pin old torch/torchvision).
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    name = "facenet_pytorch.models.inception_resnet_v1"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("facenet_pytorch") if "facenet_pytorch" not in sys.modules else None
+    if "facenet_pytorch" not in sys.modules:
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        root = Path(list(spec.submodule_search_locations)[0])
+        for pkg, folder in (("facenet_pytorch", root), ("facenet_pytorch.models", root / "models")):
+            module = types.ModuleType(pkg)
+            module.__path__ = [str(folder)]
+            module.__package__ = pkg
+            sys.modules[pkg] = module
+    return importlib.import_module(name)
+
+
+def facenet_network() -> tuple[nn.Module, str]:
+    """A fresh InceptionResnetV1 (eval mode) and where its definition came from: facenet-pytorch's
+    own class when installed, else our module with the same parameter names and arithmetic."""
+    module = import_facenet_pytorch()
+    if module is not None:
+        from importlib import metadata
+
+        net = module.InceptionResnetV1(pretrained=None, classify=False)
+        return net, f"facenet-pytorch {metadata.version('facenet-pytorch')}"
+    return InceptionResnetV1(), "faceaudit.models.facenet.InceptionResnetV1"
+
+
 def torch_home() -> Path:
     default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch")
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", default)))
@@ -184,16 +228,22 @@ class FaceNetRecognizer(AlignedRecognizer):
             raise ModelUnavailable(f"facenet: cannot read {self.weights_path}: {type(err).__name__}: {err}") from None
         # The release includes the VGGFace2 classifier head ('logits.*'), unused for embeddings.
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-        net = InceptionResnetV1()
+        net, self.network_source = facenet_network()
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
             first = str(err).splitlines()[0]
             raise ModelUnavailable(f"facenet: {self.weights_path} does not match InceptionResnetV1: {first}") from None
         self.device = torch_device(device)
+        self.fp16 = use_fp16(self.device)
         self.net = net.eval().to(self.device)
+        if self.fp16:
+            self.net = self.net.half()
+        # 25 MB per 160x160 face: a generous estimate, not a measurement (its largest feature map is
+        # 64x77x77 floats, 1.5 MB; inference keeps only a few maps alive at once)
+        self.batch_size = cuda_batch_size(25 << 20, type(self).batch_size) if self.device == "cuda" else type(self).batch_size
         self.detector = detector or default_detector()
-        self.version = f"vggface2-{file_sha256(str(self.weights_path))[:12]}-pre{PREPROCESS_VERSION}"
+        self.version = f"vggface2-{file_sha256(str(self.weights_path))[:12]}-pre{PREPROCESS_VERSION}" + ("-fp16" if self.fp16 else "")
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         crops = np.zeros((len(images), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
@@ -209,7 +259,8 @@ class FaceNetRecognizer(AlignedRecognizer):
     @torch.inference_mode()
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
-        return self.net((x - 127.5) / 128.0).float().cpu().numpy()
+        x = (x - 127.5) / 128.0
+        return self.net(x.half() if self.fp16 else x).float().cpu().numpy()
 
 
     def metadata(self) -> dict[str, Any]:
@@ -223,4 +274,6 @@ class FaceNetRecognizer(AlignedRecognizer):
             "input_size": f"{INPUT_SIZE}x{INPUT_SIZE} RGB, (x - 127.5) / 128",
             "alignment": "YuNet 5 landmarks -> similarity transform to the ArcFace template scaled to 160x160",
             "device": self.device,
+            "network_code": self.network_source,
+            "precision": "fp16" if self.fp16 else "fp32",
         }

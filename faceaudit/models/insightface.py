@@ -1,11 +1,18 @@
-"""InsightFace ArcFace (``buffalo_l`` pack: ``w600k_r50.onnx``, ResNet-50 trained on WebFace600K).
+"""InsightFace ArcFace-class recognizers from a model pack (``insightface`` = ``buffalo_l``;
+``insightface:antelopev2``, ``insightface:buffalo_s``, ...).
 
-Loading follows InsightFace's own layout: the pack lives in
-``$INSIGHTFACE_HOME/models/buffalo_l/`` (default ``~/.insightface``); when the ONNX file is not
-there, the pack's zip is downloaded from InsightFace's GitHub release and unpacked. Offline, this
-fails with one line naming the model, the URL and where to put the file. The network runs with
-onnxruntime through :class:`~faceaudit.models.onnx.OnnxRecognizer` (RGB, (x - 127.5) / 127.5,
-ArcFace 112x112 alignment) -- InsightFace's own preprocessing for its recognition models.
+The pack is looked up on disk (:mod:`faceaudit.models.packs`: ``$FACEAUDIT_MODELS/<pack>``, then
+InsightFace's own ``$INSIGHTFACE_HOME/models/<pack>``); an audit never downloads it. Offline, a
+missing pack is one line naming the pack, the folder searched and the command that fetches it.
+
+The recognition ONNX runs with onnxruntime through
+:class:`~faceaudit.models.onnx.OnnxRecognizer` with InsightFace's ``model_zoo`` conventions
+(``insightface.model_zoo.ArcFaceONNX``): the standard five-point alignment to 112x112, RGB, and
+``(x - 127.5) / 127.5`` -- except for networks converted from MXNet, whose first nodes already
+subtract and scale (a ``Sub`` and a ``Mul`` among the first eight nodes), which take raw 0..255
+pixels (mean 0, std 1). The insightface package itself is not installed: it is an sdist with a
+compiled extension and a long dependency list (albumentations, scikit-image, ...) that an audit does
+not need; the rule above is the only part of ``model_zoo`` a recognition network uses.
 
 The weights are released for non-commercial research use only (InsightFace model zoo licence).
 """
@@ -13,47 +20,26 @@ The weights are released for non-commercial research use only (InsightFace model
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from faceaudit.errors import ModelUnavailable
 from faceaudit.models.detect import FaceDetector
 from faceaudit.models.onnx import OnnxRecognizer
-from faceaudit.models.runtime import download
+from faceaudit.models.packs import DEFAULT_PACK, LICENSE, get_pack, require_recognition_onnx
 
-PACK = "buffalo_l"
-MODEL_FILE = "w600k_r50.onnx"
-PACK_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
-
-
-def insightface_home() -> Path:
-    return Path(os.path.expanduser(os.getenv("INSIGHTFACE_HOME", "~/.insightface")))
+PACK = DEFAULT_PACK
+MODEL_FILE = get_pack(DEFAULT_PACK).recognition
+PACK_URL = get_pack(DEFAULT_PACK).url
 
 
-def ensure_pack_file(root: str | os.PathLike | None = None, url: str = PACK_URL) -> Path:
-    """Path of ``w600k_r50.onnx``, downloading and unpacking the pack when it is missing."""
-    pack_dir = Path(root or insightface_home()) / "models" / PACK
-    target = pack_dir / MODEL_FILE
-    if target.is_file():
-        return target
-    archive = download(url, pack_dir.parent / f"{PACK}.zip", f"insightface {PACK}/{MODEL_FILE}")
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.namelist() if m.endswith(".onnx")]
-            pack_dir.mkdir(parents=True, exist_ok=True)
-            for member in members:
-                # Older packs nest the files in a folder named after the pack; flatten either way.
-                dest = pack_dir / Path(member).name
-                with zf.open(member) as src, open(dest, "wb") as out:
-                    out.write(src.read())
-    except zipfile.BadZipFile as err:
-        raise ModelUnavailable(f"insightface: {archive} from {url} is not a valid zip ({err})") from None
-    finally:
-        archive.unlink(missing_ok=True)
-    if not target.is_file():
-        raise ModelUnavailable(f"insightface: {url} did not contain {MODEL_FILE}")
-    return target
+def model_zoo_normalisation(path: str | os.PathLike) -> tuple[float, float]:
+    """``(mean, std)`` by ``insightface.model_zoo.ArcFaceONNX``'s rule (module docstring)."""
+    import onnx
+
+    nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
+    find_sub = any(n.name.startswith(("Sub", "_minus")) for n in nodes)
+    find_mul = any(n.name.startswith(("Mul", "_mul")) for n in nodes)
+    return (0.0, 1.0) if (find_sub and find_mul) else (127.5, 127.5)
 
 
 class InsightFaceRecognizer(OnnxRecognizer):
@@ -63,18 +49,24 @@ class InsightFaceRecognizer(OnnxRecognizer):
         self,
         device: str = "auto",
         root: str | os.PathLike | None = None,
-        url: str = PACK_URL,
+        url: Optional[str] = None,
         detector: FaceDetector | None = None,
+        pack: str = DEFAULT_PACK,
     ):
-        path = ensure_pack_file(root, url)
-        super().__init__(path, device=device, name="insightface", mean=127.5, std=127.5, channel_order="RGB", detector=detector)
-        self.version = f"{PACK}-{self.version}"
+        self.pack = get_pack(pack)
+        path = require_recognition_onnx(pack, root, url)
+        mean, std = model_zoo_normalisation(path)
+        name = "insightface" if pack == DEFAULT_PACK else f"insightface:{pack}"
+        super().__init__(path, device=device, name=name, mean=mean, std=std, channel_order="RGB", detector=detector)
+        self.version = f"{pack}-{self.version}"
 
     def metadata(self) -> dict[str, Any]:
         return {
             **super().metadata(),
-            "architecture": "ArcFace ResNet-50 (IResNet50), 512-d",
-            "training_data": "WebFace600K (InsightFace buffalo_l pack)",
-            "license": "InsightFace model zoo: non-commercial research use only",
-            "source": PACK_URL,
+            "architecture": self.pack.architecture,
+            "training_data": f"{self.pack.training_data} (InsightFace {self.pack.name} pack)",
+            "license": LICENSE,
+            "source": self.pack.url,
+            "weights": str(Path(self.path)),
+            "alignment": "YuNet 5 landmarks -> standard ArcFace 112x112 template (insightface norm_crop)",
         }

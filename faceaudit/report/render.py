@@ -83,17 +83,49 @@ def build_context(run) -> dict[str, Any]:
     card["grid_px"] = GRID_PX
     card["run_name"] = Path(run.root).resolve().name
     card["faceaudit_version"] = __version__
+    card["comparison"] = None  # set by render_report(baseline=...)
     return card
 
 
-def render_report(run_root: str | Path, out: str | Path | None = None) -> Path:
+def comparison_view(run_root: str | Path, baseline: str | Path, baseline_model: Optional[str] = None) -> dict:
+    """The model card's "comparison with the baseline run" table (faceaudit.stats.compare)."""
+    from faceaudit.stats.compare import compare_runs
+
+    cmp = compare_runs(baseline, run_root, model_a=baseline_model)
+    rows = []
+    for r in cmp.itertuples():
+        ratio = r.change_kind == "ratio"
+        show = fmt.ratio if ratio else fmt.num
+        what = r.metric + (f" vs {r.reference}" if r.reference else "")
+        rows.append([r.model_b if r.model_a == r.model_b else f"{r.model_b} (baseline {r.model_a})", f"{r.target_fmr:g}",
+                     what, r.group, show(r.value_a), show(r.value_b), show(r.change),
+                     f"[{show(r.ci_lo)}, {show(r.ci_hi)}]" + (" ★" if r.significant else "")])
+    table = Table(["model", "target FMR", "metric", "group", "baseline", "this run", "change", "CI"], rows,
+                  [False, True, False, False, True, True, True, True])
+    return {"baseline": Path(baseline).resolve().name, "ci_level": float(cmp["ci_level"].iloc[0]) if len(cmp) else 0.95,
+            "table": table}
+
+
+def render_report(run_root: str | Path, out: str | Path | None = None, baseline: str | Path | None = None,
+                  baseline_model: Optional[str] = None) -> Path:
     """Write the model card of a finished run to ``out`` (default ``RUN/report.html``) and
-    ``RUN/results/summary.md``; returns the report's path. Both writes are atomic."""
+    ``RUN/results/summary.md``; returns the report's path. Both writes are atomic.
+
+    With ``baseline`` (a run of the same protocol) the card adds a comparison section and is written
+    to ``out`` (default ``RUN/report_vs_<baseline>.html``); ``report.html`` and summary.md are left
+    as the report stage wrote them."""
     # Imported here: faceaudit.api imports the pipeline, which imports this package lazily.
     from faceaudit.api import load_run
 
     run = load_run(run_root)
     ctx = build_context(run)
+    if baseline is not None:
+        ctx["comparison"] = comparison_view(run.root, baseline, baseline_model)
+        path = Path(out) if out is not None else run.root / f"report_vs_{Path(baseline).resolve().name}.html"
+        html = _environment().get_template("report.html.j2").render(
+            css=(TEMPLATES / "report.css").read_text(), plotly_js=plotly_js(), **ctx)
+        write_text(path, html)
+        return path
     env = _environment()
     html = env.get_template("report.html.j2").render(
         css=(TEMPLATES / "report.css").read_text(), plotly_js=plotly_js(), **ctx)

@@ -90,6 +90,13 @@ def _score_tables(run: RunDir, proto: Protocol, models: list[str] | None = None)
         if name in out:
             raise BadInput(f"{p}: model {name!r} also scored in {out[name][0]}")
         out[name] = (p, df)
+    # Results cover exactly the models the embed stage last recorded: a table left by a model that
+    # `--model` has since replaced (or the protocol dropped) is not analysed.
+    recorded = list(run.read_manifest().get("models", {}))
+    if recorded:
+        out = {m: v for m, v in out.items() if m in recorded}
+        if not out:
+            raise BadInput(f"{run.root / 'scores'}: no score table for the recorded models {recorded}; run the score stage")
     order = [m for m in proto.models if m in out] + sorted(m for m in out if m not in proto.models)
     return {m: out[m] for m in order}
 

@@ -1,0 +1,253 @@
+"""Two runs side by side: per-group error rates and group contrasts of run B against run A, each
+change with a confidence interval paired by the shared seeds.
+
+Use: the same protocol audited with two models, or with two versions of one model (a baseline in
+CI). Both runs must hold the same faces and pairs (same protocol, same seeds); each model keeps its
+own threshold at each target FMR (each is judged at its own operating point, as in its own run).
+
+Pairing: one seed-bootstrap weight matrix ``W`` (drawn as in the analysis, from run A's protocol
+seed) weights *both* runs, so a replicate that draws seed ``s`` twice counts it twice in both, and the
+replicate of a change is the change of the replicates (:mod:`faceaudit.stats.bootstrap`). FNMR and
+FTE changes use those replicates (percentile CI; p-value by
+:func:`~faceaudit.stats.bootstrap.resolved_pvalue`). FMR changes use the dyadic-robust variance of
+the paired change (:mod:`faceaudit.stats.dyadic`), for the reason the contrasts do: the two runs'
+impostor pairs are the same seed pairs, so seed effects cancel in the change and the vertex
+bootstrap would over-count pair-level noise.
+
+Metrics (``change`` = B minus A, or B over A for ratios):
+
+- ``fnmr``, ``fmr``, ``fte_rate``: per group and ``all``, B - A;
+- ``fnmr_diff``, ``fmr_diff``: each level's difference to the reference group, B's minus A's;
+- ``fnmr_ratio``, ``fmr_ratio``: each level's ratio to the reference group (smoothed rates, as in
+  the contrasts), B's over A's (null 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.errors import BadInput
+from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_rng, percentile_ci, resolved_pvalue, seed_weights
+from faceaudit.stats.data import ALL, make_layout, prepare_model
+from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
+from faceaudit.stats.error_rates import PSEUDO_ERRORS, ModelRates, compute_model_rates, fmr_key
+
+COMPARE_COLUMNS = ["model_a", "model_b", "target_fmr", "metric", "group", "reference", "value_a", "value_b",
+                   "change", "change_kind", "ci_lo", "ci_hi", "p_value", "significant", "ci_level", "ci_method"]
+
+RATE_METRICS = ("fnmr", "fmr", "fte_rate")
+CONTRAST_METRICS = ("fnmr_diff", "fmr_diff", "fnmr_ratio", "fmr_ratio")
+
+
+@dataclass
+class _Run:
+    root: Path
+    protocol: object
+    faces: pd.DataFrame
+    pairs: pd.DataFrame
+    models: list[str]
+
+
+def _open(root: str | Path) -> _Run:
+    from faceaudit.api import load_run
+
+    run = load_run(root)
+    models = run.models
+    if not models:
+        raise BadInput(f"{run.root}: no scored models; run the audit first")
+    pairs = run.pairs.sort_values("pair_id", kind="stable").reset_index(drop=True)
+    return _Run(Path(root), run.protocol, run.faces, pairs, models)
+
+
+def _status(root: Path, model: str) -> pd.DataFrame:
+    from faceaudit.rundir import RunDir
+
+    path = RunDir(root).embeddings(model)
+    if not path.exists():
+        raise BadInput(f"{path}: missing; run the embed stage")
+    return pd.read_parquet(path, columns=["face_id", "status"])
+
+
+def _scores(root: Path, model: str) -> pd.DataFrame:
+    from faceaudit.rundir import RunDir
+
+    path = RunDir(root).scores(model)
+    if not path.exists():
+        raise BadInput(f"{path}: missing; run the score stage")
+    return pd.read_parquet(path)
+
+
+def _check_same_design(a: _Run, b: _Run) -> None:
+    why = f"compare needs two runs of one protocol (same faces and pairs): {a.root} and {b.root}"
+    cols = ["face_id", "seed", "group", "edit_attr", "edit_level"]
+    fa = a.faces[cols].sort_values("face_id").reset_index(drop=True)
+    fb = b.faces[cols].sort_values("face_id").reset_index(drop=True)
+    if not fa.equals(fb):
+        raise BadInput(f"{why}; their faces differ")
+    pcols = ["pair_id", "face_a", "face_b", "kind", "seed_a", "seed_b", "group"]
+    if not a.pairs[pcols].equals(b.pairs[pcols]):
+        raise BadInput(f"{why}; their pairs differ")
+    if a.protocol.group_names != b.protocol.group_names or a.protocol.protected.reference != b.protocol.protected.reference:
+        raise BadInput(f"{why}; their protected groups differ")
+
+
+def match_models(a_models: list[str], b_models: list[str], model_a: Optional[str] = None,
+                 model_b: Optional[str] = None) -> list[tuple[str, str]]:
+    """Model pairs to compare: the given ones, else those with the same name in both runs, else
+    the only model of each run."""
+    if model_a or model_b:
+        ma = model_a or (a_models[0] if len(a_models) == 1 else None)
+        mb = model_b or (b_models[0] if len(b_models) == 1 else None)
+        if ma not in a_models or mb not in b_models:
+            raise BadInput(f"compare: models {ma!r} / {mb!r} not in the runs (A has {a_models}, B has {b_models})")
+        return [(ma, mb)]
+    common = [m for m in a_models if m in b_models]
+    if common:
+        return [(m, m) for m in common]
+    if len(a_models) == 1 and len(b_models) == 1:
+        return [(a_models[0], b_models[0])]
+    raise BadInput(f"compare: no model in both runs (A has {a_models}, B has {b_models}); name them with --model-a/--model-b")
+
+
+def _row(ma, mb, t, metric, group, ref, va, vb, change, kind, lo, hi, p, level, method) -> dict:
+    null = 1.0 if kind == "ratio" else 0.0
+    sig = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > null or hi < null))
+    return {"model_a": ma, "model_b": mb, "target_fmr": t, "metric": metric, "group": group, "reference": ref,
+            "value_a": float(va), "value_b": float(vb), "change": float(change), "change_kind": kind,
+            "ci_lo": float(lo), "ci_hi": float(hi), "p_value": float(p), "significant": sig,
+            "ci_level": level, "ci_method": method}
+
+
+def _boot_change(est: float, reps: np.ndarray, level: float, log: bool = False):
+    lo, hi = percentile_ci(reps, level)
+    p = resolved_pvalue(reps, est, 1.0 if log else 0.0, log=log)
+    return float(lo), float(hi), p
+
+
+def _fmr_parts(mr: ModelRates, target: float, g: int):
+    """Centred false-match contributions of group ``g`` (all edit conditions), its error count and trials."""
+    imp = mr.md.impostor
+    mask = (imp.group == g) if g < mr.md.layout.G else np.ones(len(imp), dtype=bool)
+    return rate_influence(mr.false_match(target), imp.ok.astype(float), mask)
+
+
+def compare_model_rates(ra: ModelRates, rb: ModelRates, level: float, reference: str) -> list[dict]:
+    L = ra.md.layout
+    groups = L.groups + [ALL]
+    C = L.C  # the pooled-condition margin
+    ma, mb = ra.md.model, rb.md.model
+    if not np.array_equal(ra.md.impostor.pair_id, rb.md.impostor.pair_id):
+        raise BadInput("compare: the runs' impostor pairs are not the same pairs")
+    ok_any = ra.md.impostor.ok | rb.md.impostor.ok
+    imp_group = ra.md.impostor.group
+
+    def in_groups(*gs: int) -> np.ndarray:
+        # the impostor pairs a change is a sum over (for the seed count of the small-sample factor)
+        if L.G in gs:
+            return ok_any
+        return ok_any & np.isin(imp_group, gs)
+
+    def dyadic_se(psi, mask) -> float:
+        return math.sqrt(ra.dyad.variance(psi, mask)) if np.any(psi[mask] != 0) else 0.0
+    rows: list[dict] = []
+    boot_method, dy_method = f"paired {CI_METHOD}", f"paired {DYADIC_METHOD}"
+    ref_g = groups.index(reference)
+
+    fa, fb = ra.fte.rate(), rb.fte.rate()
+    fra, frb = ra.fte.rate_boot(), rb.fte.rate_boot()
+    for t in ra.thresholds:
+        na, nb = ra.fnmr[t].rate(), rb.fnmr[t].rate()
+        nra, nrb = ra.fnmr[t].rate_boot(), rb.fnmr[t].rate_boot()
+        sa, sb = ra.fnmr[t].smoothed(), rb.fnmr[t].smoothed()
+        sra, srb = ra.fnmr[t].smoothed_boot(), rb.fnmr[t].smoothed_boot()
+        parts_a = [_fmr_parts(ra, t, g) for g in range(L.G + 1)]
+        parts_b = [_fmr_parts(rb, t, g) for g in range(L.G + 1)]
+        for gi, g in enumerate(groups):
+            # per-group rates
+            ch = nb[gi, C] - na[gi, C]
+            lo, hi, p = _boot_change(ch, nrb[:, gi, C] - nra[:, gi, C], level)
+            rows.append(_row(ma, mb, t, "fnmr", g, "", na[gi, C], nb[gi, C], ch, "difference", lo, hi, p, level, boot_method))
+            (ua, ea, n_a), (ub, eb, n_b) = parts_a[gi], parts_b[gi]
+            va, vb = (ea / n_a if n_a else math.nan), (eb / n_b if n_b else math.nan)
+            psi = (ub / n_b if n_b else 0.0) - (ua / n_a if n_a else 0.0)
+            se = dyadic_se(psi, in_groups(gi))
+            lo, hi, p = normal_interval(vb - va, se, level, 0.0)
+            rows.append(_row(ma, mb, t, "fmr", g, "", va, vb, vb - va, "difference", lo, hi, p, level, dy_method))
+            ch = fb[gi, C] - fa[gi, C]
+            lo, hi, p = _boot_change(ch, frb[:, gi, C] - fra[:, gi, C], level)
+            rows.append(_row(ma, mb, t, "fte_rate", g, "", fa[gi, C], fb[gi, C], ch, "difference", lo, hi, p, level, boot_method))
+            if gi == ref_g or g == ALL:
+                continue
+            ref = groups[ref_g]
+            # contrasts against the reference group: B's contrast against A's
+            da, db = na[gi, C] - na[ref_g, C], nb[gi, C] - nb[ref_g, C]
+            reps = (nrb[:, gi, C] - nrb[:, ref_g, C]) - (nra[:, gi, C] - nra[:, ref_g, C])
+            lo, hi, p = _boot_change(db - da, reps, level)
+            rows.append(_row(ma, mb, t, "fnmr_diff", g, ref, da, db, db - da, "difference", lo, hi, p, level, boot_method))
+            qa, qb = sa[gi, C] / sa[ref_g, C], sb[gi, C] / sb[ref_g, C]
+            reps = (srb[:, gi, C] / srb[:, ref_g, C]) / (sra[:, gi, C] / sra[:, ref_g, C])
+            lo, hi, p = _boot_change(qb / qa, reps, level, log=True)
+            rows.append(_row(ma, mb, t, "fnmr_ratio", g, ref, qa, qb, qb / qa, "ratio", lo, hi, p, level, boot_method))
+            (uag, eag, nag), (uar, ear, nar) = parts_a[gi], parts_a[ref_g]
+            (ubg, ebg, nbg), (ubr, ebr, nbr) = parts_b[gi], parts_b[ref_g]
+            da, db = eag / nag - ear / nar, ebg / nbg - ebr / nbr
+            psi = (ubg / nbg - ubr / nbr) - (uag / nag - uar / nar)
+            se = dyadic_se(psi, in_groups(gi, ref_g))
+            lo, hi, p = normal_interval(db - da, se, level, 0.0)
+            rows.append(_row(ma, mb, t, "fmr_diff", g, ref, da, db, db - da, "difference", lo, hi, p, level, dy_method))
+            # ratio of smoothed rates; delta method on the log scale: d log((e+.5)/(n+1)) ~ u / (e+.5)
+            sm = lambda e, n: (e + PSEUDO_ERRORS) / (n + 1.0)  # noqa: E731
+            qa, qb = sm(eag, nag) / sm(ear, nar), sm(ebg, nbg) / sm(ebr, nbr)
+            psi = (ubg / (ebg + PSEUDO_ERRORS) - ubr / (ebr + PSEUDO_ERRORS)) - (uag / (eag + PSEUDO_ERRORS) - uar / (ear + PSEUDO_ERRORS))
+            se = dyadic_se(psi, in_groups(gi, ref_g))
+            lo, hi, p = normal_interval(qb / qa, se, level, 1.0, log=True)
+            rows.append(_row(ma, mb, t, "fmr_ratio", g, ref, qa, qb, qb / qa, "ratio", lo, hi, p, level, dy_method))
+    return rows
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = None,
+                 model_b: Optional[str] = None) -> pd.DataFrame:
+    """The comparison table (``COMPARE_COLUMNS``) of run B against run A (the baseline)."""
+    a, b = _open(run_a), _open(run_b)
+    _check_same_design(a, b)
+    proto = a.protocol
+    layout = make_layout(a.faces, proto.group_names)
+    level, targets = proto.analysis.ci_level, list(proto.analysis.target_fmr)
+    W = seed_weights(layout.S, proto.analysis.n_boot, bootstrap_rng(proto.seed))
+    rows = []
+    for ma, mb in match_models(a.models, b.models, model_a, model_b):
+        mds = []
+        for run, m in ((a, ma), (b, mb)):
+            mds.append(prepare_model(m, run.pairs, _scores(run.root, m), _status(run.root, m), run.faces, layout,
+                                     scores_where=f"{run.root}/scores/{m}", status_where=f"{run.root}/embeddings/{m}"))
+        ra, rb = (compute_model_rates(md, W, targets) for md in mds)
+        rows += compare_model_rates(ra, rb, level, f"skin={proto.protected.reference}")
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+def comparison_summary(table: pd.DataFrame) -> dict:
+    """The comparison in summary.json's shape, for the gate: ``models -> run B's model -> target
+    FMR key -> "<metric>_change" -> group -> {estimate, ci_lo, ci_hi, p_value}`` (plus the
+    ``target_fmr``/``threshold`` keys the gate uses to recognise operating points)."""
+    out: dict = {"schema": "faceaudit.comparison/1", "models": {}}
+    if len(table):
+        out["ci_level"] = float(table["ci_level"].iloc[0])
+    for r in table.itertuples():
+        block = out["models"].setdefault(r.model_b, {"baseline_model": r.model_a})
+        key = fmr_key(r.target_fmr)
+        cell = block.setdefault(key, {"target_fmr": float(r.target_fmr), "threshold": None})
+        cell.setdefault(f"{r.metric}_change", {})[r.group] = {
+            "estimate": _finite(r.change), "ci_lo": _finite(r.ci_lo), "ci_hi": _finite(r.ci_hi), "p_value": _finite(r.p_value),
+        }
+    return out
+
+
+def _finite(x) -> Optional[float]:
+    x = float(x)
+    return x if math.isfinite(x) else None

@@ -1,0 +1,145 @@
+"""`faceaudit compare` and the baseline gate on real runs: the quick protocol through SFace, against
+itself re-run, and against SFace with noise planted on one group's embeddings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from faceaudit.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "protocols" / "policies" / "baseline.yaml"
+
+
+def _rerun(quick_run, dest: Path, model) -> Path:
+    """A second run of the quick protocol (same faces and pairs) with ``model`` embedded and scored anew."""
+    from faceaudit import api
+
+    run = Path(shutil.copytree(quick_run, dest))
+    for sub in ("embeddings", "scores", "results"):
+        shutil.rmtree(run / sub, ignore_errors=True)
+    api.embed(run, progress=False, models=[model])
+    api.score(run, models=[model])
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(quick_run, tmp_path_factory):
+    from faceaudit.models.noisy import NoisyRecognizer
+    from faceaudit.models.registry import load_model
+
+    base = tmp_path_factory.mktemp("compare")
+    sface = load_model("sface", device="cpu")
+    same = _rerun(quick_run, base / "same", sface)
+    # planted: SD 0.7 per dimension on the dark group's embeddings (SFace's own per-dimension SD is ~1)
+    noisy = _rerun(quick_run, base / "noisy", NoisyRecognizer(sface, sigma=0.7, groups={"skin=dark"}, seed=1))
+    return quick_run, same, noisy
+
+
+def test_same_model_twice_gives_changes_whose_cis_contain_zero(runs):
+    from faceaudit.stats.compare import compare_runs
+
+    baseline, same, _ = runs
+    table = compare_runs(baseline, same)
+    assert set(table["model_a"]) == {"sface"} and set(table["model_b"]) == {"sface"}
+    assert set(table["metric"]) == {"fnmr", "fmr", "fte_rate", "fnmr_diff", "fmr_diff", "fnmr_ratio", "fmr_ratio"}
+    null = np.where(table["change_kind"] == "ratio", 1.0, 0.0)
+    assert ((table["ci_lo"] <= null + 1e-12) & (table["ci_hi"] >= null - 1e-12)).all()
+    assert not table["significant"].any()
+    # the side-by-side values are each run's own analysis: A's FNMR per group is the run's error_rates
+    rates = pd.read_parquet(Path(baseline) / "results" / "error_rates.parquet")
+    rates = rates[(rates["model"] == "sface") & (rates["edit_attr"] == "all")].set_index("group")
+    fnmr = table[table["metric"] == "fnmr"].set_index("group")
+    assert np.allclose(fnmr["value_a"], rates.loc[fnmr.index, "fnmr"])
+
+
+def test_planted_noise_is_a_significant_change_and_the_ci_matches_an_independent_bootstrap(runs):
+    from faceaudit.api import load_run
+    from faceaudit.stats.compare import compare_runs
+
+    baseline, _, noisy = runs
+    table = compare_runs(baseline, noisy, model_a="sface")
+    assert set(table["model_b"]) == {"sface+noise"}
+    row = table[(table["metric"] == "fnmr") & (table["group"] == "skin=dark")].iloc[0]
+    assert row["change"] > 0.2 and row["significant"] and row["ci_lo"] > 0
+    ratio = table[(table["metric"] == "fnmr_ratio") & (table["group"] == "skin=dark")].iloc[0]
+    assert ratio["significant"] and ratio["ci_lo"] > 1
+    # groups without noise keep (up to the moved global threshold) their FNMR: light is unchanged
+    light = table[(table["metric"] == "fnmr") & (table["group"] == "skin=light")].iloc[0]
+    assert not light["significant"]
+
+    # Independent check of the dark-group FNMR change: a plain pandas seed bootstrap of the paired
+    # per-seed counts, at each run's own threshold (taken from the table's side-by-side values).
+    a, b = load_run(baseline), load_run(noisy)
+    thr = {}
+    for name, run, model in (("a", a, "sface"), ("b", b, "sface+noise")):
+        sp = run.scored_pairs(model)
+        imp = sp[(sp["kind"] == "impostor") & (sp["status"] == "ok")]["score"].to_numpy()
+        from faceaudit.stats.thresholds import threshold_at_fmr
+
+        thr[name] = threshold_at_fmr(imp, 0.01, candidates=sp.loc[sp["status"] == "ok", "score"].to_numpy())
+        gen = sp[(sp["kind"] == "genuine") & (sp["status"] == "ok") & (sp["group"] == "skin=dark")]
+        per_seed = gen.assign(miss=gen["score"] < thr[name]).groupby("seed_a")["miss"].agg(["sum", "count"])
+        thr[name + "_seed"] = per_seed
+    sa, sb = thr["a_seed"], thr["b_seed"].reindex(thr["a_seed"].index)
+    assert np.isclose(sb["sum"].sum() / sb["count"].sum() - sa["sum"].sum() / sa["count"].sum(), row["change"])
+    rng = np.random.default_rng(7)
+    seeds = np.arange(len(sa))
+    reps = []
+    for _ in range(2000):
+        idx = rng.choice(seeds, len(seeds))
+        reps.append(sb["sum"].to_numpy()[idx].sum() / sb["count"].to_numpy()[idx].sum()
+                    - sa["sum"].to_numpy()[idx].sum() / sa["count"].to_numpy()[idx].sum())
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    width = hi - lo
+    assert abs(row["ci_lo"] - lo) < 0.25 * width and abs(row["ci_hi"] - hi) < 0.25 * width
+
+
+def test_baseline_gate_exits_0_and_1_with_junit(runs, tmp_path):
+    baseline, same, noisy = runs
+    cli = CliRunner()
+    ok = cli.invoke(app, ["gate", str(same), "--baseline", str(baseline), "--policy", str(POLICY),
+                          "--junit", str(tmp_path / "ok.xml")])
+    assert ok.exit_code == 0, ok.stdout + ok.stderr
+    bad = cli.invoke(app, ["gate", str(noisy), "--baseline", str(baseline), "--baseline-model", "sface",
+                           "--policy", str(POLICY), "--junit", str(tmp_path / "bad.xml")])
+    assert bad.exit_code == 1, bad.stdout + bad.stderr
+    assert "fnmr_ratio_change" in bad.stdout and "skin=dark" in bad.stdout
+    xml = (tmp_path / "bad.xml").read_text()
+    assert "<failure" in xml and "fnmr_change" in xml
+    assert "<failure" not in (tmp_path / "ok.xml").read_text()
+    # bad input: runs of different designs, or no model to pair -> exit 2, one line
+    other = cli.invoke(app, ["gate", str(noisy), "--baseline", str(baseline), "--policy", str(POLICY)])
+    assert other.exit_code == 2 and "--model-a" in other.stdout
+
+
+def test_compare_command_prints_and_writes_the_table(runs, tmp_path):
+    baseline, _, noisy = runs
+    out = tmp_path / "cmp.csv"
+    res = CliRunner().invoke(app, ["compare", str(baseline), str(noisy), "--model-a", "sface", "--out", str(out)])
+    assert res.exit_code == 0, res.stderr
+    assert "sface (A) -> sface+noise (B)" in res.stdout and "*" in res.stdout
+    table = pd.read_csv(out)
+    assert len(table) == 20 and table["significant"].any()
+
+
+def test_model_card_shows_the_comparison_when_given_a_baseline(runs):
+    from faceaudit import api
+    from faceaudit.report.render import render_report
+
+    baseline, _, noisy = runs
+    api.analyze(noisy)  # the card needs the run's own results
+    before = sorted(p.name for p in Path(noisy).glob("*.html"))
+    path = render_report(noisy, baseline=baseline, baseline_model="sface")
+    assert path == Path(noisy) / f"report_vs_{Path(baseline).name}.html"
+    assert sorted(p.name for p in Path(noisy).glob("*.html")) == sorted(before + [path.name])
+    html = path.read_text()
+    assert "7.6 Comparison with the baseline run" in html and "sface+noise (baseline sface)" in html
+    section = html[html.index("7.6 Comparison"):html.index('id="ethical-considerations"')]
+    assert section.count("★") >= 3  # FNMR of dark and all, the dark/light FNMR contrasts
