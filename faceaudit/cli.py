@@ -430,6 +430,8 @@ def annotate_plan(
     n_pairs: int = typer.Option(500, "--pairs", help="Simulated pairs."),
 ) -> None:
     """Simulate raters to choose how many are needed per pair: consensus CI width and coverage per panel size."""
+    from rich.table import Table
+
     from faceaudit import api
 
     try:
