@@ -341,13 +341,7 @@ def _verify_images(run: RunDir) -> Optional[str]:
         faces = pd.read_parquet(run.faces, columns=["path", "sha256"])
     except Exception:  # noqa: BLE001 - the stage's own sha256 check has already vouched for the file
         return "faces.parquet cannot be read"
-    for rel, sha in zip(faces["path"], faces["sha256"]):
-        path = run.root / rel
-        if not path.is_file():
-            return f"{rel} is missing"
-        if sha256_file(path) != sha:
-            return f"{rel} changed or is damaged (sha256 differs from faces.parquet)"
-    return None
+    return run.first_mismatch(zip(faces["path"], faces["sha256"]), "faces.parquet")
 
 
 def stage_generate(ctx: StageContext) -> pd.DataFrame:

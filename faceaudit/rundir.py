@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -187,12 +187,17 @@ class RunDir:
         recorded = st.get("output_sha256")
         if not isinstance(recorded, dict) or set(recorded) != set(st.get("outputs", [])):
             return "outputs not recorded with their sha256"
-        for rel, sha in recorded.items():
+        return self.first_mismatch(recorded.items(), "the manifest")
+
+    def first_mismatch(self, expected: Iterable[tuple[str, str]], source: str) -> str | None:
+        """The first file (path relative to the run) that is missing or whose sha256 is not the one
+        ``source`` recorded, as a short reason; None when every file matches."""
+        for rel, sha in expected:
             path = self.root / rel
             if not path.is_file():
                 return f"{rel} is missing"
             if sha256_file(path) != sha:
-                return f"{rel} changed or is damaged (sha256 differs from the manifest)"
+                return f"{rel} changed or is damaged (sha256 differs from {source})"
         return None
 
     def stage_done(self, stage: str, inputs_hash: str) -> bool:
@@ -217,11 +222,11 @@ class RunDir:
         st = self.read_manifest()["stages"].get(stage)
         if not st or not isinstance(st.get("output_sha256"), dict):
             return None
-        for rel, sha in st["output_sha256"].items():
-            path = self.root / rel
-            if not path.is_file() or sha256_file(path) != sha:
-                return f"{path}: missing, damaged or changed since the `{stage.split(':')[0]}` stage wrote it"
-        return None
+        problem = self.first_mismatch(st["output_sha256"].items(), "the manifest")
+        if problem is None:
+            return None
+        rel = problem.split(" ", 1)[0]
+        return f"{self.root / rel}: missing, damaged or changed since the `{stage.split(':')[0]}` stage wrote it"
 
     def drop_stage(self, stage: str) -> None:
         """Forget a stage's record (before it re-runs, so a crash mid-stage leaves it 'not run')."""

@@ -114,9 +114,10 @@ def test_baseline_gate_exits_0_and_1_with_junit(runs, tmp_path):
     xml = (tmp_path / "bad.xml").read_text()
     assert "<failure" in xml and "fnmr_change" in xml
     assert "<failure" not in (tmp_path / "ok.xml").read_text()
-    # bad input: runs of different designs, or no model to pair -> exit 2, one line
+    # bad input: runs of different designs, or no model to pair -> exit 2, one line on stderr
     other = cli.invoke(app, ["gate", str(noisy), "--baseline", str(baseline), "--policy", str(POLICY)])
-    assert other.exit_code == 2 and "--model-a" in other.stdout
+    assert other.exit_code == 2 and "--model-a" in other.stderr and other.stdout == ""
+    assert len(other.stderr.strip().splitlines()) == 1
 
 
 def test_compare_command_prints_and_writes_the_table(runs, tmp_path):
@@ -140,6 +141,6 @@ def test_model_card_shows_the_comparison_when_given_a_baseline(runs):
     assert path == Path(noisy) / f"report_vs_{Path(baseline).name}.html"
     assert sorted(p.name for p in Path(noisy).glob("*.html")) == sorted(before + [path.name])
     html = path.read_text()
-    assert "7.6 Comparison with the baseline run" in html and "sface+noise (baseline sface)" in html
+    assert "7.7 Comparison with the baseline run" in html and "sface+noise (baseline sface)" in html
     section = html[html.index("7.6 Comparison"):html.index('id="ethical-considerations"')]
     assert section.count("★") >= 3  # FNMR of dark and all, the dark/light FNMR contrasts

