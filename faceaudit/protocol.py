@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from faceaudit.errors import BadInput
 
 #: Nuisance attributes the offline DCGAN generator can edit (each has a measure in faceaudit.measure).
-NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile")
+NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure")
 
 
 class _Strict(BaseModel):
@@ -50,6 +50,10 @@ class SkinLevel(_Strict):
 
 class ProtectedSpec(_Strict):
     attribute: Literal["skin_tone"] = "skin_tone"
+    #: how a seed is placed in a level: ``latent`` moves the generator's latent along the skin
+    #: direction (the generator's notion of darker skin, face shape included); ``recolor`` recolours
+    #: the skin pixels of the seed's own face and changes nothing else (docs/generator.md)
+    mechanism: Literal["latent", "recolor"] = "latent"
     #: the level every other level is contrasted against
     reference: str = "light"
     levels: list[SkinLevel] = Field(
@@ -82,7 +86,7 @@ class EditSpec(_Strict):
     raises the measure by one SD. Level 0 is the prototype itself and is not allowed here.
     """
 
-    attribute: Literal["lighting", "yaw", "smile"]
+    attribute: Literal["lighting", "yaw", "smile", "exposure"]
     levels: list[float]
 
     @field_validator("levels")
@@ -105,6 +109,9 @@ class GeneratorSpec(_Strict):
     truncation: float = 2.5
     #: seeds whose skin edit cannot reach a bin within this many search steps are excluded
     max_skin_steps: int = 12
+    #: largest within-seed change of border luma (outer 6 px, /255) between any two skin levels'
+    #: prototypes; the skin search holds it (None = skin only, exposure may drift with skin)
+    exposure_tolerance: Optional[float] = 5.0
 
 
 class PairSpec(_Strict):
