@@ -133,6 +133,7 @@ def _chunk_rows(
     measure_rows: list[pd.Series | None] = []
     edit_latents: list[np.ndarray] = []
     edit_slots: list[int] = []
+    edit_cells: list[tuple[int, int]] = []  # (seed index, level index) of each edit latent
     for i, s in enumerate(seeds):
         if not kept[i]:
             continue
@@ -159,6 +160,7 @@ def _chunk_rows(
                     continue
                 edit_latents.append(z_proto + directions.shift(attr, level))
                 edit_slots.append(len(records) - 1)
+                edit_cells.append((i, j))
     bar.advance(tasks["faces"], len(records) - len(edit_slots) - len(pixel_edits))
     if pixel_edits:
         # photometric edits of the prototype's pixels (with the recolor mechanism, of the recoloured face)
@@ -168,7 +170,21 @@ def _chunk_rows(
         for k, (slot, *_rest) in enumerate(pixel_edits):
             images[slot] = pix[k]
             measure_rows[slot] = pix_measures.iloc[k]
-    if edit_latents:
+    if edit_latents and found.recolor is not None:
+        # recolor mechanism: the edited face gets its prototype's skin colour change
+        from faceaudit.generate.recolor import recolor_edits
+
+        edit_images = recolor_edits(
+            gen.render_latents(np.stack(edit_latents)),
+            np.stack([found.recolor[i, j] for i, j in edit_cells]),
+            np.stack([found.landmarks[i] for i, _ in edit_cells]),
+        )
+        edit_measures = measurer.measure(edit_images)
+        bar.advance(tasks["faces"], len(edit_latents))
+        for k, slot in enumerate(edit_slots):
+            images[slot] = edit_images[k]
+            measure_rows[slot] = edit_measures.iloc[k]
+    elif edit_latents:
         edit_images, edit_measures = render_and_measure(gen, measurer, np.stack(edit_latents), bar, tasks["faces"])
         for k, slot in enumerate(edit_slots):
             images[slot] = edit_images[k]

@@ -120,6 +120,10 @@ class SkinSearchResult:
     reasons: np.ndarray  # [S, L] str ('' on success)
     images: np.ndarray  # [S, L, H, W, 3] uint8 (zeros on failure)
     measures: list[list[pd.Series | None]]  # [S][L] the landing image's measures
+    #: recolor mechanism only (faceaudit.generate.recolor): [S, L, 2] (L* ratio, b* shift) per
+    #: prototype, and the base faces' landmarks [S, 68, 2]
+    recolor: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
 
 def _propose(p: _Pair, slope_avg: float, max_step: float) -> float:
