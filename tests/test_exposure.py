@@ -113,3 +113,35 @@ def test_skin_search_holds_exposure_within_tolerance(faces):
     assert len(in_bin) == 3 and (in_bin.mean_change == 1.0).all()
     expo = check[(check.edit_attr == "skin_tone") & (check.measure == "measured_border_luma")]
     assert len(expo) == 2 and (expo.max_abs_change <= tol + 1e-9).all()
+
+
+def test_quick_audit_holds_exposure_and_the_card_says_so(quick_run):
+    import json
+    import re
+    from pathlib import Path
+
+    from faceaudit.rundir import read_table
+
+    run = Path(quick_run)
+    gen = json.loads((run / "results" / "generation.json").read_text())
+    levels = gen["levels"]
+    assert gen["kept_fraction"] >= 0.9
+    for name, info in levels.items():
+        if name != "light":
+            assert info["border_luma_change_max_abs"] <= 5.0, (name, info)
+    check = read_table(run / "results" / "manipulation_check.parquet")
+    skin = check[check.edit_attr == "skin_tone"]
+    assert (skin[skin.measure == IN_BIN].mean_change == 1.0).all()
+    border = skin[skin.measure == "measured_border_luma"]
+    assert len(border) == 2 and (border.max_abs_change <= 5.0).all()
+    assert {"identity_sim:dlib", "identity_sim:sface"} <= set(skin.measure)
+    # the exposure edit is in the run, monotone in border luma
+    expo = check[(check.edit_attr == "exposure") & check.is_target].sort_values("edit_level")
+    assert list(expo.measure.unique()) == ["measured_border_luma"] and np.all(np.diff(expo.mean_change) > 0)
+    # the model card states both numbers: the largest exposure change and the reach per bin
+    page = (run / "report.html").read_text(encoding="utf-8")
+    m = re.search(r"differs from the reference prototype by more than ([0-9.]+)/255 in border luma", page)
+    assert m and float(m.group(1)) <= 5.0
+    worst = max(info["border_luma_change_max_abs"] for name, info in levels.items() if name != "light")
+    assert float(m.group(1)) == pytest.approx(worst, abs=0.006)
+    assert "seeds reaching each skin bin:" in page
