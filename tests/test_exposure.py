@@ -26,6 +26,20 @@ def faces():
     return gen, measurer, images, marks
 
 
+def test_skin_direction_is_conditioned_on_exposure():
+    from faceaudit.generate.directions import EXPOSURE_ATTRIBUTES
+
+    d = load_directions()
+    skin = d["skin_ita"]
+    for b in EXPOSURE_ATTRIBUTES:
+        assert b in skin.conditioned_on and abs(skin.unit @ d[b].unconditional) < 1e-9
+        # measured on the fit's calibration renders: a +1 SD skin step moves no exposure measure by 0.1 SD
+        assert abs(skin.leakage[b]) < 0.1, (b, skin.leakage[b])
+    assert d.metadata["conditioning"]["skin_ita"] == list(skin.conditioned_on)
+    # the border-luma direction the search corrects along leaves skin ITA alone on average
+    assert abs(d["border_luma"].leakage["skin_ita"]) < 0.1
+
+
 def test_luma_and_border_against_hand_computation():
     img = np.zeros((1, 64, 64, 3), dtype=np.uint8)
     img[0, :, :] = (200, 100, 50)
