@@ -111,7 +111,7 @@ class GeneratorSpec(_Strict):
     max_skin_steps: int = 12
     #: largest within-seed change of border luma (outer 6 px, /255) between any two skin levels'
     #: prototypes; the skin search holds it (None = skin only, exposure may drift with skin)
-    exposure_tolerance: Optional[float] = 5.0
+    exposure_tolerance: Optional[float] = Field(5.0, gt=0, le=255)
 
 
 class PairSpec(_Strict):

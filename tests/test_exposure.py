@@ -159,3 +159,17 @@ def test_quick_audit_holds_exposure_and_the_card_says_so(quick_run):
     worst = max(info["border_luma_change_max_abs"] for name, info in levels.items() if name != "light")
     assert float(m.group(1)) == pytest.approx(worst, abs=0.006)
     assert "seeds reaching each skin bin:" in page
+
+
+def test_protocol_keys_for_exposure_and_mechanism():
+    from faceaudit.errors import BadInput
+    from faceaudit.protocol import parse_protocol
+
+    base = {"name": "x", "n_seeds": 2, "edits": [{"attribute": "exposure", "levels": [-1, 1]}], "models": ["dlib"]}
+    p = parse_protocol(base)
+    assert p.generator.exposure_tolerance == 5.0 and p.protected.mechanism == "latent"
+    assert parse_protocol({**base, "generator": {"exposure_tolerance": None}}).generator.exposure_tolerance is None
+    with pytest.raises(BadInput, match="generator.exposure_tolerance"):
+        parse_protocol({**base, "generator": {"exposure_tolerance": 0}})
+    with pytest.raises(BadInput, match="protected.mechanism"):
+        parse_protocol({**base, "protected": {"mechanism": "paint"}})
