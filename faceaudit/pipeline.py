@@ -467,12 +467,14 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
     names = _model_names(ctx)
     require_verified(ctx.run, ["generate"] + [f"embed:{n}" for n in names])
     emb_paths = {n: ctx.run.embeddings(n) for n in names if ctx.run.embeddings(n).exists()}
-    inputs = sha256_json({"faces": _faces_hash(ctx.run), "emb": {n: sha256_file(p) for n, p in emb_paths.items()}})
+    inputs = sha256_json({"faces": _faces_hash(ctx.run), "emb": {n: sha256_file(p) for n, p in emb_paths.items()},
+                          "protected": ctx.protocol.protected.model_dump(mode="json")})
 
     def work() -> dict:
         from faceaudit.generate.manipulation import manipulation_check
 
-        table = manipulation_check(read_table(ctx.run.faces), {n: read_table(p) for n, p in emb_paths.items()})
+        table = manipulation_check(read_table(ctx.run.faces), {n: read_table(p) for n, p in emb_paths.items()},
+                                   reference=ctx.protocol.protected.reference, levels=ctx.protocol.protected.levels)
         write_table(ctx.run.manipulation_check, table)
         return {}
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from faceaudit.errors import BadInput
 
 #: Nuisance attributes the offline DCGAN generator can edit (each has a measure in faceaudit.measure).
-NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile")
+NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure")
 
 
 class _Strict(BaseModel):
@@ -58,6 +58,10 @@ class SkinLevel(_Strict):
 
 class ProtectedSpec(_Strict):
     attribute: Literal["skin_tone"] = "skin_tone"
+    #: how a seed is placed in a level: ``latent`` moves the generator's latent along the skin
+    #: direction (the generator's notion of darker skin, face shape included); ``recolor`` recolours
+    #: the skin pixels of the seed's own face and changes nothing else (docs/generator.md)
+    mechanism: Literal["latent", "recolor"] = "latent"
     #: the level every other level is contrasted against
     reference: str = "light"
     levels: list[SkinLevel] = Field(
@@ -90,7 +94,7 @@ class EditSpec(_Strict):
     raises the measure by one SD. Level 0 is the prototype itself and is not allowed here.
     """
 
-    attribute: Literal["lighting", "yaw", "smile"]
+    attribute: Literal["lighting", "yaw", "smile", "exposure"]
     levels: list[Annotated[float, Field(ge=-MAX_EDIT_SD, le=MAX_EDIT_SD)]]
 
     @field_validator("levels")
@@ -113,6 +117,9 @@ class GeneratorSpec(_Strict):
     truncation: float = Field(2.5, ge=0, le=10)
     #: seeds whose skin edit cannot reach a bin within this many search steps are excluded
     max_skin_steps: int = Field(12, ge=1, le=1000)
+    #: largest within-seed change of border luma (outer 6 px, /255) between any two skin levels'
+    #: prototypes; the skin search holds it (None = skin only, exposure may drift with skin)
+    exposure_tolerance: Optional[float] = Field(5.0, gt=0, le=255)
 
 
 class PairSpec(_Strict):

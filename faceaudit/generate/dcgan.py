@@ -122,6 +122,7 @@ class DCGANGenerator(Generator):
         directions: "Directions | None" = None,
         levels: "Sequence[SkinLevel] | None" = None,
         max_skin_steps: int = 12,
+        exposure_tolerance: float | None = None,
     ):
         self.protocol_seed = int(protocol_seed)
         self.truncation = float(truncation)
@@ -135,6 +136,8 @@ class DCGANGenerator(Generator):
         self.directions = directions
         self.levels = list(levels) if levels is not None else None
         self.max_skin_steps = int(max_skin_steps)
+        #: border-luma tolerance (/255) the skin search holds between a seed's levels (None = not held)
+        self.exposure_tolerance = exposure_tolerance
 
     def latents(self, seeds: Sequence[int]) -> np.ndarray:
         return seed_latents(seeds, self.protocol_seed, self.truncation)

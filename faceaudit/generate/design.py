@@ -7,8 +7,13 @@ For every requested seed (0 .. n_seeds-1):
    along the skin direction whose measured ITA lies in the level's bin; that face is the seed's
    *prototype* in group ``skin=<level>``. A seed that cannot reach **every** level is excluded from
    all groups (the paired design needs every kept seed in every group);
+   With ``generator.exposure_tolerance`` set (default 5/255), the search also holds the border luma
+   of every prototype near the seed's own face, so the levels differ in skin, not in exposure.
+   With ``protected.mechanism: recolor`` the prototypes are instead the seed's own face with its
+   skin pixels recoloured (:mod:`faceaudit.generate.recolor`); nothing else in the image changes;
 3. for every nuisance edit and signed level: ``prototype + level * step * unit`` (one step = one SD
-   of the attribute's measure on average, conditional direction).
+   of the attribute's measure on average, conditional direction); the exposure edit is applied to
+   the prototype's pixels instead (:mod:`faceaudit.generate.photometric`).
 
 Every image is measured and its achieved measures recorded. Work is done in chunks of seeds; each
 finished chunk leaves its rows under ``RUN/.partial/`` (keyed by everything that determines it),
@@ -32,6 +37,7 @@ from faceaudit.generate.batching import progress_bar, render_and_measure
 from faceaudit.generate.dcgan import DCGANGenerator
 from faceaudit.generate.directions import Directions, default_directions_path, load_directions
 from faceaudit.generate.editing import SKIN_ATTRIBUTE, search_skin_levels
+from faceaudit.generate.photometric import PIXEL_EDITS, apply_exposure
 from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
 from faceaudit.measure.parallel import PooledMeasurer, measure_workers
 from faceaudit.protocol import Protocol
@@ -42,10 +48,11 @@ CHUNK_SEEDS = 25
 #: fixed PNG settings: same pixels -> same bytes (zlib level and filter are part of the output)
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
 PARTIAL_DIR = ".partial"
-DESIGN_VERSION = "1"
+DESIGN_VERSION = "2"
 
-#: how each prototype was reached (latent distances along the chroma and skin unit directions)
-DESIGN_COLUMNS = ["chroma_shift", "skin_shift", "skin_search_steps"]
+#: how each prototype was reached (latent distances along the chroma, skin and border-luma unit
+#: directions; with the recolor mechanism, skin_shift is the recolouring's change of skin L*)
+DESIGN_COLUMNS = ["chroma_shift", "skin_shift", "exposure_shift", "skin_search_steps"]
 FACE_COLUMNS = ["face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level", "path", "sha256", "source"]
 
 
@@ -70,7 +77,7 @@ def encode_png(image_rgb: np.ndarray) -> bytes:
 def _directions_for(protocol: Protocol) -> tuple[Directions, Path]:
     path = Path(protocol.generator.directions) if protocol.generator.directions else default_directions_path()
     directions = load_directions(path)
-    needed = [SKIN_ATTRIBUTE] + [e.attribute for e in protocol.edits]
+    needed = [SKIN_ATTRIBUTE] + [e.attribute for e in protocol.edits if e.attribute not in PIXEL_EDITS]
     missing = [a for a in needed if a not in directions.attributes]
     if missing:
         raise BadInput(f"{path}: directions file has no direction for {missing}")
@@ -91,17 +98,26 @@ def _chunk_rows(
     edits = [(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
     z0 = gen.latents(seeds)
     base_images, base_measures = render_and_measure(gen, measurer, z0)
-    found = search_skin_levels(
-        gen,
-        measurer,
-        z0,
-        levels,
-        directions,
-        protocol.generator.max_skin_steps,
-        base_images=base_images,
-        base_measures=base_measures,
-        on_resolved=lambda k: bar.advance(tasks["search"], k),
-    )
+    if protocol.protected.mechanism == "recolor":
+        from faceaudit.generate.recolor import recolor_skin_levels
+
+        found = recolor_skin_levels(
+            measurer, z0, base_images, base_measures, levels, protocol.generator.max_skin_steps,
+            on_resolved=lambda k: bar.advance(tasks["search"], k),
+        )
+    else:
+        found = search_skin_levels(
+            gen,
+            measurer,
+            z0,
+            levels,
+            directions,
+            protocol.generator.max_skin_steps,
+            base_images=base_images,
+            base_measures=base_measures,
+            on_resolved=lambda k: bar.advance(tasks["search"], k),
+            exposure_tolerance=protocol.generator.exposure_tolerance,
+        )
     kept = found.success.all(axis=1)
     excluded = []
     for i, s in enumerate(seeds):
@@ -111,12 +127,13 @@ def _chunk_rows(
     # unreachable pairs never resolve; advance the bar past them
     bar.advance(tasks["search"], int((~found.success).sum()))
 
-    u_skin = directions[SKIN_ATTRIBUTE].unit
     records: list[dict[str, Any]] = []
+    pixel_edits: list[tuple[int, int, int, str, float]] = []  # (slot, seed index, level index, attr, level)
     images: list[np.ndarray] = []
     measure_rows: list[pd.Series | None] = []
     edit_latents: list[np.ndarray] = []
     edit_slots: list[int] = []
+    edit_cells: list[tuple[int, int]] = []  # (seed index, level index) of each edit latent
     for i, s in enumerate(seeds):
         if not kept[i]:
             continue
@@ -127,20 +144,47 @@ def _chunk_rows(
                 "skin_tone": lv.name,
                 "chroma_shift": float(found.chroma_shifts[i]),
                 "skin_shift": float(found.shifts[i, j]),
+                "exposure_shift": float(found.exposure_shifts[i, j]),
                 "skin_search_steps": int(found.steps[i, j]),
             }
             records.append({**common, "face_id": face_id(s, lv.name), "edit_attr": "none", "edit_level": 0.0})
             images.append(found.images[i, j])
             measure_rows.append(found.measures[i][j])
-            z_proto = found.base_latents[i] + found.shifts[i, j] * u_skin
+            z_proto = found.latents[i, j]
             for attr, level in edits:
                 records.append({**common, "face_id": face_id(s, lv.name, attr, level), "edit_attr": attr, "edit_level": level})
                 images.append(None)  # type: ignore[arg-type]
                 measure_rows.append(None)
+                if attr in PIXEL_EDITS:
+                    pixel_edits.append((len(records) - 1, i, j, attr, level))
+                    continue
                 edit_latents.append(z_proto + directions.shift(attr, level))
                 edit_slots.append(len(records) - 1)
-    bar.advance(tasks["faces"], len(records) - len(edit_slots))
-    if edit_latents:
+                edit_cells.append((i, j))
+    bar.advance(tasks["faces"], len(records) - len(edit_slots) - len(pixel_edits))
+    if pixel_edits:
+        # photometric edits of the prototype's pixels (with the recolor mechanism, of the recoloured face)
+        pix = np.stack([apply_exposure(found.images[i, j], level) for _, i, j, _, level in pixel_edits])
+        pix_measures = measurer.measure(pix)
+        bar.advance(tasks["faces"], len(pixel_edits))
+        for k, (slot, *_rest) in enumerate(pixel_edits):
+            images[slot] = pix[k]
+            measure_rows[slot] = pix_measures.iloc[k]
+    if edit_latents and found.recolor is not None:
+        # recolor mechanism: the edited face gets its prototype's skin colour change
+        from faceaudit.generate.recolor import recolor_edits
+
+        edit_images = recolor_edits(
+            gen.render_latents(np.stack(edit_latents)),
+            np.stack([found.recolor[i, j] for i, j in edit_cells]),
+            np.stack([found.landmarks[i] for i, _ in edit_cells]),
+        )
+        edit_measures = measurer.measure(edit_images)
+        bar.advance(tasks["faces"], len(edit_latents))
+        for k, slot in enumerate(edit_slots):
+            images[slot] = edit_images[k]
+            measure_rows[slot] = edit_measures.iloc[k]
+    elif edit_latents:
         edit_images, edit_measures = render_and_measure(gen, measurer, np.stack(edit_latents), bar, tasks["faces"])
         for k, slot in enumerate(edit_slots):
             images[slot] = edit_images[k]
@@ -172,7 +216,7 @@ def _chunk_rows(
         "reached": {lv.name: int(found.success[:, j].sum()) for j, lv in enumerate(levels)},
         "steps": {lv.name: [int(x) for x in found.steps[:, j]] for j, lv in enumerate(levels)},
         "warmed": int((found.chroma_shifts > 0).sum()),
-        "images_rendered": int(len(seeds) + (found.chroma_shifts > 0).sum() + found.steps.sum() + len(edit_latents)),
+        "images_rendered": int(len(seeds) + (found.chroma_shifts > 0).sum() + found.steps.sum() + len(edit_latents) + len(pixel_edits)),
     }
     return df, info
 
@@ -297,6 +341,7 @@ def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, 
             "failures_by_reason": reasons,
             "mean_search_steps": float(np.mean(steps)) if steps else 0.0,
             "prototype_ita_mean": float(protos["measured_skin_ita"].mean()) if len(protos) else None,
+            **_exposure_change(faces, lv.name, protocol.protected.reference),
         }
     rendered = sum(info["images_rendered"] for info in infos)
     return {
@@ -316,6 +361,23 @@ def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, 
         "chunks_resumed": resumed,
         "generator": gen.metadata(),
         "directions": {"path": str(directions_path), "sha256": sha256_file(directions_path), **directions.metadata},
+    }
+
+
+def _exposure_change(faces: pd.DataFrame, level: str, reference: str) -> dict[str, Any]:
+    """Within-seed change of the prototype's border luma (/255) from the reference level's prototype."""
+    if not len(faces) or "measured_border_luma" not in faces.columns:
+        return {}
+    protos = faces[faces["edit_attr"] == "none"].set_index(["skin_tone", "seed"])["measured_border_luma"]
+    if level not in protos.index.get_level_values(0) or reference not in protos.index.get_level_values(0):
+        return {}
+    delta = (protos.loc[level] - protos.loc[reference]).dropna()
+    if not len(delta):
+        return {}
+    return {
+        "border_luma_change_mean": float(delta.mean()),
+        "border_luma_change_mean_abs": float(delta.abs().mean()),
+        "border_luma_change_max_abs": float(delta.abs().max()),
     }
 
 

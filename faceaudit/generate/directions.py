@@ -15,9 +15,13 @@ attributes are continuous measures):
 
 Skin tone (``skin_ita``), lighting, yaw and smile are edited; skin chroma (``skin_b``, the b* of the
 skin patches) gets a direction too, used only by the skin search (:mod:`faceaudit.generate.editing`).
-Image brightness and contrast are fitted for their R^2 (reported) but nothing is conditioned on
-them: a darker skin *is* a darker image, and projecting brightness out of the skin direction would
-fight the edit itself. Which direction is conditioned on which: :data:`CONDITIONING`.
+So do the exposure measures of the non-face pixels (border, background and hair-band luma, white
+balance; :mod:`faceaudit.measure.exposure`): the skin direction is conditioned on all four, so
+darker skin is not rendered as a darker photograph, and the skin search uses the border-luma
+direction to hold each prototype's exposure at the seed's own. Image brightness and contrast are
+fitted for their R^2 (reported) but nothing is conditioned on them: a darker skin *is* a darker
+image (the face is part of it), and projecting whole-image brightness out of the skin direction
+would fight the edit itself. Which direction is conditioned on which: :data:`CONDITIONING`.
 
 File format (``.json``, or ``.npz`` with the same JSON stored under ``metadata``): see
 docs/generator.md. ``format_version`` changes whenever the meaning of a field changes.
@@ -35,31 +39,42 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.errors import BadInput
-from faceaudit.measure import AUX_MEASURES, MEASURE_VERSION, MEASURES
+from faceaudit.measure import AUX_MEASURES, EXPOSURE_MEASURES, MEASURE_VERSION, MEASURES
 
-_COLUMNS = {**MEASURES, **AUX_MEASURES}
+_COLUMNS = {**MEASURES, **AUX_MEASURES, **EXPOSURE_MEASURES}
 
 FORMAT = "faceaudit.directions"
 FORMAT_VERSION = 1
 #: attributes that get an edit direction; order matters only for the file's layout
-EDIT_ATTRIBUTES = ("skin_ita", "lighting", "yaw", "smile", "skin_b")
+EDIT_ATTRIBUTES = ("skin_ita", "lighting", "yaw", "smile", "skin_b", "border_luma", "background_luma", "hair_luma", "white_balance")
+#: exposure of the non-face pixels: never edited in the latent (the exposure nuisance edit is
+#: photometric, faceaudit.generate.photometric), projected out of the skin direction
+EXPOSURE_ATTRIBUTES = ("border_luma", "background_luma", "hair_luma", "white_balance")
+_NUISANCE = ("lighting", "yaw", "smile")
 #: what each direction is made conditional on (its span is projected out). The skin-chroma
 #: direction (b* of the skin patches) is conditioned on everything, skin ITA included, so it warms
 #: a face without lightening it; nothing is conditioned on chroma, so the skin direction keeps
-#: whatever chroma change comes with lighter or darker skin.
+#: whatever chroma change comes with lighter or darker skin. The skin direction is conditioned on
+#: the nuisances and on the exposure of the non-face pixels (InterFaceGAN's conditional
+#: manipulation); the border-luma direction, which the skin search uses to correct exposure, is
+#: conditioned on skin ITA and the nuisances, so correcting exposure leaves skin tone alone.
 CONDITIONING = {
-    "skin_ita": ("lighting", "yaw", "smile"),
+    "skin_ita": _NUISANCE + EXPOSURE_ATTRIBUTES,
     "lighting": ("skin_ita", "yaw", "smile"),
     "yaw": ("skin_ita", "lighting", "smile"),
     "smile": ("skin_ita", "lighting", "yaw"),
     "skin_b": ("skin_ita", "lighting", "yaw", "smile"),
+    "border_luma": ("skin_ita",) + _NUISANCE,
+    "background_luma": ("skin_ita",) + _NUISANCE,
+    "hair_luma": ("skin_ita",) + _NUISANCE,
+    "white_balance": ("skin_ita",) + _NUISANCE,
 }
 #: measured but never edited (their R^2 and the leakage into them are recorded)
 REPORTED_ATTRIBUTES = ("brightness", "contrast")
 #: stream tag mixed into the fit's seed so fitting latents never coincide with an audit's faces
 FIT_STREAM = 0x0D1EC7
 RIDGE_ALPHAS = np.logspace(-1, 3, 9)
-DEFAULT_DIRECTIONS_FILE = "directions_dcgan_v1.json"
+DEFAULT_DIRECTIONS_FILE = "directions_dcgan_v2.json"
 
 
 def default_directions_path() -> Path:
@@ -297,12 +312,14 @@ def learn_directions(
         task = bar.add_task("directions: render + measure", total=n_total)
         _, m = render_and_measure(gen, measurer, z_fit, bar, task)
         ok = m["measured_ok"].to_numpy()
-        x = z_fit[ok]
         stats: dict[str, dict[str, Any]] = {}
         for a in attrs:
-            y = _winsorise(m.loc[ok, _COLUMNS[a]].to_numpy(dtype=np.float64))
+            # some measures can be NaN on a face with landmarks (a hair band outside the image)
+            y_all = m[_COLUMNS[a]].to_numpy(dtype=np.float64)
+            use = ok & np.isfinite(y_all)
+            y = _winsorise(y_all[use])
             mean, sd = float(y.mean()), float(y.std())
-            coef, alpha, r2_train, r2_cv = _ridge(x, (y - mean) / sd)
+            coef, alpha, r2_train, r2_cv = _ridge(z_fit[use], (y - mean) / sd)
             stats[a] = dict(coef=coef, mean=mean, sd=sd, alpha=alpha, r2_train=r2_train, r2_cv=r2_cv)
         unconditional = {a: stats[a]["coef"] / np.linalg.norm(stats[a]["coef"]) for a in EDIT_ATTRIBUTES}
 
@@ -322,7 +339,7 @@ def learn_directions(
             for b in attrs:
                 col = _COLUMNS[b]
                 delta = (m_plus[col].to_numpy() - m_minus[col].to_numpy())[both] / 2.0 / stats[b]["sd"]
-                leakage[b] = float(np.mean(_winsorise(delta)))
+                leakage[b] = float(np.mean(_winsorise(delta[np.isfinite(delta)])))
             gain = leakage[a]
             if not gain > 0.05:
                 raise BadInput(
@@ -349,6 +366,7 @@ def learn_directions(
         "seed": int(seed),
         "n_samples": int(n_samples),
         "n_used": int(ok.sum()),
+        "conditioning": {a: list(CONDITIONING[a]) for a in EDIT_ATTRIBUTES},
         "n_calibration": int(n_calibration),
         "truncation": float(truncation),
         "generator": f"{gen.name}:{gen.version}",

@@ -17,10 +17,22 @@ below :data:`CHROMA_MIN_B` is first moved along the skin-chroma direction (condi
 lighting, yaw and smile) towards :data:`CHROMA_TARGET_B`. The warmed face replaces the seed's base
 for every level, so the paired design is unchanged; the shift is recorded (``chroma_shift``).
 
-A pair stops as soon as its ITA is in the bin; every render counts as one step. Pairs still outside
-after ``max_skin_steps`` steps, or needing more than :data:`MAX_SKIN_SHIFT_SD` SDs of skin change,
-are failures; the design excludes such a seed from every group. All pairs move together, so each
-step is one batched render + measure.
+Exposure held fixed. With ``exposure_tolerance`` set (``generator.exposure_tolerance``, luma
+units /255), every prototype must also keep the border luma (``measured_border_luma``: the outer
+6 px of the image, background and hair) within half the tolerance of the seed's own (warmed) face,
+so any two levels of a seed, the reference included, differ by at most the tolerance. The skin
+direction is already conditioned on the exposure directions, so on average it leaves the border
+alone; per seed it does not, so the search moves in two coordinates: ``t`` along the skin
+direction (proposed as above from the ITA points) and ``e`` along the border-luma direction
+(conditioned on skin ITA and the nuisances), proposed by a Newton step on the border luma with the
+directions file's average slopes, replaced by a per-pair least-squares plane once three renders
+are in. A pair that is in its bin but outside the exposure tolerance when the budget runs out fails
+with reason ``exposure``.
+
+A pair stops as soon as its ITA is in the bin (and its exposure within tolerance); every render
+counts as one step. Pairs still outside after ``max_skin_steps`` steps, or needing more than
+:data:`MAX_SKIN_SHIFT_SD` SDs of skin change, are failures; the design excludes such a seed from
+every group. All pairs move together, so each step is one batched render + measure.
 """
 
 from __future__ import annotations
@@ -42,6 +54,11 @@ if TYPE_CHECKING:
 
 SKIN_ATTRIBUTE = "skin_ita"
 CHROMA_ATTRIBUTE = "skin_b"
+#: latent direction the skin search corrects exposure along, and its measure
+EXPOSURE_DIRECTION = "border_luma"
+EXPOSURE_COLUMN = "measured_border_luma"
+#: largest exposure correction, in SDs of border luma over random faces
+MAX_EXPOSURE_SHIFT_SD = 3.0
 #: seeds whose skin b* is below this are warmed first: with b* near 0, ITA = atan2(L* - 50, b*)
 #: jumps from about -90 to +90 degrees as L* crosses 50 and no intermediate level can be reached
 CHROMA_MIN_B = 6.0
@@ -59,6 +76,7 @@ MAX_STEP_SD = 2.0
 REASON_NOT_REACHED = "not_reached"
 REASON_SHIFT_LIMIT = "shift_limit"
 REASON_NO_LANDMARKS = "no_landmarks"
+REASON_EXPOSURE = "exposure"
 
 
 @dataclass
@@ -74,9 +92,18 @@ class _Pair:
     done: bool = False
     t: float = float("nan")
     reason: str = ""
+    #: exposure hold: the border luma to keep (NaN = not held), its half-tolerance, the current
+    #: exposure shift and the renders (t, e, border luma) seen so far
+    border_ref: float = float("nan")
+    border_tol: float = float("inf")
+    e: float = 0.0
+    exp_points: list[tuple[float, float, float]] = field(default_factory=list)
 
     def in_bin(self, ita: float) -> bool:
         return self.lo <= ita < self.hi
+
+    def exposure_ok(self, border: float) -> bool:
+        return not np.isfinite(self.border_ref) or abs(border - self.border_ref) <= self.border_tol
 
 
 @dataclass
@@ -86,11 +113,17 @@ class SkinSearchResult:
     base_latents: np.ndarray  # [S, 100] the (possibly warmed) base latents the shifts start from
     chroma_shifts: np.ndarray  # [S] latent distance along the skin-chroma direction (0 = not warmed)
     shifts: np.ndarray  # [S, L] latent distance along the skin unit direction (NaN on failure)
+    exposure_shifts: np.ndarray  # [S, L] latent distance along the border-luma direction (0 when not held)
+    latents: np.ndarray  # [S, L, 100] the prototypes' latents (the base latent on failure)
     success: np.ndarray  # [S, L] bool
     steps: np.ndarray  # [S, L] renders used
     reasons: np.ndarray  # [S, L] str ('' on success)
     images: np.ndarray  # [S, L, H, W, 3] uint8 (zeros on failure)
     measures: list[list[pd.Series | None]]  # [S][L] the landing image's measures
+    #: recolor mechanism only (faceaudit.generate.recolor): [S, L, 2] (L* ratio, b* shift) per
+    #: prototype, and the base faces' landmarks [S, 68, 2]
+    recolor: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
 
 def _propose(p: _Pair, slope_avg: float, max_step: float) -> float:
@@ -120,6 +153,25 @@ def _propose(p: _Pair, slope_avg: float, max_step: float) -> float:
     return last_t + float(np.clip(move, -max_step, max_step))
 
 
+def _propose_exposure(p: _Pair, t_next: float, slope_e: float, cross: float, max_e: float) -> float:
+    """Exposure shift for the next render: the border luma's linear model solved for ``border_ref``.
+
+    The model is the plane through the pair's own renders once three are in (and its exposure slope
+    is plausible), otherwise the last render with the directions file's average slopes
+    (``slope_e`` per unit along the exposure direction, ``cross`` per unit along the skin one).
+    """
+    t_last, e_last, b_last = p.exp_points[-1]
+    if len(p.exp_points) >= 3:
+        pts = np.array(p.exp_points[-6:])
+        design = np.column_stack([np.ones(len(pts)), pts[:, 0], pts[:, 1]])
+        if np.linalg.matrix_rank(design) == 3:
+            coef, *_ = np.linalg.lstsq(design, pts[:, 2], rcond=None)
+            if coef[2] > MIN_SLOPE_FRACTION * slope_e:
+                cross, slope_e = float(coef[1]), float(coef[2])
+    e_next = e_last + (p.border_ref - b_last - cross * (t_next - t_last)) / slope_e
+    return float(np.clip(e_next, -max_e, max_e))
+
+
 def search_skin_levels(
     generator: "DCGANGenerator",
     measurer: "FaceMeasurer",
@@ -130,10 +182,32 @@ def search_skin_levels(
     base_images: np.ndarray | None = None,
     base_measures: pd.DataFrame | None = None,
     on_resolved: Callable[[int], None] | None = None,
+    exposure_tolerance: float | None = None,
 ) -> SkinSearchResult:
-    """Find, for every seed and level, a skin shift whose measured ITA lands in the level's bin."""
+    """Find, for every seed and level, a skin shift whose measured ITA lands in the level's bin.
+
+    ``exposure_tolerance`` (luma /255): also keep every prototype's border luma within half of it
+    of the seed's own face (module docstring); None = skin only.
+    """
     skin = directions[SKIN_ATTRIBUTE]
     u = skin.unit
+    hold = exposure_tolerance is not None
+    if hold:
+        if exposure_tolerance <= 0:
+            raise BadInput(f"generator.exposure_tolerance: must be > 0 (got {exposure_tolerance})")
+        if EXPOSURE_DIRECTION not in directions.attributes:
+            raise BadInput(
+                f"directions: no {EXPOSURE_DIRECTION!r} direction, needed to hold exposure during the skin search "
+                "(refit with `faceaudit directions fit`, or set generator.exposure_tolerance: null)"
+            )
+        expo = directions[EXPOSURE_DIRECTION]
+        u_e = expo.unit
+        slope_e = directions.per_unit(EXPOSURE_DIRECTION)  # border luma per latent unit along u_e
+        # border luma per latent unit along the skin direction (its leakage is in border-luma SDs per skin step)
+        cross = skin.leakage.get(EXPOSURE_DIRECTION, 0.0) * expo.sd / skin.step
+        max_e = MAX_EXPOSURE_SHIFT_SD * expo.step
+    else:
+        u_e = np.zeros_like(u)
     slope_avg = directions.per_unit(SKIN_ATTRIBUTE)  # ITA degrees per latent unit
     max_shift = MAX_SKIN_SHIFT_SD * skin.step
     max_step = MAX_STEP_SD * skin.step
@@ -154,7 +228,11 @@ def search_skin_levels(
     for s in range(n_seeds):
         row = base_measures.iloc[s]
         ita0 = float(row["measured_skin_ita"]) if bool(row["measured_ok"]) else float("nan")
+        border0 = float(row[EXPOSURE_COLUMN])
         for j, p in enumerate(pairs[s]):
+            if hold:
+                p.border_ref, p.border_tol = border0, exposure_tolerance / 2
+                p.exp_points.append((0.0, 0.0, border0))
             if np.isfinite(ita0):
                 p.points.append((0.0, ita0))
                 if p.in_bin(ita0):
@@ -167,7 +245,8 @@ def search_skin_levels(
                 # no landmarks on the seed's own face: start from the average face's ITA
                 p.failed_t.append(0.0)
                 t_next = float(np.clip((p.target - skin.mean) / slope_avg, -max_step, max_step))
-            pending.append((s, j, t_next))
+            e_next = _propose_exposure(p, t_next, slope_e, cross, max_e) if hold else 0.0
+            pending.append((s, j, t_next, e_next))
     resolved = sum(p.done for row in pairs for p in row)
     if on_resolved and resolved:
         on_resolved(resolved)
@@ -175,58 +254,77 @@ def search_skin_levels(
     while pending:
         # enforce the step budget and the shift limit before rendering
         batch = []
-        for s, j, t in pending:
+        for s, j, t, e in pending:
             p = pairs[s][j]
             if abs(t) > max_shift:
                 t = float(np.sign(t) * max_shift)
-                if any(abs(pt - t) < 1e-9 for pt, _ in p.points) or t in p.failed_t:
+                if not hold and (any(abs(pt - t) < 1e-9 for pt, _ in p.points) or t in p.failed_t):
                     p.done, p.reason = True, REASON_SHIFT_LIMIT
                     continue
-            batch.append((s, j, t))
+            batch.append((s, j, t, e))
         if not batch:
             break
-        z = np.stack([base_latents[s] + t * u for s, _, t in batch])
+        z = np.stack([base_latents[s] + t * u + e * u_e for s, _, t, e in batch])
         imgs = generator.render_latents(z)
         meas = measurer.measure(imgs)
         pending = []
         newly = 0
-        for k, (s, j, t) in enumerate(batch):
+        for k, (s, j, t, e) in enumerate(batch):
             p = pairs[s][j]
             p.steps += 1
             row = meas.iloc[k]
             if bool(row["measured_ok"]):
                 ita = float(row["measured_skin_ita"])
+                border = float(row[EXPOSURE_COLUMN])
                 p.points.append((t, ita))
-                if p.in_bin(ita):
-                    p.done, p.t = True, t
+                if hold:
+                    p.exp_points.append((t, e, border))
+                if p.in_bin(ita) and p.exposure_ok(border):
+                    p.done, p.t, p.e = True, t, e
                     images[s, j] = imgs[k]
                     measures[s][j] = row
                     newly += 1
                     continue
                 if p.steps >= max_steps:
-                    p.done, p.reason = True, REASON_SHIFT_LIMIT if abs(t) >= max_shift - 1e-9 else REASON_NOT_REACHED
+                    if p.in_bin(ita):
+                        reason = REASON_EXPOSURE
+                    else:
+                        reason = REASON_SHIFT_LIMIT if abs(t) >= max_shift - 1e-9 else REASON_NOT_REACHED
+                    p.done, p.reason = True, reason
                     continue
-                pending.append((s, j, _propose(p, slope_avg, max_step)))
+                # in the bin but not yet at the seed's exposure: keep t, correct e only
+                t_next = t if p.in_bin(ita) else _propose(p, slope_avg, max_step)
+                e_next = _propose_exposure(p, t_next, slope_e, cross, max_e) if hold else 0.0
+                pending.append((s, j, t_next, e_next))
             else:
                 p.failed_t.append(t)
                 if p.steps >= max_steps:
                     p.done, p.reason = True, REASON_NOT_REACHED if p.points else REASON_NO_LANDMARKS
                     continue
                 anchor = p.points[-1][0] if p.points else 0.0
-                pending.append((s, j, (anchor + t) / 2))
+                e_anchor = p.exp_points[-1][1] if hold else 0.0
+                pending.append((s, j, (anchor + t) / 2, (e_anchor + e) / 2))
         if on_resolved and newly:
             on_resolved(newly)
 
     shifts = np.array([[p.t if p.done and not p.reason else np.nan for p in row] for row in pairs])
     success = np.isfinite(shifts)
+    exposure_shifts = np.array([[p.e if ok else np.nan for p, ok in zip(row, ok_row)] for row, ok_row in zip(pairs, success)])
     for row in pairs:
         for p in row:
             if not p.reason and not np.isfinite(p.t):
                 p.reason = REASON_NOT_REACHED
+    latents = (
+        base_latents[:, None, :]
+        + np.nan_to_num(shifts)[:, :, None] * u[None, None, :]
+        + np.nan_to_num(exposure_shifts)[:, :, None] * u_e[None, None, :]
+    )
     return SkinSearchResult(
         base_latents=base_latents,
         chroma_shifts=chroma_shifts,
         shifts=shifts,
+        exposure_shifts=exposure_shifts,
+        latents=latents,
         success=success,
         steps=np.array([[p.steps for p in row] for row in pairs], dtype=np.int64),
         reasons=np.array([[p.reason for p in row] for row in pairs], dtype=object),
@@ -284,10 +382,12 @@ def render_design_cell(generator: "DCGANGenerator", seeds: list[int], group: str
     """
     from faceaudit.measure import FaceMeasurer
 
+    from faceaudit.generate.photometric import PIXEL_EDITS, apply_exposure
+
     edit = edit or Edit()
     z = generator.latents(seeds)
     meta = pd.DataFrame({"seed": seeds, "group": group or "none", "edit_attr": edit.attribute, "edit_level": edit.level})
-    needs_directions = group is not None or edit.attribute != "none"
+    needs_directions = group is not None or edit.attribute not in ("none", *PIXEL_EDITS)
     if needs_directions and generator.directions is None:
         raise BadInput("dcgan: render with a group or an edit needs directions (DCGANGenerator(directions=...))")
     if group is not None:
@@ -296,13 +396,18 @@ def render_design_cell(generator: "DCGANGenerator", seeds: list[int], group: str
         j = level_index(generator.levels, group)
         measurer = getattr(generator, "_measurer", None) or FaceMeasurer()
         generator._measurer = measurer
-        found = search_skin_levels(generator, measurer, z, [generator.levels[j]], generator.directions, generator.max_skin_steps)
-        shift = np.nan_to_num(found.shifts[:, 0])
-        z = found.base_latents + shift[:, None] * generator.directions[SKIN_ATTRIBUTE].unit
+        found = search_skin_levels(
+            generator, measurer, z, [generator.levels[j]], generator.directions, generator.max_skin_steps,
+            exposure_tolerance=getattr(generator, "exposure_tolerance", None),
+        )
+        z = found.latents[:, 0]
         meta["in_group"] = found.success[:, 0]
         meta["skin_shift"] = found.shifts[:, 0]
+        meta["exposure_shift"] = found.exposure_shifts[:, 0]
         meta["chroma_shift"] = found.chroma_shifts
         meta["skin_search_steps"] = found.steps[:, 0]
+    if edit.attribute in PIXEL_EDITS:
+        return RenderResult(images=apply_exposure(generator.render_latents(z), edit.level), metadata=meta)
     if edit.attribute != "none":
         z = z + generator.directions.shift(edit.attribute, edit.level)
     return RenderResult(images=generator.render_latents(z), metadata=meta)

@@ -8,6 +8,14 @@ way, each level's prototype against the reference level's prototype of the same 
 name). With embeddings, ``measure = "identity_sim:<model>"`` rows give the mean cosine similarity
 between the prototype's and the edited face's embeddings (identity drift; 1 = unchanged), over
 pairs where both faces enrolled.
+
+Leakage covers the headline measures and the exposure of the non-face pixels (border, background
+and hair-band luma, white balance; faceaudit.measure.exposure): for a skin level, the
+``measured_border_luma`` row is the within-seed exposure change that came with the skin change.
+With the protected ``levels``, two share rows say whether targets were reached:
+``measure = "in_bin"`` (protected levels: share of seeds whose prototype's measured ITA lies in the
+level's bin) and ``measure = "skin_bin_kept"`` (nuisance edits: share of edited faces whose ITA is
+still in their group's bin); their ``mean_change`` is the share.
 """
 
 from __future__ import annotations
@@ -16,17 +24,22 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.errors import BadInput
-from faceaudit.measure import MEASURES
+from faceaudit.measure import EXPOSURE_MEASURES, MEASURES
 
 SKIN_EDIT = "skin_tone"
-COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target"]
+COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target",
+           "max_abs_change"]
+#: the measure each nuisance edit targets (the exposure edit is stated in SDs of border luma)
+TARGETS = {**MEASURES, "exposure": EXPOSURE_MEASURES["border_luma"]}
+IN_BIN = "in_bin"
+SKIN_BIN_KEPT = "skin_bin_kept"
 
 
-def _stats(values: np.ndarray) -> tuple[float, float, int]:
+def _stats(values: np.ndarray) -> tuple[float, float, int, float]:
     v = values[np.isfinite(values)]
     if len(v) == 0:
-        return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), int(len(v))
+        return float("nan"), float("nan"), 0, float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), int(len(v)), float(np.abs(v).max())
 
 
 def _embedding_lookup(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
@@ -52,17 +65,21 @@ def manipulation_check(
     faces: pd.DataFrame,
     embeddings_by_model: dict[str, pd.DataFrame] | None = None,
     reference: str | None = None,
+    levels: list | None = None,
 ) -> pd.DataFrame:
-    """Long table ``edit_attr, edit_label, edit_level, measure, mean_change, sd_change, n, is_target``.
+    """Long table ``edit_attr, edit_label, edit_level, measure, mean_change, sd_change, n, is_target,
+    max_abs_change``.
 
     ``reference``: the skin level the others are compared with; default the level whose prototypes
-    have the highest mean ITA (the lightest).
+    have the highest mean ITA (the lightest). ``levels``: the protocol's protected levels (objects
+    with ``name, ita_min, ita_max``); with them the ``in_bin`` and ``skin_bin_kept`` rows are added.
     """
     needed = {"face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level"}
     missing = needed - set(faces.columns)
     if missing:
         raise BadInput(f"faces table: missing columns {sorted(missing)}")
-    measures = [c for c in MEASURES.values() if c in faces.columns]
+    measures = [c for c in [*MEASURES.values(), *EXPOSURE_MEASURES.values()] if c in faces.columns]
+    bins = {lv.name: (float(lv.ita_min), float(lv.ita_max)) for lv in (levels or [])}
     lookups = {m: _embedding_lookup(t) for m, t in (embeddings_by_model or {}).items()}
     protos = faces[faces["edit_attr"] == "none"]
     edited = faces[faces["edit_attr"] != "none"]
@@ -71,13 +88,26 @@ def manipulation_check(
     def add_rows(attr: str, label: str, level: float, a: pd.DataFrame, b: pd.DataFrame, target: str | None) -> None:
         # a = prototype rows, b = edited rows, aligned (same seed)
         for col in measures:
-            mean, sd, n = _stats(b[col].to_numpy(dtype=np.float64) - a[col].to_numpy(dtype=np.float64))
+            mean, sd, n, mx = _stats(b[col].to_numpy(dtype=np.float64) - a[col].to_numpy(dtype=np.float64))
             rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=col, mean_change=mean,
-                             sd_change=sd, n=n, is_target=col == target))
+                             sd_change=sd, n=n, is_target=col == target, max_abs_change=mx))
         for model, (lookup, mat) in lookups.items():
-            mean, sd, n = _stats(_identity_sims(a["face_id"], b["face_id"], lookup, mat))
+            mean, sd, n, _ = _stats(_identity_sims(a["face_id"], b["face_id"], lookup, mat))
             rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=f"identity_sim:{model}",
-                             mean_change=mean, sd_change=sd, n=n, is_target=False))
+                             mean_change=mean, sd_change=sd, n=n, is_target=False, max_abs_change=np.nan))
+
+    def add_share(attr: str, label: str, level: float, measure: str, rows_b: pd.DataFrame) -> None:
+        # share of faces whose measured ITA lies in the bin of their own skin level
+        if not bins or "measured_skin_ita" not in rows_b.columns:
+            return
+        lo = rows_b["skin_tone"].map(lambda k: bins.get(k, (np.nan, np.nan))[0]).to_numpy(dtype=np.float64)
+        hi = rows_b["skin_tone"].map(lambda k: bins.get(k, (np.nan, np.nan))[1]).to_numpy(dtype=np.float64)
+        ita = rows_b["measured_skin_ita"].to_numpy(dtype=np.float64)
+        known = np.isfinite(ita) & np.isfinite(lo)
+        inside = (ita >= lo) & (ita < hi)
+        share = float(inside[known].mean()) if known.any() else float("nan")
+        rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=measure, mean_change=share,
+                         sd_change=np.nan, n=int(known.sum()), is_target=False, max_abs_change=np.nan))
 
     # protected levels against the reference level, paired within seed
     if len(protos) and "measured_skin_ita" in protos.columns:
@@ -87,18 +117,20 @@ def manipulation_check(
             raise BadInput(f"manipulation check: reference level {ref!r} not in the faces table ({list(level_ita.index)})")
         ref_rows = protos[protos["skin_tone"] == ref].set_index("seed")
         for level_name in level_ita.index:
+            lv_rows = protos[protos["skin_tone"] == level_name].set_index("seed")
+            label = f"{level_name} vs {ref}" if level_name != ref else f"{ref} (reference)"
+            add_share(SKIN_EDIT, label, float(level_ita[level_name]), IN_BIN, lv_rows)
             if level_name == ref:
                 continue
-            lv_rows = protos[protos["skin_tone"] == level_name].set_index("seed")
             common = ref_rows.index.intersection(lv_rows.index).sort_values()
-            add_rows(SKIN_EDIT, f"{level_name} vs {ref}", float(level_ita[level_name]),
+            add_rows(SKIN_EDIT, label, float(level_ita[level_name]),
                      ref_rows.loc[common], lv_rows.loc[common], MEASURES["skin_ita"])
 
     # nuisance edits against the prototype of the same seed and group
     if len(edited):
         proto_idx = protos.set_index(["seed", "group"])
         for attr in dict.fromkeys(edited["edit_attr"]):  # order of appearance
-            target = MEASURES.get(attr)
+            target = TARGETS.get(attr)
             sub = edited[edited["edit_attr"] == attr]
             for level in sorted(sub["edit_level"].unique()):
                 b = sub[sub["edit_level"] == level]
@@ -107,6 +139,7 @@ def manipulation_check(
                 b = b[has]
                 a = proto_idx.loc[key[has]].reset_index()
                 add_rows(attr, f"{float(level):+g}", float(level), a, b.reset_index(drop=True), target)
+                add_share(attr, f"{float(level):+g}", float(level), SKIN_BIN_KEPT, b)
 
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n"] = out["n"].astype(np.int64)

@@ -11,7 +11,9 @@
 * ``measured_ok``         landmarks were found (otherwise the landmark measures are NaN)
 
 plus the components behind them (``measured_skin_lightness``, ``measured_skin_b``,
-``measured_corner_lift``, ``measured_mouth_open``, ``measured_face_score``). Definitions and limits:
+``measured_corner_lift``, ``measured_mouth_open``, ``measured_face_score``) and the exposure of the
+non-face pixels (``measured_border_luma``, ``measured_background_luma``, ``measured_hair_luma``,
+``measured_white_balance``; :mod:`faceaudit.measure.exposure`). Definitions and limits:
 docs/measures.md.
 """
 
@@ -24,6 +26,7 @@ import pandas as pd
 
 from faceaudit.measure.attributes import brightness_contrast, lighting_asymmetry, mouth_geometry, skin_ita, yaw_offset
 from faceaudit.measure.color import srgb_to_lab
+from faceaudit.measure.exposure import exposure_measures
 from faceaudit.measure.landmarks import LandmarkDetector, LandmarkResult
 
 #: attribute name -> faces-table column, for the six headline measures
@@ -38,11 +41,21 @@ MEASURES = {
 #: measures that are not edited as nuisances but get a latent direction (skin chroma b*: the skin
 #: search warms achromatic seeds along it, see faceaudit.generate.editing)
 AUX_MEASURES = {"skin_b": "measured_skin_b"}
+#: exposure and white balance of the non-face pixels (faceaudit.measure.exposure). ``border_luma`` is
+#: the border luma: the skin search holds it near the seed's base face, and the exposure
+#: nuisance edit is stated in its SDs
+EXPOSURE_MEASURES = {
+    "border_luma": "measured_border_luma",
+    "background_luma": "measured_background_luma",
+    "hair_luma": "measured_hair_luma",
+    "white_balance": "measured_white_balance",
+}
 MEASURE_COLUMNS = list(MEASURES.values())
 EXTRA_COLUMNS = ["measured_skin_lightness", "measured_skin_b", "measured_corner_lift", "measured_mouth_open", "measured_face_score"]
-ALL_COLUMNS = MEASURE_COLUMNS + ["measured_ok"] + EXTRA_COLUMNS
+EXPOSURE_COLUMNS = list(EXPOSURE_MEASURES.values())
+ALL_COLUMNS = MEASURE_COLUMNS + ["measured_ok"] + EXTRA_COLUMNS + EXPOSURE_COLUMNS
 #: bump when any measure's definition changes (tables computed with another version differ)
-MEASURE_VERSION = "1"
+MEASURE_VERSION = "2"
 
 
 def measures_from_landmarks(images: np.ndarray, marks: LandmarkResult) -> pd.DataFrame:
@@ -67,12 +80,13 @@ def measures_from_landmarks(images: np.ndarray, marks: LandmarkResult) -> pd.Dat
             "measured_corner_lift": mouth["corner_lift"],
             "measured_mouth_open": mouth["open"],
             "measured_face_score": marks.scores.astype(np.float64),
+            **{f"measured_{k}": v for k, v in exposure_measures(images, pts).items()},
         }
     )
     # a measure that came out NaN despite landmarks (degenerate geometry) also marks the row not ok
     landmark_cols = ["measured_skin_ita", "measured_yaw", "measured_lighting", "measured_smile"]
     df["measured_ok"] = df["measured_ok"] & df[landmark_cols].notna().all(axis=1)
-    df.loc[~df["measured_ok"], landmark_cols + EXTRA_COLUMNS[:4]] = np.nan
+    df.loc[~df["measured_ok"], landmark_cols + EXTRA_COLUMNS[:4] + EXPOSURE_COLUMNS[1:]] = np.nan
     return df
 
 
@@ -103,4 +117,4 @@ def measure_images(images: Sequence[np.ndarray] | np.ndarray) -> pd.DataFrame:
     return FaceMeasurer().measure(images)
 
 
-__all__ = ["FaceMeasurer", "MEASURES", "AUX_MEASURES", "MEASURE_COLUMNS", "ALL_COLUMNS", "measure_images", "measures_from_landmarks"]
+__all__ = ["FaceMeasurer", "MEASURES", "AUX_MEASURES", "EXPOSURE_MEASURES", "MEASURE_COLUMNS", "ALL_COLUMNS", "measure_images", "measures_from_landmarks"]

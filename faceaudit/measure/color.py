@@ -58,3 +58,25 @@ def srgb_to_lab(images: np.ndarray) -> np.ndarray:
 def ita_degrees(lightness: np.ndarray | float, b_star: np.ndarray | float) -> np.ndarray:
     """Individual Typology Angle (Chardon et al. 1991): ``atan2(L* - 50, b*)`` in degrees."""
     return np.degrees(np.arctan2(np.asarray(lightness, dtype=np.float64) - 50.0, np.asarray(b_star, dtype=np.float64)))
+
+
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+
+
+def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
+    """float CIELAB (D65) ``[..., 3]`` -> uint8 sRGB, the inverse of :func:`srgb_to_lab` (clipped, rounded).
+
+    Float64 throughout; a round trip ``lab_to_srgb(srgb_to_lab(x))`` returns ``x`` for every code.
+    """
+    lab = np.asarray(lab, dtype=np.float64)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    fx = fy + lab[..., 1] / 500.0
+    fz = fy - lab[..., 2] / 200.0
+
+    def finv(t: np.ndarray) -> np.ndarray:
+        return np.where(t > _DELTA, t**3, 3 * _DELTA**2 * (t - 4.0 / 29.0))
+
+    xyz = np.stack([finv(fx), finv(fy), finv(fz)], axis=-1) * _D65_WHITE
+    linear = np.clip(xyz @ _XYZ_TO_RGB.T, 0.0, 1.0)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+    return np.floor(srgb * 255.0 + 0.5).astype(np.uint8)

@@ -20,6 +20,7 @@ from faceaudit.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report import figures as F
 from faceaudit.report.images import counterfactual_grids, image_resolution
+from faceaudit.report.provenance import describe_file, redact_paths
 
 ERROR_RATE_COLUMNS = ["model", "group", "threshold", "target_fmr", "n_genuine", "n_impostor", "fmr", "fmr_lo", "fmr_hi",
                       "fnmr", "fnmr_lo", "fnmr_hi", "fte_rate"]
@@ -85,9 +86,11 @@ def _require_columns(df: pd.DataFrame, cols: list[str], where: str) -> None:
 
 
 def _json_value(v: Any) -> str:
+    # absolute paths (weights, directions) become package · version · file · hash: the card is
+    # shared, the paths stay in manifest.json (faceaudit.report.provenance)
     if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True, default=str)
-    return str(v)
+        return redact_paths(json.dumps(v, sort_keys=True, default=str))
+    return redact_paths(str(v))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +230,10 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
             reach.append(f"{name} {fmt.pct(info['reach_rate'])}")
     directions = gen.get("directions") or proto.generator.directions or "the directions file shipped with faceaudit"
     if isinstance(directions, dict):
-        directions = directions.get("path") or directions.get("name") or _json_value(directions)
+        directions = (describe_file(directions["path"], directions.get("sha256")) if directions.get("path")
+                      else directions.get("name") or _json_value(directions))
+    else:
+        directions = _json_value(directions)
     return {
         "generator": gen_name or proto.generator.name,
         "generator_meta": [(k, _json_value(v)) for k, v in g.items()] if isinstance(g, dict) else [],
@@ -264,13 +270,40 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
             "proto_ita": f"{fmt.num(ita_p.mean())}° ± {fmt.num(ita_p.std())}" if len(ita_p) > 1 else "–",
             "in_bin_proto": fmt.pct(in_bin[m & protos].mean()) if (m & protos).any() else "–",
             "in_bin_edited": fmt.pct(in_bin[m & ~protos].mean()) if (m & ~protos).any() else "–",
+            **_exposure_vs_reference(faces, name, protocol.protected.reference),
         })
+    borders = [r["border_max"] for r in out["rows"] if r.get("border_max") is not None]
+    out["exposure_max"] = max(borders) if borders else None
+    out["exposure_tolerance"] = protocol.generator.exposure_tolerance
+    out["mechanism"] = protocol.protected.mechanism
     out["in_bin_all"] = float(in_bin.mean())
     out["in_bin_edited"] = float(in_bin[~protos].mean()) if (~protos).any() else None
     shifts = _paired_change(faces, "lighting", "measured_skin_ita")
     if shifts:
         lvl, val = max(shifts.items(), key=lambda kv: abs(kv[1]))
         out["lighting_shift"] = {"level": fmt.level(lvl), "shift": val}
+    return out
+
+
+def _exposure_vs_reference(faces: pd.DataFrame, level: str, reference: str) -> dict[str, Any]:
+    """Within-seed change of the prototypes' exposure measures from the reference level's prototype."""
+    out = {"border_change": "–", "background_change": "–", "border_max": None}
+    if "measured_border_luma" not in faces.columns or level == reference:
+        return out
+    protos = faces[faces["edit_attr"] == "none"]
+    ref = protos[protos["skin_tone"] == reference].set_index("seed")
+    lv = protos[protos["skin_tone"] == level].set_index("seed")
+    common = ref.index.intersection(lv.index)
+    if not len(common):
+        return out
+    border = (lv.loc[common, "measured_border_luma"] - ref.loc[common, "measured_border_luma"]).dropna()
+    if len(border):
+        out["border_change"] = f"{fmt.signed(border.mean())} (max |Δ| {fmt.num(border.abs().max())})"
+        out["border_max"] = float(border.abs().max())
+    if "measured_background_luma" in faces.columns:
+        bg = (lv.loc[common, "measured_background_luma"] - ref.loc[common, "measured_background_luma"]).dropna()
+        if len(bg):
+            out["background_change"] = f"{fmt.signed(bg.mean())} (mean |Δ| {fmt.num(bg.abs().mean())})"
     return out
 
 
@@ -292,7 +325,8 @@ def _paired_change(faces: pd.DataFrame, attr: str, measure: str) -> dict[float, 
 def _edit_rows(faces: pd.DataFrame, protocol) -> list[dict]:
     rows = []
     for e in protocol.edits:
-        measure = f"measured_{e.attribute}"
+        # the exposure edit is stated in SDs of border luma (faceaudit.generate.photometric)
+        measure = "measured_border_luma" if e.attribute == "exposure" else f"measured_{e.attribute}"
         change = _paired_change(faces, e.attribute, measure)
         rows.append({
             "attribute": e.attribute,
@@ -344,7 +378,7 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
         target = d[d["is_target"].astype(bool)].sort_values("edit_level")
         changes = target["mean_change"].to_numpy(dtype=float)
         monotone = bool(len(changes) > 1 and np.all(np.diff(changes) > 0)) if len(changes) else False
-        ita = d[d["measure"] == "skin_ita"]
+        ita = d[d["measure"].isin(["skin_ita", "measured_skin_ita"])]
         max_ita = float(ita["mean_change"].abs().max()) if len(ita) else float("nan")
         share = max_ita / gap if gap and np.isfinite(max_ita) else float("nan")
         leaky = bool(np.isfinite(share) and share > ITA_LEAK_SHARE)
@@ -363,6 +397,44 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
     out["long"] = format_table(long, [c for c in ["edit_attr", "edit_label", "edit_level", "measure", "mean_change",
                                                   "sd_change", "n", "is_target"] if c in long.columns])
     return out
+
+
+#: protected-level manipulation check: the measures shown, in this order (others stay in the long table)
+PROTECTED_CHECK_MEASURES = [
+    ("in_bin", "prototypes in bin"), ("measured_skin_ita", "ITA °"), ("measured_border_luma", "border luma /255"),
+    ("measured_background_luma", "non-face luma /255"), ("measured_hair_luma", "hair-band luma /255"),
+    ("measured_white_balance", "white balance log2(R/B)"), ("measured_brightness", "image L*"),
+    ("measured_lighting", "lighting"), ("measured_yaw", "yaw"), ("measured_smile", "smile"),
+]
+
+
+def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
+    """Per protected level (vs the reference prototype, within seed): target reached, leakage into every
+    other measure (mean change; exposure included), identity drift per model (mean cosine similarity)."""
+    if mc is None or mc.empty or not MANIPULATION_COLUMNS <= set(mc.columns):
+        return None
+    d = mc[mc["edit_attr"] == "skin_tone"]
+    if d.empty:
+        return None
+    models = sorted(m.split(":", 1)[1] for m in d["measure"].unique() if str(m).startswith("identity_sim:"))
+    cols = [(m, label) for m, label in PROTECTED_CHECK_MEASURES if m in set(d["measure"])]
+    cols += [(f"identity_sim:{m}", f"identity similarity ({m})") for m in models]
+    rows = []
+    for label in dict.fromkeys(d["edit_label"]):
+        block = d[d["edit_label"] == label].set_index("measure")["mean_change"]
+        cells = [str(label)]
+        for m, _ in cols:
+            v = block.get(m, np.nan)
+            if not np.isfinite(v):
+                cells.append("–")
+            elif m == "in_bin":
+                cells.append(fmt.pct(v))
+            elif m.startswith("identity_sim:"):
+                cells.append(f"{v:.3f}")
+            else:
+                cells.append(fmt.signed(v))
+        rows.append(cells)
+    return Table(["level"] + [c for _, c in cols], rows, [False] + [True] * len(cols))
 
 
 def _group_pick(unitary: pd.DataFrame, col: str, worst: bool) -> dict:
@@ -550,6 +622,7 @@ def build_card(run) -> dict:
         "dose_table": _dose_table(run.dose_response) if run.dose_response is not None else None,
         "dose_fit_notes": _dose_fit_notes(run.dose_response),
         "manipulation_table": manip["table"],
+        "protected_check_table": protected_check_table(run.manipulation_check),
         "manipulation_long": manip["long"],
         "manipulation_gap": manip["gap"],
         "manipulation_flags": {"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
