@@ -4,7 +4,7 @@
 in this order, to a directory in the diffusers layout (``model_index.json`` at its root):
 
 1. an existing local directory;
-2. ``$FACEAUDIT_WEIGHTS/<org>/<name>`` (a plain folder per model), or ``$FACEAUDIT_WEIGHTS`` used as
+2. ``$FACEAUDIT_WEIGHTS/<org>/<name>`` or ``$FACEAUDIT_WEIGHTS/<name>`` (a plain folder per model), or ``$FACEAUDIT_WEIGHTS`` used as
    a Hugging Face hub cache (``models--<org>--<name>/snapshots/...``);
 3. the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``).
 
@@ -56,13 +56,14 @@ def resolve_model_dir(spec: str, allow_download: bool = False, where: str = "gen
         if not (local / "model_index.json").exists():
             raise BadInput(f"{where}: {local} has no model_index.json (not a diffusers pipeline folder)")
         return local
-    if not _looks_like_hub_id(spec):
-        raise ModelUnavailable(f"{where}: directory not found: {local}")
     weights = os.environ.get(WEIGHTS_ENV)
     if weights:
         for candidate in (Path(weights) / spec, Path(weights) / spec.replace("/", "--")):
             if (candidate / "model_index.json").exists():
                 return candidate
+    if not _looks_like_hub_id(spec):
+        raise ModelUnavailable(f"{where}: directory not found: {local} (nor under ${WEIGHTS_ENV})")
+    if weights:
         found = _in_hub_cache(spec, weights)
         if found:
             return found
