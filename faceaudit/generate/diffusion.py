@@ -47,6 +47,17 @@ def _one_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def _quiet_libraries() -> None:
+    # diffusers/transformers print loading bars and advice (install accelerate, ...) to stderr;
+    # faceaudit has its own progress bars and reports problems as one-line errors
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
 class DiffusionGenerator(Generator):
     """A diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x/XL family) behind :class:`Generator`."""
 
@@ -90,6 +101,7 @@ class DiffusionGenerator(Generator):
         self.guidance_scale = float(guidance_scale)
         self.identity_sharing = float(identity_sharing)
         self.prompts = PromptBuilder(prompt, slots, edit_phrases, neutral_phrase, negative_prompt)
+        _quiet_libraries()
         try:
             pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), torch_dtype=self.dtype, local_files_only=True)
         except Exception as err:  # diffusers raises OSError, ValueError, KeyError, ... for a broken folder
