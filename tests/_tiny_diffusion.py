@@ -1,8 +1,8 @@
 """A tiny, randomly initialised Stable-Diffusion-style pipeline, built here from configs in code.
 
 Same component classes as Stable Diffusion 1.x (CLIP text encoder + CLIP BPE tokenizer, a
-cross-attention UNet, a KL autoencoder, DDIM), shrunk so that a 64x64 render in 2 steps takes
-milliseconds. The tokenizer's vocabulary and merges are built in memory (every byte of the
+cross-attention UNet, a KL autoencoder, DDIM), shrunk so that a 32-64 px render in 2 steps takes
+a fraction of a second. The tokenizer's vocabulary and merges are built in memory (every byte of the
 byte-level alphabet plus a few merges), so nothing is downloaded. ``build_tiny_pipeline(dir)``
 saves it in the diffusers layout; faceaudit then loads it from that directory, offline, like any
 real model directory.

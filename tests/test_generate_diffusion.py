@@ -29,7 +29,7 @@ from faceaudit.generate.base import Edit  # noqa: E402
 
 SEEDS = [0, 1, 2, 3]
 #: short prompts: the tiny tokenizer spells most words letter by letter, and CLIP truncates at 77 tokens
-SETTINGS = dict(device="cpu", resolution=64, num_inference_steps=2, guidance_scale=5.0, prompt="{skin} face, {edit}",
+SETTINGS = dict(device="cpu", resolution=32, num_inference_steps=2, guidance_scale=5.0, prompt="{skin} face, {edit}",
                 neutral_phrase="frontal, neutral",
                 edit_phrases={"yaw": {"-1": "turned left", "+1": "turned right"}, "smile": {"+1": "smile"}})
 
@@ -76,7 +76,7 @@ def test_same_seed_and_prompt_give_identical_images(generators, tiny_dir):
     gen = generators[0.0]
     a = gen.render(SEEDS, "skin=dark").images
     b = gen.render(SEEDS, "skin=dark").images
-    assert a.shape == (4, 64, 64, 3) and a.dtype == np.uint8
+    assert a.shape == (4, 32, 32, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
     # a fresh load of the folder renders the same bytes
     again = DiffusionGenerator(model_id=str(tiny_dir), identity_sharing=0.0, **SETTINGS).render(SEEDS[:2], "skin=dark").images
@@ -164,7 +164,7 @@ def test_weights_resolve_from_faceaudit_weights(tiny_dir, tmp_path, monkeypatch)
 def _protocol(model: str, **extra) -> dict:
     return {
         "name": "tiny-diffusion", "seed": 0, "n_seeds": 3,
-        "generator": {"name": "diffusion", "model": model, "resolution": 64, "steps": 2, "guidance": 5.0,
+        "generator": {"name": "diffusion", "model": model, "resolution": 32, "steps": 2, "guidance": 5.0,
                       "identity_sharing": 0.8, "prompt": SETTINGS["prompt"], "neutral_phrase": SETTINGS["neutral_phrase"],
                       "edit_phrases": SETTINGS["edit_phrases"]},
         "protected": {"attribute": "skin_tone", "reference": "light", "levels": [
@@ -217,7 +217,9 @@ def test_audit_with_the_diffusion_generator_writes_every_table(tiny_dir, tmp_pat
     assert summary["models"]["sface"]["fte_rate"]["all"]["estimate"] == 1.0
     gen = json.loads((root / "results/generation.json").read_text())
     assert gen["faces_without_landmarks"] == len(faces) and gen["generator"]["identity_sharing"] == 0.8
-    assert "Failure to enrol" in (root / "report.html").read_text()
+    html = (root / "report.html").read_text()
+    assert html.count('Failure to enrol</div><div class="value">100.0%') == 1  # sface's card; color-hist: 0%
+    assert "| dark | 10.0% | 0 | 0 | – | – | 100.0%" in (root / "results/summary.md").read_text()
     # the same protocol again: nothing is redone
     again = pipeline.audit(parse_protocol(_protocol(str(tiny_dir))), out, progress=False)
     assert again.ran == [] and "generate" in again.skipped
@@ -234,3 +236,25 @@ def test_hub_id_without_network_is_one_line_and_exit_2(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "faceaudit-test/not-a-cached-model" in lines[0] and "not available offline" in lines[0]
     assert not (tmp_path / "run" / "faces.parquet").exists()
+
+
+def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
+    from faceaudit.generate.prompts import PromptBuilder
+    from faceaudit.protocol import parse_protocol
+
+    builder = PromptBuilder("{skin} face, {edit}", slots={"skin": {"light": "pale", "dark": "dark"}},
+                            edit_phrases={"yaw": {"+1": "turned right"}})
+    assert builder.prompt("skin=dark", Edit("yaw", 1.0)) == "dark face, turned right"
+    assert builder.prompt("skin=light") == "pale face, " + builder.neutral
+    with pytest.raises(BadInput, match=r"generator.slots.skin: no phrase for level 'brown'"):
+        builder.check(["skin=light", "skin=brown"], [])
+    with pytest.raises(BadInput, match="no {edit} slot"):
+        PromptBuilder("{skin} face")
+    base = _protocol("some/model")
+    assert parse_protocol(base, check_models=False).generator.identity_sharing == 0.8
+    for bad, where in [({"identity_sharing": 1.5}, "generator.diffusion.identity_sharing"),
+                       ({"resolution": 30}, "generator.diffusion.resolution"),
+                       ({"truncation": 2.5}, "generator.diffusion.truncation: unknown key")]:
+        proto = {**base, "generator": {**base["generator"], **bad}}
+        with pytest.raises(BadInput, match=where):
+            parse_protocol(proto, check_models=False)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from faceaudit.generate.base import Edit
 from faceaudit.generate.design import FACE_COLUMNS, encode_png, face_id
+from faceaudit.generate.prompts import PromptBuilder
 from faceaudit.measure import ALL_COLUMNS, FaceMeasurer
 from faceaudit.protocol import Protocol
 from faceaudit.rundir import RunDir, sha256_bytes, write_bytes, write_json
@@ -51,8 +52,10 @@ def generate_diffusion_faces(protocol: Protocol, run_root: str | Path, progress:
     run.root.mkdir(parents=True, exist_ok=True)
     levels = protocol.protected.levels
     edits = [Edit(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
+    g = protocol.generator
+    # every prompt is built first: a missing phrase fails in a second, before the model loads
+    PromptBuilder(g.prompt, g.slots, g.edit_phrases, g.neutral_phrase, g.negative_prompt).check(protocol.group_names, edits)
     gen = generator or build_generator(protocol)
-    gen.prompts.check(protocol.group_names, edits)  # a missing phrase fails before any render
     measurer = FaceMeasurer()
     seeds = list(range(protocol.n_seeds))
     records: list[dict[str, Any]] = []

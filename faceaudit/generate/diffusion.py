@@ -221,8 +221,12 @@ class DiffusionGenerator(Generator):
             self.sharing.stop()
 
     def render(self, seeds: Sequence[int], group: str | None = None, edit: Edit | None = None) -> RenderResult:
-        """Render ``seeds`` in ``group`` with ``edit``; call with the prototype (``edit=None``) of the
-        same seeds and group first and the edits reuse its recorded attention (else it is re-rendered)."""
+        """Render ``seeds`` in ``group`` with ``edit``, ``batch_size`` seeds per pipeline call.
+
+        With identity sharing, an edit needs the attention its prototype recorded: only the latest
+        prototype batch is kept (on a GPU it can take gigabytes), so render batch by batch, the
+        prototype (``edit=None``) first and then its edits, as the generate stage does; otherwise
+        the prototype is rendered again for every edit batch (same images, more time)."""
         edit = edit or Edit()
         seeds = [int(s) for s in seeds]
         parts = [self._render_batch(seeds[i : i + self.batch_size], group, edit) for i in range(0, len(seeds), self.batch_size)]

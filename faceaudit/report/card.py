@@ -369,7 +369,7 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
 def _group_pick(unitary: pd.DataFrame, col: str, worst: bool) -> dict:
     d = unitary.dropna(subset=[col])
     if d.empty:  # no enrolled comparison (every face failed to enrol): the KPI shows a dash
-        return {"group": "no enrolled comparison", "value": None, "ci": "", "raw": None}
+        return {"group": "no enrolled comparison", "value": "–", "ci": "", "raw": None}
     r = d.loc[d[col].idxmax() if worst else d[col].idxmin()]
     return {"group": fmt.group_label(r["group"]), "value": fmt.pct(r[col]),
             "ci": fmt.ci(r.get(f"{col}_lo"), r.get(f"{col}_hi")), "raw": float(r[col])}
