@@ -120,6 +120,8 @@ def test_identity_sharing_keeps_the_prototype_and_pulls_edits_towards_it(generat
     proto_plain = plain.render(SEEDS, "skin=dark").images
     proto_shared = shared.render(SEEDS, "skin=dark").images
     assert np.array_equal(proto_plain, proto_shared)  # bit-identical: recorded, not altered
+    # the memory estimate behind the GPU batch size is exactly what a prototype batch records
+    assert shared.sharing.nbytes() == len(SEEDS) * shared.shared_bytes_per_image() > 0
     ratios = []
     for edit in (Edit("yaw", -1.0), Edit("yaw", 1.0), Edit("smile", 1.0)):
         far = np.abs(plain.render(SEEDS, "skin=dark", edit).images.astype(float) - proto_plain).mean(axis=(1, 2, 3))
