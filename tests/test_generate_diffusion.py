@@ -211,6 +211,8 @@ def test_audit_with_the_diffusion_generator_writes_every_table(tiny_dir, tmp_pat
     sface = er[er["model"] == "sface"].set_index("group")
     assert set(sface.index) == {"skin=light", "skin=dark", "all"} and (sface["fte_rate"] == 1.0).all()
     assert sface["fmr"].isna().all() and (sface.loc["all", "n_faces"] == len(faces))
+    # k = n failures: the exact (Clopper-Pearson) lower bound is (alpha/2) ** (1/n), in closed form
+    assert sface.loc["skin=dark", "fte_lo"] == pytest.approx(0.025 ** (1 / 9)) and sface.loc["skin=dark", "fte_hi"] == 1.0
     hist = er[(er["model"] == "color-hist") & (er["edit_attr"] == "all") & (er["group"] == "all")]
     assert len(hist) == 1 and hist["n_genuine"].iloc[0] == 3 * 2 * 2 and hist["fte_rate"].iloc[0] == 0.0
     import json
