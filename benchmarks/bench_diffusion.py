@@ -27,7 +27,7 @@ from faceaudit.generate.base import Edit  # noqa: E402
 from faceaudit.generate.diffusion import DiffusionGenerator  # noqa: E402
 
 
-def time_renders(gen: DiffusionGenerator, seeds: list[int], repeats: int = 2) -> tuple[float, np.ndarray]:
+def time_renders(gen: DiffusionGenerator, seeds: list[int], repeats: int = 3) -> tuple[float, np.ndarray]:
     """Images/s over prototype + one edit per batch (the generate stage's pattern), best of repeats."""
     gen.render(seeds[: gen.batch_size], "skin=dark")  # warm-up: kernels, allocator
     best = float("inf")

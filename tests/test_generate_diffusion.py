@@ -161,6 +161,12 @@ def test_weights_resolve_from_faceaudit_weights(tiny_dir, tmp_path, monkeypatch)
     table = list_generators().set_index("name")
     assert table.loc["dcgan", "ready"] and table.loc["diffusion", "ready"]
     assert "acme/tiny-sd" in table.loc["diffusion", "detail"]
+    proc = subprocess.run([sys.executable, "-m", "faceaudit.cli", "generators"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in proc.stdout.splitlines() if ln.count("│") >= 4
+            and ln.split("│")[1].strip()}
+    assert rows == {"dcgan": "yes", "diffusion": "yes"}
 
 
 def _protocol(model: str, **extra) -> dict:

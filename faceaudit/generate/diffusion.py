@@ -17,6 +17,7 @@ Nothing is downloaded unless asked: weights are resolved by
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -103,7 +104,10 @@ class DiffusionGenerator(Generator):
         self.prompts = PromptBuilder(prompt, slots, edit_phrases, neutral_phrase, negative_prompt)
         _quiet_libraries()
         try:
-            pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), torch_dtype=self.dtype, local_files_only=True)
+            with warnings.catch_warnings():
+                # newer diffusers renamed torch_dtype to dtype; the old name works in every version >= 0.27
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), torch_dtype=self.dtype, local_files_only=True)
         except Exception as err:  # diffusers raises OSError, ValueError, KeyError, ... for a broken folder
             raise ModelUnavailable(f"generator.model (diffusion): cannot load {self.model_id!r} from {self.model_dir} ({_one_line(err)})") from None
         for needed in ("unet", "vae", "scheduler"):
