@@ -356,6 +356,21 @@ def models_fetch(
     out_console.print(f"{name}: {fetch_pack(name, sha256=sha256, url=url)}")
 
 
+@app.command()
+@handles_errors
+def generators() -> None:
+    """List the face generators (backends), whether each is ready here, and why not."""
+    from faceaudit.generate.registry import list_generators
+
+    from rich.table import Table
+
+    table = Table("generator", "ready", "description", "detail")
+    for row in list_generators().itertuples():
+        table.add_row(row.name, "yes" if row.ready else "no", row.description, row.detail)
+    out_console.print(table)
+    out_console.print("Pick one in a protocol: `generator: {name: diffusion, model: <folder or hub id>}` (docs/generator.md).")
+
+
 @directions_app.command("fit")
 @handles_errors
 def directions_fit(

@@ -363,6 +363,15 @@ def design_inputs(p: Protocol) -> dict:
     """Everything that determines the rendered faces: the design part of the protocol and the
     directions file's content (a re-fit directions file must re-render)."""
     data_dir = Path(__file__).parent / "data"
+    if p.generator.name == "diffusion":
+        # the model folder's files stand where the directions file stands for the DCGAN; resolving
+        # it here makes a missing model fail before the stage starts (one line, exit 2)
+        from faceaudit.generate.diffusion_weights import model_fingerprint, resolve_model_dir
+
+        model_dir = resolve_model_dir(p.generator.model, allow_download=p.generator.allow_download)
+        return {"seed": p.seed, "n_seeds": p.n_seeds, "generator": p.generator.model_dump(),
+                "protected": p.protected.model_dump(), "edits": [e.model_dump() for e in p.edits],
+                "model_files": model_fingerprint(model_dir), "device": p.device}
     if p.generator.directions:
         path = Path(p.generator.directions)
         if not path.is_file():

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from faceaudit.errors import BadInput
 
@@ -122,6 +122,52 @@ class GeneratorSpec(_Strict):
     exposure_tolerance: Optional[float] = Field(5.0, gt=0, le=255)
 
 
+class DiffusionGeneratorSpec(_Strict):
+    """A diffusers text-to-image model (docs/generator.md, "Diffusion"). Protected levels and edits
+    are prompt slots; every image is measured like the DCGAN's."""
+
+    name: Literal["diffusion"]
+    #: a local diffusers folder or a Hugging Face hub id (resolved offline, see diffusion_weights)
+    model: str = Field(min_length=1)
+    resolution: int = Field(512, ge=32, le=2048, multiple_of=8)
+    steps: int = Field(20, ge=1, le=1000)
+    #: classifier-free guidance scale; <= 1 turns guidance off
+    guidance: float = Field(5.0, ge=0.0, le=50.0)
+    #: prior share of each edit's self-attention given to its prototype's keys/values (0 = off)
+    identity_sharing: float = Field(0.8, ge=0.0, le=1.0)
+    #: images per pipeline call; None = from free GPU memory (CPU: 4). Fix it for byte-identical reruns.
+    batch_size: Optional[int] = Field(None, ge=1, le=256)
+    allow_download: bool = False
+    #: template with one slot per protected attribute (``{skin}``) and ``{edit}``
+    prompt: str = Field(default_factory=lambda: _prompt_defaults().DEFAULT_TEMPLATE)
+    negative_prompt: str = Field(default_factory=lambda: _prompt_defaults().DEFAULT_NEGATIVE)
+    #: what ``{edit}`` says for the prototype
+    neutral_phrase: str = Field(default_factory=lambda: _prompt_defaults().NEUTRAL_PHRASE)
+    #: protected attribute -> level -> phrase for its slot
+    slots: dict[str, dict[str, str]] = Field(default_factory=lambda: _prompt_defaults().DEFAULT_SLOTS)
+    #: edit attribute -> signed level (``+1``, ``-2``) -> phrase; unlisted ones get the built-in phrase
+    edit_phrases: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+def _prompt_defaults():
+    from faceaudit.generate import prompts
+
+    return prompts
+
+
+def _generator_name(value: Any) -> str:
+    # `name` may be left out for the DCGAN (the default); the tag picks the schema
+    if isinstance(value, dict):
+        return str(value.get("name", "dcgan"))
+    return str(getattr(value, "name", "dcgan"))
+
+
+AnyGeneratorSpec = Annotated[
+    Union[Annotated[GeneratorSpec, Tag("dcgan")], Annotated[DiffusionGeneratorSpec, Tag("diffusion")]],
+    Discriminator(_generator_name),
+]
+
+
 class PairSpec(_Strict):
     #: cap on impostor pairs per (group, edit condition); None = all pairs of distinct seeds
     max_impostors_per_condition: Optional[int] = Field(None, ge=1)
@@ -169,7 +215,7 @@ class Protocol(_Strict):
     #: master seed: every random choice (latents, pair sampling, bootstrap) derives from it
     seed: int = Field(0, ge=0, lt=2**32)
     n_seeds: int = Field(ge=2, le=MAX_SEEDS)
-    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    generator: AnyGeneratorSpec = Field(default_factory=GeneratorSpec)
     protected: ProtectedSpec = Field(default_factory=ProtectedSpec)
     edits: list[EditSpec]
     models: list[str] = Field(default_factory=lambda: ["dlib", "sface"], min_length=1)

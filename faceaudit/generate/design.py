@@ -257,6 +257,10 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
 
     Returns the faces table (docs/ARCHITECTURE.md); the caller writes ``faces.parquet``.
     """
+    if protocol.generator.name == "diffusion":  # prompt slots, no latent directions: its own room
+        from faceaudit.generate.design_diffusion import generate_diffusion_faces
+
+        return generate_diffusion_faces(protocol, run_root, progress=progress)
     t0 = time.perf_counter()
     run = RunDir(run_root)
     run.root.mkdir(parents=True, exist_ok=True)

@@ -1,60 +1,66 @@
-"""A text-to-image diffusion backend (optional: ``pip install faceaudit[diffusion]`` + hub weights).
+"""A text-to-image diffusion backend (``pip install 'faceaudit[diffusion]'`` + a diffusers model folder).
 
-Paired design with diffusion: a seed fixes the initial noise, and the group and the edit change
-only the prompt, so every group of a seed starts from the same noise (as CausalFace does with
-its generator's latent). Attribute levels are prompt phrases, not measured shifts: check what the
-images really show with :mod:`faceaudit.measure` and the manipulation check before trusting them.
+Paired design with diffusion; what holds a seed's identity fixed (docs/generator.md, "Diffusion"):
 
-Nothing is downloaded implicitly: the model must be in the Hugging Face cache already (or
-``allow_download=True``); otherwise loading fails with a one-line
-:class:`~faceaudit.errors.ModelUnavailable`.
+1. **the initial latent**: drawn from ``(protocol seed, face seed)`` alone, on the CPU in float32,
+   so every image of a seed (every group, every edit) starts from the same noise on any device;
+   stochastic schedulers get a per-seed noise generator too;
+2. **shared self-attention** (:mod:`faceaudit.generate.identity_sharing`): an edit's self-attention
+   layers also attend to the keys and values of its prototype (same seed, same group), with
+   strength ``identity_sharing``;
+3. the prompt: only the slots of the group and the edit differ (:mod:`faceaudit.generate.prompts`).
+
+Nothing is downloaded unless asked: weights are resolved by
+:mod:`faceaudit.generate.diffusion_weights`; a missing model is a one-line ModelUnavailable.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+import warnings
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import ModelUnavailable
+from faceaudit.errors import BadInput, ModelUnavailable
 from faceaudit.generate.base import Edit, Generator, RenderResult
+from faceaudit.generate.prompts import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, NEUTRAL_PHRASE, PromptBuilder
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-BASE_PROMPT = "a passport-style photograph of the face of a {skin} adult person, {edits}, neutral grey background, sharp focus"
-NEGATIVE_PROMPT = "cartoon, drawing, painting, multiple people, text, watermark, blurry"
-
-#: group level -> prompt phrase
-SKIN_PHRASES = {"light": "light-skinned", "intermediate": "medium brown-skinned", "dark": "dark-skinned"}
-
-
-def edit_phrase(edit: Edit) -> str:
-    """Prompt phrase for a signed edit level (|level| >= 2 gets a stronger adverb)."""
-    a, lv = edit.attribute, edit.level
-    if a == "none" or lv == 0:
-        return "frontal view, even studio lighting, neutral expression"
-    strong = abs(lv) >= 2
-    if a == "lighting":
-        side = "right" if lv > 0 else "left"
-        return f"{'strong ' if strong else ''}light from the {side} side, the other side of the face in shadow"
-    if a == "yaw":
-        side = "right" if lv > 0 else "left"
-        return f"head turned {'strongly ' if strong else 'slightly '}to the {side}"
-    if a == "smile":
-        if lv > 0:
-            return "a broad toothy smile" if strong else "a slight smile"
-        return "a frowning expression" if strong else "a serious expression"
-    raise ValueError(f"diffusion: no prompt phrase for edit attribute {a!r}")
+#: images per pipeline call on the CPU (memory is not the limit there; time is)
+CPU_BATCH = 4
+#: upper bound of the batch chosen from free GPU memory
+MAX_BATCH = 16
+#: fraction of free GPU memory the batch may fill
+MEMORY_HEADROOM = 0.7
+#: UNet activations per image at 512 px in fp16 with classifier-free guidance (both halves), a
+#: deliberately high figure for SD-1.x/2.x-class UNets with PyTorch SDPA; scales with pixel count
+ACTIVATION_BYTES_512 = 1.0e9
 
 
-def build_prompt(group: str | None, edit: Edit | None) -> str:
-    level = (group or "skin=intermediate").split("=", 1)[-1]
-    skin = SKIN_PHRASES.get(level, f"{level}-skinned")
-    return BASE_PROMPT.format(skin=skin, edits=edit_phrase(edit or Edit()))
+def noise_seed(protocol_seed: int, seed: int) -> int:
+    """One noise stream per (protocol seed, face seed): identical across groups and edits."""
+    return int(np.random.SeedSequence([int(protocol_seed), int(seed)]).generate_state(1)[0])
+
+
+def _one_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _quiet_libraries() -> None:
+    # diffusers/transformers print loading bars and advice (install accelerate, ...) to stderr;
+    # faceaudit has its own progress bars and reports problems as one-line errors
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
 
 
 class DiffusionGenerator(Generator):
-    """Stable-Diffusion-family pipeline from ``diffusers`` behind the :class:`Generator` interface."""
+    """A diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x/XL family) behind :class:`Generator`."""
 
     name = "diffusion"
 
@@ -63,66 +69,186 @@ class DiffusionGenerator(Generator):
         model_id: str = DEFAULT_MODEL,
         protocol_seed: int = 0,
         device: str = "auto",
-        resolution: int = 128,
-        num_inference_steps: int = 2,
-        guidance_scale: float = 0.0,
+        resolution: int = 512,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 5.0,
+        identity_sharing: float = 0.8,
+        batch_size: int | None = None,
         allow_download: bool = False,
+        prompt: str = DEFAULT_TEMPLATE,
+        negative_prompt: str = DEFAULT_NEGATIVE,
+        neutral_phrase: str = NEUTRAL_PHRASE,
+        slots: Mapping[str, Mapping[str, str]] | None = None,
+        edit_phrases: Mapping[str, Mapping[str, str]] | None = None,
     ):
         try:
             import torch
-            from diffusers import AutoPipelineForText2Image
+            from diffusers import DiffusionPipeline
         except ImportError as err:
             raise ModelUnavailable(f"diffusion: diffusers is not installed ({err.name}); pip install 'faceaudit[diffusion]'") from None
+        from faceaudit.generate.diffusion_weights import check_tokenizer, resolve_model_dir
         from faceaudit.models.runtime import torch_device
 
+        if not 0.0 <= identity_sharing <= 1.0:
+            raise BadInput(f"generator.identity_sharing: must be in [0, 1], got {identity_sharing}")
+        self.model_id = str(model_id)
+        self.model_dir = resolve_model_dir(self.model_id, allow_download=allow_download, where="generator.model (diffusion)")
         self.device = torch_device(device)
-        self.model_id = model_id
+        # fp16 halves memory and roughly doubles throughput on a GPU; CPUs have no fast fp16 path
+        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
         self.protocol_seed = int(protocol_seed)
         self.resolution = int(resolution)
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.identity_sharing = float(identity_sharing)
+        self.prompts = PromptBuilder(prompt, slots, edit_phrases, neutral_phrase, negative_prompt)
+        _quiet_libraries()
         try:
-            self.pipe = AutoPipelineForText2Image.from_pretrained(
-                model_id, torch_dtype=dtype, local_files_only=not allow_download
-            ).to(self.device)
-        except (OSError, ValueError, EnvironmentError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelUnavailable(
-                f"diffusion: cannot load {model_id!r} from the Hugging Face cache ({first}); "
-                f"download it once with network access or pass allow_download=True"
-            ) from None
+            with warnings.catch_warnings():
+                # newer diffusers renamed torch_dtype to dtype; the old name works in every version >= 0.27
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                pipe = DiffusionPipeline.from_pretrained(str(self.model_dir), torch_dtype=self.dtype, local_files_only=True)
+        except Exception as err:  # diffusers raises OSError, ValueError, KeyError, ... for a broken folder
+            raise ModelUnavailable(f"generator.model (diffusion): cannot load {self.model_id!r} from {self.model_dir} ({_one_line(err)})") from None
+        for needed in ("unet", "vae", "scheduler"):
+            if getattr(pipe, needed, None) is None:
+                raise BadInput(f"generator.model (diffusion): {self.model_id!r} is not a text-to-image UNet pipeline (no {needed})")
+        check_tokenizer(getattr(pipe, "tokenizer", None), f"generator.model (diffusion): {self.model_id!r} tokenizer")
+        check_tokenizer(getattr(pipe, "tokenizer_2", None), f"generator.model (diffusion): {self.model_id!r} tokenizer_2")
+        if hasattr(pipe, "safety_checker") and pipe.safety_checker is not None:
+            # the checker blacks out images it flags: a black face would be counted as a failure to
+            # enrol of the group, an artefact of the generator, not of the recognizer under audit
+            pipe.safety_checker = None
+        self.pipe = pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.version = f"{model_id}@{getattr(self.pipe.config, '_diffusers_version', '?')}"
+        if self.device == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        self.sharing = None
+        if self.identity_sharing > 0:
+            from faceaudit.generate.identity_sharing import install
 
-    def _noise_generator(self, seed: int):
+            self.sharing = install(self.pipe.unet, self.identity_sharing)
+        self._recorded: tuple | None = None
+        self.batch_size = int(batch_size) if batch_size else self.auto_batch_size()
+        self.version = f"{self.model_id}@diffusers-{getattr(self.pipe.config, '_diffusers_version', '?')}"
+
+    # ---- memory -----------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        factor = int(getattr(self.pipe, "vae_scale_factor", 8))
+        side = self.resolution // factor
+        return (int(self.pipe.unet.config.in_channels), side, side)
+
+    def shared_bytes_per_image(self) -> int:
+        """Bytes of prototype keys/values kept per image for identity sharing (all layers, steps)."""
+        if self.sharing is None:
+            return 0
+        _, side, _ = self.latent_shape
+        n_levels = len(self.pipe.unet.config.block_out_channels)
+        total = 0
+        for name, module in self.pipe.unet.named_modules():
+            if not name.endswith("attn1") or not hasattr(module, "to_k"):
+                continue
+            m = re.match(r"(down|up)_blocks\.(\d+)", name)
+            level = n_levels - 1 if m is None else (int(m.group(2)) if m.group(1) == "down" else n_levels - 1 - int(m.group(2)))
+            tokens = (side // 2**level) ** 2
+            total += 2 * tokens * module.to_k.out_features
+        cfg = 2 if self.guidance_scale > 1 else 1
+        return total * cfg * self.num_inference_steps * (2 if self.dtype.itemsize == 2 else 4)
+
+    def auto_batch_size(self) -> int:
+        """Images per pipeline call: fixed on the CPU, from free memory on a GPU."""
+        if self.device != "cuda":
+            return CPU_BATCH
         import torch
 
-        # one noise stream per (protocol seed, face seed): identical across groups and edits
-        mixed = int(np.random.SeedSequence([self.protocol_seed, int(seed)]).generate_state(1)[0])
-        return torch.Generator(device=self.device).manual_seed(mixed)
+        free, _ = torch.cuda.mem_get_info()
+        per_image = ACTIVATION_BYTES_512 * (self.resolution / 512) ** 2 + self.shared_bytes_per_image()
+        return int(max(1, min(MAX_BATCH, (MEMORY_HEADROOM * free) // per_image)))
 
-    def render(self, seeds: Sequence[int], group: str | None = None, edit: Edit | None = None) -> RenderResult:
-        import cv2
+    # ---- rendering --------------------------------------------------------------------------
+    def initial_latents(self, seeds: Sequence[int]):
+        """``[N, C, h, w]`` float32 CPU tensor: a function of (protocol seed, face seed) only."""
+        import torch
 
-        prompt = build_prompt(group, edit)
-        images = []
-        for s in seeds:
+        shape = self.latent_shape
+        out = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(noise_seed(self.protocol_seed, s)),
+                           dtype=torch.float32) for s in seeds]
+        return torch.stack(out) if out else torch.zeros((0, *shape))
+
+    def _call(self, seeds: Sequence[int], prompt: str) -> np.ndarray:
+        import torch
+
+        latents = self.initial_latents(seeds).to(self.device, self.dtype)
+        generators = [torch.Generator(self.device).manual_seed(noise_seed(self.protocol_seed, s) + 1) for s in seeds]
+        use_cfg = self.guidance_scale > 1
+        with torch.inference_mode():
             out = self.pipe(
-                prompt=prompt,
-                negative_prompt=NEGATIVE_PROMPT if self.guidance_scale > 1 else None,
+                prompt=[prompt] * len(seeds),
+                negative_prompt=[self.prompts.negative] * len(seeds) if use_cfg else None,
                 num_inference_steps=self.num_inference_steps,
                 guidance_scale=self.guidance_scale,
-                generator=self._noise_generator(s),
+                height=self.resolution,
+                width=self.resolution,
+                latents=latents,
+                generator=generators,
                 output_type="np",
-            ).images[0]
-            img = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-            images.append(cv2.resize(img, (self.resolution, self.resolution), interpolation=cv2.INTER_AREA))
-        edit = edit or Edit()
-        meta = pd.DataFrame({"seed": list(seeds), "group": group or "none", "edit_attr": edit.attribute,
-                             "edit_level": edit.level, "prompt": prompt})
-        return RenderResult(images=np.stack(images) if images else np.zeros((0, self.resolution, self.resolution, 3), np.uint8), metadata=meta)
+            ).images
+        out = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(out).all():
+            raise BadInput(f"generator.model (diffusion): {self.model_id!r} produced NaN/inf pixels for {prompt!r}"
+                           f"{' (fp16 overflow: try device: cpu or an fp16-safe VAE)' if self.dtype.itemsize == 2 else ''}")
+        return (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
-    def metadata(self) -> dict:
-        return {**super().metadata(), "model_id": self.model_id, "steps": self.num_inference_steps,
-                "guidance_scale": self.guidance_scale, "device": self.device}
+    def _render_batch(self, seeds: list[int], group: str | None, edit: Edit) -> np.ndarray:
+        proto = edit.attribute == "none" or edit.level == 0
+        if self.sharing is None:
+            return self._call(seeds, self.prompts.prompt(group, edit))
+        key = (group, tuple(seeds))
+        if proto:
+            self.sharing.start_recording()
+            try:
+                images = self._call(seeds, self.prompts.prompt(group, Edit()))
+            finally:
+                self.sharing.stop()
+            self._recorded = key
+            self._proto_images = images
+            return images
+        if self._recorded != key:
+            # the edit needs this batch's prototype keys/values: render (and record) it first
+            self._render_batch(seeds, group, Edit())
+        self.sharing.start_sharing()
+        try:
+            return self._call(seeds, self.prompts.prompt(group, edit))
+        finally:
+            self.sharing.stop()
+
+    def render(self, seeds: Sequence[int], group: str | None = None, edit: Edit | None = None) -> RenderResult:
+        """Render ``seeds`` in ``group`` with ``edit``, ``batch_size`` seeds per pipeline call.
+
+        With identity sharing, an edit needs the attention its prototype recorded: only the latest
+        prototype batch is kept (on a GPU it can take gigabytes), so render batch by batch, the
+        prototype (``edit=None``) first and then its edits, as the generate stage does; otherwise
+        the prototype is rendered again for every edit batch (same images, more time)."""
+        edit = edit or Edit()
+        seeds = [int(s) for s in seeds]
+        parts = [self._render_batch(seeds[i : i + self.batch_size], group, edit) for i in range(0, len(seeds), self.batch_size)]
+        r = self.resolution
+        images = np.concatenate(parts) if parts else np.zeros((0, r, r, 3), np.uint8)
+        meta = pd.DataFrame({"seed": seeds, "group": group or "none", "edit_attr": edit.attribute,
+                             "edit_level": float(edit.level), "prompt": self.prompts.prompt(group, edit) if seeds else ""})
+        return RenderResult(images=images, metadata=meta)
+
+    def release(self) -> None:
+        """Drop recorded prototype attention (it can hold gigabytes on a GPU)."""
+        if self.sharing is not None:
+            self.sharing.clear()
+        self._recorded = None
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "model_id": self.model_id, "model_dir": str(self.model_dir),
+                "steps": self.num_inference_steps, "guidance_scale": self.guidance_scale,
+                "identity_sharing": self.identity_sharing, "batch_size": self.batch_size, "device": self.device,
+                "dtype": str(self.dtype).replace("torch.", ""), "scheduler": type(self.pipe.scheduler).__name__,
+                "pipeline": type(self.pipe).__name__, "prompt_template": self.prompts.template}

@@ -228,7 +228,8 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
     for name, info in (gen.get("levels") or {}).items():
         if isinstance(info, dict) and info.get("reach_rate") is not None:
             reach.append(f"{name} {fmt.pct(info['reach_rate'])}")
-    directions = gen.get("directions") or proto.generator.directions or "the directions file shipped with faceaudit"
+    default_directions = "the directions file shipped with faceaudit" if proto.generator.name == "dcgan" else "none (prompt slots)"
+    directions = gen.get("directions") or getattr(proto.generator, "directions", None) or default_directions
     if isinstance(directions, dict):
         directions = (describe_file(directions["path"], directions.get("sha256")) if directions.get("path")
                       else directions.get("name") or _json_value(directions))
@@ -238,8 +239,8 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
         "generator": gen_name or proto.generator.name,
         "generator_meta": [(k, _json_value(v)) for k, v in g.items()] if isinstance(g, dict) else [],
         "directions": str(directions),
-        "truncation": proto.generator.truncation,
-        "max_skin_steps": proto.generator.max_skin_steps,
+        "truncation": getattr(proto.generator, "truncation", None),
+        "max_skin_steps": getattr(proto.generator, "max_skin_steps", None),
         "seeds_requested": int(requested) if isinstance(requested, (int, float)) else requested,
         "seeds_kept": len(kept_seeds),
         "excluded": excluded_rows,
@@ -439,15 +440,15 @@ def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
 
 def _group_pick(unitary: pd.DataFrame, col: str, worst: bool) -> dict:
     d = unitary.dropna(subset=[col])
-    if d.empty:
-        return {}
+    if d.empty:  # no enrolled comparison (every face failed to enrol): the KPI shows a dash
+        return {"group": "no enrolled comparison", "value": "–", "ci": "", "raw": None}
     r = d.loc[d[col].idxmax() if worst else d[col].idxmin()]
     return {"group": fmt.group_label(r["group"]), "value": fmt.pct(r[col]),
             "ci": fmt.ci(r.get(f"{col}_lo"), r.get(f"{col}_hi")), "raw": float(r[col])}
 
 
 def _ratio(worst: dict, best: dict) -> Optional[float]:
-    if not worst or not best or best["raw"] <= 0:
+    if not worst or not best or worst.get("raw") is None or best.get("raw") is None or best["raw"] <= 0:
         return None
     return worst["raw"] / best["raw"]
 

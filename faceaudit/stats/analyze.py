@@ -192,6 +192,36 @@ def _versions() -> dict:
     return out
 
 
+def unenrolled_rows(model: str, faces: pd.DataFrame, status: pd.DataFrame, pairs: pd.DataFrame, groups: list[str],
+                    targets: list[float], level: float) -> pd.DataFrame:
+    """``error_rates`` rows of a model none of whose impostor comparisons enrolled: per group (and
+    ``all``) the FTE rate with an exact (Clopper-Pearson) interval; rates that need a threshold are NaN."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    st = faces[["face_id", "seed", "group"]].merge(status[["face_id", "status"]], on="face_id", how="left")
+    failed = st["status"].fillna("fte") != "ok"
+    rows = []
+    for g in groups + [ALL]:
+        m = np.ones(len(st), bool) if g == ALL else (st["group"] == g).to_numpy()
+        pm = np.ones(len(pairs), bool) if g == ALL else (pairs["group"] == g).to_numpy()
+        n, k = int(m.sum()), int(failed[m].sum())
+        lo, hi = proportion_confint(k, n, alpha=1 - level, method="beta") if n else (np.nan, np.nan)
+        for t in targets:
+            rows.append({
+                "model": model, "group": g, "edit_attr": ALL, "edit_level": np.nan, "condition": ALL,
+                "threshold": np.nan, "target_fmr": t,
+                "n_genuine": 0, "n_impostor": 0,
+                **{f"{r}{x}": np.nan for r in ("fmr", "fnmr", "gfnmr") for x in ("", "_lo", "_hi")},
+                "fte_rate": k / n if n else np.nan, "fte_lo": float(lo), "fte_hi": float(hi),
+                "n_false_match": 0, "n_false_non_match": 0,
+                "n_genuine_fte": int((pairs["kind"][pm] == "genuine").sum()),
+                "n_impostor_fte": int((pairs["kind"][pm] == "impostor").sum()),
+                "n_faces": n, "n_seeds": int(st.loc[m, "seed"].nunique()),
+                "ci_level": level, "ci_method": "clopper-pearson (FTE only: no comparison enrolled)",
+            })
+    return pd.DataFrame(rows)
+
+
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
     ref_group = f"skin={proto.protected.reference}"
@@ -284,6 +314,11 @@ def analyze_run(run_root: str | Path, write: bool = True, models: list[str] | No
         epath = run.embeddings(model)
         status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
         md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
+        if not md.impostor.ok.any():
+            # nothing enrolled (e.g. a generator whose images show no face): no threshold exists, but
+            # the failure to enrol is itself the finding, so the model keeps its FTE rows
+            tables["error_rates"].append(unenrolled_rows(model, faces, status, pairs, groups, list(a.target_fmr), a.ci_level))
+            continue
         try:
             mr = compute_model_rates(md, W, list(a.target_fmr))
         except ValueError as err:

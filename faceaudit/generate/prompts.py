@@ -1,0 +1,107 @@
+"""Prompt slots: how a protected level and a nuisance edit become words for a text-to-image model.
+
+A prompt template names one slot per protected attribute (``{skin}``, or ``{race}`` and
+``{gender}``) and one slot ``{edit}``. Each protected level fills its attribute's slot with a phrase;
+the prototype fills ``{edit}`` with the neutral phrase, an edit with the phrase for its attribute
+and signed level. Defaults below; a protocol overrides any of them (``generator.slots``,
+``generator.edit_phrases``). Phrases are requests, not measurements: the generate stage measures
+every image, and the manipulation check reports what the pixels show.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Mapping
+
+from faceaudit.errors import BadInput
+from faceaudit.generate.base import Edit
+
+DEFAULT_TEMPLATE = ("a close-up passport-style photograph of the face of {skin} adult person, {edit}, "
+                    "neutral grey background, sharp focus")
+DEFAULT_NEGATIVE = "cartoon, drawing, painting, multiple people, text, watermark, blurry"
+NEUTRAL_PHRASE = "frontal view, even studio lighting, neutral expression"
+
+#: protected attribute (the group's key, ``skin`` in ``skin=dark``) -> level -> phrase
+DEFAULT_SLOTS: dict[str, dict[str, str]] = {
+    "skin": {"light": "a light-skinned", "intermediate": "a medium brown-skinned", "dark": "a dark-skinned"},
+}
+
+
+def default_edit_phrase(attribute: str, level: float) -> str:
+    """Phrase for a signed edit level; ``|level| >= 2`` asks for a stronger change."""
+    strong = abs(level) >= 2
+    side = "right" if level > 0 else "left"
+    if attribute == "lighting":
+        return f"{'strong ' if strong else ''}light from the {side} side, the other side of the face in shadow"
+    if attribute == "yaw":
+        return f"head turned {'strongly ' if strong else 'slightly '}to the {side}"
+    if attribute == "smile":
+        if level > 0:
+            return "a broad toothy smile" if strong else "a slight smile"
+        return "a frowning expression" if strong else "a serious expression"
+    raise BadInput(f"generator.edit_phrases: no phrase for edit attribute {attribute!r} at level {level:+g}; add one")
+
+
+def level_key(level: float) -> str:
+    """How an edit level is spelled in ``edit_phrases``: ``+1``, ``-2``, ``+0.5``."""
+    return f"{float(level):+g}"
+
+
+def template_slots(template: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(template) if field]
+
+
+def parse_group(group: str | None) -> dict[str, str]:
+    """``skin=dark|gender=female`` -> ``{"skin": "dark", "gender": "female"}``."""
+    if not group or group == "none":
+        return {}
+    out = {}
+    for part in group.split("|"):
+        key, sep, value = part.partition("=")
+        if not sep or not key or not value:
+            raise BadInput(f"group {group!r}: expected attr=level joined by '|'")
+        out[key] = value
+    return out
+
+
+class PromptBuilder:
+    def __init__(self, template: str = DEFAULT_TEMPLATE, slots: Mapping[str, Mapping[str, str]] | None = None,
+                 edit_phrases: Mapping[str, Mapping[str, str]] | None = None, neutral: str = NEUTRAL_PHRASE,
+                 negative: str = DEFAULT_NEGATIVE):
+        self.template = template
+        self.slots = {k: dict(v) for k, v in (slots if slots is not None else DEFAULT_SLOTS).items()}
+        self.edit_phrases = {k: dict(v) for k, v in (edit_phrases or {}).items()}
+        self.neutral = neutral
+        self.negative = negative
+        names = template_slots(template)
+        if "edit" not in names:
+            raise BadInput(f"generator.prompt: the template has no {{edit}} slot: {template!r}")
+        self.protected_slots = [n for n in names if n != "edit"]
+
+    def edit_phrase(self, edit: Edit | None) -> str:
+        edit = edit or Edit()
+        if edit.attribute == "none" or edit.level == 0:
+            return self.neutral
+        table = self.edit_phrases.get(edit.attribute, {})
+        return table.get(level_key(edit.level)) or default_edit_phrase(edit.attribute, edit.level)
+
+    def prompt(self, group: str | None, edit: Edit | None = None) -> str:
+        levels = parse_group(group)
+        fill = {"edit": self.edit_phrase(edit)}
+        for slot in self.protected_slots:
+            if group is None:  # the unplaced random face of a seed: no protected phrase
+                fill[slot] = "a"
+                continue
+            if slot not in levels:
+                raise BadInput(f"generator.prompt: slot {{{slot}}} but group {group!r} has no {slot}=<level>")
+            phrases = self.slots.get(slot, {})
+            if levels[slot] not in phrases:
+                raise BadInput(f"generator.slots.{slot}: no phrase for level {levels[slot]!r} (have {sorted(phrases)})")
+            fill[slot] = phrases[levels[slot]]
+        return self.template.format(**fill)
+
+    def check(self, groups: list[str], edits: list[Edit]) -> None:
+        """Build every prompt once, so a missing phrase fails before anything is rendered."""
+        for g in groups:
+            for e in [Edit()] + list(edits):
+                self.prompt(g, e)

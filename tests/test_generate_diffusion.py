@@ -1,0 +1,270 @@
+"""The diffusion backend on a real (tiny, randomly initialised) Stable-Diffusion-style pipeline.
+
+The pipeline is built here from configs in code (tests/_tiny_diffusion.py), saved in the diffusers
+layout and reloaded offline from that folder, exactly as a user's model folder would be. Its images
+are noise, not faces: what is tested is the machinery (determinism, the shared initial latent,
+shared self-attention, weight resolution, the audit's tables and its failure-to-enrol accounting).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+from _tiny_diffusion import break_tokenizer, build_tiny_pipeline, tiny_vocab  # noqa: E402
+
+from faceaudit.errors import BadInput  # noqa: E402
+from faceaudit.generate.base import Edit  # noqa: E402
+
+SEEDS = [0, 1, 2, 3]
+#: short prompts: the tiny tokenizer spells most words letter by letter, and CLIP truncates at 77 tokens
+SETTINGS = dict(device="cpu", resolution=32, num_inference_steps=2, guidance_scale=5.0, prompt="{skin} face, {edit}",
+                neutral_phrase="frontal, neutral",
+                edit_phrases={"yaw": {"-1": "turned left", "+1": "turned right"}, "smile": {"+1": "smile"}})
+
+
+@pytest.fixture(scope="module")
+def offline_env():
+    """No network for the hub: every load in this module must come from local folders."""
+    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, offline_env):
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "tiny-sd")
+
+
+@pytest.fixture(scope="module")
+def generators(tiny_dir):
+    from faceaudit.generate.diffusion import DiffusionGenerator
+
+    return {s: DiffusionGenerator(model_id=str(tiny_dir), identity_sharing=s, **SETTINGS) for s in (0.0, 0.8)}
+
+
+def test_tiny_pipeline_reloads_offline_with_its_in_memory_tokenizer(generators):
+    gen = generators[0.0]
+    tok = gen.pipe.tokenizer
+    assert len(tok) == len(tiny_vocab())
+    ids = tok("a face").input_ids
+    assert ids[0] == 0 and ids[-1] == 1 and tok.convert_ids_to_tokens(ids[1:-1]) == ["a</w>", "face</w>"]
+    assert type(gen.pipe).__name__ == "StableDiffusionPipeline" and gen.dtype.is_floating_point
+    assert gen.batch_size == 4  # CPU: fixed batch
+
+
+def test_same_seed_and_prompt_give_identical_images(generators, tiny_dir):
+    from faceaudit.generate.diffusion import DiffusionGenerator
+
+    gen = generators[0.0]
+    a = gen.render(SEEDS, "skin=dark").images
+    b = gen.render(SEEDS, "skin=dark").images
+    assert a.shape == (4, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    # a fresh load of the folder renders the same bytes
+    again = DiffusionGenerator(model_id=str(tiny_dir), identity_sharing=0.0, **SETTINGS).render(SEEDS[:2], "skin=dark").images
+    assert np.array_equal(a[:2], again)
+    # different seeds, different images; same seed, other prompt: a different (but related) image
+    assert np.abs(a[0].astype(float) - a[1]).mean() > 20
+    light = gen.render(SEEDS, "skin=light").images
+    assert 0 < np.abs(light.astype(float) - a).mean() < np.abs(a[0].astype(float) - a[1]).mean()
+
+
+def test_every_image_of_a_seed_starts_from_the_same_latent(generators):
+    gen = generators[0.8]
+    first_inputs: list = []
+
+    def grab(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        if len(first_inputs) == 0 or first_inputs[-1] is None:
+            first_inputs[-1:] = [sample.detach().clone()]
+
+    handle = gen.pipe.unet.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        seen = {}
+        for group, edit in [("skin=dark", None), ("skin=dark", Edit("yaw", 1.0)), ("skin=light", Edit("smile", 1.0))]:
+            first_inputs.append(None)
+            gen.render(SEEDS, group, edit)
+            seen[(group, edit)] = first_inputs[-1]
+    finally:
+        handle.remove()
+    inputs = list(seen.values())
+    # with guidance the UNet sees [uncond x 4, cond x 4]; both halves are the seed's initial latent
+    for x in inputs:
+        assert x.shape[0] == 8 and np.array_equal(x[:4].numpy(), x[4:].numpy())
+        assert np.array_equal(x[:4].numpy(), inputs[0][:4].numpy())
+    assert not np.array_equal(inputs[0][0].numpy(), inputs[0][1].numpy())
+    # the latent is a function of (protocol seed, face seed), not of the batch it is drawn in
+    assert np.array_equal(gen.initial_latents([3])[0].numpy(), gen.initial_latents([1, 3])[1].numpy())
+
+
+def test_identity_sharing_keeps_the_prototype_and_pulls_edits_towards_it(generators):
+    plain, shared = generators[0.0], generators[0.8]
+    proto_plain = plain.render(SEEDS, "skin=dark").images
+    proto_shared = shared.render(SEEDS, "skin=dark").images
+    assert np.array_equal(proto_plain, proto_shared)  # bit-identical: recorded, not altered
+    # the memory estimate behind the GPU batch size is exactly what a prototype batch records
+    assert shared.sharing.nbytes() == len(SEEDS) * shared.shared_bytes_per_image() > 0
+    ratios = []
+    for edit in (Edit("yaw", -1.0), Edit("yaw", 1.0), Edit("smile", 1.0)):
+        far = np.abs(plain.render(SEEDS, "skin=dark", edit).images.astype(float) - proto_plain).mean(axis=(1, 2, 3))
+        near = np.abs(shared.render(SEEDS, "skin=dark", edit).images.astype(float) - proto_plain).mean(axis=(1, 2, 3))
+        assert (far > 1.0).all()  # the edit changes the image at all
+        ratios.append(near / far)
+    ratios = np.concatenate(ratios)
+    # every seed and edit is closer to its prototype with sharing; by 10% or more on average
+    assert (ratios < 1.0).all(), ratios
+    assert ratios.mean() < 0.9, ratios
+
+
+def test_empty_tokenizer_is_reported(tiny_dir, tmp_path):
+    from faceaudit.generate.diffusion import DiffusionGenerator
+
+    broken = Path(shutil.copytree(tiny_dir, tmp_path / "broken"))
+    break_tokenizer(broken)
+    with pytest.raises(BadInput) as err:
+        DiffusionGenerator(model_id=str(broken), identity_sharing=0.0, **SETTINGS)
+    msg = str(err.value)
+    assert "empty vocabulary" in msg and "2 tokens" in msg and "\n" not in msg
+
+
+def test_weights_resolve_from_faceaudit_weights(tiny_dir, tmp_path, monkeypatch):
+    from faceaudit.errors import ModelUnavailable
+    from faceaudit.generate.diffusion_weights import resolve_model_dir
+    from faceaudit.generate.registry import list_generators
+
+    root = tmp_path / "weights"
+    shutil.copytree(tiny_dir, root / "acme" / "tiny-sd")
+    monkeypatch.setenv("FACEAUDIT_WEIGHTS", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    assert resolve_model_dir("acme/tiny-sd") == root / "acme" / "tiny-sd"
+    with pytest.raises(ModelUnavailable) as err:
+        resolve_model_dir("acme/not-here")
+    assert "acme/not-here" in str(err.value) and "FACEAUDIT_WEIGHTS" in str(err.value)
+    table = list_generators().set_index("name")
+    assert table.loc["dcgan", "ready"] and table.loc["diffusion", "ready"]
+    assert "acme/tiny-sd" in table.loc["diffusion", "detail"]
+    proc = subprocess.run([sys.executable, "-m", "faceaudit.cli", "generators"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    rows = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in proc.stdout.splitlines() if ln.count("│") >= 4
+            and ln.split("│")[1].strip()}
+    assert rows == {"dcgan": "yes", "diffusion": "yes"}
+
+
+def _protocol(model: str, **extra) -> dict:
+    return {
+        "name": "tiny-diffusion", "seed": 0, "n_seeds": 3,
+        "generator": {"name": "diffusion", "model": model, "resolution": 32, "steps": 2, "guidance": 5.0,
+                      "identity_sharing": 0.8, "prompt": SETTINGS["prompt"], "neutral_phrase": SETTINGS["neutral_phrase"],
+                      "edit_phrases": SETTINGS["edit_phrases"]},
+        "protected": {"attribute": "skin_tone", "reference": "light", "levels": [
+            {"name": "light", "ita_min": 10, "ita_max": 90, "target": 28},
+            {"name": "dark", "ita_min": -90, "ita_max": 10, "target": -55}]},
+        "edits": [{"attribute": "yaw", "levels": [-1, 1]}],
+        # sface: the real recognizer, which finds no face in noise (every image fails to enrol);
+        # the colour-histogram plugin enrols everything, so the statistics have comparisons to run on
+        "models": ["sface", "plugins.color_model:factory"],
+        "analysis": {"target_fmr": [0.1], "n_boot": 200},
+        **extra,
+    }
+
+
+def test_audit_with_the_diffusion_generator_writes_every_table(tiny_dir, tmp_path, session_cache):
+    from faceaudit import pipeline
+    from faceaudit.protocol import parse_protocol
+
+    out = tmp_path / "run"
+    ctx = pipeline.audit(parse_protocol(_protocol(str(tiny_dir))), out, progress=False)
+    root = ctx.run.root
+    for rel in ["protocol.yaml", "manifest.json", "faces.parquet", "pairs.parquet", "embeddings/sface.parquet",
+                "embeddings/color-hist.parquet", "scores/sface.parquet", "scores/color-hist.parquet",
+                "results/error_rates.parquet", "results/contrasts.parquet", "results/dose_response.parquet",
+                "results/summary.json", "results/generation.json", "results/manipulation_check.parquet", "report.html"]:
+        assert (root / rel).exists(), rel
+    faces = pd.read_parquet(root / "faces.parquet")
+    assert len(faces) == 3 * 2 * 3 and set(faces["source"]) == {"diffusion"}
+    assert set(faces["group"]) == {"skin=light", "skin=dark"}
+    assert faces.groupby("seed")["face_id"].count().eq(6).all()
+    assert faces["prompt"].str.startswith(("a light-skinned face", "a dark-skinned face")).all()
+    # noise has no landmarks: measured, not assumed, so the level check says "not in the bin"
+    assert not faces["measured_ok"].any() and not faces["in_level"].any()
+    for p in faces["path"]:
+        assert (root / p).stat().st_size > 0
+    # faceless images are fte rows for the real recognizer, and the run reports them
+    emb = pd.read_parquet(root / "embeddings/sface.parquet")
+    assert len(emb) == len(faces) and (emb["status"] == "fte").all()
+    scores = pd.read_parquet(root / "scores/sface.parquet")
+    assert (scores["status"] == "fte").all() and scores["score"].isna().all()
+    er = pd.read_parquet(root / "results/error_rates.parquet")
+    sface = er[er["model"] == "sface"].set_index("group")
+    assert set(sface.index) == {"skin=light", "skin=dark", "all"} and (sface["fte_rate"] == 1.0).all()
+    assert sface["fmr"].isna().all() and (sface.loc["all", "n_faces"] == len(faces))
+    # k = n failures: the exact (Clopper-Pearson) lower bound is (alpha/2) ** (1/n), in closed form
+    assert sface.loc["skin=dark", "fte_lo"] == pytest.approx(0.025 ** (1 / 9)) and sface.loc["skin=dark", "fte_hi"] == 1.0
+    hist = er[(er["model"] == "color-hist") & (er["edit_attr"] == "all") & (er["group"] == "all")]
+    assert len(hist) == 1 and hist["n_genuine"].iloc[0] == 3 * 2 * 2 and hist["fte_rate"].iloc[0] == 0.0
+    import json
+
+    summary = json.loads((root / "results/summary.json").read_text())
+    assert summary["models"]["sface"]["fte_rate"]["all"]["estimate"] == 1.0
+    gen = json.loads((root / "results/generation.json").read_text())
+    assert gen["faces_without_landmarks"] == len(faces) and gen["generator"]["identity_sharing"] == 0.8
+    html = (root / "report.html").read_text()
+    assert html.count('Failure to enrol</div><div class="value">100.0%') == 1  # sface's card; color-hist: 0%
+    assert "| dark | 10.0% | 0 | 0 | – | – | 100.0%" in (root / "results/summary.md").read_text()
+    # the same protocol again: nothing is redone
+    again = pipeline.audit(parse_protocol(_protocol(str(tiny_dir))), out, progress=False)
+    assert again.ran == [] and "generate" in again.skipped
+
+
+def test_hub_id_without_network_is_one_line_and_exit_2(tmp_path):
+    proto = tmp_path / "hub.yaml"
+    proto.write_text(yaml.safe_dump(_protocol("faceaudit-test/not-a-cached-model")))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "FACEAUDIT_WEIGHTS": str(tmp_path / "w"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "faceaudit.cli", "audit", str(proto), "--out", str(tmp_path / "run"),
+                           "--no-progress"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "faceaudit-test/not-a-cached-model" in lines[0] and "not available offline" in lines[0]
+    assert not (tmp_path / "run" / "faces.parquet").exists()
+
+
+def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
+    from faceaudit.generate.prompts import PromptBuilder
+    from faceaudit.protocol import parse_protocol
+
+    builder = PromptBuilder("{skin} face, {edit}", slots={"skin": {"light": "pale", "dark": "dark"}},
+                            edit_phrases={"yaw": {"+1": "turned right"}})
+    assert builder.prompt("skin=dark", Edit("yaw", 1.0)) == "dark face, turned right"
+    assert builder.prompt("skin=light") == "pale face, " + builder.neutral
+    with pytest.raises(BadInput, match=r"generator.slots.skin: no phrase for level 'brown'"):
+        builder.check(["skin=light", "skin=brown"], [])
+    with pytest.raises(BadInput, match="no {edit} slot"):
+        PromptBuilder("{skin} face")
+    base = _protocol("some/model")
+    assert parse_protocol(base, check_models=False).generator.identity_sharing == 0.8
+    for bad, where in [({"identity_sharing": 1.5}, "generator.diffusion.identity_sharing"),
+                       ({"resolution": 30}, "generator.diffusion.resolution"),
+                       ({"truncation": 2.5}, "generator.diffusion.truncation: unknown key")]:
+        proto = {**base, "generator": {**base["generator"], **bad}}
+        with pytest.raises(BadInput, match=where):
+            parse_protocol(proto, check_models=False)
