@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 
 from faceaudit.errors import BadInput
 
+#: generator backends a protocol can name (the tags of ``generator``'s union)
+GENERATOR_NAMES = ("dcgan", "diffusion")
+
 #: Nuisance attributes the offline DCGAN generator can edit (each has a measure in faceaudit.measure).
 NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure")
 
@@ -278,7 +281,11 @@ def _format_error(err: ValidationError, where: str, model: type[BaseModel] | Non
     # An unknown key is reported before anything else: a typo ("n_seed") also makes a required key
     # ("n_seeds") look missing, and the typo is the thing to fix.
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    parts = list(first["loc"])
+    if len(parts) > 1 and parts[0] == "generator" and parts[1] in GENERATOR_NAMES:
+        del parts[1]  # the union's tag (the generator's name) is not a key the user wrote
+    first = {**first, "loc": tuple(parts)}
+    loc = ".".join(str(p) for p in parts) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"

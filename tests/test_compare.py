@@ -142,5 +142,5 @@ def test_model_card_shows_the_comparison_when_given_a_baseline(runs):
     assert sorted(p.name for p in Path(noisy).glob("*.html")) == sorted(before + [path.name])
     html = path.read_text()
     assert "7.7 Comparison with the baseline run" in html and "sface+noise (baseline sface)" in html
-    section = html[html.index("7.6 Comparison"):html.index('id="ethical-considerations"')]
+    section = html[html.index("7.7 Comparison"):html.index('id="ethical-considerations"')]
     assert section.count("★") >= 3  # FNMR of dark and all, the dark/light FNMR contrasts

@@ -30,7 +30,8 @@ PREFIX = "human_"
 def face_latents(run_root: str | Path, faces: pd.DataFrame) -> np.ndarray:
     """The latent of every row of ``faces`` (a DCGAN run's faces table), as the generate stage built it."""
     from faceaudit.generate.dcgan import seed_latents
-    from faceaudit.generate.editing import CHROMA_ATTRIBUTE, SKIN_ATTRIBUTE
+    from faceaudit.generate.editing import CHROMA_ATTRIBUTE, EXPOSURE_DIRECTION, SKIN_ATTRIBUTE
+    from faceaudit.generate.photometric import PIXEL_EDITS
     from faceaudit.protocol import load_protocol
 
     protocol = load_protocol(Path(run_root) / "protocol.yaml")
@@ -41,8 +42,12 @@ def face_latents(run_root: str | Path, faces: pd.DataFrame) -> np.ndarray:
     z = seed_latents(faces["seed"].astype(int).tolist(), protocol.seed, protocol.generator.truncation)
     z = z + faces["chroma_shift"].to_numpy(dtype=float)[:, None] * directions[CHROMA_ATTRIBUTE].unit
     z = z + faces["skin_shift"].to_numpy(dtype=float)[:, None] * directions[SKIN_ATTRIBUTE].unit
+    if "exposure_shift" in faces.columns and EXPOSURE_DIRECTION in directions.attributes:
+        # the skin search's exposure hold moved the prototype along the border-luma direction too
+        z = z + np.nan_to_num(faces["exposure_shift"].to_numpy(dtype=float))[:, None] * directions[EXPOSURE_DIRECTION].unit
     for i, (attr, level) in enumerate(zip(faces["edit_attr"], faces["edit_level"])):
-        if attr != "none":
+        # pixel edits (exposure) leave the latent as it is
+        if attr != "none" and attr not in PIXEL_EDITS:
             z[i] = z[i] + directions.shift(attr, float(level))
     return z
 

@@ -275,7 +275,7 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
         })
     borders = [r["border_max"] for r in out["rows"] if r.get("border_max") is not None]
     out["exposure_max"] = max(borders) if borders else None
-    out["exposure_tolerance"] = protocol.generator.exposure_tolerance
+    out["exposure_tolerance"] = getattr(protocol.generator, "exposure_tolerance", None)  # DCGAN only
     out["mechanism"] = protocol.protected.mechanism
     out["in_bin_all"] = float(in_bin.mean())
     out["in_bin_edited"] = float(in_bin[~protos].mean()) if (~protos).any() else None
