@@ -107,6 +107,9 @@ def score_pairs(pairs: pd.DataFrame, embeddings: pd.DataFrame, model, chunk: int
     score on an ``ok`` pair means the model produced garbage and is an input error.
     """
     name = model.name
+    missing = [c for c in ("face_id", "status", "embedding") if c not in embeddings.columns]
+    if missing:
+        raise BadInput(f"embeddings/{name}.parquet: missing columns {missing}")
     emb = embeddings.set_index("face_id")
     missing = ~pairs["face_a"].isin(emb.index) | ~pairs["face_b"].isin(emb.index)
     if missing.any():
