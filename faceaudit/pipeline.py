@@ -195,7 +195,8 @@ def stage_pairs(ctx: StageContext) -> pd.DataFrame:
     inputs = sha256_json({"faces": _faces_hash(ctx.run), "pairs": p.pairs.model_dump(), "seed": p.seed})
 
     def work() -> dict:
-        pairs = build_pairs(read_table(ctx.run.faces), p.pairs.max_impostors_per_condition, p.seed)
+        pairs = build_pairs(read_table(ctx.run.faces), p.pairs.max_impostors_per_condition, p.seed,
+                            impostor_sample=p.pairs.impostor_sample)
         write_table(ctx.run.pairs, pairs)
         counts = pairs["kind"].value_counts().to_dict()
         return {"n_genuine": int(counts.get("genuine", 0)), "n_impostor": int(counts.get("impostor", 0))}
@@ -267,6 +268,8 @@ def stage_analyze(ctx: StageContext) -> dict:
             "version": __version__,
         }
     )
+    if ctx.protocol.pairs.impostor_sample is not None:  # impostors are scored from the embeddings
+        inputs = sha256_json({"base": inputs, "emb": {n: sha256_file(ctx.run.embeddings(n)) for n in names}})
     result: dict = {}
 
     def work() -> dict:

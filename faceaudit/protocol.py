@@ -110,6 +110,18 @@ class GeneratorSpec(_Strict):
 class PairSpec(_Strict):
     #: cap on impostor pairs per (group, edit condition); None = all pairs of distinct seeds
     max_impostors_per_condition: Optional[int] = None
+    #: None: pairs.parquet and scores hold every impostor pair. N: they hold the genuine pairs and a
+    #: deterministic sample of N impostor pairs per (group, edit condition), for inspection; the
+    #: analysis scores *every* impostor pair from the embeddings in blocks (docs/statistics.md,
+    #: "Impostor statistics at scale"), so memory does not grow with the number of seeds.
+    impostor_sample: Optional[int] = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _sample_or_cap(self) -> "PairSpec":
+        if self.impostor_sample is not None and self.max_impostors_per_condition is not None:
+            raise ValueError("impostor_sample (store a sample, analyse all pairs) and max_impostors_per_condition "
+                             "(analyse a capped design) exclude each other")
+        return self
 
 
 class AnalysisSpec(_Strict):

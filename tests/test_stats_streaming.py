@@ -180,3 +180,47 @@ def test_two_pass_queries_on_many_small_random_designs():
         for f in levels:
             assert d.first_t(f, gen) == T.threshold_at_fmr(imp, f, candidates=gen), (trial, f)
         assert d.eer(gen) == T.eer(gen, imp), trial
+
+
+def test_run_storing_an_impostor_sample_gives_the_full_runs_tables(tmp_path, design):
+    """``pairs.impostor_sample``: pairs.parquet/scores keep genuine pairs and a sample of impostors, the
+    analysis scores every impostor pair from the embeddings with the model's own similarity."""
+    from plugins.color_model import ColorHistogram
+
+    from faceaudit.rundir import RunDir, write_table, write_text
+    from faceaudit.stats.analyze import analyze_run
+
+    proto, faces, emb, *_ = design
+    model = ColorHistogram()
+    out, sizes = {}, {}
+    for mode, sample in (("all", None), ("sample", 4)):
+        data = proto.resolved_dict()
+        data["models"] = ["plugins.color_model:factory"]
+        data["pairs"] = {"impostor_sample": sample}
+        p = Protocol.model_validate(data)
+        run = RunDir(tmp_path / mode)
+        write_text(run.protocol, p.to_yaml())
+        write_table(run.faces, faces)
+        write_table(run.embeddings(model.name), emb)
+        pairs = build_pairs(faces, None, p.seed, impostor_sample=sample)
+        write_table(run.pairs, pairs)
+        write_table(run.scores(model.name), score_pairs(pairs, emb, model))
+        sizes[mode] = pairs["kind"].value_counts().to_dict()
+        out[mode] = analyze_run(run.root, write=False)
+    n_cells = faces.groupby(["group", "edit_attr", "edit_level"]).ngroups
+    assert sizes["sample"]["impostor"] == 4 * n_cells and sizes["sample"]["genuine"] == sizes["all"]["genuine"]
+    assert out["all"]["error_rates"]["n_impostor"].max() == out["sample"]["error_rates"]["n_impostor"].max() > 1000
+    _assert_same(out["all"], out["sample"])
+    # the stored sample is deterministic
+    again = build_pairs(faces, None, proto.seed, impostor_sample=4)
+    assert again.equals(build_pairs(faces, None, proto.seed, impostor_sample=4))
+
+
+def test_impostor_sample_and_cap_exclude_each_other():
+    from faceaudit.errors import BadInput
+    from faceaudit.protocol import parse_protocol
+
+    data = _protocol().resolved_dict()
+    data["pairs"] = {"impostor_sample": 10, "max_impostors_per_condition": 50}
+    with pytest.raises(BadInput, match="exclude each other"):
+        parse_protocol(data, where="p.yaml", check_models=False)

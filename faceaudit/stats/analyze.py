@@ -36,7 +36,7 @@ from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dose_response import dose_response_table
 from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, error_rate_table,
                                          fmr_key)
-from faceaudit.stats.impostors import ArraySource
+from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fairness import fairness_table
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
@@ -311,6 +311,18 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
     return out, summary
 
 
+def _model_similarity(proto: Protocol, name: str, run: RunDir):
+    """The row-wise similarity of the protocol's model called ``name`` (the one that scored the run)."""
+    from faceaudit.models.registry import load_model
+
+    for spec in proto.models:
+        model = load_model(spec, device="cpu")
+        if model.name == name:
+            return model.similarity
+    raise BadInput(f"{run.protocol}: no model named {name!r} among {proto.models}; it is needed to score the impostor "
+                   "pairs (pairs.impostor_sample)")
+
+
 #: how impostor statistics are computed: "stream" (blocks, bounded memory; the default) or "exact"
 #: (every impostor pair at once: the reference implementation the streamed one is tested against)
 METHODS = ("stream", "exact")
@@ -334,14 +346,25 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     if extra:
         raise BadInput(f"{run.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
     layout = make_layout(faces, groups)
+    sampled = proto.pairs.impostor_sample is not None
+    if sampled:
+        # pairs.parquet holds a sample of the impostors: every impostor pair is scored from the embeddings
+        method = "stream"
+        pairs = pairs[pairs["kind"] == "genuine"].reset_index(drop=True)
 
     def models():
         for model, (spath, scores) in _score_tables(run, proto).items():
             epath = run.embeddings(model)
             status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
+            if sampled:
+                scores = scores[scores["pair_id"].isin(pairs["pair_id"])]
             md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
             source = None
-            if method == "stream":
+            if sampled:
+                emb = _read(epath, "embeddings are needed to score the impostor pairs", ["face_id", "status", "embedding"])
+                source = embedding_source(faces, emb, layout, similarity=_model_similarity(proto, model, run),
+                                          where=str(epath))
+            elif method == "stream":
                 imp = md.impostor
                 source = ArraySource(imp.seed_a, imp.seed_b, imp.group * layout.C + imp.cond, imp.score, imp.ok,
                                      layout.S, layout.G * layout.C)

@@ -130,10 +130,12 @@ class EmbeddingSource(ImpostorSource):
         self.n_seeds, self.n_cells = n_seeds, len(cell_seeds)
         self.face_ok = np.asarray(face_ok, bool)
         self.similarity, self.block_pairs = similarity, block_pairs
-        emb = np.asarray(emb, dtype=np.float64)
         if similarity == "cosine":
+            emb = np.asarray(emb, dtype=np.float64)
             norm = np.linalg.norm(emb, axis=1, keepdims=True)
             emb = emb / np.where(norm > 0, norm, 1.0)
+        else:  # the rows score_pairs hands the model (float32): the same scores bit for bit
+            emb = np.asarray(emb, dtype=np.float32)
         self.emb = emb
         # pairs whose smaller seed is seed s: sum over cells of the seeds after s in the cell
         per_seed = np.zeros(n_seeds, dtype=np.int64)
@@ -451,8 +453,23 @@ def _per_seed(a: np.ndarray, b: np.ndarray, cell: np.ndarray, S: int, K: int) ->
 
 def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targets: list[float],
                      gen_by_set: list[np.ndarray], far_points: list[float], gen_all_scores: np.ndarray,
-                     hist_bins: int = 60, fine_bins: int = FINE_BINS, keep_whole: int = KEEP_WHOLE) -> ImpostorStats:
-    """Four passes over ``source`` (module docstring). ``gen_by_set``: sorted genuine ok scores per group, then all."""
+                     hist_bins: int = 60, fine_bins: int = FINE_BINS, keep_whole: int = KEEP_WHOLE,
+                     timings: dict | None = None) -> ImpostorStats:
+    """Four passes over ``source`` (module docstring). ``gen_by_set``: sorted genuine ok scores per group, then all.
+
+    ``timings``: if given, receives the seconds of each pass (``pass1_counts`` ... ``pass4_false_matches``).
+    """
+    import time
+
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + now - clock
+        clock = now
+
     S, K, B = source.n_seeds, G * C, W.shape[0]
     n_ok = np.zeros(K, dtype=np.int64)
     n_fte = np.zeros(K, dtype=np.int64)
@@ -491,6 +508,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
             mw_gt[si] += int((len(gen) - right).sum())
             mw_eq[si] += int((right - np.searchsorted(gen, s, side="left")).sum())
 
+    lap("pass1_counts")
     auc = []
     for si in range(G + 1):
         ng, ni = len(gen_by_set[si]), (int(n_ok.reshape(G, C)[si].sum()) if si < G else int(n_ok.sum()))
@@ -520,6 +538,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
             if len(s):
                 fine[si] += np.bincount(bin_index(edges, s), minlength=fine_bins)
                 coarse[si] += np.histogram(s, bins=hist_edges)[0]
+    lap("pass2_histograms")
     dists = []
     for si in range(G + 1):
         h = fine[si] if si < G else fine.sum(axis=0)
@@ -557,6 +576,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
     for si, d in enumerate(dists):
         d.finish(got[si])
 
+    lap("pass3_exact_bins")
     gen_all_sorted = np.sort(np.asarray(gen_all_scores, dtype=float))
     thresholds = {t: dists[G].first_t(t, gen_all_sorted) for t in targets}
 
@@ -586,6 +606,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
                 onehot[np.arange(len(P[0])), c[i:i + step]] = 1.0
                 h.boot += P @ onehot
 
+    lap("pass4_false_matches")
     # bootstrap sums of the comparisons: every pair of a cell's enrolled seeds (closed form) or general
     trial_boot = np.zeros((B, K))
     for k in range(K):
@@ -598,6 +619,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
             trial_boot[:, k] = 1.0 * (Wp.sum(axis=1) ** 2 - (Wp * Wp).sum(axis=1)) / 2
         else:
             trial_boot[:, k] = source.trial_quadform(W, k)
+    lap("trial_bootstrap")
 
     return ImpostorStats(S, G, C, n_ok, n_fte, per_seed_ok, gram_nn, trial_boot, dists, auc,
                          coarse, hist_edges, thresholds, hits)
