@@ -155,6 +155,27 @@ class AnalysisSpec(_Strict):
         return v
 
 
+class DatasetSpec(_Strict):
+    """Faces imported from a dataset (``faceaudit import``) instead of generated."""
+
+    importer: Literal["causalface", "folder"]
+    source: str
+    #: experimental: every identity appears in every group (CausalFace: paired, causal contrasts);
+    #: observational: real photographs, identity is the cluster, conclusions are correlational
+    design: Literal["experimental", "observational"]
+    #: protected attributes, in the order they are joined in group names (``race=black|gender=female``)
+    attributes: list[str] = Field(min_length=1)
+    groups: list[str] = Field(min_length=2)
+    #: the group the others are contrasted against
+    reference: str
+
+    @model_validator(mode="after")
+    def _check_reference(self) -> "DatasetSpec":
+        if self.reference not in self.groups:
+            raise ValueError(f"reference {self.reference!r} is not one of the groups {self.groups}")
+        return self
+
+
 class Protocol(_Strict):
     name: str
     description: str = ""
@@ -169,6 +190,8 @@ class Protocol(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pairs: PairSpec = Field(default_factory=PairSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    #: set by ``faceaudit import``: the faces come from a dataset (groups and reference from there)
+    dataset: Optional[DatasetSpec] = None
 
     @model_validator(mode="after")
     def _unique_edits(self) -> "Protocol":
@@ -180,7 +203,18 @@ class Protocol(_Strict):
     # ---- derived views -------------------------------------------------------------------
     @property
     def group_names(self) -> list[str]:
+        if self.dataset is not None:
+            return list(self.dataset.groups)
         return [f"skin={lv.name}" for lv in self.protected.levels]
+
+    @property
+    def reference_group(self) -> str:
+        return self.dataset.reference if self.dataset is not None else f"skin={self.protected.reference}"
+
+    @property
+    def protected_attribute(self) -> str:
+        """Name of the protected attribute in results (``skin_tone``; ``race+gender`` for an import)."""
+        return "+".join(self.dataset.attributes) if self.dataset is not None else self.protected.attribute
 
     def resolved_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

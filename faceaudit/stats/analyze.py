@@ -213,7 +213,7 @@ def _versions() -> dict:
 
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
-    ref_group = f"skin={proto.protected.reference}"
+    ref_group = proto.reference_group
     level = proto.analysis.ci_level
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
@@ -225,7 +225,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         "ci_method": ER_CI_METHOD,  # bootstrap, except FMR intervals and contrasts (dyadic-robust)
         "adjust": proto.analysis.adjust,
         "fairness_alpha": proto.analysis.fairness_alpha,
-        "protected_attribute": proto.protected.attribute,
+        "protected_attribute": proto.protected_attribute,
         "groups": proto.group_names,
         "reference_group": ref_group,
         "target_fmr": list(proto.analysis.target_fmr),
@@ -287,7 +287,7 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
-    ref_group = f"skin={proto.protected.reference}"
+    ref_group = proto.reference_group
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
                                                               "roc", "score_hist")}
     for md, source, where in models:
@@ -299,7 +299,7 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
         except ValueError as err:
             raise BadInput(f"{where}: {err}") from None
         tables["error_rates"].append(error_rate_table(mr, a.ci_level, list(a.far_points)))
-        tables["contrasts"].append(model_contrasts(mr, proto.protected.attribute, ref_group, a.ci_level))
+        tables["contrasts"].append(model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level))
         tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
