@@ -122,6 +122,9 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     from faceaudit.generate.design import generate_faces
 
     p = ctx.protocol
+    if p.dataset is not None:  # never overwrite imported faces with generated ones
+        raise BadInput(f"{ctx.run.protocol}: the faces were imported ({p.dataset.importer}); run `faceaudit import ... "
+                       "--audit` or the stage commands (embed, score, analyze, report) instead of generate/audit")
     inputs = sha256_json({"design": design_inputs(p), "versions": library_versions()})
 
     def work() -> dict:

@@ -162,3 +162,12 @@ def test_folder_import_bad_input(tmp_path, labelled_csv):
     df.to_csv(two, index=False)
     with pytest.raises(BadInput, match="more than one group"):
         api.import_dataset("folder", two, tmp_path / "r2", models=[PLUGIN])
+
+
+def test_audit_refuses_to_regenerate_an_imported_run(causalface_dir, tmp_path):
+    run = tmp_path / "cf"
+    api.import_dataset("causalface", causalface_dir, run, models=[PLUGIN])
+    before = sha256_file(run / "faces.parquet")
+    with pytest.raises(BadInput, match="faces were imported"):
+        api.audit(run / "protocol.yaml", run)
+    assert sha256_file(run / "faces.parquet") == before
