@@ -78,8 +78,8 @@ def test_causalface_import_gives_back_groups_seeds_and_edits(causalface_dir, tmp
     assert read_table(run / "faces.parquet").equals(faces)
 
     # the rest of the audit runs on it unchanged
-    ctx = api.audit_run(run, progress=False, report=False)
-    assert "analyze" in ctx.ran
+    ctx = api.audit_run(run, progress=False)
+    assert "analyze" in ctx.ran and "report" in ctx.ran
     r = api.load_run(run)
     er = r.error_rates
     assert set(er["group"]) == set(faces["group"]) | {"all"}
@@ -88,6 +88,10 @@ def test_causalface_import_gives_back_groups_seeds_and_edits(causalface_dir, tmp
     assert (c["attribute"].str.startswith("race+gender")).all()
     summary = json.loads((run / "results" / "summary.json").read_text())
     assert summary["reference_group"] == "race=asian|gender=male"
+    # an experimental import: the card describes the paired design, with no observational caveat
+    html = (run / "report.html").read_text()
+    assert "correlational, not causal" not in html and "paired within identity" in html
+    assert "asian male" in html
 
 
 def test_causalface_bad_layout_is_one_line_bad_input(tmp_path, causalface_dir):
