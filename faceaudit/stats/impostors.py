@@ -72,8 +72,9 @@ class ImpostorBlock:
 class ImpostorSource:
     """Yields the impostor comparisons of one model in blocks; re-iterable (the reducer passes 4 times).
 
-    Contract: all comparisons of one unordered seed pair are in the same block, and blocks cover
-    consecutive ranges of the smaller seed index (``lo_range(block)``).
+    Contract: ``blocks()`` yields ``(lo_start, lo_stop, block)`` where the block holds every comparison
+    whose smaller seed index is in ``[lo_start, lo_stop)`` (so all comparisons of one unordered seed
+    pair are in one block), ranges consecutive; every call yields the same blocks (deterministic).
     """
 
     n_seeds: int
