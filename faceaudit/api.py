@@ -209,8 +209,47 @@ def score(run_root: str | Path, models: Optional[list] = None) -> dict[str, pd.D
 def analyze(run_root: str | Path) -> dict:
     """Manipulation check + statistics; writes RUN/results and returns the result tables."""
     ctx = _ctx(run_root)
-    pipeline.stage_manipulation(ctx)
+    if ctx.protocol.dataset is None:  # the manipulation check is about the generator's edits
+        pipeline.stage_manipulation(ctx)
     return pipeline.stage_analyze(ctx)
+
+
+def import_dataset(importer: str, source: str | Path, out: str | Path, models: Optional[list[str]] = None,
+                   reference: Optional[str] = None, **options) -> pd.DataFrame:
+    """``faceaudit import``: read a dataset (faceaudit.importers) into a new run directory; returns the faces table.
+
+    The run's protocol.yaml records the dataset (importer, source, design, groups, reference) and the
+    models to audit (default dlib and SFace); then :func:`audit_run` (or the stage commands) finish the audit.
+    """
+    from faceaudit.importers import read_dataset, write_run
+    from faceaudit.importers.base import protocol_for
+    from faceaudit.protocol import parse_protocol
+    from faceaudit.rundir import RunDir
+
+    imported = read_dataset(importer, source, reference=reference, **options)
+    protocol = protocol_for(imported, list(models or ["dlib", "sface"]))
+    protocol = parse_protocol(protocol.resolved_dict(), where="import", check_models=True)
+    run = RunDir(out)
+    if run.protocol.exists() and run.protocol.read_text() != protocol.to_yaml():
+        raise BadInput(f"{run.root}: already holds another run; import into a new directory")
+    return write_run(imported, pipeline.init_run(protocol, out))
+
+
+def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) -> pipeline.StageContext:
+    """Every stage after the faces exist (an imported run): embed, pairs, score, analyze, report."""
+    from faceaudit.models.registry import load_model
+
+    ctx = _ctx(run_root, progress)
+    models = [load_model(s, device=ctx.protocol.device) for s in ctx.protocol.models]
+    pipeline.stage_embed(ctx, models)
+    pipeline.stage_pairs(ctx)
+    pipeline.stage_score(ctx, models)
+    if ctx.protocol.dataset is None:
+        pipeline.stage_manipulation(ctx)
+    pipeline.stage_analyze(ctx)
+    if report:
+        pipeline.stage_report(ctx)
+    return ctx
 
 
 def report(run_root: str | Path) -> Path:

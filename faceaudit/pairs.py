@@ -82,8 +82,13 @@ def impostor_pairs(faces: pd.DataFrame, max_per_condition: Optional[int] = None,
     return pd.concat(parts, ignore_index=True)
 
 
-def build_pairs(faces: pd.DataFrame, max_impostors_per_condition: Optional[int] = None, seed: int = 0) -> pd.DataFrame:
-    """The pairs table of DESIGN.md for a faces table (deterministic order and ``pair_id``)."""
+def build_pairs(faces: pd.DataFrame, max_impostors_per_condition: Optional[int] = None, seed: int = 0,
+                impostor_sample: Optional[int] = None) -> pd.DataFrame:
+    """The pairs table of DESIGN.md for a faces table (deterministic order and ``pair_id``).
+
+    ``impostor_sample``: keep only that many impostor pairs per (group, condition), drawn like the cap
+    (the analysis then streams every impostor pair from the embeddings; protocol ``pairs.impostor_sample``).
+    """
     missing = {"face_id", "seed", "group", "edit_attr", "edit_level"} - set(faces.columns)
     if missing:
         raise BadInput(f"faces table: missing columns {sorted(missing)}")
@@ -91,7 +96,7 @@ def build_pairs(faces: pd.DataFrame, max_impostors_per_condition: Optional[int] 
         dup = faces.loc[faces["face_id"].duplicated(), "face_id"].iloc[0]
         raise BadInput(f"faces table: duplicate face_id {dup!r}")
     gen = genuine_pairs(faces)
-    imp = impostor_pairs(faces, max_impostors_per_condition, seed)
+    imp = impostor_pairs(faces, impostor_sample if impostor_sample is not None else max_impostors_per_condition, seed)
     pairs = pd.concat([gen, imp], ignore_index=True)
     pairs.insert(0, "pair_id", np.arange(len(pairs), dtype=np.int64))
     pairs["seed_a"] = pairs["seed_a"].astype(np.int64)
@@ -107,6 +112,9 @@ def score_pairs(pairs: pd.DataFrame, embeddings: pd.DataFrame, model, chunk: int
     score on an ``ok`` pair means the model produced garbage and is an input error.
     """
     name = model.name
+    missing = [c for c in ("face_id", "status", "embedding") if c not in embeddings.columns]
+    if missing:
+        raise BadInput(f"embeddings/{name}.parquet: missing columns {missing}")
     emb = embeddings.set_index("face_id")
     missing = ~pairs["face_a"].isin(emb.index) | ~pairs["face_b"].isin(emb.index)
     if missing.any():

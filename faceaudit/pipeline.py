@@ -346,6 +346,9 @@ def _verify_images(run: RunDir) -> Optional[str]:
 
 def stage_generate(ctx: StageContext) -> pd.DataFrame:
     p = ctx.protocol
+    if p.dataset is not None:  # never overwrite imported faces with generated ones
+        raise BadInput(f"{ctx.run.protocol}: the faces were imported ({p.dataset.importer}); run `faceaudit import ... "
+                       "--audit` or the stage commands (embed, score, analyze, report) instead of generate/audit")
     inputs = sha256_json({"design": design_inputs(p), "versions": library_versions()})
 
     def work() -> dict:
@@ -431,7 +434,8 @@ def stage_pairs(ctx: StageContext) -> pd.DataFrame:
     def work() -> dict:
         from faceaudit.pairs import build_pairs
 
-        pairs = build_pairs(read_table(ctx.run.faces), p.pairs.max_impostors_per_condition, p.seed)
+        pairs = build_pairs(read_table(ctx.run.faces), p.pairs.max_impostors_per_condition, p.seed,
+                            impostor_sample=p.pairs.impostor_sample)
         write_table(ctx.run.pairs, pairs)
         counts = pairs["kind"].value_counts().to_dict()
         return {"n_genuine": int(counts.get("genuine", 0)), "n_impostor": int(counts.get("impostor", 0))}
@@ -512,6 +516,8 @@ def stage_analyze(ctx: StageContext) -> dict:
             "version": __version__,
         }
     )
+    if ctx.protocol.pairs.impostor_sample is not None:  # impostors are scored from the embeddings
+        inputs = sha256_json({"base": inputs, "emb": {n: sha256_file(ctx.run.embeddings(n)) for n in names}})
     result: dict = {}
 
     def work() -> dict:

@@ -174,6 +174,18 @@ AnyGeneratorSpec = Annotated[
 class PairSpec(_Strict):
     #: cap on impostor pairs per (group, edit condition); None = all pairs of distinct seeds
     max_impostors_per_condition: Optional[int] = Field(None, ge=1)
+    #: None: pairs.parquet and scores hold every impostor pair. N: they hold the genuine pairs and a
+    #: deterministic sample of N impostor pairs per (group, edit condition), for inspection; the
+    #: analysis scores *every* impostor pair from the embeddings in blocks (docs/statistics.md,
+    #: "Impostor statistics at scale"), so memory does not grow with the number of seeds.
+    impostor_sample: Optional[int] = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _sample_or_cap(self) -> "PairSpec":
+        if self.impostor_sample is not None and self.max_impostors_per_condition is not None:
+            raise ValueError("impostor_sample (store a sample, analyse all pairs) and max_impostors_per_condition "
+                             "(analyse a capped design) exclude each other")
+        return self
 
 
 class AnalysisSpec(_Strict):
@@ -212,6 +224,27 @@ class AnalysisSpec(_Strict):
 MAX_SEEDS = 100_000
 
 
+class DatasetSpec(_Strict):
+    """Faces imported from a dataset (``faceaudit import``) instead of generated."""
+
+    importer: Literal["causalface", "folder"]
+    source: str
+    #: experimental: every identity appears in every group (CausalFace: paired, causal contrasts);
+    #: observational: real photographs, identity is the cluster, conclusions are correlational
+    design: Literal["experimental", "observational"]
+    #: protected attributes, in the order they are joined in group names (``race=black|gender=female``)
+    attributes: list[str] = Field(min_length=1)
+    groups: list[str] = Field(min_length=2)
+    #: the group the others are contrasted against
+    reference: str
+
+    @model_validator(mode="after")
+    def _check_reference(self) -> "DatasetSpec":
+        if self.reference not in self.groups:
+            raise ValueError(f"reference {self.reference!r} is not one of the groups {self.groups}")
+        return self
+
+
 class Protocol(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -226,6 +259,8 @@ class Protocol(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pairs: PairSpec = Field(default_factory=PairSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    #: set by ``faceaudit import``: the faces come from a dataset (groups and reference from there)
+    dataset: Optional[DatasetSpec] = None
 
     @model_validator(mode="after")
     def _unique_edits(self) -> "Protocol":
@@ -246,7 +281,18 @@ class Protocol(_Strict):
     # ---- derived views -------------------------------------------------------------------
     @property
     def group_names(self) -> list[str]:
+        if self.dataset is not None:
+            return list(self.dataset.groups)
         return [f"skin={lv.name}" for lv in self.protected.levels]
+
+    @property
+    def reference_group(self) -> str:
+        return self.dataset.reference if self.dataset is not None else f"skin={self.protected.reference}"
+
+    @property
+    def protected_attribute(self) -> str:
+        """Name of the protected attribute in results (``skin_tone``; ``race+gender`` for an import)."""
+        return "+".join(self.dataset.attributes) if self.dataset is not None else self.protected.attribute
 
     def resolved_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -42,7 +42,10 @@ def _stats(values: np.ndarray) -> tuple[float, float, int, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), int(len(v)), float(np.abs(v).max())
 
 
-def _embedding_lookup(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
+def _embedding_lookup(table: pd.DataFrame, where: str) -> tuple[dict[str, int], np.ndarray]:
+    missing = [c for c in ("face_id", "status", "embedding") if c not in table.columns]
+    if missing:
+        raise BadInput(f"{where}: missing columns {missing}")
     ok = table[table["status"] == "ok"]
     if len(ok) == 0:
         return {}, np.zeros((0, 0))
@@ -80,7 +83,7 @@ def manipulation_check(
         raise BadInput(f"faces table: missing columns {sorted(missing)}")
     measures = [c for c in [*MEASURES.values(), *EXPOSURE_MEASURES.values()] if c in faces.columns]
     bins = {lv.name: (float(lv.ita_min), float(lv.ita_max)) for lv in (levels or [])}
-    lookups = {m: _embedding_lookup(t) for m, t in (embeddings_by_model or {}).items()}
+    lookups = {m: _embedding_lookup(t, f"embeddings/{m}.parquet") for m, t in (embeddings_by_model or {}).items()}
     protos = faces[faces["edit_attr"] == "none"]
     edited = faces[faces["edit_attr"] != "none"]
     rows: list[dict] = []

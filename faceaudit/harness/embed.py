@@ -98,7 +98,7 @@ def embed_faces(
     meta_rows = faces.to_dict("records") if getattr(model, "accepts_meta", False) else None
     bs = max(1, int(getattr(model, "batch_size", 32) or 32))
     with ProgressReporter(f"embed {model.name}", n, enabled=progress) as bar:
-        bar.advance(n - len(todo))
+        bar.advance(n - len(todo), cached=True)
         for start in range(0, len(todo), bs):
             idx = todo[start : start + bs]
             images = []

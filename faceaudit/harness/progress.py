@@ -18,6 +18,8 @@ class ProgressReporter:
         self.enabled = enabled and self.total > 0
         self.stream = stream or sys.stderr
         self.done = 0
+        #: items that needed no work (cache hits): counted in ``done``, never in the rate
+        self.cached = 0
         self._t0 = time.perf_counter()
         self._next_pct = 10
         self._bar = None
@@ -39,8 +41,11 @@ class ProgressReporter:
             self._bar.start()
             self._task = self._bar.add_task(description, total=self.total)
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, cached: bool = False) -> None:
+        """``n`` more items done; ``cached=True`` for items that cost no work (they do not enter the rate)."""
         self.done += n
+        if cached:
+            self.cached += n
         if not self.enabled:
             return
         if self._bar is not None:
@@ -48,9 +53,13 @@ class ProgressReporter:
             return
         pct = 100 * self.done / self.total
         if pct >= self._next_pct or self.done >= self.total:
+            # The rate counts only items that were worked on: cache hits arrive in microseconds, and
+            # counting them gave first lines such as "43150542.8/s".
+            worked = self.done - self.cached
             elapsed = time.perf_counter() - self._t0
-            rate = self.done / elapsed if elapsed > 0 else float("inf")
-            print(f"{self.description}: {self.done}/{self.total} ({pct:.0f}%), {rate:.1f}/s", file=self.stream, flush=True)
+            rate = f"{worked / elapsed:.1f}/s" if worked > 0 and elapsed > 0 else "rate n/a"
+            hits = f", {self.cached} cached" if self.cached else ""
+            print(f"{self.description}: {self.done}/{self.total} ({pct:.0f}%){hits}, {rate}", file=self.stream, flush=True)
             while self._next_pct <= pct:
                 self._next_pct += 10
 

@@ -252,7 +252,7 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
 
 def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
     """How well measured ITA matches the protected bins, and how much lighting edits move it."""
-    out: dict[str, Any] = {"rows": [], "in_bin_all": None, "lighting_shift": None}
+    out: dict[str, Any] = {"rows": [], "in_bin_all": None, "in_bin_edited": None, "lighting_shift": None}
     if "measured_skin_ita" not in faces.columns:
         return out
     levels = {lv.name: lv for lv in protocol.protected.levels}
@@ -604,7 +604,9 @@ def build_card(run) -> dict:
         "models": models,
         "model_summaries": model_summaries,
         "groups": [fmt.group_label(g) for g in groups],
-        "reference_group": protocol.protected.reference,
+        "reference_group": fmt.group_label(protocol.reference_group),
+        # imported faces (faceaudit import): the card's first lines say what the design supports
+        "dataset": protocol.dataset,
         "attrs": attrs,
         "primary_target": primary_target,
         "targets": targets,

@@ -151,8 +151,9 @@ def level(x: Any) -> str:
 
 
 def group_label(group: str) -> str:
-    """``skin=dark`` -> ``dark``: the card names the protected attribute once, in its header."""
-    return str(group).split("=", 1)[1] if "=" in str(group) else str(group)
+    """``skin=dark`` -> ``dark``, ``race=black|gender=female`` -> ``black female``: the card names the
+    protected attribute once, in its header."""
+    return " ".join(p.split("=", 1)[1] if "=" in p else p for p in str(group).split("|"))
 
 
 def cell(column: str, value: Any) -> str:

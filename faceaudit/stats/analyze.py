@@ -34,7 +34,9 @@ from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
 from faceaudit.stats.contrasts import adjust_pvalues, model_contrasts
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dose_response import dose_response_table
-from faceaudit.stats.error_rates import ER_CI_METHOD, compute_model_rates, error_rate_table, fmr_key
+from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, error_rate_table,
+                                         fmr_key)
+from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fairness import fairness_table
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
@@ -105,7 +107,11 @@ def _score_tables(run: RunDir, proto: Protocol, models: list[str] | None = None)
 # extra tables
 
 
-def roc_table(md) -> pd.DataFrame:
+def roc_table(md, mr=None) -> pd.DataFrame:
+    if mr is not None and mr.imp is not None:
+        from faceaudit.stats.impostors import roc_table_streamed
+
+        return roc_table_streamed(mr.imp, md.model, md.layout.groups, mr.gen_by_set)
     gen, imp = md.genuine, md.impostor
     parts = []
     for g, name in enumerate(md.layout.groups + [ALL]):
@@ -119,7 +125,29 @@ def roc_table(md) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def score_hist_table(md) -> pd.DataFrame:
+def _score_hist_streamed(md, st) -> pd.DataFrame:
+    """:func:`score_hist_table` from the streamed impostor histogram (same common edges)."""
+    gen = md.genuine
+    edges = st.hist_edges
+    rows = []
+    for kind in ("genuine", "impostor"):
+        for g, name in enumerate(md.layout.groups):
+            if kind == "genuine":
+                s = gen.score[gen.ok & (gen.group == g)]
+                n, counts = len(s), (np.histogram(s, bins=edges)[0] if len(s) else None)
+            else:
+                n, counts = st.dists[g].n, st.hist_counts[g]
+            if n == 0:
+                continue
+            rows.append(pd.DataFrame({"model": md.model, "group": name, "kind": kind, "bin_lo": edges[:-1],
+                                      "bin_hi": edges[1:], "count": counts.astype(np.int64),
+                                      "density": counts / (n * np.diff(edges))}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def score_hist_table(md, mr=None) -> pd.DataFrame:
+    if mr is not None and mr.imp is not None:
+        return _score_hist_streamed(md, mr.imp)
     gen, imp = md.genuine, md.impostor
     allv = np.concatenate([gen.score[gen.ok], imp.score[imp.ok]])
     if len(allv) == 0:
@@ -224,7 +252,7 @@ def unenrolled_rows(model: str, faces: pd.DataFrame, status: pd.DataFrame, pairs
 
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
-    ref_group = f"skin={proto.protected.reference}"
+    ref_group = proto.reference_group
     level = proto.analysis.ci_level
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
@@ -236,7 +264,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         "ci_method": ER_CI_METHOD,  # bootstrap, except FMR intervals and contrasts (dyadic-robust)
         "adjust": proto.analysis.adjust,
         "fairness_alpha": proto.analysis.fairness_alpha,
-        "protected_attribute": proto.protected.attribute,
+        "protected_attribute": proto.protected_attribute,
         "groups": proto.group_names,
         "reference_group": ref_group,
         "target_fmr": list(proto.analysis.target_fmr),
@@ -289,10 +317,72 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
 # ---------------------------------------------------------------------------------------------
 
 
-def analyze_run(run_root: str | Path, write: bool = True, models: list[str] | None = None) -> dict[str, pd.DataFrame]:
+def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The result tables and summary of one design; ``models`` yields ``(ModelData, source, where)``, or
+    ``(None, unenrolled_rows, where)`` for a model that enrolled no impostor comparison at all.
+
+    ``source`` is an :class:`faceaudit.stats.impostors.ImpostorSource` (impostor statistics streamed
+    from it; ``md.impostor`` is then not read) or ``None`` (the in-memory reference computation on
+    ``md.impostor``). ``where`` names the score table in error messages.
+    """
+    a = proto.analysis
+    W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
+    ref_group = proto.reference_group
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
+                                                              "roc", "score_hist")}
+    for md, source, where in models:
+        if md is None:
+            # nothing enrolled (e.g. a generator whose images show no face): no threshold exists, but
+            # the failure to enrol is itself the finding, so the model keeps its FTE rows
+            tables["error_rates"].append(source)
+            continue
+        try:
+            if source is not None:
+                mr = compute_model_rates_streamed(md, source, W, list(a.target_fmr), list(a.far_points), **reduce_options)
+            else:
+                mr = compute_model_rates(md, W, list(a.target_fmr))
+        except ValueError as err:
+            raise BadInput(f"{where}: {err}") from None
+        tables["error_rates"].append(error_rate_table(mr, a.ci_level, list(a.far_points)))
+        tables["contrasts"].append(model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level))
+        tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
+        tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
+        tables["roc"].append(roc_table(md, mr))
+        tables["score_hist"].append(score_hist_table(md, mr))
+
+    out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
+    out["contrasts"] = adjust_pvalues(out["contrasts"], a.adjust)
+    summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
+    return out, summary
+
+
+def _model_similarity(proto: Protocol, name: str, run: RunDir):
+    """The row-wise similarity of the protocol's model called ``name`` (the one that scored the run)."""
+    from faceaudit.models.registry import load_model
+
+    for spec in proto.models:
+        model = load_model(spec, device="cpu")
+        if model.name == name:
+            return model.similarity
+    raise BadInput(f"{run.protocol}: no model named {name!r} among {proto.models}; it is needed to score the impostor "
+                   "pairs (pairs.impostor_sample)")
+
+
+#: how impostor statistics are computed: "stream" (blocks, bounded memory; the default) or "exact"
+#: (every impostor pair at once: the reference implementation the streamed one is tested against)
+METHODS = ("stream", "exact")
+
+
+def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream",
+                models: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Analyse a run directory; returns the result tables (and writes them unless ``write=False``).
 
-    ``models``: the model names to analyse (default: every ``scores/*.parquet``)."""
+    ``method``: see :data:`METHODS`; both give the same tables (tests/test_stats_streaming.py).
+    ``models``: the model names to analyse (default: those the manifest records, else every
+    ``scores/*.parquet``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
     run = RunDir(run_root)
     proto = load_run_protocol(run)
     faces = _read(run.faces, "run the generate stage first")
@@ -304,35 +394,36 @@ def analyze_run(run_root: str | Path, write: bool = True, models: list[str] | No
     if extra:
         raise BadInput(f"{run.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
     layout = make_layout(faces, groups)
+    sampled = proto.pairs.impostor_sample is not None
+    if sampled:
+        # pairs.parquet holds a sample of the impostors: every impostor pair is scored from the embeddings
+        method = "stream"
+        pairs = pairs[pairs["kind"] == "genuine"].reset_index(drop=True)
+
     a = proto.analysis
-    W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
-    ref_group = f"skin={proto.protected.reference}"
 
-    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
-                                                              "roc", "score_hist")}
-    for model, (spath, scores) in _score_tables(run, proto, models).items():
-        epath = run.embeddings(model)
-        status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
-        md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
-        if not md.impostor.ok.any():
-            # nothing enrolled (e.g. a generator whose images show no face): no threshold exists, but
-            # the failure to enrol is itself the finding, so the model keeps its FTE rows
-            tables["error_rates"].append(unenrolled_rows(model, faces, status, pairs, groups, list(a.target_fmr), a.ci_level))
-            continue
-        try:
-            mr = compute_model_rates(md, W, list(a.target_fmr))
-        except ValueError as err:
-            raise BadInput(f"{spath}: {err}") from None
-        tables["error_rates"].append(error_rate_table(mr, a.ci_level, list(a.far_points)))
-        tables["contrasts"].append(model_contrasts(mr, proto.protected.attribute, ref_group, a.ci_level))
-        tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
-        tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
-        tables["roc"].append(roc_table(md))
-        tables["score_hist"].append(score_hist_table(md))
+    def model_data():
+        for model, (spath, scores) in _score_tables(run, proto, models).items():
+            epath = run.embeddings(model)
+            status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
+            if sampled:
+                scores = scores[scores["pair_id"].isin(pairs["pair_id"])]
+            md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
+            if not sampled and not md.impostor.ok.any():
+                yield None, unenrolled_rows(model, faces, status, pairs, groups, list(a.target_fmr), a.ci_level), str(spath)
+                continue
+            source = None
+            if sampled:
+                emb = _read(epath, "embeddings are needed to score the impostor pairs", ["face_id", "status", "embedding"])
+                source = embedding_source(faces, emb, layout, similarity=_model_similarity(proto, model, run),
+                                          where=str(epath))
+            elif method == "stream":
+                imp = md.impostor
+                source = ArraySource(imp.seed_a, imp.seed_b, imp.group * layout.C + imp.cond, imp.score, imp.ok,
+                                     layout.S, layout.G * layout.C)
+            yield md, source, str(spath)
 
-    out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
-    out["contrasts"] = adjust_pvalues(out["contrasts"], a.adjust)
-    summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
+    out, summary = analyze_design(proto, layout, model_data())
     if write:
         for name, df in out.items():
             write_table(run.results / f"{name}.parquet", df)

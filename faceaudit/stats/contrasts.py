@@ -83,6 +83,10 @@ def fmr_contrast(mr: ModelRates, target: float, g: int, r: int, cond: int | None
     groups before the dyadic variance: the same two identities are an impostor pair in every group,
     and their correlation between groups is exactly what the pairing removes.
     """
+    if mr.imp is not None:
+        from faceaudit.stats.impostors import fmr_contrast_streamed
+
+        return fmr_contrast_streamed(mr.imp, target, g, r, cond)
     imp = mr.md.impostor
     hit, ok = mr.false_match(target), imp.ok.astype(float)
     in_c = np.ones(len(imp), dtype=bool) if cond is None else imp.cond == cond

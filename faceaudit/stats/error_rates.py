@@ -27,6 +27,7 @@ percentile interval of a skewed small rate from 40-odd seeds was measured too na
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from faceaudit.stats.bootstrap import CI_METHOD, pair_quadform, percentile_ci
 from faceaudit.stats.data import ALL, Layout, ModelData, Side
 from faceaudit.stats.dyadic import DYADIC_METHOD, DyadicDesign, logit_interval, rate_influence
 from faceaudit.stats import thresholds as T
+
+if TYPE_CHECKING:
+    from faceaudit.stats.impostors import ImpostorStats
 
 #: error_rates rows: FNMR/GFNMR/FTE from the seed bootstrap, FMR from the dyadic-robust variance
 ER_CI_METHOD = f"{CI_METHOD}; fmr: {DYADIC_METHOD}, logit scale"
@@ -160,6 +164,9 @@ class ModelRates:
     n_impostor_fte: np.ndarray
     group_thresholds: dict[float, np.ndarray] = field(default_factory=dict)  # (G+1,) diagnostic
     dyad: DyadicDesign | None = None  # seed pairs of the impostor pairs (FMR intervals and contrasts)
+    #: streamed impostor statistics (faceaudit.stats.impostors); then ``md.impostor`` is not used
+    imp: "ImpostorStats | None" = None
+    gen_by_set: list | None = None  # sorted genuine ok scores per group, then all
 
     def false_match(self, target: float) -> np.ndarray:
         """Per impostor pair: 1.0 for a false match at the global threshold of ``target``."""
@@ -201,6 +208,49 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> M
                 single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
     dyad = DyadicDesign.from_pairs(imp.seed_a, imp.seed_b, L.S)
     return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr, dyad)
+
+
+def genuine_by_set(md: ModelData) -> list[np.ndarray]:
+    """Sorted compared genuine scores of each group, then of all groups."""
+    gen = md.genuine
+    return [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(md.layout.G)] + [np.sort(gen.score[gen.ok])]
+
+
+def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: list[float], far_points: list[float],
+                                 **reduce_options) -> ModelRates:
+    """:func:`compute_model_rates` with the impostor side reduced block by block from ``source``
+    (an :class:`faceaudit.stats.impostors.ImpostorSource`); same numbers, memory bounded."""
+    from faceaudit.stats.impostors import group_threshold_streamed, reduce_impostors
+
+    L = md.layout
+    G, C, B = L.G, L.C, W.shape[0]
+    gen = md.genuine
+    gsets = genuine_by_set(md)
+    st = reduce_impostors(source, G, C, W, list(targets), gsets, list(far_points), gen.score[gen.ok], **reduce_options)
+    thresholds = dict(st.thresholds)
+
+    g_ok = gen.ok.astype(float)
+    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
+    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
+    g_fte = 1.0 - g_ok
+    seeds = ((st.per_seed_ok @ st.aggregation()) > 0).sum(axis=0).reshape(G + 1, C + 1).astype(float)
+    i_den = Count(_margins(st.n_ok.astype(float).reshape(G, C)), _margins(st.trial_boot.reshape(B, G, C)), seeds)
+    i_fte = _margins(st.n_fte.astype(float).reshape(G, C))
+    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
+
+    fnmr, gfnmr, fmr, gthr = {}, {}, {}, {}
+    for t, thr in thresholds.items():
+        fnm = (gen.ok & (gen.score < thr)).astype(float)
+        fnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L), g_den)
+        gfnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L), g_all)
+        h = st.hits[t]
+        fmr[t] = Ratio(Count(_margins(h.count.astype(float).reshape(G, C)), _margins(h.boot.reshape(B, G, C))), i_den)
+        gthr[t] = np.array([group_threshold_streamed(st, g, t, gsets[g]) for g in range(G)] + [thr])
+
+    f_vals = md.face_fte.astype(float)
+    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
+                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
+    return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr, None, st, gsets)
 
 
 def _group_threshold(md: ModelData, g: int, target: float) -> float:
@@ -246,6 +296,10 @@ def fmr_ci(mr: ModelRates, target: float, level: float) -> tuple[np.ndarray, np.
     a skewed small rate undercovered with 40 seeds (about 91% for 95%, tests/test_stats_dyadic.py).
     A rate's variance is ``V_D(hit - R ok) / n^2`` (delta method for a ratio of totals).
     """
+    if mr.imp is not None:
+        from faceaudit.stats.impostors import fmr_ci_streamed
+
+        return fmr_ci_streamed(mr.imp, target, level, mr.fmr[target].rate())
     L, imp = mr.md.layout, mr.md.impostor
     hit, ok = mr.false_match(target), imp.ok.astype(float)
     est = mr.fmr[target].rate()
@@ -275,7 +329,12 @@ def error_rate_table(mr: ModelRates, level: float, far_points: list[float]) -> p
     L = mr.md.layout
     groups = L.groups + [ALL]
     conds = L.conditions + [(ALL, float("nan"))]
-    tf = threshold_free(mr.md, far_points).set_index("group")
+    if mr.imp is not None:
+        from faceaudit.stats.impostors import threshold_free_streamed
+
+        tf = threshold_free_streamed(mr.imp, L.groups, mr.gen_by_set, far_points, fmr_key).set_index("group")
+    else:
+        tf = threshold_free(mr.md, far_points).set_index("group")
     fte_est, fte_lo, fte_hi = _ci(mr.fte, level)
     n_imp = mr.fmr[next(iter(mr.fmr))].den.point
     rows = []

@@ -1,0 +1,27 @@
+"""Datasets in: faces tables (and images) from existing data instead of the generator.
+
+One module per importer, each with ``read_<name>(source) -> Imported``; :func:`write_run` turns an
+:class:`Imported` into a run directory the rest of the audit (embed, score, analyze, report) runs on
+unchanged. ``faceaudit import causalface|folder SOURCE --out RUN`` (cli -> api.import_dataset).
+"""
+
+from faceaudit.importers.base import Imported, write_run
+
+IMPORTERS = ("causalface", "folder")
+
+
+def read_dataset(importer: str, source, **options) -> Imported:
+    if importer == "causalface":
+        from faceaudit.importers.causalface import read_causalface
+
+        return read_causalface(source, **options)
+    if importer == "folder":
+        from faceaudit.importers.folder import read_folder
+
+        return read_folder(source, **options)
+    from faceaudit.errors import BadInput
+
+    raise BadInput(f"import: unknown importer {importer!r} (known: {', '.join(IMPORTERS)})")
+
+
+__all__ = ["IMPORTERS", "Imported", "read_dataset", "write_run"]
