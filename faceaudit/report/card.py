@@ -252,7 +252,9 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
 
 def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
     """How well measured ITA matches the protected bins, and how much lighting edits move it."""
-    out: dict[str, Any] = {"rows": [], "in_bin_all": None, "in_bin_edited": None, "lighting_shift": None}
+    out: dict[str, Any] = {"rows": [], "in_bin_all": None, "in_bin_edited": None, "lighting_shift": None,
+                           "exposure_max": None, "mechanism": protocol.protected.mechanism,
+                           "exposure_tolerance": getattr(protocol.generator, "exposure_tolerance", None)}  # DCGAN only
     if "measured_skin_ita" not in faces.columns:
         return out
     levels = {lv.name: lv for lv in protocol.protected.levels}
@@ -275,8 +277,6 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
         })
     borders = [r["border_max"] for r in out["rows"] if r.get("border_max") is not None]
     out["exposure_max"] = max(borders) if borders else None
-    out["exposure_tolerance"] = getattr(protocol.generator, "exposure_tolerance", None)  # DCGAN only
-    out["mechanism"] = protocol.protected.mechanism
     out["in_bin_all"] = float(in_bin.mean())
     out["in_bin_edited"] = float(in_bin[~protos].mean()) if (~protos).any() else None
     shifts = _paired_change(faces, "lighting", "measured_skin_ita")
