@@ -262,7 +262,7 @@ def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
         PromptBuilder("{skin} face")
     base = _protocol("some/model")
     assert parse_protocol(base, check_models=False).generator.identity_sharing == 0.8
-    for bad, where in [({"identity_sharing": 1.5}, "generator.diffusion.identity_sharing"),
+    for bad, where in [({"identity_sharing": 1.5}, "generator.identity_sharing"),
                        ({"resolution": 30}, "generator.diffusion.resolution"),
                        ({"truncation": 2.5}, "generator.diffusion.truncation: unknown key")]:
         proto = {**base, "generator": {**base["generator"], **bad}}
