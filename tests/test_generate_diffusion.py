@@ -263,8 +263,8 @@ def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
     base = _protocol("some/model")
     assert parse_protocol(base, check_models=False).generator.identity_sharing == 0.8
     for bad, where in [({"identity_sharing": 1.5}, "generator.identity_sharing"),
-                       ({"resolution": 30}, "generator.diffusion.resolution"),
-                       ({"truncation": 2.5}, "generator.diffusion.truncation: unknown key")]:
+                       ({"resolution": 30}, "generator.resolution"),
+                       ({"truncation": 2.5}, "generator.truncation: unknown key")]:
         proto = {**base, "generator": {**base["generator"], **bad}}
         with pytest.raises(BadInput, match=where):
             parse_protocol(proto, check_models=False)
