@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.generate.base import Edit
-from faceaudit.generate.design import FACE_COLUMNS, encode_png, face_id
+from faceaudit.generate.design import FACE_COLUMNS, _remove_stale_images, encode_png, face_id
 from faceaudit.generate.prompts import PromptBuilder
 from faceaudit.measure import ALL_COLUMNS, FaceMeasurer
 from faceaudit.protocol import Protocol
@@ -126,11 +126,3 @@ def _summary(protocol: Protocol, gen, faces: pd.DataFrame, seconds: float) -> di
         "prompts": sorted(set(faces["prompt"])) if n else [],
         "generator": gen.metadata(),
     }
-
-
-def _remove_stale_images(run: RunDir, keep: set[str]) -> None:
-    if not run.images.exists():
-        return
-    for f in run.images.glob("*.png"):
-        if f"images/{f.name}" not in keep:
-            f.unlink()
