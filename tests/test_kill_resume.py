@@ -1,0 +1,165 @@
+"""Crash safety (issue 9): a real quick audit killed with SIGKILL at many moments, across generation,
+embedding and analysis, and resumed each time with the same command, ends with tables
+byte-identical to the uninterrupted ``quick_run`` fixture, leaves no temp files, and a last re-run
+has nothing to do.
+
+Kill moments are drawn from a seeded RNG: each planned kill waits for its stage's "running" line on
+stderr, then sleeps a random fraction of that stage's duration in the uninterrupted run (from its
+manifest); when that stage is already up to date (an earlier kill came just after it finished), the
+first later stage that runs starts the clock. Where a kill actually landed is read from the log (the
+last stage that started and had not finished).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: at least this many kills must land in each phase (the issue asks for >= 10 in all)
+MIN_LANDED = {"generate": 3, "embed": 3, "analysis": 2}
+MIN_KILLS = 10
+#: stage order of the quick audit, and the planned kills: the stage whose "running" line starts the clock
+ORDER = ["generate", "embed:dlib", "embed:sface", "pairs", "score:dlib", "score:sface", "manipulation", "analyze",
+         "report"]
+PLAN = (["generate"] * 3 + ["embed:dlib"] * 3 + ["embed:sface"] * 2 + ["manipulation", "analyze", "analyze", "report"])
+
+STAGE_LINE = re.compile(r"faceaudit (\S+): (running|done in)")
+TABLES = ["faces.parquet", "pairs.parquet", "embeddings/*.parquet", "scores/*.parquet", "results/*.parquet"]
+
+
+def _phase(stage: str | None) -> str:
+    if stage in (None, "finished"):
+        return str(stage)
+    if stage == "generate":
+        return "generate"
+    if stage.startswith("embed:"):
+        return "embed"
+    return "analysis"  # pairs, score:*, manipulation, analyze, report
+
+
+def _command(run: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "faceaudit.cli", "audit", str(ROOT / "protocols" / "quick.yaml"), "--out", str(run),
+            "--no-progress", *extra]
+
+
+def _start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, "queue.Queue[str | None]"]:
+    # its own process group, so the kill also takes any measuring workers (as a machine crash would)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines: "queue.Queue[str | None]" = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stderr:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def _killed_run(cmd, env, trigger: str, delay: float) -> tuple[str | None, list[str]]:
+    """Run ``cmd``; ``delay`` s after the "running" line of ``trigger`` (or of a later stage, when it is
+    up to date), SIGKILL it. Returns the stage that was running at the kill (None: between stages;
+    "finished": the audit ended first) and the log."""
+    proc, lines = _start(cmd, env)
+    log: list[str] = []
+    current: str | None = None
+    deadline = None
+    ended = False
+    try:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                line = lines.get(timeout=timeout if timeout is not None else 300)
+            except queue.Empty:
+                if deadline is None:
+                    raise AssertionError("audit printed nothing for 300 s:\n" + "\n".join(log))
+                break  # the moment has come
+            if line is None:
+                ended = True
+                break
+            log.append(line)
+            m = STAGE_LINE.search(line)
+            if m:
+                stage, what = m.groups()
+                current = stage if what == "running" else None
+                if what == "running" and deadline is None and ORDER.index(stage) >= ORDER.index(trigger):
+                    deadline = time.monotonic() + delay
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if ended:
+        assert proc.returncode == 0, "\n".join(log)
+        return "finished", log
+    # lines the process printed before it died but that the pump had not handed over yet
+    while (line := lines.get()) is not None:
+        log.append(line)
+        m = STAGE_LINE.search(line)
+        if m:
+            current = m.group(1) if m.group(2) == "running" else None
+    return current, log
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_gives_identical_tables(quick_run, tmp_path):
+    ref = Path(quick_run)
+    durations = {k: v["seconds"] for k, v in json.loads((ref / "manifest.json").read_text())["stages"].items()}
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FACEAUDIT_CACHE": str(tmp_path / "cache-killed")}
+    cmd = _command(run)
+    rng = random.Random(20261123)
+
+    landed: Counter = Counter()
+    kills = []
+    t0 = time.monotonic()
+    for trigger in PLAN:
+        # a random moment inside the stage (its duration in the uninterrupted run; at least 0.3 s)
+        delay = rng.uniform(0.05, 0.8) * max(durations.get(trigger, 1.0), 0.3)
+        stage, log = _killed_run(cmd, env, trigger, delay)
+        if stage == "finished":
+            break  # the audit outran the last moments; the checks below say whether enough landed
+        landed[_phase(stage)] += 1
+        kills.append((trigger, round(delay, 2), stage))
+    seconds_killed = time.monotonic() - t0
+    print(f"\nkills (trigger, delay s, landed in stage): {kills}\nlanded per phase: {dict(landed)}; "
+          f"{seconds_killed:.0f} s of killed runs")
+    assert len(kills) >= MIN_KILLS
+    for phase, n in MIN_LANDED.items():
+        assert landed[phase] >= n, f"only {landed[phase]} kills landed in {phase}: {kills}"
+
+    # the same command, left alone, finishes the audit
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+
+    for pattern in TABLES:
+        ours = sorted(p.relative_to(run) for p in run.glob(pattern))
+        theirs = sorted(p.relative_to(ref) for p in ref.glob(pattern))
+        assert ours == theirs and ours, (pattern, ours, theirs)
+        for rel in ours:
+            assert (run / rel).read_bytes() == (ref / rel).read_bytes(), f"{rel} differs from the uninterrupted run"
+    assert sorted(p.name for p in (run / "images").iterdir()) == sorted(p.name for p in (ref / "images").iterdir())
+    assert (run / "report.html").is_file()
+
+    stray = [str(p.relative_to(run)) for p in run.rglob(".*.tmp")]
+    assert stray == [], f"temp files left behind: {stray}"
+    assert not (run / ".partial").exists()
+
+    # nothing left to do
+    again = subprocess.run(_command(run, "--json"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["ran"] == []
