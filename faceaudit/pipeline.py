@@ -281,12 +281,23 @@ def _manifest_or_rebuild(run: RunDir) -> None:
         _log(f"{err}; moved to {aside.name} and rebuilding: every stage re-checks its inputs and redoes its work")
 
 
+def _remove_killed_writes(run: RunDir) -> None:
+    """A run killed mid-write (SIGKILL) leaves its temp file; the output it was writing was never
+    renamed into place, so the stage is redone and the temp file is only clutter."""
+    from faceaudit.rundir import remove_stale_temp_files
+
+    removed = remove_stale_temp_files(run.root)
+    if removed:
+        _log(f"removed {len(removed)} temp file(s) left by an interrupted write")
+
+
 def init_run(protocol: Protocol, out: str | Path) -> RunDir:
     """Create/refresh RUN/protocol.yaml (resolved) and the manifest's static fields."""
     out = Path(out)
     _check_out_dir(out)
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)
+    _remove_killed_writes(run)
     _manifest_or_rebuild(run)
     text = protocol.to_yaml()
     if not run.protocol.exists() or run.protocol.read_bytes() != text.encode("utf-8"):

@@ -125,7 +125,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_tables(quick_run,
     rng = random.Random(20261123)
 
     landed: Counter = Counter()
-    kills = []
+    kills, started = [], []
     t0 = time.monotonic()
     for trigger in PLAN:
         # a random moment inside the stage (its duration in the uninterrupted run; at least 0.3 s)
@@ -135,9 +135,13 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_tables(quick_run,
             break  # the audit outran the last moments; the checks below say whether enough landed
         landed[_phase(stage)] += 1
         kills.append((trigger, round(delay, 2), stage))
+        # a kill never damages a finished stage's outputs (atomic writes; the record is dropped first),
+        # so no resume may find a recorded output that changed
+        assert not [line for line in log if "redoing it" in line], "\n".join(log)
+        started.append([m.group(1) for m in map(STAGE_LINE.search, log) if m and m.group(2) == "running"])
     seconds_killed = time.monotonic() - t0
     print(f"\nkills (trigger, delay s, landed in stage): {kills}\nlanded per phase: {dict(landed)}; "
-          f"{seconds_killed:.0f} s of killed runs")
+          f"{seconds_killed:.0f} s of killed runs\nstages started by each killed run: {started}")
     assert len(kills) >= MIN_KILLS
     for phase, n in MIN_LANDED.items():
         assert landed[phase] >= n, f"only {landed[phase]} kills landed in {phase}: {kills}"
@@ -163,3 +167,25 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_tables(quick_run,
     again = subprocess.run(_command(run, "--json"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["ran"] == []
+
+
+def test_audit_start_removes_temp_files_of_killed_writes(quick_run, tmp_path):
+    """A write killed between its temp file and the rename leaves ``.NAME.XXXX.tmp``; the next audit
+    of that run removes them and still finds every finished stage up to date."""
+    import shutil
+
+    from faceaudit import pipeline
+
+    run = Path(shutil.copytree(quick_run, tmp_path / "run"))
+    planted = [run / ".faces.parquet.k1l2d3.tmp", run / "images" / ".s0000_light.png.x9y8z7.tmp",
+               run / "results" / ".summary.json.abc123.tmp", run / ".partial" / ".chunk0000.parquet.q1w2e3.tmp"]
+    for p in planted:
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"half a table")
+    keep = run / "results" / "notes.tmp"  # not an atomic_path temp name: left alone
+    keep.write_bytes(b"mine")
+
+    ctx = pipeline.audit(ROOT / "protocols" / "quick.yaml", run, progress=False)
+    assert ctx.ran == []
+    assert [p for p in planted if p.exists()] == []
+    assert keep.read_bytes() == b"mine"
