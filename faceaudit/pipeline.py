@@ -365,11 +365,20 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     def work() -> dict:
         from faceaudit.generate.design import generate_faces
 
-        faces = generate_faces(p, ctx.run.root, progress=ctx.progress)
+        faces = generate_faces(p, ctx.run.root, progress=ctx.progress, keep_partial=True)
         write_table(ctx.run.faces, faces)
         return {"n_faces": int(len(faces)), "n_seeds_kept": int(faces["seed"].nunique())}
 
     _run_stage(ctx, "generate", inputs, ["faces.parquet"], work, verify=lambda: _verify_images(ctx.run))
+    # The rendered chunks go only once the stage is recorded: a kill between rendering the last
+    # chunk and the record resumes from them instead of rendering everything again.
+    # (".partial" is generate.design.PARTIAL_DIR, not imported: that module loads torch, and a no-op
+    # re-run must stay fast; tests/test_kill_resume.py checks that none is left.)
+    partial = ctx.run.root / ".partial"
+    if partial.exists():
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
     return read_table(ctx.run.faces)
 
 

@@ -189,3 +189,34 @@ def test_audit_start_removes_temp_files_of_killed_writes(quick_run, tmp_path):
     assert ctx.ran == []
     assert [p for p in planted if p.exists()] == []
     assert keep.read_bytes() == b"mine"
+
+
+def test_generate_killed_before_its_record_resumes_from_rendered_chunks(tmp_path, monkeypatch):
+    """The last moment of the generate stage (every chunk rendered, faces.parquet maybe written, the
+    manifest record not yet): the re-run reuses the chunks instead of rendering them all again."""
+    from faceaudit import pipeline
+    from faceaudit.protocol import parse_protocol
+    from faceaudit.rundir import RunDir
+
+    proto = parse_protocol({"name": "tiny", "seed": 3, "n_seeds": 2, "models": ["dlib"],
+                            "edits": [{"attribute": "lighting", "levels": [-1, 1]}]})
+    real_mark = RunDir.mark_stage
+
+    def die_before_generate_record(self, stage, *args, **kwargs):
+        if stage == "generate":
+            raise KeyboardInterrupt  # stands for SIGKILL: nothing after this point runs
+        return real_mark(self, stage, *args, **kwargs)
+
+    monkeypatch.setattr(RunDir, "mark_stage", die_before_generate_record)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.audit(proto, run, progress=False)
+    first = (run / "faces.parquet").read_bytes()
+    monkeypatch.setattr(RunDir, "mark_stage", real_mark)
+
+    ctx = pipeline.StageContext(run=pipeline.init_run(proto, run), protocol=proto, progress=False)
+    pipeline.stage_generate(ctx)
+    assert ctx.ran == ["generate"]
+    assert json.loads((run / "results" / "generation.json").read_text())["chunks_resumed"] == 1
+    assert (run / "faces.parquet").read_bytes() == first
+    assert not (run / ".partial").exists()
