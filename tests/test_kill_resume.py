@@ -35,7 +35,9 @@ MIN_KILLS = 10
 #: stage order of the quick audit, and the planned kills: the stage whose "running" line starts the clock
 ORDER = ["generate", "embed:dlib", "embed:sface", "pairs", "score:dlib", "score:sface", "manipulation", "analyze",
          "report"]
-PLAN = (["generate"] * 3 + ["embed:dlib"] * 3 + ["embed:sface"] * 2 + ["manipulation", "analyze", "analyze", "report"])
+#: (one more than the minimum in each phase, and fractions below 0.6: a busy machine's timings drift
+#: between the fixture's run and these, and a stage that finished cannot be reached again)
+PLAN = (["generate"] * 4 + ["embed:dlib"] * 3 + ["embed:sface"] * 2 + ["manipulation", "analyze", "analyze", "report"])
 
 STAGE_LINE = re.compile(r"faceaudit (\S+): (running|done in)")
 TABLES = ["faces.parquet", "pairs.parquet", "embeddings/*.parquet", "scores/*.parquet", "results/*.parquet"]
@@ -129,7 +131,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_tables(quick_run,
     t0 = time.monotonic()
     for trigger in PLAN:
         # a random moment inside the stage (its duration in the uninterrupted run; at least 0.3 s)
-        delay = rng.uniform(0.05, 0.8) * max(durations.get(trigger, 1.0), 0.3)
+        delay = rng.uniform(0.05, 0.6) * max(durations.get(trigger, 1.0), 0.3)
         stage, log = _killed_run(cmd, env, trigger, delay)
         if stage == "finished":
             break  # the audit outran the last moments; the checks below say whether enough landed
