@@ -222,3 +222,23 @@ def test_generate_killed_before_its_record_resumes_from_rendered_chunks(tmp_path
     assert json.loads((run / "results" / "generation.json").read_text())["chunks_resumed"] == 1
     assert (run / "faces.parquet").read_bytes() == first
     assert not (run / ".partial").exists()
+
+
+def test_embedding_cache_removes_only_old_temp_files_of_killed_writes(tmp_path):
+    """A shard write killed mid-way leaves its temp file in the shared cache; loading the cache removes
+    those older than an hour and keeps younger ones (another process may be writing them now)."""
+    import numpy as np
+
+    from faceaudit.harness.cache import STALE_TEMP_SECONDS, EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path, "dlib", "v1")
+    cache.put(["a" * 64], ["ok"], np.ones((1, 4), dtype=np.float32))
+    old, young = cache.dir / ".shard-0123.npz.k1l2.tmp", cache.dir / ".shard-4567.npz.m3n4.tmp"
+    for p in (old, young):
+        p.write_bytes(b"half a shard")
+    hours_ago = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(old, (hours_ago, hours_ago))
+
+    again = EmbeddingCache(tmp_path, "dlib", "v1").load()
+    assert not old.exists() and young.exists()
+    assert again.get("a" * 64)[0] == "ok"
