@@ -281,12 +281,23 @@ def _manifest_or_rebuild(run: RunDir) -> None:
         _log(f"{err}; moved to {aside.name} and rebuilding: every stage re-checks its inputs and redoes its work")
 
 
+def _remove_killed_writes(run: RunDir) -> None:
+    """A run killed mid-write (SIGKILL) leaves its temp file; the output it was writing was never
+    renamed into place, so the stage is redone and the temp file is only clutter."""
+    from faceaudit.rundir import remove_stale_temp_files
+
+    removed = remove_stale_temp_files(run.root)
+    if removed:
+        _log(f"removed {len(removed)} temp file(s) left by an interrupted write")
+
+
 def init_run(protocol: Protocol, out: str | Path) -> RunDir:
     """Create/refresh RUN/protocol.yaml (resolved) and the manifest's static fields."""
     out = Path(out)
     _check_out_dir(out)
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)
+    _remove_killed_writes(run)
     _manifest_or_rebuild(run)
     text = protocol.to_yaml()
     if not run.protocol.exists() or run.protocol.read_bytes() != text.encode("utf-8"):
@@ -354,11 +365,20 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     def work() -> dict:
         from faceaudit.generate.design import generate_faces
 
-        faces = generate_faces(p, ctx.run.root, progress=ctx.progress)
+        faces = generate_faces(p, ctx.run.root, progress=ctx.progress, keep_partial=True)
         write_table(ctx.run.faces, faces)
         return {"n_faces": int(len(faces)), "n_seeds_kept": int(faces["seed"].nunique())}
 
     _run_stage(ctx, "generate", inputs, ["faces.parquet"], work, verify=lambda: _verify_images(ctx.run))
+    # The rendered chunks go only once the stage is recorded: a kill between rendering the last
+    # chunk and the record resumes from them instead of rendering everything again.
+    # (".partial" is generate.design.PARTIAL_DIR, not imported: that module loads torch, and a no-op
+    # re-run must stay fast; tests/test_kill_resume.py checks that none is left.)
+    partial = ctx.run.root / ".partial"
+    if partial.exists():
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
     return read_table(ctx.run.faces)
 
 

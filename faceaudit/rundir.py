@@ -56,6 +56,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temp_files(root: str | os.PathLike) -> list[Path]:
+    """Delete the temp files :func:`atomic_path` leaves when its process is killed mid-write (SIGKILL,
+    power loss: no ``except`` runs). Call it only where no other process writes into ``root`` (an
+    audit owns its run directory); returns what was removed."""
+    removed = []
+    for tmp in Path(root).rglob(".*.tmp"):
+        if tmp.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

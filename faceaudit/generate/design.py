@@ -252,10 +252,14 @@ def _load_partial(table: Path, meta: Path, key: str, run: RunDir) -> tuple[pd.Da
     return df, info
 
 
-def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = True) -> pd.DataFrame:
+def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = True,
+                   keep_partial: bool = False) -> pd.DataFrame:
     """Render and measure the protocol's design; write ``images/`` and ``results/generation.json``.
 
     Returns the faces table (docs/ARCHITECTURE.md); the caller writes ``faces.parquet``.
+    ``keep_partial``: leave the finished chunks under ``RUN/.partial/`` for the caller to remove once
+    it has recorded the faces table (the pipeline), so a kill before that resumes from them instead
+    of rendering every chunk again.
     """
     if protocol.generator.name == "diffusion":  # prompt slots, no latent directions: its own room
         from faceaudit.generate.design_diffusion import generate_diffusion_faces
@@ -278,13 +282,13 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
             levels=protocol.protected.levels,
             max_skin_steps=protocol.generator.max_skin_steps,
         )
-        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0)
+        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial)
     finally:
         if isinstance(measurer, PooledMeasurer):
             measurer.close()
 
 
-def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0) -> pd.DataFrame:
+def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial=False) -> pd.DataFrame:
     key = _design_key(protocol, directions_path, gen)
     partial = run.root / PARTIAL_DIR
     seeds = list(range(protocol.n_seeds))
@@ -318,7 +322,8 @@ def _generate(protocol, run, gen, measurer, directions, directions_path, progres
     seconds = time.perf_counter() - t0
     write_json(run.results / "generation.json", _summary(protocol, gen, directions, directions_path, faces, infos, seconds, resumed))
     _remove_stale_images(run, set(faces["path"]) if len(faces) else set())
-    shutil.rmtree(partial, ignore_errors=True)
+    if not keep_partial:
+        shutil.rmtree(partial, ignore_errors=True)
     return faces
 
 

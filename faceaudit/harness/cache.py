@@ -8,8 +8,10 @@ the next run resumes from there. Shards hold ``sha256`` [n] str, ``status`` [n] 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from faceaudit.rundir import atomic_path, safe_name
 
 #: merge a model's shards into one when there are more than this many
 COMPACT_AT = 64
+#: a shard's temp file older than this was left by a process killed mid-write (a live write takes
+#: milliseconds); several processes share one cache, so younger ones may still be someone's write
+STALE_TEMP_SECONDS = 3600
 
 
 def default_cache_dir() -> Path:
@@ -38,6 +43,7 @@ class EmbeddingCache:
     def load(self) -> "EmbeddingCache":
         if not self.dir.is_dir():
             return self
+        self._remove_stale_temp_files()
         for shard in sorted(self.dir.glob("shard-*.npz")):
             try:
                 with np.load(shard, allow_pickle=False) as z:
@@ -49,6 +55,13 @@ class EmbeddingCache:
                 self.entries[s] = (st, e)
             self._shards.append(shard)
         return self
+
+    def _remove_stale_temp_files(self) -> None:
+        now = time.time()
+        for tmp in self.dir.glob(".shard-*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                    tmp.unlink()
 
     def get(self, sha: str) -> tuple[str, np.ndarray] | None:
         return self.entries.get(sha)
