@@ -19,7 +19,7 @@ import torch
 
 from faceaudit.errors import BadInput
 from faceaudit.models import human_models
-from faceaudit.models.align import align_loose
+from faceaudit.models.align import align_loose, mirror_averaged_landmarks
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
 from faceaudit.models.runtime import ort_providers, torch_device
@@ -69,6 +69,9 @@ class TfjsRecognizer(AlignedRecognizer):
     heads: tuple[str, ...] = ()
     #: bump when preprocessing changes (part of ``version``, hence of the embedding cache key)
     preprocess_version = 1
+    #: average YuNet's landmarks with those found on the mirrored image before aligning (costs a
+    #: second detection; for tight-crop networks that are sensitive to landmark jitter)
+    mirror_landmarks = False
     batch_size = 32
 
     def __init__(self, device: str = "auto", detector: FaceDetector | None = None, runtime: str = "onnxruntime"):
@@ -97,7 +100,11 @@ class TfjsRecognizer(AlignedRecognizer):
             det = self.detector.detect(image)
             if det is None:
                 continue
-            crops[i] = align_loose(image, det.landmarks, s, self.face_fraction)
+            landmarks = det.landmarks
+            if self.mirror_landmarks:
+                mirrored = self.detector.detect(np.ascontiguousarray(image[:, ::-1]))
+                landmarks = mirror_averaged_landmarks(landmarks, None if mirrored is None else mirrored.landmarks, image.shape[1])
+            crops[i] = align_loose(image, landmarks, s, self.face_fraction)
             found[i] = True
         return crops, found
 
@@ -119,18 +126,22 @@ class TfjsRecognizer(AlignedRecognizer):
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return self.run_graph(crops, [self.output])[self.output].reshape(len(crops), -1)
 
+    def alignment_description(self) -> str:
+        landmarks = "YuNet 5 landmarks"
+        if self.mirror_landmarks:
+            landmarks += " (averaged with those found on the horizontally mirrored image)"
+        text = f"{landmarks} -> similarity transform onto the ArcFace template scaled to {self.input_size} px"
+        if self.face_fraction != 1.0:
+            text += f" and shrunk to {self.face_fraction:g} of its size (loose crop)"
+        return text
+
     def metadata(self) -> dict[str, Any]:
         return {
             **super().metadata(),
             "license": f"MIT ({human_models.SPEC}); converter: faceaudit (MIT)",
             "weights": human_models.provenance(self.graph_name),
             "input_size": f"{self.input_size}x{self.input_size} RGB, values 0..255",
-            "alignment": (
-                f"YuNet 5 landmarks -> similarity transform onto the ArcFace template scaled to "
-                f"{self.input_size} px and shrunk to {self.face_fraction:g} of its size (loose crop)"
-                if self.face_fraction != 1.0
-                else f"YuNet 5 landmarks -> similarity transform onto the ArcFace template scaled to {self.input_size} px"
-            ),
+            "alignment": self.alignment_description(),
             "similarity": "cosine",
             "runtime": (
                 f"faceaudit TFJS graph runner, traced to ONNX, onnxruntime (PyTorch {torch.__version__} for the trace)"
