@@ -7,7 +7,7 @@ A recognizer turns RGB uint8 images into embeddings. Detection or alignment fail
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -76,6 +76,21 @@ class AlignedRecognizer(FaceRecognizer):
     @abstractmethod
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings ``[len(crops), D]`` float32 of aligned crops."""
+
+    def detect_and_crop(self, images: Sequence[np.ndarray], shape: tuple[int, int],
+                        crop: Callable[[np.ndarray, Any], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The usual ``align``: ``self.detector`` finds the face of each image and ``crop(image,
+        detection)`` returns its ``shape`` (height, width) RGB crop; no face -> a zero crop, not found."""
+        crops = np.zeros((len(images), *shape, 3), dtype=np.uint8)
+        found = np.zeros(len(images), dtype=bool)
+        for i, image in enumerate(images):
+            image = np.ascontiguousarray(image)
+            det = self.detector.detect(image)
+            if det is None:
+                continue
+            crops[i] = crop(image, det)
+            found[i] = True
+        return crops, found
 
     def embed(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         crops, found = self.align(images)

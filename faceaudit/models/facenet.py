@@ -246,15 +246,8 @@ class FaceNetRecognizer(AlignedRecognizer):
         self.version = f"vggface2-{file_sha256(str(self.weights_path))[:12]}-pre{PREPROCESS_VERSION}" + ("-fp16" if self.fp16 else "")
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        crops = np.zeros((len(images), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
-        found = np.zeros(len(images), dtype=bool)
-        for i, image in enumerate(images):
-            image = np.ascontiguousarray(image)
-            det = self.detector.detect(image)
-            if det is not None:
-                crops[i] = align_112(image, det.landmarks, size=INPUT_SIZE)
-                found[i] = True
-        return crops, found
+        return self.detect_and_crop(images, (INPUT_SIZE, INPUT_SIZE),
+                                    lambda image, det: align_112(image, det.landmarks, size=INPUT_SIZE))
 
     @torch.inference_mode()
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:

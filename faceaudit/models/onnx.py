@@ -182,16 +182,7 @@ class OnnxRecognizer(AlignedRecognizer):
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Aligned RGB crops ``[N, S, S, 3] uint8`` and ``found`` [N] (zero crops where not found)."""
         s = self.input_size
-        crops = np.zeros((len(images), s, s, 3), dtype=np.uint8)
-        found = np.zeros(len(images), dtype=bool)
-        for i, image in enumerate(images):
-            image = np.ascontiguousarray(image)
-            det = self.detector.detect(image)
-            if det is None:
-                continue
-            crops[i] = align_112(image, det.landmarks, size=s)
-            found[i] = True
-        return crops, found
+        return self.detect_and_crop(images, (s, s), lambda image, det: align_112(image, det.landmarks, size=s))
 
     def to_input(self, crops: np.ndarray) -> np.ndarray:
         x = crops if self.channel_order == "RGB" else crops[..., ::-1]

@@ -93,20 +93,15 @@ class TfjsRecognizer(AlignedRecognizer):
 
     def align(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         s = self.input_size
-        crops = np.zeros((len(images), s, s, 3), dtype=np.uint8)
-        found = np.zeros(len(images), dtype=bool)
-        for i, image in enumerate(images):
-            image = np.ascontiguousarray(image)
-            det = self.detector.detect(image)
-            if det is None:
-                continue
+
+        def crop(image: np.ndarray, det) -> np.ndarray:
             landmarks = det.landmarks
             if self.mirror_landmarks:
                 mirrored = self.detector.detect(np.ascontiguousarray(image[:, ::-1]))
                 landmarks = mirror_averaged_landmarks(landmarks, None if mirrored is None else mirrored.landmarks, image.shape[1])
-            crops[i] = align_loose(image, landmarks, s, self.face_fraction)
-            found[i] = True
-        return crops, found
+            return align_loose(image, landmarks, s, self.face_fraction)
+
+        return self.detect_and_crop(images, (s, s), crop)
 
     def run_graph(self, crops: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         """The graph's ``outputs`` for uint8 RGB crops ``[N, S, S, 3]``; NaN output is BadInput."""
