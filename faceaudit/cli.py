@@ -408,6 +408,30 @@ def directions_fit(
     out_console.print(f"directions -> {path}")
 
 
+@directions_app.command("fit-perceived")
+@handles_errors
+def directions_fit_perceived(
+    base: Optional[Path] = typer.Option(None, "--base", help="Directions file to extend (default: the one shipped)."),
+    out: Path = typer.Option(Path("directions.json"), "--out", "-o", help="Directions file to write."),
+    n_samples: int = typer.Option(3000, "--n-samples", "-n", help="Fitting latents (the base fit's own sample)."),
+    progress: bool = ProgressOpt,
+) -> None:
+    """Add perceived-gender and age directions, fitted on the faceres classifier, to a directions file.
+
+    Conditional on skin tone, exposure and the nuisance directions (docs/generator.md). Needs the
+    human-models weights (`make setup` fetches them).
+    """
+    from faceaudit.generate.directions import load_directions
+    from faceaudit.generate.perceived_directions import learn_perceived_directions
+
+    found = learn_perceived_directions(load_directions(base), n_samples=n_samples, progress=progress)
+    for name in ("gender", "age"):
+        d = found[name]
+        out_console.print(f"{name}: cross-validated R\u00b2 {d.r2_cv:.3f}, step {d.step:.3g}, leakage "
+                          + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(d.leakage.items()) if k != name))
+    out_console.print(f"directions -> {found.save(out)}")
+
+
 @annotate_app.command("serve")
 @handles_errors
 def annotate_serve(

@@ -382,6 +382,11 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     return read_table(ctx.run.faces)
 
 
+def _protected_dump(p: Protocol) -> Any:
+    # one attribute dumps as it always did, so a skin-only run keeps its stage hashes
+    return p.protected.model_dump() if not isinstance(p.protected, list) else [x.model_dump() for x in p.protected]
+
+
 def design_inputs(p: Protocol) -> dict:
     """Everything that determines the rendered faces: the design part of the protocol and the
     directions file's content (a re-fit directions file must re-render)."""
@@ -393,7 +398,7 @@ def design_inputs(p: Protocol) -> dict:
 
         model_dir = resolve_model_dir(p.generator.model, allow_download=p.generator.allow_download)
         return {"seed": p.seed, "n_seeds": p.n_seeds, "generator": p.generator.model_dump(),
-                "protected": p.protected.model_dump(), "edits": [e.model_dump() for e in p.edits],
+                "protected": _protected_dump(p), "edits": [e.model_dump() for e in p.edits],
                 "model_files": model_fingerprint(model_dir), "device": p.device}
     if p.generator.directions:
         path = Path(p.generator.directions)
@@ -406,7 +411,7 @@ def design_inputs(p: Protocol) -> dict:
         "seed": p.seed,
         "n_seeds": p.n_seeds,
         "generator": p.generator.model_dump(),
-        "protected": p.protected.model_dump(),
+        "protected": _protected_dump(p),
         "edits": [e.model_dump() for e in p.edits],
         "directions": directions,
     }
@@ -501,13 +506,19 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
     require_verified(ctx.run, ["generate"] + [f"embed:{n}" for n in names])
     emb_paths = {n: ctx.run.embeddings(n) for n in names if ctx.run.embeddings(n).exists()}
     inputs = sha256_json({"faces": _faces_hash(ctx.run), "emb": {n: sha256_file(p) for n, p in emb_paths.items()},
-                          "protected": ctx.protocol.protected.model_dump(mode="json")})
+                          "protected": (ctx.protocol.protected.model_dump(mode="json")
+                                        if not isinstance(ctx.protocol.protected, list)
+                                        else [p.model_dump(mode="json") for p in ctx.protocol.protected])})
+
+    skin, gender = ctx.protocol.skin, ctx.protocol.protected_spec("gender")
 
     def work() -> dict:
         from faceaudit.generate.manipulation import manipulation_check
 
         table = manipulation_check(read_table(ctx.run.faces), {n: read_table(p) for n, p in emb_paths.items()},
-                                   reference=ctx.protocol.protected.reference, levels=ctx.protocol.protected.levels)
+                                   reference=skin.reference if skin else None, levels=skin.levels if skin else None,
+                                   gender_levels=gender.levels if gender else None,
+                                   gender_reference=gender.reference if gender else None)
         write_table(ctx.run.manipulation_check, table)
         return {}
 

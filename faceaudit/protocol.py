@@ -23,7 +23,7 @@ from faceaudit.errors import BadInput
 GENERATOR_NAMES = ("dcgan", "diffusion")
 
 #: Nuisance attributes the offline DCGAN generator can edit (each has a measure in faceaudit.measure).
-NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure")
+NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure", "age")
 
 
 class _Strict(BaseModel):
@@ -89,6 +89,98 @@ class ProtectedSpec(_Strict):
         return self
 
 
+class GenderLevel(_Strict):
+    """One perceived gender presentation, defined on faceres P(male) (faceaudit.measure.perceived).
+
+    A face belongs to the level when ``p_male_min <= P(male) < p_male_max`` (``p_male_max`` 1 is
+    inclusive); the generator moves each seed along the conditional gender direction towards
+    ``target``. Perceived presentation as a classifier outputs it, not anyone's gender.
+    """
+
+    name: str = Field(min_length=1)
+    p_male_min: float = Field(ge=0, le=1)
+    p_male_max: float = Field(ge=0, le=1)
+    target: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check_bin(self) -> "GenderLevel":
+        if not self.p_male_min < self.p_male_max:
+            raise ValueError(f"level {self.name!r}: p_male_min must be < p_male_max")
+        if not self.p_male_min <= self.target <= self.p_male_max:
+            raise ValueError(f"level {self.name!r}: target must lie in [p_male_min, p_male_max]")
+        return self
+
+    def contains(self, p_male: float) -> bool:
+        return self.p_male_min <= p_male < self.p_male_max or (self.p_male_max >= 1.0 and p_male >= 1.0)
+
+
+class GenderSpec(_Strict):
+    """Perceived gender presentation as a protected attribute (group names ``gender=<level>``)."""
+
+    attribute: Literal["gender"]
+    reference: str = "male"
+    levels: list[GenderLevel] = Field(
+        default_factory=lambda: [
+            # the classifier's decision boundary splits the levels; targets leave a margin so the
+            # skin search that follows cannot push a face across it (docs/generator.md)
+            GenderLevel(name="female", p_male_min=0.0, p_male_max=0.5, target=0.25),
+            GenderLevel(name="male", p_male_min=0.5, p_male_max=1.0, target=0.75),
+        ]
+    )
+    #: seeds whose gender search cannot reach a level within this many steps are excluded
+    max_steps: int = Field(8, ge=1, le=100)
+
+    _check_levels = ProtectedSpec._check_levels
+
+
+class PromptAttributeSpec(_Strict):
+    """A protected attribute that only a text-conditioned generator can render: its levels are
+    prompt slots (``generator.slots``). Perceived race/ethnicity has no pixel measure; the
+    manipulation check reports the measured skin tone and perceived gender/age of each level."""
+
+    attribute: Literal["race", "age_group"]
+    reference: str
+    levels: list[str] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> "PromptAttributeSpec":
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"duplicate level names {self.levels}")
+        if self.reference not in self.levels:
+            raise ValueError(f"reference {self.reference!r} is not one of the levels {self.levels}")
+        return self
+
+    @property
+    def level_names(self) -> list[str]:
+        return list(self.levels)
+
+
+def _protected_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("attribute", "skin_tone"))
+    return str(getattr(value, "attribute", "skin_tone"))
+
+
+AnyProtectedSpec = Annotated[
+    Union[Annotated[ProtectedSpec, Tag("skin_tone")], Annotated[GenderSpec, Tag("gender")],
+          Annotated[PromptAttributeSpec, Tag("race")], Annotated[PromptAttributeSpec, Tag("age_group")]],
+    Discriminator(_protected_name),
+]
+#: tags of the ``protected`` union: one attribute (a mapping) or several (a list)
+_PROTECTED_FORMS = ("single", "list")
+ProtectedField = Annotated[
+    Union[Annotated[AnyProtectedSpec, Tag("single")], Annotated[list[AnyProtectedSpec], Tag("list")]],
+    Discriminator(lambda v: "list" if isinstance(v, list) else "single"),
+]
+#: how each protected attribute is named in group names (``skin=dark|gender=female``) and faces columns
+GROUP_PREFIX = {"skin_tone": "skin", "gender": "gender", "race": "race", "age_group": "age_group"}
+FACES_COLUMN = {"skin_tone": "skin_tone", "gender": "gender", "race": "race", "age_group": "age_group"}
+
+
+def level_names(spec: Any) -> list[str]:
+    return spec.level_names if isinstance(spec, PromptAttributeSpec) else [lv.name for lv in spec.levels]
+
+
 class EditSpec(_Strict):
     """A nuisance attribute edited at signed levels from the prototype.
 
@@ -97,7 +189,7 @@ class EditSpec(_Strict):
     raises the measure by one SD. Level 0 is the prototype itself and is not allowed here.
     """
 
-    attribute: Literal["lighting", "yaw", "smile", "exposure"]
+    attribute: Literal["lighting", "yaw", "smile", "exposure", "age"]
     levels: list[Annotated[float, Field(ge=-MAX_EDIT_SD, le=MAX_EDIT_SD)]]
 
     @field_validator("levels")
@@ -252,7 +344,9 @@ class Protocol(_Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     n_seeds: int = Field(ge=2, le=MAX_SEEDS)
     generator: AnyGeneratorSpec = Field(default_factory=GeneratorSpec)
-    protected: ProtectedSpec = Field(default_factory=ProtectedSpec)
+    #: one protected attribute (a mapping: today's skin-tone design), or a list of them crossed into
+    #: cells (``[skin_tone, gender]``: every kept seed is rendered in every skin x gender cell)
+    protected: ProtectedField = Field(default_factory=ProtectedSpec)
     edits: list[EditSpec]
     models: list[str] = Field(default_factory=lambda: ["dlib", "sface"], min_length=1)
     #: "auto" uses CUDA when torch/onnxruntime see a GPU
@@ -269,6 +363,23 @@ class Protocol(_Strict):
             raise ValueError(f"edits: attribute listed twice in {attrs}")
         return self
 
+    @model_validator(mode="after")
+    def _check_protected(self) -> "Protocol":
+        specs = self.protected_specs
+        if not specs:
+            raise ValueError("protected: list at least one protected attribute")
+        names = [p.attribute for p in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"protected: attribute listed twice in {names}")
+        if self.generator.name == "dcgan":
+            if names[0] != "skin_tone":
+                raise ValueError("protected: the dcgan generator places every seed by skin tone first; list skin_tone "
+                                 "as the first protected attribute")
+            prompt_only = [n for n in names if n in ("race", "age_group")]
+            if prompt_only:
+                raise ValueError(f"protected: {prompt_only[0]!r} is a prompt slot; only the diffusion generator renders it")
+        return self
+
     @field_validator("models")
     @classmethod
     def _unique_models(cls, v: list[str]) -> list[str]:
@@ -280,19 +391,62 @@ class Protocol(_Strict):
 
     # ---- derived views -------------------------------------------------------------------
     @property
+    def protected_specs(self) -> list[Any]:
+        """The protected attributes, in the order their levels are joined in group names."""
+        return list(self.protected) if isinstance(self.protected, list) else [self.protected]
+
+    def protected_spec(self, attribute: str) -> Any | None:
+        return next((p for p in self.protected_specs if p.attribute == attribute), None)
+
+    @property
+    def skin(self) -> ProtectedSpec | None:
+        """The skin-tone spec (ITA bins, mechanism), or None when skin tone is not protected."""
+        return self.protected_spec("skin_tone")
+
+    @property
+    def cells(self) -> list[dict[str, str]]:
+        """Every combination of protected levels, ``{attribute: level}``, in group-name order."""
+        import itertools
+
+        specs = self.protected_specs
+        return [dict(zip([p.attribute for p in specs], combo)) for combo in itertools.product(*(level_names(p) for p in specs))]
+
+    @staticmethod
+    def cell_group(cell: dict[str, str]) -> str:
+        return "|".join(f"{GROUP_PREFIX[a]}={v}" for a, v in cell.items())
+
+    @property
     def group_names(self) -> list[str]:
         if self.dataset is not None:
             return list(self.dataset.groups)
-        return [f"skin={lv.name}" for lv in self.protected.levels]
+        return [self.cell_group(c) for c in self.cells]
 
     @property
     def reference_group(self) -> str:
-        return self.dataset.reference if self.dataset is not None else f"skin={self.protected.reference}"
+        if self.dataset is not None:
+            return self.dataset.reference
+        return self.cell_group({p.attribute: p.reference for p in self.protected_specs})
 
     @property
     def protected_attribute(self) -> str:
-        """Name of the protected attribute in results (``skin_tone``; ``race+gender`` for an import)."""
-        return "+".join(self.dataset.attributes) if self.dataset is not None else self.protected.attribute
+        """Name of the protected attribute in results (``skin_tone``; ``skin_tone+gender``; ``race+gender`` for an import)."""
+        if self.dataset is not None:
+            return "+".join(self.dataset.attributes)
+        return "+".join(p.attribute for p in self.protected_specs)
+
+    @property
+    def group_attributes(self) -> list[tuple[str, str, list[str], str]]:
+        """``(attribute, group-name prefix, levels, reference level)`` of every protected attribute."""
+        if self.dataset is not None:
+            if len(self.dataset.attributes) < 2:
+                return []
+            refs = dict(part.split("=", 1) for part in self.dataset.reference.split("|"))
+            out = []
+            for a in self.dataset.attributes:
+                levels = sorted({dict(p.split("=", 1) for p in g.split("|"))[a] for g in self.dataset.groups})
+                out.append((a, a, levels, refs[a]))
+            return out
+        return [(p.attribute, GROUP_PREFIX[p.attribute], level_names(p), p.reference) for p in self.protected_specs]
 
     def resolved_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -330,9 +484,18 @@ def _format_error(err: ValidationError, where: str, model: type[BaseModel] | Non
     parts = list(first["loc"])
     if len(parts) > 1 and parts[0] == "generator" and parts[1] in GENERATOR_NAMES:
         del parts[1]  # the union's tag (the generator's name) is not a key the user wrote
+    if len(parts) > 1 and parts[0] == "protected":
+        # union tags (one attribute or a list; then the attribute's name) are not keys either
+        if parts[1] in _PROTECTED_FORMS:
+            del parts[1]
+        k = 2 if len(parts) > 1 and isinstance(parts[1], int) else 1
+        if len(parts) > k and parts[k] in GROUP_PREFIX:
+            del parts[k]
     first = {**first, "loc": tuple(parts)}
     loc = ".".join(str(p) for p in parts) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
+    if loc == "(top level)" and ":" in msg and msg.split(":", 1)[0] in Protocol.model_fields:
+        loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()  # a model check that names its key
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
         close = difflib.get_close_matches(str(first["loc"][-1]), _known_keys(first["loc"], model), n=1)
@@ -340,6 +503,9 @@ def _format_error(err: ValidationError, where: str, model: type[BaseModel] | Non
             msg += f" (did you mean {close[0]!r}?)"
     elif first["type"] == "missing":
         msg = "required key is missing"
+    elif first["type"] == "union_tag_invalid" and parts[:1] == ["protected"]:
+        loc += ".attribute"
+        msg = f"unknown protected attribute {first['ctx'].get('tag')!r} (one of {', '.join(GROUP_PREFIX)})"
     elif "input" in first and first["type"] not in ("value_error",):
         msg = f"{msg} (got {first['input']!r})"
     return f"{where}: {loc}: {msg}"

@@ -84,8 +84,15 @@ def test_causalface_import_gives_back_groups_seeds_and_edits(causalface_dir, tmp
     er = r.error_rates
     assert set(er["group"]) == set(faces["group"]) | {"all"}
     c = r.contrasts
-    assert set(c["reference"]) == {"asian|gender=male"} or set(c["reference_group"]) == {"race=asian|gender=male"}
-    assert (c["attribute"].str.startswith("race+gender")).all()
+    cells = c[c["contrast"] == "cell"]
+    assert set(cells["reference"]) == {"asian|male"} and set(cells["reference_group"]) == {"race=asian|gender=male"}
+    assert (cells["attribute"].str.startswith("race+gender")).all()
+    # crossed attributes: each one's marginal effect and their interaction, paired within seed
+    marginal = c[c["contrast"] == "marginal"]
+    assert set(zip(marginal["attribute"], marginal["level"], marginal["reference"])) == {
+        ("race", "black", "asian"), ("gender", "female", "male")}
+    inter = c[c["contrast"] == "interaction"]
+    assert set(inter["attribute"]) == {"race:gender"} and set(inter["level"]) == {"black:female"}
     summary = json.loads((run / "results" / "summary.json").read_text())
     assert summary["reference_group"] == "race=asian|gender=male"
     # an experimental import: the card describes the paired design, with no observational caveat

@@ -78,10 +78,99 @@ def _directions_for(protocol: Protocol) -> tuple[Directions, Path]:
     path = Path(protocol.generator.directions) if protocol.generator.directions else default_directions_path()
     directions = load_directions(path)
     needed = [SKIN_ATTRIBUTE] + [e.attribute for e in protocol.edits if e.attribute not in PIXEL_EDITS]
+    needed += [p.attribute for p in protocol.protected_specs if p.attribute == "gender"]
     missing = [a for a in needed if a not in directions.attributes]
     if missing:
         raise BadInput(f"{path}: directions file has no direction for {missing}")
     return directions, path
+
+
+def _place_prototypes(gen, measurer, perceived, protocol: Protocol, directions: Directions, z0: np.ndarray,
+                      base_images: np.ndarray, base_measures: pd.DataFrame, bar: Any, tasks: dict[str, int]):
+    """Every seed in every protected cell: ``[(gender level or None, gender shifts [S], SkinSearchResult)]``
+    plus the per-seed gender exclusions. Without a gender attribute there is one entry (no shift)."""
+    skin = protocol.skin
+    gspec = protocol.protected_spec("gender")
+    if gspec is None:
+        entries = [(None, np.zeros(len(z0)), z0, base_images, base_measures)]
+        gfound = None
+    else:
+        from faceaudit.generate.gender_search import search_gender_levels
+
+        gfound = search_gender_levels(gen, perceived, z0, gspec.levels, directions, gspec.max_steps)
+        u_g = directions["gender"].unit
+        entries = []
+        for k, glv in enumerate(gspec.levels):
+            shift = np.nan_to_num(gfound.shifts[:, k])
+            zb = z0 + shift[:, None] * u_g
+            imgs, meas = render_and_measure(gen, measurer, zb)
+            entries.append((glv, shift, zb, imgs, meas))
+    border_ref = base_measures["measured_border_luma"].to_numpy(dtype=np.float64)
+    placed = []
+    for glv, shift, zb, imgs, meas in entries:
+        if skin.mechanism == "recolor":
+            from faceaudit.generate.recolor import recolor_skin_levels
+
+            found = recolor_skin_levels(
+                measurer, zb, imgs, meas, skin.levels, protocol.generator.max_skin_steps,
+                on_resolved=lambda k: bar.advance(tasks["search"], k),
+            )
+        else:
+            found = search_skin_levels(
+                gen, measurer, zb, skin.levels, directions, protocol.generator.max_skin_steps,
+                base_images=imgs, base_measures=meas,
+                on_resolved=lambda k: bar.advance(tasks["search"], k),
+                exposure_tolerance=protocol.generator.exposure_tolerance,
+                # every gender level is held at the exposure of the seed's own face
+                exposure_reference=None if glv is None else border_ref,
+            )
+        if glv is not None:
+            _hold_gender(gen, measurer, perceived, found, glv, skin.levels, directions, protocol, border_ref)
+        placed.append((glv, shift, found))
+    return placed, gfound
+
+
+def _hold_gender(gen, measurer, perceived, found, glv, skin_levels, directions, protocol, border_ref) -> None:
+    """Re-measure the gender level's prototypes after the skin search; pull back those that left the
+    gender bin (faceaudit.generate.gender_search.hold_gender) or mark them failed. Updates ``found``
+    in place (its latents, images, measures; ``found.gender_extra`` holds the extra shifts)."""
+    from faceaudit.generate.gender_search import REASON_GENDER_LOST, GenderBand, hold_gender
+    from faceaudit.generate.perceived_directions import perceived_columns
+
+    S, L = found.success.shape
+    found.gender_extra = np.zeros((S, L))
+    band = GenderBand.from_level(glv)
+    tol = protocol.generator.exposure_tolerance
+    u_g = directions["gender"].unit
+    for j, lv in enumerate(skin_levels):
+        idx = np.flatnonzero(found.success[:, j])
+        if not len(idx):
+            continue
+        logit = perceived_columns(perceived.predict(list(found.images[idx, j])))["measured_gender_logit"].to_numpy()
+        borders = border_ref[idx]
+
+        def in_skin_bin(row, lv=lv) -> bool:
+            return lv.ita_min <= float(row["measured_skin_ita"]) < lv.ita_max
+
+        def exposure_ok(k, row, borders=borders) -> bool:
+            return tol is None or abs(float(row["measured_border_luma"]) - borders[k]) <= tol / 2
+
+        ok, extra, imgs, new_meas, _ = hold_gender(gen, measurer, perceived, found.latents[idx, j], found.images[idx, j],
+                                                  logit, band, directions, in_skin_bin, exposure_ok)
+        for k, i in enumerate(idx):
+            if not ok[k]:
+                found.success[i, j] = False
+                found.reasons[i, j] = REASON_GENDER_LOST
+                continue
+            if new_meas[k] is not None:
+                found.images[i, j] = imgs[k]
+                found.measures[i][j] = new_meas[k]
+                found.latents[i, j] = found.latents[i, j] + extra[k] * u_g
+                found.gender_extra[i, j] = extra[k]
+
+
+def _cell_name(skin_level: str, gender_level) -> str:
+    return skin_level if gender_level is None else f"{skin_level}_{gender_level.name}"
 
 
 def _chunk_rows(
@@ -93,91 +182,91 @@ def _chunk_rows(
     run: RunDir,
     bar: Any,
     tasks: dict[str, int],
+    perceived: Any = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    levels = protocol.protected.levels
+    levels = protocol.skin.levels
     edits = [(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
     z0 = gen.latents(seeds)
     base_images, base_measures = render_and_measure(gen, measurer, z0)
-    if protocol.protected.mechanism == "recolor":
-        from faceaudit.generate.recolor import recolor_skin_levels
-
-        found = recolor_skin_levels(
-            measurer, z0, base_images, base_measures, levels, protocol.generator.max_skin_steps,
-            on_resolved=lambda k: bar.advance(tasks["search"], k),
-        )
-    else:
-        found = search_skin_levels(
-            gen,
-            measurer,
-            z0,
-            levels,
-            directions,
-            protocol.generator.max_skin_steps,
-            base_images=base_images,
-            base_measures=base_measures,
-            on_resolved=lambda k: bar.advance(tasks["search"], k),
-            exposure_tolerance=protocol.generator.exposure_tolerance,
-        )
-    kept = found.success.all(axis=1)
+    placed, gfound = _place_prototypes(gen, measurer, perceived, protocol, directions, z0, base_images, base_measures,
+                                       bar, tasks)
+    kept = np.ones(len(seeds), dtype=bool)
     excluded = []
-    for i, s in enumerate(seeds):
-        for j, lv in enumerate(levels):
-            if not found.success[i, j]:
-                excluded.append({"seed": s, "level": lv.name, "reason": str(found.reasons[i, j]), "steps": int(found.steps[i, j])})
-    # unreachable pairs never resolve; advance the bar past them
-    bar.advance(tasks["search"], int((~found.success).sum()))
+    if gfound is not None:
+        for k, (glv, _, _) in enumerate(placed):
+            for i, s in enumerate(seeds):
+                if not gfound.success[i, k]:
+                    kept[i] = False
+                    excluded.append({"seed": s, "level": glv.name, "reason": str(gfound.reasons[i, k]),
+                                     "steps": int(gfound.steps[i, k])})
+    for k, (glv, _, found) in enumerate(placed):
+        kept &= found.success.all(axis=1)
+        for i, s in enumerate(seeds):
+            if gfound is not None and not gfound.success[i, k]:
+                continue  # counted above: the seed never reached this gender level
+            for j, lv in enumerate(levels):
+                if not found.success[i, j]:
+                    excluded.append({"seed": s, "level": lv.name if glv is None else f"{lv.name}|{glv.name}",
+                                     "reason": str(found.reasons[i, j]), "steps": int(found.steps[i, j])})
+        # unreachable cells never resolve; advance the bar past them
+        bar.advance(tasks["search"], int((~found.success).sum()))
 
     records: list[dict[str, Any]] = []
-    pixel_edits: list[tuple[int, int, int, str, float]] = []  # (slot, seed index, level index, attr, level)
+    pixel_edits: list[tuple[int, Any, int, int, str, float]] = []  # (slot, found, seed index, level index, attr, level)
     images: list[np.ndarray] = []
     measure_rows: list[pd.Series | None] = []
     edit_latents: list[np.ndarray] = []
     edit_slots: list[int] = []
-    edit_cells: list[tuple[int, int]] = []  # (seed index, level index) of each edit latent
+    edit_cells: list[tuple[Any, int, int]] = []  # (found, seed index, level index) of each edit latent
     for i, s in enumerate(seeds):
         if not kept[i]:
             continue
-        for j, lv in enumerate(levels):
-            common = {
-                "seed": int(s),
-                "group": f"skin={lv.name}",
-                "skin_tone": lv.name,
-                "chroma_shift": float(found.chroma_shifts[i]),
-                "skin_shift": float(found.shifts[i, j]),
-                "exposure_shift": float(found.exposure_shifts[i, j]),
-                "skin_search_steps": int(found.steps[i, j]),
-            }
-            records.append({**common, "face_id": face_id(s, lv.name), "edit_attr": "none", "edit_level": 0.0})
-            images.append(found.images[i, j])
-            measure_rows.append(found.measures[i][j])
-            z_proto = found.latents[i, j]
-            for attr, level in edits:
-                records.append({**common, "face_id": face_id(s, lv.name, attr, level), "edit_attr": attr, "edit_level": level})
-                images.append(None)  # type: ignore[arg-type]
-                measure_rows.append(None)
-                if attr in PIXEL_EDITS:
-                    pixel_edits.append((len(records) - 1, i, j, attr, level))
-                    continue
-                edit_latents.append(z_proto + directions.shift(attr, level))
-                edit_slots.append(len(records) - 1)
-                edit_cells.append((i, j))
+        for glv, gshift, found in placed:
+            for j, lv in enumerate(levels):
+                cell = {"skin_tone": lv.name} if glv is None else {"skin_tone": lv.name, "gender": glv.name}
+                common = {
+                    "seed": int(s),
+                    "group": protocol.cell_group(cell),
+                    **cell,
+                    "chroma_shift": float(found.chroma_shifts[i]),
+                    "skin_shift": float(found.shifts[i, j]),
+                    "exposure_shift": float(found.exposure_shifts[i, j]),
+                    "skin_search_steps": int(found.steps[i, j]),
+                }
+                if glv is not None:
+                    common["gender_shift"] = float(gshift[i] + found.gender_extra[i, j])
+                name = _cell_name(lv.name, glv)
+                records.append({**common, "face_id": face_id(s, name), "edit_attr": "none", "edit_level": 0.0})
+                images.append(found.images[i, j])
+                measure_rows.append(found.measures[i][j])
+                z_proto = found.latents[i, j]
+                for attr, level in edits:
+                    records.append({**common, "face_id": face_id(s, name, attr, level), "edit_attr": attr, "edit_level": level})
+                    images.append(None)  # type: ignore[arg-type]
+                    measure_rows.append(None)
+                    if attr in PIXEL_EDITS:
+                        pixel_edits.append((len(records) - 1, found, i, j, attr, level))
+                        continue
+                    edit_latents.append(z_proto + directions.shift(attr, level))
+                    edit_slots.append(len(records) - 1)
+                    edit_cells.append((found, i, j))
     bar.advance(tasks["faces"], len(records) - len(edit_slots) - len(pixel_edits))
     if pixel_edits:
         # photometric edits of the prototype's pixels (with the recolor mechanism, of the recoloured face)
-        pix = np.stack([apply_exposure(found.images[i, j], level) for _, i, j, _, level in pixel_edits])
+        pix = np.stack([apply_exposure(f.images[i, j], level) for _, f, i, j, _, level in pixel_edits])
         pix_measures = measurer.measure(pix)
         bar.advance(tasks["faces"], len(pixel_edits))
         for k, (slot, *_rest) in enumerate(pixel_edits):
             images[slot] = pix[k]
             measure_rows[slot] = pix_measures.iloc[k]
-    if edit_latents and found.recolor is not None:
+    if edit_latents and placed[0][2].recolor is not None:
         # recolor mechanism: the edited face gets its prototype's skin colour change
         from faceaudit.generate.recolor import recolor_edits
 
         edit_images = recolor_edits(
             gen.render_latents(np.stack(edit_latents)),
-            np.stack([found.recolor[i, j] for i, j in edit_cells]),
-            np.stack([found.landmarks[i] for i, _ in edit_cells]),
+            np.stack([f.recolor[i, j] for f, i, j in edit_cells]),
+            np.stack([f.landmarks[i] for f, i, _ in edit_cells]),
         )
         edit_measures = measurer.measure(edit_images)
         bar.advance(tasks["faces"], len(edit_latents))
@@ -190,11 +279,17 @@ def _chunk_rows(
             images[slot] = edit_images[k]
             measure_rows[slot] = edit_measures.iloc[k]
 
+    columns = face_columns(protocol)
     df = pd.DataFrame(records)
     if len(df):
         meas = pd.DataFrame([r[ALL_COLUMNS].to_numpy() for r in measure_rows], columns=ALL_COLUMNS)
         for c in ALL_COLUMNS:
             meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
+        parts = [df.reset_index(drop=True), meas]
+        if perceived is not None:
+            from faceaudit.generate.perceived_directions import perceived_columns
+
+            parts.append(perceived_columns(perceived.predict(images)))
         paths, hashes = [], []
         for fid, img in zip(df["face_id"], images):
             data = encode_png(img)
@@ -205,20 +300,47 @@ def _chunk_rows(
         df["path"] = paths
         df["sha256"] = hashes
         df["source"] = gen.name
-        df = pd.concat([df.reset_index(drop=True), meas], axis=1)
+        df = pd.concat([df.reset_index(drop=True)] + parts[1:], axis=1)
     else:
-        df = pd.DataFrame(columns=FACE_COLUMNS + ALL_COLUMNS + DESIGN_COLUMNS)
-    df = df[FACE_COLUMNS + ALL_COLUMNS + DESIGN_COLUMNS]
+        df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    df = df[columns]
+    gnames = [None] if placed[0][0] is None else [g.name for g, _, _ in placed]
     info = {
         "seeds": [int(s) for s in seeds],
         "kept": [int(s) for s, k in zip(seeds, kept) if k],
         "excluded": excluded,
-        "reached": {lv.name: int(found.success[:, j].sum()) for j, lv in enumerate(levels)},
-        "steps": {lv.name: [int(x) for x in found.steps[:, j]] for j, lv in enumerate(levels)},
-        "warmed": int((found.chroma_shifts > 0).sum()),
-        "images_rendered": int(len(seeds) + (found.chroma_shifts > 0).sum() + found.steps.sum() + len(edit_latents) + len(pixel_edits)),
+        "reached": {lv.name: int(np.logical_and.reduce([f.success[:, j] for _, _, f in placed]).sum())
+                    for j, lv in enumerate(levels)},
+        "steps": {lv.name: [int(x) for _, _, f in placed for x in f.steps[:, j]] for j, lv in enumerate(levels)},
+        "warmed": int(sum((f.chroma_shifts > 0).sum() for _, _, f in placed)),
+        "images_rendered": int(len(seeds) + sum((f.chroma_shifts > 0).sum() + f.steps.sum() for _, _, f in placed)
+                               + len(edit_latents) + len(pixel_edits)),
     }
+    if gfound is not None:
+        info["gender_reached"] = {g: int(gfound.success[:, k].sum()) for k, g in enumerate(gnames)}
+        info["gender_steps"] = {g: [int(x) for x in gfound.steps[:, k]] for k, g in enumerate(gnames)}
+        info["cells_reached"] = {f"{lv.name}|{g}": int((gfound.success[:, k] & f.success[:, j]).sum())
+                                 for k, (g, (_, _, f)) in enumerate(zip(gnames, placed)) for j, lv in enumerate(levels)}
+        info["images_rendered"] += int(gfound.steps.sum()) + len(seeds) * len(gnames)
     return df, info
+
+
+def face_columns(protocol: Protocol) -> list[str]:
+    """The faces table's columns for this protocol's design."""
+    gender = protocol.protected_spec("gender") is not None
+    cols = FACE_COLUMNS[:4] + (["gender"] if gender else []) + FACE_COLUMNS[4:] + ALL_COLUMNS + DESIGN_COLUMNS
+    if gender:
+        cols.append("gender_shift")
+    if needs_perceived(protocol):
+        from faceaudit.generate.perceived_directions import PERCEIVED_COLUMNS
+
+        cols += PERCEIVED_COLUMNS
+    return cols
+
+
+def needs_perceived(protocol: Protocol) -> bool:
+    """Perceived gender and age are measured on every face when the design places or edits them."""
+    return protocol.protected_spec("gender") is not None or any(e.attribute == "age" for e in protocol.edits)
 
 
 def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) -> str:
@@ -228,7 +350,9 @@ def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) 
             "measure_version": MEASURE_VERSION,
             "seed": protocol.seed,
             "generator": protocol.generator.model_dump(),
-            "protected": protocol.protected.model_dump(),
+            # a single attribute is dumped as before, so a skin-only design keeps its key
+            "protected": (protocol.protected.model_dump() if not isinstance(protocol.protected, list)
+                          else [p.model_dump() for p in protocol.protected]),
             "edits": [e.model_dump() for e in protocol.edits],
             "directions": sha256_file(directions_path),
             "model": f"{gen.name}:{gen.version}:{gen.device}",
@@ -270,7 +394,7 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
     run.root.mkdir(parents=True, exist_ok=True)
     directions, directions_path = _directions_for(protocol)
     # measuring workers start before the generator runs any torch op (see faceaudit.measure.parallel)
-    n_planned = protocol.n_seeds * len(protocol.protected.levels) * (1 + sum(len(e.levels) for e in protocol.edits))
+    n_planned = protocol.n_seeds * len(protocol.cells) * (1 + sum(len(e.levels) for e in protocol.edits))
     workers = measure_workers(n_planned)
     measurer = PooledMeasurer(workers) if workers > 1 else FaceMeasurer()
     try:
@@ -279,20 +403,26 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
             truncation=protocol.generator.truncation,
             device=protocol.device,
             directions=directions,
-            levels=protocol.protected.levels,
+            levels=protocol.skin.levels,
             max_skin_steps=protocol.generator.max_skin_steps,
         )
-        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial)
+        perceived = None
+        if needs_perceived(protocol):
+            from faceaudit.measure.perceived import PerceivedAttributes
+
+            perceived = PerceivedAttributes(device=protocol.device)
+        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial, perceived)
     finally:
         if isinstance(measurer, PooledMeasurer):
             measurer.close()
 
 
-def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial=False) -> pd.DataFrame:
+def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial=False,
+              perceived=None) -> pd.DataFrame:
     key = _design_key(protocol, directions_path, gen)
     partial = run.root / PARTIAL_DIR
     seeds = list(range(protocol.n_seeds))
-    levels = protocol.protected.levels
+    levels = protocol.cells  # one skin search per seed and protected cell
     n_edit_levels = sum(len(e.levels) for e in protocol.edits)
     tables, infos = [], []
     resumed = 0
@@ -310,7 +440,7 @@ def _generate(protocol, run, gen, measurer, directions, directions_path, progres
                 resumed += 1
                 bar.advance(tasks["search"], len(chunk) * len(levels))
             else:
-                df, info = _chunk_rows(gen, measurer, protocol, directions, chunk, run, bar, tasks)
+                df, info = _chunk_rows(gen, measurer, protocol, directions, chunk, run, bar, tasks, perceived)
                 write_table(table_path, df)
                 write_json(meta_path, {**info, "key": key})
             # a seed excluded in the chunk still counts towards the planned total
@@ -328,7 +458,7 @@ def _generate(protocol, run, gen, measurer, directions, directions_path, progres
 
 
 def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, resumed) -> dict[str, Any]:
-    levels = protocol.protected.levels
+    levels = protocol.skin.levels
     n_req = protocol.n_seeds
     kept = sorted(s for info in infos for s in info["kept"])
     excluded = [e for info in infos for e in info["excluded"]]
@@ -350,10 +480,16 @@ def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, 
             "failures_by_reason": reasons,
             "mean_search_steps": float(np.mean(steps)) if steps else 0.0,
             "prototype_ita_mean": float(protos["measured_skin_ita"].mean()) if len(protos) else None,
-            **_exposure_change(faces, lv.name, protocol.protected.reference),
+            **_exposure_change(faces, lv.name, protocol.skin.reference),
         }
     rendered = sum(info["images_rendered"] for info in infos)
+    extra: dict[str, Any] = {}
+    gspec = protocol.protected_spec("gender")
+    if gspec is not None:
+        extra["gender_levels"] = _gender_summary(gspec, faces, infos, n_req)
+        extra["cells_reached"] = {c: sum(info["cells_reached"][c] for info in infos) for c in infos[0]["cells_reached"]} if infos else {}
     return {
+        **extra,
         "n_seeds_requested": n_req,
         "n_seeds_kept": len(kept),
         "n_seeds_excluded": n_req - len(kept),
@@ -373,14 +509,35 @@ def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, 
     }
 
 
+def _gender_summary(gspec, faces: pd.DataFrame, infos: list[dict], n_req: int) -> dict[str, Any]:
+    """Per gender level: seeds reaching it, and what both classifiers say of the kept prototypes."""
+    out: dict[str, Any] = {}
+    protos = faces[faces["edit_attr"] == "none"] if len(faces) else faces
+    for lv in gspec.levels:
+        reached = sum(info["gender_reached"][lv.name] for info in infos)
+        p = protos[protos["gender"] == lv.name] if len(protos) else protos
+        entry: dict[str, Any] = {"p_male_min": lv.p_male_min, "p_male_max": lv.p_male_max, "target": lv.target,
+                                 "seeds_reaching": reached, "reach_rate": reached / n_req if n_req else 0.0}
+        if len(p):
+            pm = p["measured_gender_pmale"].to_numpy(dtype=float)
+            entry["prototype_p_male_mean"] = float(np.nanmean(pm))
+            entry["classified_as_level"] = float(np.mean([lv.contains(x) for x in pm if np.isfinite(x)]))
+            pi = p["measured_gender_pmale_independent"].to_numpy(dtype=float)
+            entry["independent_p_male_mean"] = float(np.nanmean(pi))
+        out[lv.name] = entry
+    return out
+
+
 def _exposure_change(faces: pd.DataFrame, level: str, reference: str) -> dict[str, Any]:
-    """Within-seed change of the prototype's border luma (/255) from the reference level's prototype."""
+    """Within-seed change of the prototype's border luma (/255) from the reference level's prototype
+    (within seed and gender level when gender is protected too)."""
     if not len(faces) or "measured_border_luma" not in faces.columns:
         return {}
-    protos = faces[faces["edit_attr"] == "none"].set_index(["skin_tone", "seed"])["measured_border_luma"]
+    keys = ["skin_tone", "seed"] + (["gender"] if "gender" in faces.columns else [])
+    protos = faces[faces["edit_attr"] == "none"].set_index(keys)["measured_border_luma"]
     if level not in protos.index.get_level_values(0) or reference not in protos.index.get_level_values(0):
         return {}
-    delta = (protos.loc[level] - protos.loc[reference]).dropna()
+    delta = (protos.xs(level, level="skin_tone") - protos.xs(reference, level="skin_tone")).dropna()
     if not len(delta):
         return {}
     return {

@@ -183,11 +183,14 @@ def search_skin_levels(
     base_measures: pd.DataFrame | None = None,
     on_resolved: Callable[[int], None] | None = None,
     exposure_tolerance: float | None = None,
+    exposure_reference: np.ndarray | None = None,
 ) -> SkinSearchResult:
     """Find, for every seed and level, a skin shift whose measured ITA lands in the level's bin.
 
     ``exposure_tolerance`` (luma /255): also keep every prototype's border luma within half of it
-    of the seed's own face (module docstring); None = skin only.
+    of the seed's own face (module docstring); None = skin only. ``exposure_reference`` ([S] border
+    luma): hold it at these values instead of the base faces' own (the gender design starts the skin
+    search from gender-shifted faces but holds every cell at the seed's original exposure).
     """
     skin = directions[SKIN_ATTRIBUTE]
     u = skin.unit
@@ -228,19 +231,20 @@ def search_skin_levels(
     for s in range(n_seeds):
         row = base_measures.iloc[s]
         ita0 = float(row["measured_skin_ita"]) if bool(row["measured_ok"]) else float("nan")
-        border0 = float(row[EXPOSURE_COLUMN])
+        border0 = float(row[EXPOSURE_COLUMN]) if exposure_reference is None else float(exposure_reference[s])
         for j, p in enumerate(pairs[s]):
             if hold:
                 p.border_ref, p.border_tol = border0, exposure_tolerance / 2
-                p.exp_points.append((0.0, 0.0, border0))
+                p.exp_points.append((0.0, 0.0, float(row[EXPOSURE_COLUMN])))
             if np.isfinite(ita0):
                 p.points.append((0.0, ita0))
-                if p.in_bin(ita0):
+                if p.in_bin(ita0) and p.exposure_ok(float(row[EXPOSURE_COLUMN])):
                     p.done, p.t = True, 0.0
                     images[s, j] = base_images[s]
                     measures[s][j] = row
                     continue
-                t_next = _propose(p, slope_avg, max_step)
+                # in the bin but away from the held exposure (a gender-shifted start): correct e only
+                t_next = 0.0 if p.in_bin(ita0) else _propose(p, slope_avg, max_step)
             else:
                 # no landmarks on the seed's own face: start from the average face's ITA
                 p.failed_t.append(0.0)

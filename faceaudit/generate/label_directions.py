@@ -45,6 +45,9 @@ def face_latents(run_root: str | Path, faces: pd.DataFrame) -> np.ndarray:
     if "exposure_shift" in faces.columns and EXPOSURE_DIRECTION in directions.attributes:
         # the skin search's exposure hold moved the prototype along the border-luma direction too
         z = z + np.nan_to_num(faces["exposure_shift"].to_numpy(dtype=float))[:, None] * directions[EXPOSURE_DIRECTION].unit
+    if "gender_shift" in faces.columns:
+        # a protected gender level: the seed's move along the gender direction, before the skin search
+        z = z + faces["gender_shift"].to_numpy(dtype=float)[:, None] * directions["gender"].unit
     for i, (attr, level) in enumerate(zip(faces["edit_attr"], faces["edit_level"])):
         # pixel edits (exposure) leave the latent as it is
         if attr != "none" and attr not in PIXEL_EDITS:

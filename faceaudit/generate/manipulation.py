@@ -29,10 +29,20 @@ from faceaudit.measure import EXPOSURE_MEASURES, MEASURES
 SKIN_EDIT = "skin_tone"
 COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target",
            "max_abs_change"]
-#: the measure each nuisance edit targets (the exposure edit is stated in SDs of border luma)
-TARGETS = {**MEASURES, "exposure": EXPOSURE_MEASURES["border_luma"]}
+#: the measure each nuisance edit targets (the exposure edit is stated in SDs of border luma; the
+#: age edit in SDs of faceres' predicted age, checked also by SSR-Net's)
+TARGETS = {**MEASURES, "exposure": EXPOSURE_MEASURES["border_luma"], "age": "measured_age"}
 IN_BIN = "in_bin"
 SKIN_BIN_KEPT = "skin_bin_kept"
+GENDER_EDIT = "gender"
+#: perceived-attribute columns (faceaudit.generate.perceived_directions), where the design measured them
+PERCEIVED_MEASURES = ["measured_gender_pmale", "measured_gender_pmale_independent", "measured_age",
+                      "measured_age_independent"]
+#: share rows of a protected gender level: faceres and the independent classifier classify the
+#: prototype as the level; and the share of seeds whose independent P(male) (mean over the seed's
+#: prototypes at the level) moved from the reference level the way the level's target did
+INDEPENDENT_IN_BIN = "in_bin_independent"
+INDEPENDENT_ORDER = "independent_order"
 
 
 def _stats(values: np.ndarray) -> tuple[float, float, int, float]:
@@ -69,6 +79,8 @@ def manipulation_check(
     embeddings_by_model: dict[str, pd.DataFrame] | None = None,
     reference: str | None = None,
     levels: list | None = None,
+    gender_levels: list | None = None,
+    gender_reference: str | None = None,
 ) -> pd.DataFrame:
     """Long table ``edit_attr, edit_label, edit_level, measure, mean_change, sd_change, n, is_target,
     max_abs_change``.
@@ -76,12 +88,18 @@ def manipulation_check(
     ``reference``: the skin level the others are compared with; default the level whose prototypes
     have the highest mean ITA (the lightest). ``levels``: the protocol's protected levels (objects
     with ``name, ita_min, ita_max``); with them the ``in_bin`` and ``skin_bin_kept`` rows are added.
+    ``gender_levels`` / ``gender_reference``: the protected gender levels (``name, p_male_min,
+    p_male_max, target``); with them every gender level gets the same rows as a skin level (paired
+    within seed and skin level; target ``measured_gender_pmale``) plus its classification shares.
     """
     needed = {"face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level"}
     missing = needed - set(faces.columns)
     if missing:
         raise BadInput(f"faces table: missing columns {sorted(missing)}")
-    measures = [c for c in [*MEASURES.values(), *EXPOSURE_MEASURES.values()] if c in faces.columns]
+    measures = [c for c in [*MEASURES.values(), *EXPOSURE_MEASURES.values(), *PERCEIVED_MEASURES] if c in faces.columns]
+    # a protected level is paired with the reference level's prototype of the same seed *and* the
+    # same levels of every other protected attribute (skin: same gender; gender: same skin level)
+    skin_pair = ["seed"] + (["gender"] if "gender" in faces.columns else [])
     bins = {lv.name: (float(lv.ita_min), float(lv.ita_max)) for lv in (levels or [])}
     lookups = {m: _embedding_lookup(t, f"embeddings/{m}.parquet") for m, t in (embeddings_by_model or {}).items()}
     protos = faces[faces["edit_attr"] == "none"]
@@ -118,9 +136,9 @@ def manipulation_check(
         ref = reference or str(level_ita.index[0])
         if ref not in level_ita.index:
             raise BadInput(f"manipulation check: reference level {ref!r} not in the faces table ({list(level_ita.index)})")
-        ref_rows = protos[protos["skin_tone"] == ref].set_index("seed")
+        ref_rows = protos[protos["skin_tone"] == ref].set_index(skin_pair)
         for level_name in level_ita.index:
-            lv_rows = protos[protos["skin_tone"] == level_name].set_index("seed")
+            lv_rows = protos[protos["skin_tone"] == level_name].set_index(skin_pair)
             label = f"{level_name} vs {ref}" if level_name != ref else f"{ref} (reference)"
             add_share(SKIN_EDIT, label, float(level_ita[level_name]), IN_BIN, lv_rows)
             if level_name == ref:
@@ -128,6 +146,9 @@ def manipulation_check(
             common = ref_rows.index.intersection(lv_rows.index).sort_values()
             add_rows(SKIN_EDIT, label, float(level_ita[level_name]),
                      ref_rows.loc[common], lv_rows.loc[common], MEASURES["skin_ita"])
+
+    if gender_levels and len(protos) and "gender" in protos.columns and "measured_gender_pmale" in protos.columns:
+        _gender_rows(protos, gender_levels, gender_reference, add_rows, rows)
 
     # nuisance edits against the prototype of the same seed and group
     if len(edited):
@@ -148,3 +169,35 @@ def manipulation_check(
     out["n"] = out["n"].astype(np.int64)
     out["is_target"] = out["is_target"].astype(bool)
     return out
+
+
+def _gender_rows(protos: pd.DataFrame, levels: list, reference: str, add_rows, rows: list[dict]) -> None:
+    """Protected gender levels: each against the reference level's prototype of the same seed and skin
+    level, plus whether both classifiers put the prototypes where the level says."""
+    by_name = {lv.name: lv for lv in levels}
+    ref = by_name[reference]
+    ref_rows = protos[protos["gender"] == reference].set_index(["seed", "skin_tone"])
+    for lv in levels:
+        lv_rows = protos[protos["gender"] == lv.name].set_index(["seed", "skin_tone"])
+        label = f"{lv.name} vs {reference}" if lv.name != reference else f"{reference} (reference)"
+        p = lv_rows["measured_gender_pmale"].to_numpy(dtype=np.float64)
+        level_value = float(np.nanmean(p)) if len(p) else float("nan")
+        for measure, col in ((IN_BIN, "measured_gender_pmale"), (INDEPENDENT_IN_BIN, "measured_gender_pmale_independent")):
+            v = lv_rows[col].to_numpy(dtype=np.float64)
+            known = np.isfinite(v)
+            share = float(np.mean([lv.contains(x) for x in v[known]])) if known.any() else float("nan")
+            rows.append(dict(edit_attr=GENDER_EDIT, edit_label=label, edit_level=level_value, measure=measure,
+                             mean_change=share, sd_change=np.nan, n=int(known.sum()), is_target=False, max_abs_change=np.nan))
+        if lv.name == reference:
+            continue
+        common = ref_rows.index.intersection(lv_rows.index).sort_values()
+        a, b = ref_rows.loc[common], lv_rows.loc[common]
+        add_rows(GENDER_EDIT, label, level_value, a, b, "measured_gender_pmale")
+        # the independent classifier's P(male) moved in the direction of the level's target, per seed
+        # (its prototypes' mean over the other protected levels, so one noisy render does not decide)
+        col = "measured_gender_pmale_independent"
+        d = (b[col].groupby(level="seed").mean() - a[col].groupby(level="seed").mean()).to_numpy(dtype=np.float64)
+        known = np.isfinite(d)
+        share = float((np.sign(d[known]) == np.sign(lv.target - ref.target)).mean()) if known.any() else float("nan")
+        rows.append(dict(edit_attr=GENDER_EDIT, edit_label=label, edit_level=level_value, measure=INDEPENDENT_ORDER,
+                         mean_change=share, sd_change=np.nan, n=int(known.sum()), is_target=False, max_abs_change=np.nan))

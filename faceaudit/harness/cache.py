@@ -27,7 +27,8 @@ STALE_TEMP_SECONDS = 3600
 
 
 def default_cache_dir() -> Path:
-    return Path(os.path.expanduser(os.getenv("FACEAUDIT_CACHE", "~/.cache/faceaudit")))
+    # an empty value counts as unset (not "the current directory")
+    return Path(os.path.expanduser(os.getenv("FACEAUDIT_CACHE") or "~/.cache/faceaudit"))
 
 
 class EmbeddingCache:

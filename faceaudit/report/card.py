@@ -252,13 +252,14 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
 
 def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
     """How well measured ITA matches the protected bins, and how much lighting edits move it."""
+    skin_spec = protocol.skin
     out: dict[str, Any] = {"rows": [], "in_bin_all": None, "in_bin_edited": None, "lighting_shift": None,
-                           "exposure_max": None, "mechanism": protocol.protected.mechanism,
+                           "exposure_max": None, "mechanism": skin_spec.mechanism if skin_spec else None,
                            "exposure_tolerance": getattr(protocol.generator, "exposure_tolerance", None)}  # DCGAN only
-    if "measured_skin_ita" not in faces.columns:
+    if "measured_skin_ita" not in faces.columns or skin_spec is None or "skin_tone" not in faces.columns:
         return out
-    levels = {lv.name: lv for lv in protocol.protected.levels}
-    skin = faces["group"].map(fmt.group_label)
+    levels = {lv.name: lv for lv in skin_spec.levels}
+    skin = faces["skin_tone"].astype(str)
     in_bin = pd.Series(False, index=faces.index)
     for name, lv in levels.items():
         m = skin == name
@@ -269,11 +270,11 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
         ita_p = faces.loc[m & protos, "measured_skin_ita"]
         out["rows"].append({
             "level": name, "bin": f"[{fmt.num(lv.ita_min)}°, {fmt.num(lv.ita_max)}°)", "target": f"{fmt.num(lv.target)}°",
-            "reference": name == protocol.protected.reference,
+            "reference": name == skin_spec.reference,
             "proto_ita": f"{fmt.num(ita_p.mean())}° ± {fmt.num(ita_p.std())}" if len(ita_p) > 1 else "–",
             "in_bin_proto": fmt.pct(in_bin[m & protos].mean()) if (m & protos).any() else "–",
             "in_bin_edited": fmt.pct(in_bin[m & ~protos].mean()) if (m & ~protos).any() else "–",
-            **_exposure_vs_reference(faces, name, protocol.protected.reference),
+            **_exposure_vs_reference(faces, name, skin_spec.reference),
         })
     borders = [r["border_max"] for r in out["rows"] if r.get("border_max") is not None]
     out["exposure_max"] = max(borders) if borders else None
@@ -292,8 +293,10 @@ def _exposure_vs_reference(faces: pd.DataFrame, level: str, reference: str) -> d
     if "measured_border_luma" not in faces.columns or level == reference:
         return out
     protos = faces[faces["edit_attr"] == "none"]
-    ref = protos[protos["skin_tone"] == reference].set_index("seed")
-    lv = protos[protos["skin_tone"] == level].set_index("seed")
+    # within seed, and within gender level when gender is protected too
+    keys = ["seed"] + (["gender"] if "gender" in protos.columns else [])
+    ref = protos[protos["skin_tone"] == reference].set_index(keys)
+    lv = protos[protos["skin_tone"] == level].set_index(keys)
     common = ref.index.intersection(lv.index)
     if not len(common):
         return out
@@ -406,7 +409,13 @@ PROTECTED_CHECK_MEASURES = [
     ("measured_background_luma", "non-face luma /255"), ("measured_hair_luma", "hair-band luma /255"),
     ("measured_white_balance", "white balance log2(R/B)"), ("measured_brightness", "image L*"),
     ("measured_lighting", "lighting"), ("measured_yaw", "yaw"), ("measured_smile", "smile"),
+    # perceived gender and age (faceres; independent: oarriaga gender, SSR-Net age), where measured
+    ("in_bin_independent", "independent classifier agrees"), ("independent_order", "seeds moved as intended (independent)"),
+    ("measured_gender_pmale", "P(male)"), ("measured_gender_pmale_independent", "P(male), independent"),
+    ("measured_age", "age (years)"), ("measured_age_independent", "age, independent (years)"),
 ]
+#: shares among the protected-check measures (shown in %)
+_SHARE_MEASURES = {"in_bin", "in_bin_independent", "independent_order"}
 
 
 def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
@@ -414,21 +423,21 @@ def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
     other measure (mean change; exposure included), identity drift per model (mean cosine similarity)."""
     if mc is None or mc.empty or not MANIPULATION_COLUMNS <= set(mc.columns):
         return None
-    d = mc[mc["edit_attr"] == "skin_tone"]
+    d = mc[mc["edit_attr"].isin(["skin_tone", "gender"])]
     if d.empty:
         return None
     models = sorted(m.split(":", 1)[1] for m in d["measure"].unique() if str(m).startswith("identity_sim:"))
     cols = [(m, label) for m, label in PROTECTED_CHECK_MEASURES if m in set(d["measure"])]
     cols += [(f"identity_sim:{m}", f"identity similarity ({m})") for m in models]
     rows = []
-    for label in dict.fromkeys(d["edit_label"]):
-        block = d[d["edit_label"] == label].set_index("measure")["mean_change"]
-        cells = [str(label)]
+    for attr, label in dict.fromkeys(zip(d["edit_attr"], d["edit_label"])):
+        block = d[(d["edit_attr"] == attr) & (d["edit_label"] == label)].set_index("measure")["mean_change"]
+        cells = [str(label) if attr == "skin_tone" else f"{attr}: {label}"]
         for m, _ in cols:
             v = block.get(m, np.nan)
             if not np.isfinite(v):
                 cells.append("–")
-            elif m == "in_bin":
+            elif m in _SHARE_MEASURES:
                 cells.append(fmt.pct(v))
             elif m.startswith("identity_sim:"):
                 cells.append(f"{v:.3f}")
@@ -626,6 +635,7 @@ def build_card(run) -> dict:
         "dose_fit_notes": _dose_fit_notes(run.dose_response),
         "manipulation_table": manip["table"],
         "protected_check_table": protected_check_table(run.manipulation_check),
+        "has_gender": protocol.protected_spec("gender") is not None if protocol.dataset is None else False,
         "manipulation_long": manip["long"],
         "manipulation_gap": manip["gap"],
         "manipulation_flags": {"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},

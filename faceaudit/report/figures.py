@@ -280,6 +280,14 @@ def contrast_label(row: pd.Series) -> str:
     """``dark vs light`` for the protected attribute (also within a condition: ``skin_tone|yaw=+2``)."""
     attr = str(row["attribute"]).split("|", 1)[0]
     lv, ref = row["level"], row["reference"]
+    kind = row.get("contrast", "cell") if hasattr(row, "get") else "cell"
+    if kind == "interaction":
+        # skin_tone:gender dark:female -> "interaction dark × female (vs light × male)"
+        return f"interaction {str(lv).replace(':', ' × ')} (vs {str(ref).replace(':', ' × ')})"
+    if kind == "marginal":
+        return f"{_level_text(lv)} vs {_level_text(ref)} ({attr}, pooled)"
+    if "+" in attr:  # a cell of crossed attributes: dark|female vs light|male
+        return f"{str(lv).replace('|', ' ')} vs {str(ref).replace('|', ' ')}"
     if attr in ("skin_tone", "skin", "group"):
         return f"{fmt.group_label(lv)} vs {fmt.group_label(ref)}"
     return f"{attr} {_level_text(lv)} vs {_level_text(ref)}"
@@ -303,7 +311,10 @@ def _level_text(v) -> str:
 def metric_label(metric: str) -> str:
     names = {"fnmr_diff": "FNMR difference", "fmr_diff": "FMR difference", "fte_rate_diff": "FTE difference",
              "genuine_score_diff": "mean genuine score difference", "fnmr_ratio": "FNMR ratio", "fmr_ratio": "FMR ratio",
-             "gfnmr_diff": "GFNMR difference"}
+             "gfnmr_diff": "GFNMR difference", "fnmr_interaction": "FNMR interaction (difference of differences)",
+             "fnmr_ratio_interaction": "FNMR interaction (ratio of ratios)",
+             "fmr_interaction": "FMR interaction (difference of differences)",
+             "genuine_score_interaction": "genuine score interaction (difference of differences)"}
     return names.get(str(metric), str(metric).replace("_", " "))
 
 

@@ -102,7 +102,11 @@ def metric_kind(metric: str) -> str:
     Names follow results/contrasts and results/fairness: ``fnmr_diff``, ``fnmr_ratio``,
     ``fnmr_max_min_ratio``, ``fmr_max_diff``, ``fte_rate_diff``, ``ir`` (inequity rate), ...
     """
-    m = str(metric).lower()
+    m = str(metric).lower().removesuffix("_interaction")  # an interaction reads like its metric's contrast
+    if m == "fnmr" or m == "fmr":
+        return "rate_diff"  # fnmr_interaction: a difference of differences of rates
+    if m == "genuine_score":
+        return "number"
     if m.endswith("ratio") or m == "ir":
         return "ratio"
     if m.endswith("_diff"):

@@ -38,6 +38,7 @@ from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, comp
                                          fmr_key)
 from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fairness import fairness_table
+from faceaudit.stats.intersectional import intersectional_contrasts
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
 HIST_BINS = 60
@@ -310,7 +311,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         summary["contrasts"].append({k: (_num(v) if isinstance(v, (float, np.floating, int, np.integer)) else v)
                                      for k, v in r.items() if k in ("model", "attribute", "level", "reference", "metric",
                                                                     "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted",
-                                                                    "target_fmr", "n_seeds", "group")})
+                                                                    "target_fmr", "n_seeds", "group", "contrast")})
     return summary
 
 
@@ -344,7 +345,12 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
         except ValueError as err:
             raise BadInput(f"{where}: {err}") from None
         tables["error_rates"].append(error_rate_table(mr, a.ci_level, list(a.far_points)))
-        tables["contrasts"].append(model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level))
+        cell_rows = model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level)
+        cell_rows["contrast"] = "cell"
+        tables["contrasts"].append(cell_rows)
+        if len(proto.group_attributes) > 1:
+            # crossed protected attributes: marginal effects and interactions (faceaudit.stats.intersectional)
+            tables["contrasts"].append(intersectional_contrasts(mr, proto.group_attributes, a.ci_level))
         tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))

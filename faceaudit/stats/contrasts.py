@@ -49,7 +49,8 @@ CONTRAST_COLUMNS = ["model", "attribute", "level", "reference", "metric", "estim
 
 
 def _level_name(group: str) -> str:
-    return group.split("=", 1)[1] if "=" in group else group
+    """``skin=dark`` -> ``dark``; a cell ``skin=dark|gender=female`` -> ``dark|female``."""
+    return "|".join(part.split("=", 1)[1] if "=" in part else part for part in group.split("|"))
 
 
 def _row(model, attribute, group, ref_group, metric, est, reps, level, null, target, n_seeds, condition):

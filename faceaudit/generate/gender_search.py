@@ -1,0 +1,225 @@
+"""Placing a seed at a perceived-gender level: a search along the conditional gender direction.
+
+Like the skin search (:mod:`faceaudit.generate.editing`), but the measure is a classifier: faceres
+P(male), worked on as its logit. For every seed and gender level:
+
+* start at the seed's own face (``t = 0``); a face already inside the level's *acceptance band*
+  keeps ``t = 0``;
+* otherwise jump towards the level's target logit with the directions file's average slope, then
+  use the secant through the seed's own renders (regula falsi once the target is bracketed);
+* accept the first render whose P(male) lies in the band: inside the level's bin and at least half
+  as far from the bin's edges (in logit) as the target is. The margin is there because the skin
+  search that follows moves the face again, and the gender direction is only *linearly* independent
+  of skin tone;
+* give up after ``max_steps`` renders, or when the shift would leave ``MAX_GENDER_SHIFT_SD`` SDs
+  (far outside the faces the generator renders well): the seed is excluded, and counted.
+
+After the skin search, :func:`hold_gender` re-measures every cell's prototype and moves those that
+drifted out of the level's bin back along the gender direction (up to ``HOLD_STEPS`` renders),
+keeping the skin-tone bin and the exposure hold; a prototype that cannot be held excludes its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from faceaudit.generate.perceived_directions import gender_logit, perceived_columns
+
+GENDER_ATTRIBUTE = "gender"
+#: largest shift along the gender direction, in SDs of the gender logit (about 3 latent units per SD)
+MAX_GENDER_SHIFT_SD = 6.0
+MAX_STEP_SD = 2.0
+#: renders allowed per prototype to pull it back into its gender bin after the skin search
+HOLD_STEPS = 3
+REASON_GENDER_NOT_REACHED = "gender_not_reached"
+REASON_GENDER_NO_FACE = "gender_no_face"
+REASON_GENDER_LOST = "gender_lost_in_skin_search"
+
+
+def _logit(p: float) -> float:
+    return float(gender_logit(np.array([p]))[0])
+
+
+@dataclass
+class GenderBand:
+    """A level's bin and acceptance band, in logit(P(male))."""
+
+    lo: float  # bin, logit
+    hi: float
+    target: float
+    accept_lo: float
+    accept_hi: float
+
+    @classmethod
+    def from_level(cls, level) -> "GenderBand":
+        lo = -np.inf if level.p_male_min <= 0 else _logit(level.p_male_min)
+        hi = np.inf if level.p_male_max >= 1 else _logit(level.p_male_max)
+        t = _logit(level.target)
+        # half the target's distance from each finite edge
+        a_lo = lo if not np.isfinite(lo) else lo + 0.5 * (t - lo)
+        a_hi = hi if not np.isfinite(hi) else hi - 0.5 * (hi - t)
+        return cls(lo, hi, t, a_lo, a_hi)
+
+    def in_bin(self, x: float) -> bool:
+        return self.lo <= x < self.hi
+
+    def accepted(self, x: float) -> bool:
+        return self.accept_lo <= x <= self.accept_hi
+
+
+@dataclass
+class GenderSearchResult:
+    shifts: np.ndarray  # [S, K] latent distance along the gender unit (NaN on failure)
+    success: np.ndarray  # [S, K]
+    steps: np.ndarray  # [S, K]
+    reasons: np.ndarray  # [S, K] str
+    logits: np.ndarray  # [S, K] logit P(male) of the accepted render
+
+
+def _propose(points: list[tuple[float, float]], target: float, slope_avg: float, max_step: float) -> float:
+    f = [(t, x - target) for t, x in points]
+    below = [p for p in f if p[1] < 0]
+    above = [p for p in f if p[1] > 0]
+    if below and above:
+        tb, vb = max(below, key=lambda p: p[1])
+        ta, va = min(above, key=lambda p: p[1])
+        t_new = tb - vb * (ta - tb) / (va - vb)
+        lo_t, hi_t = sorted((tb, ta))
+        margin = 0.1 * (hi_t - lo_t)
+        return t_new if lo_t + margin <= t_new <= hi_t - margin else (tb + ta) / 2
+    slope = slope_avg
+    if len(f) >= 2:
+        (t1, v1), (t2, v2) = f[-2], f[-1]
+        if t2 != t1 and (v2 - v1) / (t2 - t1) > 0.2 * slope_avg:
+            slope = (v2 - v1) / (t2 - t1)
+    last_t, last_v = f[-1]
+    return last_t + float(np.clip(-last_v / slope, -max_step, max_step))
+
+
+def search_gender_levels(
+    generator,
+    perceived,
+    base_latents: np.ndarray,
+    levels: Sequence,
+    directions,
+    max_steps: int,
+    on_resolved: Callable[[int], None] | None = None,
+) -> GenderSearchResult:
+    """For every seed (rows of ``base_latents``) and gender level: a shift along the gender unit
+    direction whose render faceres classifies inside the level's acceptance band."""
+    d = directions[GENDER_ATTRIBUTE]
+    u = d.unit
+    slope_avg = directions.per_unit(GENDER_ATTRIBUTE)  # logit per latent unit
+    max_shift, max_step = MAX_GENDER_SHIFT_SD * d.step, MAX_STEP_SD * d.step
+    S, K = len(base_latents), len(levels)
+    bands = [GenderBand.from_level(lv) for lv in levels]
+    shifts = np.full((S, K), np.nan)
+    logits = np.full((S, K), np.nan)
+    steps = np.zeros((S, K), dtype=np.int64)
+    reasons = np.full((S, K), "", dtype=object)
+    points: dict[tuple[int, int], list[tuple[float, float]]] = {(s, k): [] for s in range(S) for k in range(K)}
+
+    base = perceived_columns(perceived.predict(list(generator.render_latents(base_latents))))["measured_gender_logit"].to_numpy()
+    pending: list[tuple[int, int, float]] = []
+    for s in range(S):
+        for k, band in enumerate(bands):
+            x0 = base[s]
+            if np.isfinite(x0):
+                points[s, k].append((0.0, float(x0)))
+                if band.accepted(x0):
+                    shifts[s, k], logits[s, k] = 0.0, x0
+                    continue
+                pending.append((s, k, _propose(points[s, k], band.target, slope_avg, max_step)))
+            else:
+                pending.append((s, k, float(np.clip((band.target - d.mean) / slope_avg, -max_step, max_step))))
+    if on_resolved:
+        on_resolved(int(np.isfinite(shifts).sum()))
+    while pending:
+        batch = []
+        for s, k, t in pending:
+            t = float(np.clip(t, -max_shift, max_shift))
+            if any(abs(pt - t) < 1e-9 for pt, _ in points[s, k]):
+                reasons[s, k] = REASON_GENDER_NOT_REACHED  # pinned at the shift limit
+                continue
+            batch.append((s, k, t))
+        if not batch:
+            break
+        imgs = generator.render_latents(np.stack([base_latents[s] + t * u for s, _, t in batch]))
+        x = perceived_columns(perceived.predict(list(imgs)))["measured_gender_logit"].to_numpy()
+        pending, newly = [], 0
+        for (s, k, t), xi in zip(batch, x):
+            steps[s, k] += 1
+            band = bands[k]
+            if np.isfinite(xi):
+                points[s, k].append((t, float(xi)))
+                if band.accepted(xi):
+                    shifts[s, k], logits[s, k] = t, xi
+                    newly += 1
+                    continue
+            if steps[s, k] >= max_steps:
+                reasons[s, k] = REASON_GENDER_NOT_REACHED if points[s, k] else REASON_GENDER_NO_FACE
+                continue
+            if np.isfinite(xi):
+                pending.append((s, k, _propose(points[s, k], band.target, slope_avg, max_step)))
+            else:  # no face detected: back off halfway to the last render that had one
+                anchor = points[s, k][-1][0] if points[s, k] else 0.0
+                pending.append((s, k, (anchor + t) / 2))
+        if on_resolved and newly:
+            on_resolved(newly)
+    success = np.isfinite(shifts)
+    reasons[~success & (reasons == "")] = REASON_GENDER_NOT_REACHED
+    return GenderSearchResult(shifts, success, steps, reasons, logits)
+
+
+def hold_gender(
+    generator,
+    measurer,
+    perceived,
+    latents: np.ndarray,
+    images: np.ndarray,
+    logit: np.ndarray,
+    band: GenderBand,
+    directions,
+    in_skin_bin: Callable[[pd.Series], bool],
+    exposure_ok: Callable[[int, pd.Series], bool],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[pd.Series | None], np.ndarray]:
+    """Pull prototypes whose P(male) left the level's bin back along the gender direction.
+
+    ``latents [N, 100]``, ``images``, ``logit [N]``: the skin search's prototypes of one gender level.
+    Returns ``(ok [N], extra_shift [N], images, new measures (None = unchanged), logit)``.
+    """
+    d = directions[GENDER_ATTRIBUTE]
+    slope = directions.per_unit(GENDER_ATTRIBUTE)
+    n = len(latents)
+    ok = np.array([np.isfinite(x) and band.in_bin(float(x)) for x in logit])
+    extra = np.zeros(n)
+    images = images.copy()
+    logit = logit.astype(float).copy()
+    new_measures: list[pd.Series | None] = [None] * n
+    todo = [i for i in range(n) if not ok[i] and np.isfinite(logit[i])]
+    for _ in range(HOLD_STEPS):
+        if not todo:
+            break
+        t = np.array([extra[i] + np.clip((band.target - logit[i]) / slope, -MAX_STEP_SD * d.step, MAX_STEP_SD * d.step)
+                      for i in todo])
+        imgs = generator.render_latents(np.stack([latents[i] + ti * d.unit for i, ti in zip(todo, t)]))
+        meas = measurer.measure(imgs)
+        x = perceived_columns(perceived.predict(list(imgs)))["measured_gender_logit"].to_numpy()
+        nxt = []
+        for j, i in enumerate(todo):
+            row = meas.iloc[j]
+            if not np.isfinite(x[j]) or not bool(row["measured_ok"]):
+                continue  # lost the face: the seed is excluded
+            extra[i], logit[i] = t[j], x[j]
+            if band.in_bin(float(x[j])) and in_skin_bin(row) and exposure_ok(i, row):
+                ok[i] = True
+                images[i] = imgs[j]
+                new_measures[i] = row
+            else:
+                nxt.append(i)
+        todo = nxt
+    return ok, extra, images, new_measures, logit
