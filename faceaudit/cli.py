@@ -168,6 +168,10 @@ def audit(
     as_json: bool = JsonOpt,
     model: Optional[list[str]] = ModelOpt,
     device: Optional[str] = DeviceOpt,
+    skip_unavailable: bool = typer.Option(
+        False, "--skip-unavailable",
+        help="Leave out what cannot run here (models without weights; perceived gender and the age edit without "
+             "the npm classifiers), saying so in one line each, instead of failing. `make audit` uses it."),
 ) -> None:
     """Run the whole audit: generate -> embed -> pair+score -> analyze -> report.
 
@@ -178,7 +182,10 @@ def audit(
     """
     from faceaudit import api
 
-    ctx = api.audit(api.with_models(protocol, model, device), out, progress=progress, force=force, report=report)
+    resolved = api.with_models(protocol, model, device)
+    if skip_unavailable:
+        resolved = api.without_unavailable(resolved, announce=lambda line: print(line, file=sys.stderr, flush=True))
+    ctx = api.audit(resolved, out, progress=progress, force=force, report=report)
     if as_json:
         _echo(json.dumps({"run": str(ctx.run.root), "ran": ctx.ran, "up_to_date": ctx.skipped,
                           "report": str(ctx.run.report) if report else None}))
