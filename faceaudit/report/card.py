@@ -287,6 +287,43 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
     return out
 
 
+def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
+    """Perceived gender as a protected attribute: per level, what placed the faces and what both
+    classifiers say of the kept prototypes; exposure and apparent-age change against the reference
+    level within seed and skin level."""
+    gspec = protocol.protected_spec("gender") if protocol.dataset is None else None
+    if gspec is None or "measured_gender_pmale" not in faces.columns or "gender" not in faces.columns:
+        return None
+    g = (run.generation or {}).get("gender_levels", {})
+    protos = faces[faces["edit_attr"] == "none"]
+    ref = protos[protos["gender"] == gspec.reference].set_index(["seed", "skin_tone"])
+    rows = []
+    for lv in gspec.levels:
+        p = protos[protos["gender"] == lv.name]
+        pm = p["measured_gender_pmale"].to_numpy(dtype=float)
+        pi = p["measured_gender_pmale_independent"].to_numpy(dtype=float)
+        info = g.get(lv.name, {})
+        row = {"level": lv.name, "reference": lv.name == gspec.reference,
+               "bin": f"[{fmt.num(lv.p_male_min)}, {fmt.num(lv.p_male_max)}{']' if lv.p_male_max >= 1 else ')'}",
+               "target": fmt.num(lv.target),
+               "reach": fmt.pct(info["reach_rate"]) if "reach_rate" in info else "–",
+               "p_male": f"{fmt.num(np.nanmean(pm))} ± {fmt.num(np.nanstd(pm))}" if len(pm) else "–",
+               "in_bin": fmt.pct(np.mean([lv.contains(x) for x in pm[np.isfinite(pm)]])) if np.isfinite(pm).any() else "–",
+               "independent": fmt.pct(np.mean([lv.contains(x) for x in pi[np.isfinite(pi)]])) if np.isfinite(pi).any() else "–",
+               "border": "–", "age": "–"}
+        if lv.name != gspec.reference and len(p):
+            cur = p.set_index(["seed", "skin_tone"])
+            common = ref.index.intersection(cur.index)
+            if len(common):
+                b = (cur.loc[common, "measured_border_luma"] - ref.loc[common, "measured_border_luma"]).dropna()
+                row["border"] = f"{fmt.signed(b.mean())} (max |Δ| {fmt.num(b.abs().max())})" if len(b) else "–"
+                a1 = (cur.loc[common, "measured_age"] - ref.loc[common, "measured_age"]).mean()
+                a2 = (cur.loc[common, "measured_age_independent"] - ref.loc[common, "measured_age_independent"]).mean()
+                row["age"] = f"{fmt.signed(a1)} / {fmt.signed(a2)}"
+        rows.append(row)
+    return {"rows": rows, "reference": gspec.reference}
+
+
 def _exposure_vs_reference(faces: pd.DataFrame, level: str, reference: str) -> dict[str, Any]:
     """Within-seed change of the prototypes' exposure measures from the reference level's prototype."""
     out = {"border_change": "–", "background_change": "–", "border_max": None}
@@ -636,6 +673,7 @@ def build_card(run) -> dict:
         "manipulation_table": manip["table"],
         "protected_check_table": protected_check_table(run.manipulation_check),
         "has_gender": protocol.protected_spec("gender") is not None if protocol.dataset is None else False,
+        "has_cells": any("|" in g for g in groups_order),
         "manipulation_long": manip["long"],
         "manipulation_gap": manip["gap"],
         "manipulation_flags": {"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
@@ -651,6 +689,7 @@ def build_card(run) -> dict:
         "pair_counts": [{"group": fmt.group_label(g), "genuine": int(r.get("genuine", 0)), "impostor": int(r.get("impostor", 0))}
                         for g, r in pair_counts.iterrows()],
         "ita": ita,
+        "gender": _gender_facts(run, faces, protocol),
         "edit_rows": _edit_rows(faces, protocol),
         "smallest_cell": smallest_cell,
         "fte": _fte_by_group(emb_status, faces, models, groups),

@@ -34,10 +34,11 @@ def _md_table(columns: list[str], rows: list[list[str]], right: list[bool]) -> l
 def summary_markdown(ctx: dict) -> str:
     proto = ctx["protocol"]
     gen = ctx["generation"]
+    has_cells = any("|" in g for g in proto.group_names)  # crossed protected attributes
     lines = [
         f"## faceaudit: {_md_name(proto.name)}",
         "",
-        f"{gen['seeds_kept']} synthetic identities (of {gen['seeds_requested']}) × skin levels "
+        f"{gen['seeds_kept']} synthetic identities (of {gen['seeds_requested']}) × {'cells' if has_cells else 'skin levels'} "
         f"{', '.join(map(_md_name, ctx['groups']))} (reference {_md_name(ctx['reference_group'])}); "
         f"edits {', '.join(map(_md_name, ctx['attrs']))}; {ctx['resolution_text']} faces. "
         f"Global threshold per model at FMR {fmt.pct(ctx['primary_target'])} on pooled impostors; 95% CIs from a seed bootstrap.",
