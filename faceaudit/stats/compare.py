@@ -93,7 +93,7 @@ def _check_same_design(a: _Run, b: _Run) -> None:
     pcols = ["pair_id", "face_a", "face_b", "kind", "seed_a", "seed_b", "group"]
     if not a.pairs[pcols].equals(b.pairs[pcols]):
         raise BadInput(f"{why}; their pairs differ")
-    if a.protocol.group_names != b.protocol.group_names or a.protocol.protected.reference != b.protocol.protected.reference:
+    if a.protocol.group_names != b.protocol.group_names or a.protocol.reference_group != b.protocol.reference_group:
         raise BadInput(f"{why}; their protected groups differ")
 
 
@@ -227,7 +227,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = 
             mds.append(prepare_model(m, run.pairs, _scores(run.root, m), _status(run.root, m), run.faces, layout,
                                      scores_where=f"{run.root}/scores/{m}", status_where=f"{run.root}/embeddings/{m}"))
         ra, rb = (compute_model_rates(md, W, targets) for md in mds)
-        rows += compare_model_rates(ra, rb, level, f"skin={proto.protected.reference}")
+        rows += compare_model_rates(ra, rb, level, proto.reference_group)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
