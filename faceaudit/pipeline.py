@@ -518,7 +518,9 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
         table = manipulation_check(read_table(ctx.run.faces), {n: read_table(p) for n, p in emb_paths.items()},
                                    reference=skin.reference if skin else None, levels=skin.levels if skin else None,
                                    gender_levels=gender.levels if gender else None,
-                                   gender_reference=gender.reference if gender else None)
+                                   gender_reference=gender.reference if gender else None,
+                                   prompt_references={p.attribute: p.reference for p in ctx.protocol.protected_specs
+                                                      if p.attribute in ("race", "age_group")})
         write_table(ctx.run.manipulation_check, table)
         return {}
 

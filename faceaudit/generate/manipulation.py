@@ -35,6 +35,8 @@ TARGETS = {**MEASURES, "exposure": EXPOSURE_MEASURES["border_luma"], "age": "mea
 IN_BIN = "in_bin"
 SKIN_BIN_KEPT = "skin_bin_kept"
 GENDER_EDIT = "gender"
+#: faces-table columns that hold a protected level (faceaudit.protocol.FACES_COLUMN)
+PROTECTED_COLUMNS = ["skin_tone", "gender", "race", "age_group"]
 #: perceived-attribute columns (faceaudit.generate.perceived_directions), where the design measured them
 PERCEIVED_MEASURES = ["measured_gender_pmale", "measured_gender_pmale_independent", "measured_age",
                       "measured_age_independent"]
@@ -81,6 +83,7 @@ def manipulation_check(
     levels: list | None = None,
     gender_levels: list | None = None,
     gender_reference: str | None = None,
+    prompt_references: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Long table ``edit_attr, edit_label, edit_level, measure, mean_change, sd_change, n, is_target,
     max_abs_change``.
@@ -92,14 +95,19 @@ def manipulation_check(
     p_male_max, target``); with them every gender level gets the same rows as a skin level (paired
     within seed and skin level; target ``measured_gender_pmale``) plus its classification shares.
     """
-    needed = {"face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level"}
+    needed = {"face_id", "seed", "group", "edit_attr", "edit_level"}
     missing = needed - set(faces.columns)
     if missing:
         raise BadInput(f"faces table: missing columns {sorted(missing)}")
     measures = [c for c in [*MEASURES.values(), *EXPOSURE_MEASURES.values(), *PERCEIVED_MEASURES] if c in faces.columns]
     # a protected level is paired with the reference level's prototype of the same seed *and* the
     # same levels of every other protected attribute (skin: same gender; gender: same skin level)
-    skin_pair = ["seed"] + (["gender"] if "gender" in faces.columns else [])
+    present = [c for c in PROTECTED_COLUMNS if c in faces.columns]
+
+    def pairing(attr_col: str) -> list[str]:
+        return ["seed"] + [c for c in present if c != attr_col]
+
+    skin_pair = pairing("skin_tone")
     bins = {lv.name: (float(lv.ita_min), float(lv.ita_max)) for lv in (levels or [])}
     lookups = {m: _embedding_lookup(t, f"embeddings/{m}.parquet") for m, t in (embeddings_by_model or {}).items()}
     protos = faces[faces["edit_attr"] == "none"]
@@ -131,7 +139,7 @@ def manipulation_check(
                          sd_change=np.nan, n=int(known.sum()), is_target=False, max_abs_change=np.nan))
 
     # protected levels against the reference level, paired within seed
-    if len(protos) and "measured_skin_ita" in protos.columns:
+    if len(protos) and "measured_skin_ita" in protos.columns and "skin_tone" in protos.columns:
         level_ita = protos.groupby("skin_tone")["measured_skin_ita"].mean().sort_values(ascending=False)
         ref = reference or str(level_ita.index[0])
         if ref not in level_ita.index:
@@ -148,7 +156,19 @@ def manipulation_check(
                      ref_rows.loc[common], lv_rows.loc[common], MEASURES["skin_ita"])
 
     if gender_levels and len(protos) and "gender" in protos.columns and "measured_gender_pmale" in protos.columns:
-        _gender_rows(protos, gender_levels, gender_reference, add_rows, rows)
+        _gender_rows(protos, gender_levels, gender_reference, add_rows, rows, pairing("gender"))
+    # attributes only a prompt sets (perceived race, age group): no measure of their own, so every
+    # measure's change against the reference level is reported (skin tone, perceived gender and age)
+    for attr, ref in (prompt_references or {}).items():
+        if attr not in protos.columns or ref not in set(protos[attr]):
+            continue
+        ref_rows = protos[protos[attr] == ref].set_index(pairing(attr))
+        for level_name in dict.fromkeys(protos[attr]):
+            if level_name == ref:
+                continue
+            lv_rows = protos[protos[attr] == level_name].set_index(pairing(attr))
+            common = ref_rows.index.intersection(lv_rows.index).sort_values()
+            add_rows(attr, f"{level_name} vs {ref}", float("nan"), ref_rows.loc[common], lv_rows.loc[common], None)
 
     # nuisance edits against the prototype of the same seed and group
     if len(edited):
@@ -171,14 +191,15 @@ def manipulation_check(
     return out
 
 
-def _gender_rows(protos: pd.DataFrame, levels: list, reference: str, add_rows, rows: list[dict]) -> None:
-    """Protected gender levels: each against the reference level's prototype of the same seed and skin
-    level, plus whether both classifiers put the prototypes where the level says."""
+def _gender_rows(protos: pd.DataFrame, levels: list, reference: str, add_rows, rows: list[dict], pair: list[str]) -> None:
+    """Protected gender levels: each against the reference level's prototype of the same seed and the
+    same levels of the other protected attributes (``pair``), plus whether both classifiers put the
+    prototypes where the level says."""
     by_name = {lv.name: lv for lv in levels}
     ref = by_name[reference]
-    ref_rows = protos[protos["gender"] == reference].set_index(["seed", "skin_tone"])
+    ref_rows = protos[protos["gender"] == reference].set_index(pair)
     for lv in levels:
-        lv_rows = protos[protos["gender"] == lv.name].set_index(["seed", "skin_tone"])
+        lv_rows = protos[protos["gender"] == lv.name].set_index(pair)
         label = f"{lv.name} vs {reference}" if lv.name != reference else f"{reference} (reference)"
         p = lv_rows["measured_gender_pmale"].to_numpy(dtype=np.float64)
         level_value = float(np.nanmean(p)) if len(p) else float("nan")
