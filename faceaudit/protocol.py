@@ -130,7 +130,16 @@ class GenderSpec(_Strict):
     #: seeds whose gender search cannot reach a level within this many steps are excluded
     max_steps: int = Field(8, ge=1, le=100)
 
-    _check_levels = ProtectedSpec._check_levels
+    @model_validator(mode="after")
+    def _check_levels(self) -> "GenderSpec":
+        names = [lv.name for lv in self.levels]
+        if len(names) < 2:
+            raise ValueError("need at least 2 protected levels")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate level names {names}")
+        if self.reference not in names:
+            raise ValueError(f"reference {self.reference!r} is not one of the levels {names}")
+        return self
 
 
 class PromptAttributeSpec(_Strict):

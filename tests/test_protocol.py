@@ -77,3 +77,43 @@ def test_cli_exit_code_2_with_one_line(tmp_path):
                            str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode == 2 and "protocol file not found" in proc.stderr
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_crossed_protected_attributes():
+    p = load_protocol(ROOT / "protocols" / "skin-gender.yaml")
+    assert p.protected_attribute == "skin_tone+gender"
+    assert p.group_names == [f"skin={s}|gender={g}" for s in ("light", "intermediate", "dark") for g in ("female", "male")]
+    assert p.reference_group == "skin=light|gender=male"
+    assert [a for a, *_ in p.group_attributes] == ["skin_tone", "gender"]
+    assert "age" in [e.attribute for e in p.edits]
+    # the resolved protocol round-trips
+    assert load_protocol(write_text_tmp(p.to_yaml())).group_names == p.group_names
+
+
+def write_text_tmp(text: str) -> Path:
+    import tempfile
+
+    f = Path(tempfile.mkdtemp()) / "p.yaml"
+    f.write_text(text)
+    return f
+
+
+@pytest.mark.parametrize("protected, expected", [
+    ([{"attribute": "skin_tone"}, {"attribute": "skin_tone"}], "protected: attribute listed twice"),
+    ([{"attribute": "gender"}, {"attribute": "skin_tone"}], "protected: the dcgan generator places every seed by skin tone first"),
+    ([{"attribute": "skin_tone"}, {"attribute": "race", "reference": "a", "levels": ["a", "b"]}],
+     "protected: 'race' is a prompt slot"),
+    ([{"attribute": "skin_tone"}, {"attribute": "gendr"}], "protected.1.attribute: unknown protected attribute 'gendr'"),
+    ([{"attribute": "skin_tone"}, {"attribute": "gender", "refrence": "male"}], "protected.1.refrence: unknown key"),
+    ([{"attribute": "skin_tone"}, {"attribute": "gender", "reference": "man"}], "reference 'man' is not one of the levels"),
+    ([{"attribute": "skin_tone"}, {"attribute": "gender", "levels": [
+        {"name": "female", "p_male_min": 0, "p_male_max": 0.5, "target": 0.7},
+        {"name": "male", "p_male_min": 0.5, "p_male_max": 1, "target": 0.8}]}], "target must lie in [p_male_min, p_male_max]"),
+])
+def test_crossed_protected_errors_are_one_line(tmp_path, protected, expected):
+    data = base()
+    data["protected"] = protected
+    with pytest.raises(BadInput) as err:
+        load_protocol(write(tmp_path, data))
+    msg = str(err.value)
+    assert expected in msg and "\n" not in msg, msg
