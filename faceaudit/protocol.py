@@ -198,7 +198,7 @@ class EditSpec(_Strict):
     raises the measure by one SD. Level 0 is the prototype itself and is not allowed here.
     """
 
-    attribute: Literal["lighting", "yaw", "smile", "exposure", "age"]
+    attribute: Literal["lighting", "yaw", "smile", "exposure", "age", "glasses"]
     levels: list[Annotated[float, Field(ge=-MAX_EDIT_SD, le=MAX_EDIT_SD)]]
 
     @field_validator("levels")
@@ -387,6 +387,8 @@ class Protocol(_Strict):
             prompt_only = [n for n in names if n in ("race", "age_group")]
             if prompt_only:
                 raise ValueError(f"protected: {prompt_only[0]!r} is a prompt slot; only the diffusion generator renders it")
+            if any(e.attribute == "glasses" for e in self.edits):
+                raise ValueError("edits: 'glasses' is a prompt edit; only the diffusion generator renders it")
         return self
 
     @field_validator("models")

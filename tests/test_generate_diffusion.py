@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import json
+
 import yaml
 
 pytest.importorskip("diffusers")
@@ -268,3 +270,44 @@ def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
         proto = {**base, "generator": {**base["generator"], **bad}}
         with pytest.raises(BadInput, match=where):
             parse_protocol(proto, check_models=False)
+
+
+def test_race_by_gender_protocol_on_the_tiny_pipeline(tiny_dir, tmp_path, session_cache):
+    """The photoreal-race-gender shape (protected prompt slots crossed into cells, an age edit) through
+    the whole audit: cells, columns per attribute, levels measured rather than assumed, every
+    manipulation-check and contrast row of a crossed design."""
+    from faceaudit.models.human_models import missing_reason
+
+    if missing_reason("faceres") or missing_reason("gender") or missing_reason("age"):
+        pytest.skip("human-models classifiers not fetched (offline setup)")
+    from faceaudit import pipeline
+    from faceaudit.protocol import load_protocol, parse_protocol
+
+    shipped = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "photoreal-race-gender.yaml",
+                            check_models=False)
+    proto = _protocol(str(tiny_dir), models=["plugins.color_model:factory"],
+                      protected=[{"attribute": "race", "reference": "white", "levels": ["black", "white"]},
+                                 {"attribute": "gender", "reference": "male"}],
+                      edits=[{"attribute": "age", "levels": [-1, 1]}])
+    proto["generator"].update(prompt="{race} {gender}, {edit}", slots={"race": {"black": "black", "white": "white"},
+                                                                       "gender": {"female": "woman", "male": "man"}},
+                              edit_phrases={"age": {"-1": "young", "+1": "old"}})
+    out = tmp_path / "rg"
+    ctx = pipeline.audit(parse_protocol(proto), out, progress=False)
+    faces = pd.read_parquet(ctx.run.root / "faces.parquet")
+    cells = {f"race={r}|gender={g}" for r in ("black", "white") for g in ("female", "male")}
+    assert set(faces["group"]) == cells and len(faces) == 3 * 4 * 3
+    assert {"race", "gender", "measured_gender_pmale", "measured_age", "measured_age_independent"} <= set(faces.columns)
+    assert "skin_tone" not in faces.columns
+    assert faces.loc[faces["group"] == "race=black|gender=female", "prompt"].str.startswith("black woman").all()
+    # noise shows no face: the gender level is measured (and fails), never assumed from the prompt
+    assert faces["measured_gender_pmale"].isna().all() and not faces["in_level"].any()
+    c = pd.read_parquet(ctx.run.root / "results" / "contrasts.parquet")
+    assert {"cell", "marginal", "interaction"} <= set(c["contrast"])
+    assert set(c.loc[c["contrast"] == "interaction", "attribute"]) == {"race:gender"}
+    mc = pd.read_parquet(ctx.run.root / "results" / "manipulation_check.parquet")
+    assert {"race", "gender", "age"} <= set(mc["edit_attr"])
+    gen = json.loads((ctx.run.root / "results" / "generation.json").read_text())
+    assert set(gen["levels"]) == {"race=black", "race=white", "gender=female", "gender=male"}
+    # the shipped protocol: 3 x 2 cells, CausalFace's edits
+    assert len(shipped.group_names) == 6 and [e.attribute for e in shipped.edits] == ["yaw", "lighting", "age", "smile"]

@@ -339,8 +339,10 @@ def face_columns(protocol: Protocol) -> list[str]:
 
 
 def needs_perceived(protocol: Protocol) -> bool:
-    """Perceived gender and age are measured on every face when the design places or edits them."""
-    return protocol.protected_spec("gender") is not None or any(e.attribute == "age" for e in protocol.edits)
+    """Perceived gender and age are measured on every face when the design places or edits them (and
+    for a prompted race or age group, whose only checks are those measures)."""
+    return (any(p.attribute in ("gender", "race", "age_group") for p in protocol.protected_specs)
+            or any(e.attribute == "age" for e in protocol.edits))
 
 
 def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) -> str:

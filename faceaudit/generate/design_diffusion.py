@@ -1,11 +1,14 @@
 """The generate stage for a diffusion generator: the paired design rendered from prompt slots.
 
-For every batch of seeds and every protected level: the prototype (neutral ``{edit}`` phrase), then
+For every batch of seeds and every protected cell (one level of each protected attribute, e.g.
+``race=black|gender=female``; each attribute fills its own prompt slot): the prototype (neutral ``{edit}`` phrase), then
 each nuisance edit at each signed level, all from the seed's initial latent, the edits sharing the
 prototype's self-attention (``identity_sharing``). Every image is measured with the same
 :class:`~faceaudit.measure.FaceMeasurer` as the DCGAN's; nothing about a level is assumed from its
-prompt: ``in_level`` records whether the measured skin ITA lies in the level's bin, and the
-manipulation check reports achieved changes. An image in which no face is found is kept (its
+prompt: ``in_level`` records whether the measures put the image in its cell (skin: measured ITA in
+the level's bin; gender: faceres P(male) in the level's bin; missing where no measure exists, as for
+a prompted race), perceived gender and age are measured by the classifiers whenever the design
+prompts for gender, race, an age group or an age edit, and the manipulation check reports achieved changes. An image in which no face is found is kept (its
 landmark measures are NaN, ``measured_ok`` False); the recognizers then mark it ``fte``, which the
 error rates count per group, so a generator that fails one group more often shows up in the card.
 """
@@ -20,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.generate.base import Edit
-from faceaudit.generate.design import FACE_COLUMNS, _remove_stale_images, encode_png, face_id
+from faceaudit.generate.design import FACE_COLUMNS, _remove_stale_images, encode_png, face_id, needs_perceived
+from faceaudit.generate.perceived_directions import PERCEIVED_COLUMNS, perceived_columns
 from faceaudit.generate.prompts import PromptBuilder
 from faceaudit.measure import ALL_COLUMNS, FaceMeasurer
-from faceaudit.protocol import Protocol
+from faceaudit.protocol import FACES_COLUMN, GROUP_PREFIX, Protocol, level_names
 from faceaudit.rundir import RunDir, sha256_bytes, write_bytes, write_json
 
 #: columns only a prompted generator writes
@@ -50,67 +54,124 @@ def generate_diffusion_faces(protocol: Protocol, run_root: str | Path, progress:
     t0 = time.perf_counter()
     run = RunDir(run_root)
     run.root.mkdir(parents=True, exist_ok=True)
-    levels = protocol.protected.levels
+    cells = protocol.cells  # every combination of protected levels: one prompt slot per attribute
     edits = [Edit(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
     g = protocol.generator
     # every prompt is built first: a missing phrase fails in a second, before the model loads
     PromptBuilder(g.prompt, g.slots, g.edit_phrases, g.neutral_phrase, g.negative_prompt).check(protocol.group_names, edits)
     gen = generator or build_generator(protocol)
     measurer = FaceMeasurer()
+    perceived = None
+    if needs_perceived(protocol):
+        from faceaudit.measure.perceived import PerceivedAttributes
+
+        perceived = PerceivedAttributes(device=protocol.device)
+    checks = _level_checks(protocol)
     seeds = list(range(protocol.n_seeds))
     records: list[dict[str, Any]] = []
     tables: list[pd.DataFrame] = []
     with progress_bar(progress) as bar:
-        task = bar.add_task("generate: diffusion faces", total=len(seeds) * len(levels) * (1 + len(edits)))
+        task = bar.add_task("generate: diffusion faces", total=len(seeds) * len(cells) * (1 + len(edits)))
         for start in range(0, len(seeds), gen.batch_size):
             batch = seeds[start : start + gen.batch_size]
-            for lv in levels:
-                group = f"skin={lv.name}"
+            for cell in cells:
+                group = protocol.cell_group(cell)
+                name = "_".join(cell.values())
                 for edit in [Edit()] + edits:
                     result = gen.render(batch, group, None if edit.attribute == "none" else edit)
-                    measures = measurer.measure(result.images)
-                    ita = measures["measured_skin_ita"].to_numpy(dtype=np.float64)
+                    measures = measurer.measure(result.images).reset_index(drop=True)
+                    if perceived is not None:
+                        measures = pd.concat([measures, perceived_columns(perceived.predict(list(result.images)))], axis=1)
                     for k, s in enumerate(batch):
                         data = encode_png(result.images[k])
-                        rel = f"images/{face_id(s, lv.name, edit.attribute, edit.level)}.png"
+                        rel = f"images/{face_id(s, name, edit.attribute, edit.level)}.png"
                         write_bytes(run.root / rel, data)
                         records.append({
-                            "face_id": face_id(s, lv.name, edit.attribute, edit.level), "seed": int(s), "group": group,
-                            "skin_tone": lv.name, "edit_attr": edit.attribute, "edit_level": float(edit.level),
+                            "face_id": face_id(s, name, edit.attribute, edit.level), "seed": int(s), "group": group,
+                            **{FACES_COLUMN[a]: v for a, v in cell.items()},
+                            "edit_attr": edit.attribute, "edit_level": float(edit.level),
                             "path": rel, "sha256": sha256_bytes(data), "source": gen.name,
                             "prompt": str(result.metadata["prompt"].iloc[k]),
-                            "in_level": bool(lv.ita_min <= ita[k] < lv.ita_max),
+                            # measured, not assumed from the prompt (None: no measure for any of the cell's attributes)
+                            "in_level": _in_level(checks, cell, measures.iloc[k]),
                         })
                     tables.append(measures)
                     bar.advance(task, len(batch))
             gen.release()
-    faces = pd.DataFrame(records, columns=FACE_COLUMNS + PROMPT_COLUMNS)
+    attr_cols = [FACES_COLUMN[p.attribute] for p in protocol.protected_specs]
+    base_cols = FACE_COLUMNS[:3] + attr_cols + FACE_COLUMNS[4:]
+    faces = pd.DataFrame(records, columns=base_cols + PROMPT_COLUMNS)
+    faces["in_level"] = faces["in_level"].astype("boolean")  # missing where nothing measures the level
     meas = pd.concat(tables, ignore_index=True) if tables else FaceMeasurer.empty_table()
     for c in ALL_COLUMNS:
         meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
-    faces = pd.concat([faces.reset_index(drop=True), meas[ALL_COLUMNS].reset_index(drop=True)], axis=1)
-    faces = faces[FACE_COLUMNS + ALL_COLUMNS + PROMPT_COLUMNS]
+    extra = [c for c in PERCEIVED_COLUMNS if c in meas.columns]
+    faces = pd.concat([faces.reset_index(drop=True), meas[ALL_COLUMNS + extra].reset_index(drop=True)], axis=1)
+    faces = faces[base_cols + ALL_COLUMNS + PROMPT_COLUMNS + extra]
     seconds = time.perf_counter() - t0
     write_json(run.results / "generation.json", _summary(protocol, gen, faces, seconds))
     _remove_stale_images(run, set(faces["path"]))
     return faces
 
 
+def _level_checks(protocol: Protocol) -> dict[str, Any]:
+    """Per protected attribute with a measure: ``(column, level -> predicate)``."""
+    checks: dict[str, Any] = {}
+    skin = protocol.skin
+    if skin is not None:
+        bins = {lv.name: lv for lv in skin.levels}
+        checks["skin_tone"] = ("measured_skin_ita", lambda name, x: bins[name].ita_min <= x < bins[name].ita_max)
+    gender = protocol.protected_spec("gender")
+    if gender is not None:
+        by_name = {lv.name: lv for lv in gender.levels}
+        checks["gender"] = ("measured_gender_pmale", lambda name, x: by_name[name].contains(x))
+    return checks
+
+
+def _in_level(checks: dict[str, Any], cell: dict[str, str], row: pd.Series) -> bool | None:
+    """Whether the image's measures put it in every measurable level of its cell (None: no measure)."""
+    verdicts = []
+    for attr, level in cell.items():
+        if attr not in checks:
+            continue
+        col, ok = checks[attr]
+        x = float(row[col]) if col in row.index else float("nan")
+        verdicts.append(bool(np.isfinite(x) and ok(level, x)))
+    return all(verdicts) if verdicts else None
+
+
 def _summary(protocol: Protocol, gen, faces: pd.DataFrame, seconds: float) -> dict[str, Any]:
     by_level = {}
-    for lv in protocol.protected.levels:
-        rows = faces[faces["skin_tone"] == lv.name]
-        protos = rows[rows["edit_attr"] == "none"]
-        by_level[lv.name] = {
-            "ita_min": lv.ita_min, "ita_max": lv.ita_max, "target": lv.target,
-            "phrase": gen.prompts.slots.get("skin", {}).get(lv.name),
-            "faces": int(len(rows)),
-            "faces_without_landmarks": int((~rows["measured_ok"]).sum()),
-            # measured, not assumed: how many prototypes the measures place in the level's bin
-            "prototypes_in_bin": int(protos["in_level"].sum()),
-            "in_bin_rate": float(protos["in_level"].mean()) if len(protos) else 0.0,
-            "prototype_ita_mean": float(protos["measured_skin_ita"].mean()) if protos["measured_ok"].any() else None,
-        }
+    for spec in protocol.protected_specs:
+        col = FACES_COLUMN[spec.attribute]
+        prefix = GROUP_PREFIX[spec.attribute]
+        for name in level_names(spec):
+            rows = faces[faces[col] == name]
+            protos = rows[rows["edit_attr"] == "none"]
+            entry: dict[str, Any] = {
+                "attribute": spec.attribute,
+                "phrase": gen.prompts.slots.get(prefix, {}).get(name),
+                "faces": int(len(rows)),
+                "faces_without_landmarks": int((~rows["measured_ok"]).sum()),
+            }
+            if spec.attribute == "skin_tone":
+                lv = next(x for x in spec.levels if x.name == name)
+                inside = protos["measured_skin_ita"].between(lv.ita_min, lv.ita_max, inclusive="left")
+                entry.update(ita_min=lv.ita_min, ita_max=lv.ita_max, target=lv.target,
+                             # measured, not assumed: how many prototypes the measures place in the level's bin
+                             prototypes_in_bin=int(inside.sum()),
+                             in_bin_rate=float(inside.mean()) if len(protos) else 0.0,
+                             prototype_ita_mean=float(protos["measured_skin_ita"].mean()) if protos["measured_ok"].any() else None)
+            elif spec.attribute == "gender" and "measured_gender_pmale" in protos.columns:
+                lv = next(x for x in spec.levels if x.name == name)
+                pm = protos["measured_gender_pmale"].to_numpy(dtype=float)
+                entry.update(p_male_min=lv.p_male_min, p_male_max=lv.p_male_max,
+                             prototypes_in_bin=int(sum(lv.contains(x) for x in pm if np.isfinite(x))),
+                             in_bin_rate=float(np.mean([lv.contains(x) for x in pm if np.isfinite(x)])) if np.isfinite(pm).any() else 0.0,
+                             prototype_p_male_mean=float(np.nanmean(pm)) if np.isfinite(pm).any() else None)
+            else:
+                entry["measured_by"] = "nothing of its own: see the manipulation check (skin tone, perceived gender and age)"
+            by_level[name if len(protocol.protected_specs) == 1 else f"{prefix}={name}"] = entry
     n = int(len(faces))
     return {
         "n_seeds_requested": protocol.n_seeds,

@@ -202,7 +202,7 @@ def _gender_rows(protos: pd.DataFrame, levels: list, reference: str, add_rows, r
         lv_rows = protos[protos["gender"] == lv.name].set_index(pair)
         label = f"{lv.name} vs {reference}" if lv.name != reference else f"{reference} (reference)"
         p = lv_rows["measured_gender_pmale"].to_numpy(dtype=np.float64)
-        level_value = float(np.nanmean(p)) if len(p) else float("nan")
+        level_value = float(np.nanmean(p)) if np.isfinite(p).any() else float("nan")
         for measure, col in ((IN_BIN, "measured_gender_pmale"), (INDEPENDENT_IN_BIN, "measured_gender_pmale_independent")):
             v = lv_rows[col].to_numpy(dtype=np.float64)
             known = np.isfinite(v)

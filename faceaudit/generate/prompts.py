@@ -39,6 +39,14 @@ def default_edit_phrase(attribute: str, level: float) -> str:
         if level > 0:
             return "a broad toothy smile" if strong else "a slight smile"
         return "a frowning expression" if strong else "a serious expression"
+    if attribute == "age":
+        # apparent age, checked by both age classifiers (faceres, SSR-Net) in the manipulation check
+        if level > 0:
+            return "elderly, with deep wrinkles and grey hair" if strong else "middle-aged, with fine wrinkles"
+        return "in their late teens, youthful skin" if strong else "young-looking, in their twenties"
+    if attribute == "glasses" and level > 0:
+        # nothing in faceaudit measures glasses: the manipulation check reports what this changes elsewhere
+        return "wearing thick-rimmed glasses" if strong else "wearing glasses"
     raise BadInput(f"generator.edit_phrases: no phrase for edit attribute {attribute!r} at level {level:+g}; add one")
 
 

@@ -296,7 +296,9 @@ def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
         return None
     g = (run.generation or {}).get("gender_levels", {})
     protos = faces[faces["edit_attr"] == "none"]
-    ref = protos[protos["gender"] == gspec.reference].set_index(["seed", "skin_tone"])
+    # within seed and the same levels of the other protected attributes
+    pair = ["seed"] + [c for c in ("skin_tone", "race", "age_group") if c in faces.columns]
+    ref = protos[protos["gender"] == gspec.reference].set_index(pair)
     rows = []
     for lv in gspec.levels:
         p = protos[protos["gender"] == lv.name]
@@ -307,12 +309,12 @@ def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
                "bin": f"[{fmt.num(lv.p_male_min)}, {fmt.num(lv.p_male_max)}{']' if lv.p_male_max >= 1 else ')'}",
                "target": fmt.num(lv.target),
                "reach": fmt.pct(info["reach_rate"]) if "reach_rate" in info else "–",
-               "p_male": f"{fmt.num(np.nanmean(pm))} ± {fmt.num(np.nanstd(pm))}" if len(pm) else "–",
+               "p_male": f"{fmt.num(np.nanmean(pm))} ± {fmt.num(np.nanstd(pm))}" if np.isfinite(pm).any() else "–",
                "in_bin": fmt.pct(np.mean([lv.contains(x) for x in pm[np.isfinite(pm)]])) if np.isfinite(pm).any() else "–",
                "independent": fmt.pct(np.mean([lv.contains(x) for x in pi[np.isfinite(pi)]])) if np.isfinite(pi).any() else "–",
                "border": "–", "age": "–"}
         if lv.name != gspec.reference and len(p):
-            cur = p.set_index(["seed", "skin_tone"])
+            cur = p.set_index(pair)
             common = ref.index.intersection(cur.index)
             if len(common):
                 b = (cur.loc[common, "measured_border_luma"] - ref.loc[common, "measured_border_luma"]).dropna()
