@@ -27,6 +27,22 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` GCS address that nothing listens on makes ``ray.init`` retry for minutes with
+    log lines on stderr; a plain TCP connect says so in seconds. (``auto`` and ``ray://`` addresses
+    are left to Ray: they fail fast themselves.)"""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as err:
+        raise BadInput(f"--ray-address {address}: no Ray cluster answers there ({err})") from None
+
+
 class _StatefulWorker:
     """One per worker: builds ``factory()`` on its first shard and keeps it for the next ones."""
 
@@ -64,10 +80,14 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             try:
                 if address:
+                    _check_reachable(address)
                     ray.init(address=address, **quiet)
                 else:
-                    ray.init(num_cpus=int(workers) if workers else None, **quiet)
-            except (ConnectionError, ValueError, RuntimeError) as err:
+                    # "local": always a new cluster of our own, never one found on this machine
+                    ray.init(address="local", num_cpus=int(workers) if workers else None, **quiet)
+            except ImportError as err:  # ray:// (Ray Client) needs grpcio: the ray[client] extra
+                raise BadInput(f"--ray-address {address}: {err}; pip install 'ray[client]'") from None
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 where = f"--ray-address {address}" if address else "executor 'ray'"
                 raise BadInput(f"{where}: cannot start or reach a Ray cluster: {first}") from None
