@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from faceaudit.errors import BadInput
@@ -84,7 +90,6 @@ def test_ray_quick_audit_tables_equal_the_local_executors_byte_for_byte(ray_run,
     assert different == []
     # the embedding really went through Ray in several shards per model (one cache file each)
     from faceaudit.harness.embed import SHARD_FACES
-    import pandas as pd
 
     n_faces = len(pd.read_parquet(out / "faces.parquet"))
     assert n_shards >= 2 * 2 and n_faces > 2 * SHARD_FACES
@@ -105,26 +110,59 @@ def test_switching_executor_redoes_no_stage(ray_run, tmp_path):
     assert json.loads((copy / "manifest.json").read_text())["executor"]["name"] == "local"
 
 
-def test_a_ray_run_that_lost_shards_recomputes_only_those(ray_run, ray_executor, tmp_path):
-    """What a kill between shards leaves: some shards in the cache, the stage not recorded. The
-    re-run sends only the missing faces to the actors and ends with the same table."""
+def _shard_shas(folder: Path) -> dict[str, list[str]]:
+    out = {}
+    for shard in sorted(folder.glob("*/shard-*.npz")):
+        with np.load(shard, allow_pickle=False) as z:
+            out[shard.name] = z["sha256"].tolist()
+    return out
+
+
+@pytest.mark.slow
+def test_a_ray_audit_killed_mid_embedding_resumes_without_redoing_finished_shards(ray_run, ray_executor, tmp_path):
+    """``faceaudit audit --executor ray`` SIGKILLed (its whole process group: the local Ray cluster
+    with it) once SFace's first shards are in the cache, then resumed: the finished shards are not
+    sent again, no face is embedded twice or missed, and the tables equal the uninterrupted run's.
+    (To keep it short the killed run starts from a copy of the finished run without SFace's
+    embeddings, so it goes straight to embedding, and the resume runs in this process on the
+    module's Ray cluster: same code path as the command.)"""
     from faceaudit import pipeline
 
-    out, cache, _ = ray_run
-    copy = Path(shutil.copytree(out, tmp_path / "run"))
-    cache_copy = Path(shutil.copytree(cache, tmp_path / "cache"))
-    (copy / "embeddings" / "sface.parquet").unlink()
-    shards = sorted((cache_copy / "embeddings" / "sface").glob("*/shard-*.npz"))
-    for lost in shards[::2]:
-        lost.unlink()
+    out, _, _ = ray_run
+    run, cache = Path(shutil.copytree(out, tmp_path / "killed")), tmp_path / "cache"
+    (run / "embeddings" / "sface.parquet").unlink()
+    sface = cache / "embeddings" / "sface"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FACEAUDIT_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "faceaudit.cli", "audit", str(ROOT / "protocols" / "quick.yaml"), "--out", str(run),
+           "--no-progress", "--executor", "ray", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while not list(sface.glob("*/shard-*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the audit ended (or failed) before SFace's first shard was cached"
+    before = _shard_shas(sface)
+    assert before and not (run / "embeddings" / "sface.parquet").exists()
+
     counting = CountingExecutor(ray_executor)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACEAUDIT_CACHE", str(cache_copy))
-        ctx = pipeline.audit(ROOT / "protocols" / "quick.yaml", copy, progress=False, executor=counting)
-    assert ctx.ran[:1] == ["embed:sface"] and "embed:dlib" in ctx.skipped
-    # every finished shard was one full SHARD_FACES-rounded shard but possibly the last: only the lost ones are redone
-    assert counting.shards == len(shards[::2])
-    assert (copy / "embeddings" / "sface.parquet").read_bytes() == (out / "embeddings" / "sface.parquet").read_bytes()
+        mp.setenv("FACEAUDIT_CACHE", str(cache))
+        ctx = pipeline.audit(ROOT / "protocols" / "quick.yaml", run, progress=False, executor=counting)
+    assert ctx.ran[0] == "embed:sface" and {"generate", "embed:dlib"} <= set(ctx.skipped)
+    after = _shard_shas(sface)
+    assert all(after[name] == shas for name, shas in before.items())  # finished shards kept as they were
+    new = [sha for name, shas in after.items() if name not in before for sha in shas]
+    old = [sha for shas in before.values() for sha in shas]
+    faces = pd.read_parquet(run / "faces.parquet")
+    assert not set(new) & set(old)  # nothing finished was sent again
+    assert sorted(new + old) == sorted(set(faces["sha256"]))  # every distinct image exactly once
+    assert counting.shards == len(after) - len(before)
+    assert _tables(run) == _tables(out)
 
 
 def test_without_ray_the_executor_is_a_one_line_bad_input(monkeypatch, tmp_path):
