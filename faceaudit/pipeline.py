@@ -439,10 +439,12 @@ def stage_embed(ctx: StageContext, models: Optional[list] = None) -> dict[str, p
             nonlocal faces
             if faces is None:
                 faces = read_table(ctx.run.faces)
+            work_done: dict = {}
             emb = embed_faces(h.load(), faces, ctx.run.root, progress=ctx.progress, executor=ctx.executor,
-                              model_factory=_model_factory(h) if models is None else None)
+                              model_factory=_model_factory(h) if models is None else None, stats=work_done)
             write_table(ctx.run.embeddings(h.name), emb)
-            return {"n_fte": int((emb["status"] != "ok").sum()), "spec": h.spec, **_executor_record(ctx)}
+            return {"n_fte": int((emb["status"] != "ok").sum()), "spec": h.spec, **_executor_record(ctx),
+                    "work": work_done}
 
         _run_stage(ctx, f"embed:{h.name}", inputs, [rel], work)
         out[h.name] = ctx.run.embeddings(h.name)

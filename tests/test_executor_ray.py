@@ -97,7 +97,12 @@ def test_ray_quick_audit_tables_equal_the_local_executors_byte_for_byte(ray_run,
         assert len(list((cache / "embeddings" / model).glob("*/shard-*.npz"))) >= 2
     m = json.loads((out / "manifest.json").read_text())
     assert m["executor"] == {"name": "ray", "workers": 2, "address": None}
-    assert m["stages"]["embed:dlib"]["executor"]["name"] == "ray"
+    for model in ("dlib", "sface"):
+        stage = m["stages"][f"embed:{model}"]
+        assert stage["executor"]["name"] == "ray"
+        assert stage["work"]["faces_embedded"] == n_faces and stage["work"]["faces_cached"] == 0
+        assert stage["work"]["shards"] >= 2
+    assert sum(m["stages"][f"embed:{x}"]["work"]["shards"] for x in ("dlib", "sface")) == n_shards
 
 
 def test_switching_executor_redoes_no_stage(ray_run, tmp_path):
@@ -162,6 +167,8 @@ def test_a_ray_audit_killed_mid_embedding_resumes_without_redoing_finished_shard
     assert not set(new) & set(old)  # nothing finished was sent again
     assert sorted(new + old) == sorted(set(faces["sha256"]))  # every distinct image exactly once
     assert counting.shards == len(after) - len(before)
+    work = json.loads((run / "manifest.json").read_text())["stages"]["embed:sface"]["work"]
+    assert work["shards"] == counting.shards and work["faces_embedded"] == len(new)
     assert _tables(run) == _tables(out)
 
 

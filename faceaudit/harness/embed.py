@@ -110,6 +110,7 @@ def embed_faces(
     progress: bool = True,
     executor: Executor | None = None,
     model_factory: Callable[[], FaceRecognizer] | None = None,
+    stats: dict | None = None,
 ) -> pd.DataFrame:
     """Embed every face of ``faces`` (columns ``face_id``, ``path`` relative to ``run_root``,
     optionally ``sha256`` and anything else, passed as ``meta`` to models that take it).
@@ -121,6 +122,8 @@ def embed_faces(
     worker), the images still to embed go out in shards of whole batches; each worker loads the model
     once, and each shard's result is written to the cache as it comes back (in shard order), so a
     killed run resumes from the finished shards. The table is the same as the serial one.
+    ``stats``, when given, is filled with what was done: faces found in the cache, faces embedded,
+    shards sent to the executor (0: embedded in this process).
     """
     for col in ("face_id", "path"):
         if col not in faces.columns:
@@ -186,6 +189,8 @@ def embed_faces(
             for idx, (status, emb) in zip(shard_idx, executor.imap_with_state(model_factory, embed_shard, shards())):
                 record(idx, status, emb)
                 bar.advance(len(idx))
+            if stats is not None:
+                stats["shards"] = len(shard_idx)
         else:
             for start in range(0, len(todo), bs):
                 idx = todo[start : start + bs]
@@ -200,6 +205,9 @@ def embed_faces(
                 bar.advance(len(idx))
     if use_cache:
         cache.compact()
+    if stats is not None:
+        stats.setdefault("shards", 0)
+        stats.update(faces_cached=n - len(todo), faces_embedded=len(todo))
 
     dim = int(model.embedding_dim) if model.embedding_dim else None
     rows_status, rows_emb = [], []
