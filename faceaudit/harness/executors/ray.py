@@ -92,11 +92,19 @@ class RayExecutor(Executor):
                 where = f"--ray-address {address}" if address else "executor 'ray'"
                 raise BadInput(f"{where}: cannot start or reach a Ray cluster: {first}") from None
             self._owns_cluster = True
-        cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+        resources = ray.cluster_resources()
+        cpus = int(resources.get("CPU", 1)) or 1
         self.workers = int(workers) if workers else cpus
+        # Ray hides GPUs from a worker that reserved none (CUDA_VISIBLE_DEVICES=""), so on a cluster
+        # with GPUs each actor reserves an equal share of them (a whole one when there are enough).
+        gpus = float(resources.get("GPU", 0))
+        self.gpus_per_worker = min(1.0, gpus / self.workers) if gpus else 0.0
 
     def describe(self) -> dict:
-        return {"name": self.name, "workers": self.workers, "address": self.address}
+        out = {"name": self.name, "workers": self.workers, "address": self.address}
+        if self.gpus_per_worker:
+            out["gpus_per_worker"] = self.gpus_per_worker
+        return out
 
     @staticmethod
     def _get(ref: Any) -> Any:
@@ -119,7 +127,7 @@ class RayExecutor(Executor):
     def imap_with_state(self, factory: Callable[[], Any], fn: Callable[[Any, Any], Any],
                         items: Iterable[Any]) -> Iterator[Any]:
         ray = _import_ray()
-        actor_cls = ray.remote(num_cpus=1)(_StatefulWorker)
+        actor_cls = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker)(_StatefulWorker)
         actors: list = []
         pending: deque = deque()
         try:
