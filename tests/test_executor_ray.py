@@ -188,3 +188,24 @@ def test_without_ray_the_executor_is_a_one_line_bad_input(monkeypatch, tmp_path)
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "pip install 'faceaudit[ray]'" in lines[0]
     assert not out.exists()  # refused before any work: nothing half-written
+
+
+def test_an_unreadable_image_in_a_ray_shard_is_a_one_line_bad_input(ray_run, ray_executor, tmp_path):
+    """The worker's BadInput comes back as itself (not wrapped in Ray's traceback)."""
+    import functools
+
+    from faceaudit.harness.embed import embed_faces
+    from faceaudit.models.registry import load_model
+
+    out, _, _ = ray_run
+    faces = pd.read_parquet(out / "faces.parquet").head(3)[["face_id", "path"]]
+    for path in faces["path"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / path, tmp_path / path)
+    bad = faces["path"].iloc[1]
+    (tmp_path / bad).write_bytes(b"not a png")
+    with pytest.raises(BadInput) as err:
+        embed_faces(load_model("sface"), faces, tmp_path, cache_dir=tmp_path / "cache", progress=False,
+                    executor=ray_executor, model_factory=functools.partial(load_model, "sface"))
+    assert str(err.value) == f"{bad}: cannot read image"
+    assert type(err.value) is BadInput
