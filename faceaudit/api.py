@@ -177,9 +177,19 @@ def _protocol(protocol: Protocol | str | Path) -> Protocol:
 
 
 def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = True, force: bool = False,
-          report: bool = True, models: Optional[list] = None) -> pipeline.StageContext:
-    """Run (or resume) a whole audit into ``out``; returns which stages ran and which were skipped."""
-    return pipeline.audit(_protocol(protocol), out, progress=progress, force=force, models=models, report=report)
+          report: bool = True, models: Optional[list] = None, executor: str = "local",
+          workers: Optional[int] = None, ray_address: Optional[str] = None) -> pipeline.StageContext:
+    """Run (or resume) a whole audit into ``out``; returns which stages ran and which were skipped.
+
+    ``executor`` (``local`` or ``ray``), ``workers`` and ``ray_address`` say where the embed stage's
+    shards run (harness.executors); they change no table and no stage's inputs."""
+    from faceaudit.harness.executors import get_executor
+
+    protocol = _protocol(protocol)
+    if executor == "local" and workers in (None, 1) and not ray_address:
+        return pipeline.audit(protocol, out, progress=progress, force=force, models=models, report=report)
+    with get_executor(executor, workers=workers, address=ray_address) as ex:
+        return pipeline.audit(protocol, out, progress=progress, force=force, models=models, report=report, executor=ex)
 
 
 def generate(protocol: Protocol | str | Path, out: str | Path, progress: bool = True) -> pd.DataFrame:

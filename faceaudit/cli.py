@@ -172,6 +172,14 @@ def audit(
         False, "--skip-unavailable",
         help="Leave out what cannot run here (models without weights; perceived gender and the age edit without "
              "the npm classifiers), saying so in one line each, instead of failing. `make audit` uses it."),
+    executor: str = typer.Option("local", "--executor",
+                                 help="Where the embedding shards run: local or ray (pip install 'faceaudit[ray]'). "
+                                      "Same tables either way; changing it redoes no stage."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Worker processes (local, default 1) or Ray actors (default: the cluster's CPUs)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="An existing Ray cluster: auto, HOST:6379 or ray://HOST:10001 "
+                                                   "(default: start a local one with --workers CPUs)."),
 ) -> None:
     """Run the whole audit: generate -> embed -> pair+score -> analyze -> report.
 
@@ -185,7 +193,8 @@ def audit(
     resolved = api.with_models(protocol, model, device)
     if skip_unavailable:
         resolved = api.without_unavailable(resolved, announce=lambda line: print(line, file=sys.stderr, flush=True))
-    ctx = api.audit(resolved, out, progress=progress, force=force, report=report)
+    ctx = api.audit(resolved, out, progress=progress, force=force, report=report,
+                    executor=executor, workers=workers, ray_address=ray_address)
     if as_json:
         _echo(json.dumps({"run": str(ctx.run.root), "ran": ctx.ran, "up_to_date": ctx.skipped,
                           "report": str(ctx.run.report) if report else None}))

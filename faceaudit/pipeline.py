@@ -224,6 +224,9 @@ class StageContext:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     handles: Optional[list[ModelHandle]] = None
+    # where shard work runs (harness.executors); None: in this process. Never part of an inputs
+    # hash: the tables do not depend on it, so switching executors redoes nothing.
+    executor: Any = None
 
     def models(self, models: Optional[list] = None) -> list[ModelHandle]:
         if models is not None:
@@ -441,14 +444,31 @@ def stage_embed(ctx: StageContext, models: Optional[list] = None) -> dict[str, p
             nonlocal faces
             if faces is None:
                 faces = read_table(ctx.run.faces)
-            emb = embed_faces(h.load(), faces, ctx.run.root, progress=ctx.progress)
+            work_done: dict = {}
+            emb = embed_faces(h.load(), faces, ctx.run.root, progress=ctx.progress, executor=ctx.executor,
+                              model_factory=_model_factory(h) if models is None else None, stats=work_done)
             write_table(ctx.run.embeddings(h.name), emb)
-            return {"n_fte": int((emb["status"] != "ok").sum()), "spec": h.spec}
+            return {"n_fte": int((emb["status"] != "ok").sum()), "spec": h.spec, **_executor_record(ctx),
+                    "work": work_done}
 
         _run_stage(ctx, f"embed:{h.name}", inputs, [rel], work)
         out[h.name] = ctx.run.embeddings(h.name)
     _record_models(ctx.run, handles)
     return {name: read_table(path) for name, path in out.items()}
+
+
+def _model_factory(h: ModelHandle) -> Callable[[], Any]:
+    """Builds the handle's model in an executor's worker (a protocol spec, so it can be rebuilt there;
+    recognizers handed in as objects are embedded in this process)."""
+    import functools
+
+    from faceaudit.models.registry import load_model
+
+    return functools.partial(load_model, h.spec, device=h.device)
+
+
+def _executor_record(ctx: StageContext) -> dict:
+    return {"executor": ctx.executor.describe()} if ctx.executor is not None else {}
 
 
 def stage_pairs(ctx: StageContext) -> pd.DataFrame:
@@ -581,12 +601,14 @@ def stage_report(ctx: StageContext) -> Path:
 
 
 def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = True, force: bool = False,
-          models: Optional[list] = None, report: bool = True) -> StageContext:
-    """Run every stage that is not up to date; returns what ran and what was skipped."""
+          models: Optional[list] = None, report: bool = True, executor: Any = None) -> StageContext:
+    """Run every stage that is not up to date; returns what ran and what was skipped. ``executor``
+    (harness.executors): where the embed stage's shards run; the tables are the same on any."""
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
     run = init_run(protocol, out)
-    ctx = StageContext(run=run, protocol=protocol, progress=progress, force=force)
+    ctx = StageContext(run=run, protocol=protocol, progress=progress, force=force, executor=executor)
+    run.update_manifest(executor=executor.describe() if executor is not None else {"name": "local", "workers": 1})
     with Timer() as t:
         # Resolve model names before any work: a plugin that cannot be built, or whose name clashes,
         # fails in seconds rather than after rendering. Built-ins are not loaded here.

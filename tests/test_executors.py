@@ -58,8 +58,39 @@ def test_a_failing_shard_raises_its_error(shards, tmp_path):
         ex.map(embed_shard, bad)
 
 
-def test_unknown_and_unavailable_executors_are_bad_input():
-    with pytest.raises(BadInput, match="not available"):
-        get_executor("ray")
+def test_unknown_executors_are_bad_input():
+    # (ray without its package installed: tests/test_executor_ray.py)
     with pytest.raises(BadInput, match="unknown"):
         get_executor("dask")
+    with pytest.raises(BadInput, match="--ray-address: only used with --executor ray"):
+        get_executor("local", address="auto")
+
+
+def load_color_model():
+    """A worker's state: the model, built once per worker process."""
+    import os
+
+    from plugins.color_model import ColorHistogram
+
+    model = ColorHistogram()
+    model.built_in_pid = os.getpid()
+    return model
+
+
+def embed_with_state(model, paths: list[str]) -> tuple[np.ndarray, list[str], int, int]:
+    emb, status = embed_shard(paths)
+    return emb, status, model.built_in_pid, id(model)
+
+
+def test_stateful_map_builds_the_state_once_per_worker_and_keeps_shard_order(shards):
+    serial = LocalExecutor(workers=1).map(embed_shard, shards)
+    one = list(LocalExecutor(workers=1).imap_with_state(load_color_model, embed_with_state, shards))
+    assert len({(pid, obj) for _, _, pid, obj in one}) == 1  # one model for every shard
+    with get_executor("local", workers=2) as ex:
+        two = list(ex.imap_with_state(load_color_model, embed_with_state, iter(shards)))
+    assert len(two) == len(shards)
+    for (e1, s1), (e2, s2, _, _) in zip(serial, two):
+        assert s1 == s2 and e1.tobytes() == e2.tobytes()
+    # each worker built its model once (state is keyed by the worker process, not rebuilt per shard)
+    states = {(pid, obj) for _, _, pid, obj in two}
+    assert len(states) == len({pid for pid, _ in states}) <= 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ import pandas as pd
 
 from faceaudit.errors import BadInput
 from faceaudit.harness.cache import EmbeddingCache
+from faceaudit.harness.executors.base import Executor
 from faceaudit.harness.progress import ProgressReporter
 from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
 
@@ -35,10 +36,15 @@ def read_image(path: str | os.PathLike, shown_as: str | None = None) -> tuple[np
         data = Path(path).read_bytes()
     except OSError:
         raise BadInput(f"{shown}: cannot read image") from None
+    return decode_image(data, shown), hashlib.sha256(data).hexdigest()
+
+
+def decode_image(data: bytes, shown: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from an encoded image file's bytes; BadInput when they do not decode."""
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise BadInput(f"{shown}: cannot read image")
-    return np.ascontiguousarray(img[:, :, ::-1]), hashlib.sha256(data).hexdigest()
+    return np.ascontiguousarray(img[:, :, ::-1])
 
 
 def _check_output(model: FaceRecognizer, emb: Any, status: Any, n: int, face_ids: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -56,18 +62,68 @@ def _check_output(model: FaceRecognizer, emb: Any, status: Any, n: int, face_ids
     return emb, status
 
 
+#: faces per shard sent to an executor's worker (rounded up to whole batches); each finished shard
+#: is one cache file, the unit a killed run resumes from
+SHARD_FACES = 128
+
+
+def _check_sha(shas: list, i: int, path: str, digest: str) -> None:
+    if shas[i] is None:
+        shas[i] = digest
+    elif shas[i] != digest:
+        raise BadInput(f"{path}: sha256 {digest[:12]}... differs from the faces table ({shas[i][:12]}...)")
+
+
+def embed_batch(model: FaceRecognizer, images: list[np.ndarray], face_ids: list[str],
+                meta: list[dict] | None) -> tuple[list[str], np.ndarray]:
+    """One ``model.embed`` call, checked; ``fte`` rows are NaN."""
+    if meta is not None:
+        emb, status = model.embed(images, meta=meta)
+    else:
+        emb, status = model.embed(images)
+    emb, status = _check_output(model, emb, status, len(images), face_ids)
+    emb[np.asarray(status) == STATUS_FTE] = np.nan
+    return status, emb
+
+
+def embed_shard(model: FaceRecognizer, shard: dict) -> tuple[list[str], np.ndarray]:
+    """A worker's part of :func:`embed_faces`: decode a shard's image bytes and embed them batch by
+    batch (``shard["batch_size"]``) with the worker's model. Returns ``(status, embeddings)``."""
+    bs = int(shard["batch_size"])
+    all_status: list[str] = []
+    parts: list[np.ndarray] = []
+    for start in range(0, len(shard["data"]), bs):
+        sl = slice(start, start + bs)
+        images = [decode_image(b, p) for b, p in zip(shard["data"][sl], shard["paths"][sl])]
+        meta = shard["meta"][sl] if shard["meta"] is not None else None
+        status, emb = embed_batch(model, images, shard["face_ids"][sl], meta)
+        all_status.extend(status)
+        parts.append(emb)
+    return all_status, np.concatenate(parts, axis=0)
+
+
 def embed_faces(
     model: FaceRecognizer,
     faces: pd.DataFrame,
     run_root: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
+    model_factory: Callable[[], FaceRecognizer] | None = None,
+    stats: dict | None = None,
 ) -> pd.DataFrame:
     """Embed every face of ``faces`` (columns ``face_id``, ``path`` relative to ``run_root``,
     optionally ``sha256`` and anything else, passed as ``meta`` to models that take it).
 
     Returns ``face_id, sha256, model, model_version, status, embedding`` (list of float32; NaN
     when ``fte``) in the order of ``faces``.
+
+    With an ``executor`` of more than one worker and a ``model_factory`` (builds the same model in a
+    worker), the images still to embed go out in shards of whole batches; each worker loads the model
+    once, and each shard's result is written to the cache as it comes back (in shard order), so a
+    killed run resumes from the finished shards. The table is the same as the serial one.
+    ``stats``, when given, is filled with what was done: faces found in the cache, faces embedded,
+    shards sent to the executor (0: embedded in this process).
     """
     for col in ("face_id", "path"):
         if col not in faces.columns:
@@ -97,37 +153,61 @@ def embed_faces(
 
     meta_rows = faces.to_dict("records") if getattr(model, "accepts_meta", False) else None
     bs = max(1, int(getattr(model, "batch_size", 32) or 32))
+
+    def record(idx: list[int], status: list[str], emb: np.ndarray) -> None:
+        for j, i in enumerate(idx):
+            results[i] = (status[j], emb[j])
+        if use_cache:
+            # one entry per distinct image; a duplicate image in the batch has the same result
+            seen: dict[str, int] = {}
+            for j, i in enumerate(idx):
+                seen.setdefault(shas[i], j)
+            keep = list(seen.values())
+            cache.put([shas[idx[j]] for j in keep], [status[j] for j in keep], emb[keep])
+
     with ProgressReporter(f"embed {model.name}", n, enabled=progress) as bar:
         bar.advance(n - len(todo), cached=True)
-        for start in range(0, len(todo), bs):
-            idx = todo[start : start + bs]
-            images = []
-            for i in idx:
-                img, digest = read_image(run_root / paths[i], shown_as=paths[i])
-                if shas[i] is None:
-                    shas[i] = digest
-                elif shas[i] != digest:
-                    raise BadInput(f"{paths[i]}: sha256 {digest[:12]}... differs from the faces table ({shas[i][:12]}...)")
-                images.append(img)
-            batch_ids = [face_ids[i] for i in idx]
-            if meta_rows is not None:
-                emb, status = model.embed(images, meta=[meta_rows[i] for i in idx])
-            else:
-                emb, status = model.embed(images)
-            emb, status = _check_output(model, emb, status, len(idx), batch_ids)
-            emb[np.asarray(status) == STATUS_FTE] = np.nan
-            for j, i in enumerate(idx):
-                results[i] = (status[j], emb[j])
-            if use_cache:
-                # one entry per distinct image; a duplicate image in the batch has the same result
-                seen: dict[str, int] = {}
-                for j, i in enumerate(idx):
-                    seen.setdefault(shas[i], j)
-                keep = list(seen.values())
-                cache.put([shas[idx[j]] for j in keep], [status[j] for j in keep], emb[keep])
-            bar.advance(len(idx))
+        if executor is not None and model_factory is not None and executor.workers > 1 and todo:
+            # Shards of whole batches, so every image is embedded in the same batch as in the serial
+            # loop below (a batch's composition may change a model's floating-point results).
+            size = bs * max(1, -(-SHARD_FACES // bs))
+            shard_idx = [todo[s : s + size] for s in range(0, len(todo), size)]
+
+            def shards():  # read lazily: the executor holds only a few shards' images at a time
+                for idx in shard_idx:
+                    data = []
+                    for i in idx:
+                        try:
+                            blob = (run_root / paths[i]).read_bytes()
+                        except OSError:
+                            raise BadInput(f"{paths[i]}: cannot read image") from None
+                        _check_sha(shas, i, paths[i], hashlib.sha256(blob).hexdigest())
+                        data.append(blob)
+                    yield {"face_ids": [face_ids[i] for i in idx], "paths": [paths[i] for i in idx], "data": data,
+                           "meta": [meta_rows[i] for i in idx] if meta_rows is not None else None, "batch_size": bs}
+
+            for idx, (status, emb) in zip(shard_idx, executor.imap_with_state(model_factory, embed_shard, shards())):
+                record(idx, status, emb)
+                bar.advance(len(idx))
+            if stats is not None:
+                stats["shards"] = len(shard_idx)
+        else:
+            for start in range(0, len(todo), bs):
+                idx = todo[start : start + bs]
+                images = []
+                for i in idx:
+                    img, digest = read_image(run_root / paths[i], shown_as=paths[i])
+                    _check_sha(shas, i, paths[i], digest)
+                    images.append(img)
+                status, emb = embed_batch(model, images, [face_ids[i] for i in idx],
+                                          [meta_rows[i] for i in idx] if meta_rows is not None else None)
+                record(idx, status, emb)
+                bar.advance(len(idx))
     if use_cache:
         cache.compact()
+    if stats is not None:
+        stats.setdefault("shards", 0)
+        stats.update(faces_cached=n - len(todo), faces_embedded=len(todo))
 
     dim = int(model.embedding_dim) if model.embedding_dim else None
     rows_status, rows_emb = [], []
