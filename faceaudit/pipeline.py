@@ -368,9 +368,9 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     def work() -> dict:
         from faceaudit.generate.design import generate_faces
 
-        faces = generate_faces(p, ctx.run.root, progress=ctx.progress, keep_partial=True)
+        faces = generate_faces(p, ctx.run.root, progress=ctx.progress, keep_partial=True, executor=ctx.executor)
         write_table(ctx.run.faces, faces)
-        return {"n_faces": int(len(faces)), "n_seeds_kept": int(faces["seed"].nunique())}
+        return {"n_faces": int(len(faces)), "n_seeds_kept": int(faces["seed"].nunique()), **_executor_record(ctx)}
 
     _run_stage(ctx, "generate", inputs, ["faces.parquet"], work, verify=lambda: _verify_images(ctx.run))
     # The rendered chunks go only once the stage is recorded: a kill between rendering the last

@@ -183,6 +183,7 @@ def _chunk_rows(
     bar: Any,
     tasks: dict[str, int],
     perceived: Any = None,
+    files: list | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     levels = protocol.skin.levels
     edits = [(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
@@ -294,7 +295,10 @@ def _chunk_rows(
         for fid, img in zip(df["face_id"], images):
             data = encode_png(img)
             rel = f"images/{fid}.png"
-            write_bytes(run.root / rel, data)
+            if run is None:  # on an executor's worker: the driver writes the files into the run
+                files.append((rel, data))
+            else:
+                write_bytes(run.root / rel, data)
             paths.append(rel)
             hashes.append(sha256_bytes(data))
         df["path"] = paths
@@ -379,13 +383,15 @@ def _load_partial(table: Path, meta: Path, key: str, run: RunDir) -> tuple[pd.Da
 
 
 def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = True,
-                   keep_partial: bool = False) -> pd.DataFrame:
+                   keep_partial: bool = False, executor: Any = None) -> pd.DataFrame:
     """Render and measure the protocol's design; write ``images/`` and ``results/generation.json``.
 
     Returns the faces table (docs/ARCHITECTURE.md); the caller writes ``faces.parquet``.
     ``keep_partial``: leave the finished chunks under ``RUN/.partial/`` for the caller to remove once
     it has recorded the faces table (the pipeline), so a kill before that resumes from them instead
-    of rendering every chunk again.
+    of rendering every chunk again. ``executor`` (faceaudit.harness.executors): render the chunks
+    there, each worker holding one generator, measurer and classifier set; the driver writes every
+    image and partial table, so the results are the same bytes as in this process.
     """
     if protocol.generator.name == "diffusion":  # prompt slots, no latent directions: its own room
         from faceaudit.generate.design_diffusion import generate_diffusion_faces
@@ -397,7 +403,8 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
     directions, directions_path = _directions_for(protocol)
     # measuring workers start before the generator runs any torch op (see faceaudit.measure.parallel)
     n_planned = protocol.n_seeds * len(protocol.cells) * (1 + sum(len(e.levels) for e in protocol.edits))
-    workers = measure_workers(n_planned)
+    # with an executor the chunks' measuring happens on its workers; the driver measures nothing
+    workers = measure_workers(n_planned) if executor is None else 1
     measurer = PooledMeasurer(workers) if workers > 1 else FaceMeasurer()
     try:
         gen = DCGANGenerator(
@@ -413,14 +420,42 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
             from faceaudit.measure.perceived import PerceivedAttributes
 
             perceived = PerceivedAttributes(device=protocol.device)
-        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial, perceived)
+        return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial, perceived,
+                         executor)
     finally:
         if isinstance(measurer, PooledMeasurer):
             measurer.close()
 
 
+def _chunk_state(protocol_data: dict, directions_path: str) -> tuple:
+    """An executor worker's state for rendering chunks: built once per worker (module level: picklable)."""
+    from faceaudit.protocol import parse_protocol
+
+    protocol = parse_protocol(protocol_data, where="protocol", check_models=False)
+    directions = load_directions(directions_path)
+    gen = DCGANGenerator(protocol_seed=protocol.seed, truncation=protocol.generator.truncation, device=protocol.device,
+                         directions=directions, levels=protocol.skin.levels, max_skin_steps=protocol.generator.max_skin_steps)
+    perceived = None
+    if needs_perceived(protocol):
+        from faceaudit.measure.perceived import PerceivedAttributes
+
+        perceived = PerceivedAttributes(device=protocol.device)
+    return protocol, gen, FaceMeasurer(), directions, perceived
+
+
+def _chunk_job(state: tuple, seeds: list[int]) -> tuple[pd.DataFrame, dict, list]:
+    """One chunk on a worker: its rows, bookkeeping and ``(path, PNG bytes)`` of every image."""
+    from faceaudit.generate.batching import _NoProgress
+
+    protocol, gen, measurer, directions, perceived = state
+    files: list = []
+    df, info = _chunk_rows(gen, measurer, protocol, directions, seeds, None, _NoProgress(), {"search": 0, "faces": 0},
+                           perceived, files)
+    return df, info, files
+
+
 def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial=False,
-              perceived=None) -> pd.DataFrame:
+              perceived=None, executor=None) -> pd.DataFrame:
     key = _design_key(protocol, directions_path, gen)
     partial = run.root / PARTIAL_DIR
     seeds = list(range(protocol.n_seeds))
@@ -433,16 +468,33 @@ def _generate(protocol, run, gen, measurer, directions, directions_path, progres
             "search": bar.add_task("generate: skin search", total=len(seeds) * len(levels)),
             "faces": bar.add_task("generate: faces", total=len(seeds) * len(levels) * (1 + n_edit_levels)),
         }
-        for c, start in enumerate(range(0, len(seeds), CHUNK_SEEDS)):
-            chunk = seeds[start : start + CHUNK_SEEDS]
-            table_path, meta_path = partial / f"chunk{c:04d}.parquet", partial / f"chunk{c:04d}.json"
-            loaded = _load_partial(table_path, meta_path, key, run)
+        chunks = [seeds[start : start + CHUNK_SEEDS] for start in range(0, len(seeds), CHUNK_SEEDS)]
+        paths = [(partial / f"chunk{c:04d}.parquet", partial / f"chunk{c:04d}.json") for c in range(len(chunks))]
+        loaded_all = [_load_partial(t, m, key, run) for t, m in paths]
+        remote = None
+        if executor is not None:
+            # chunks not finished yet run on the executor, results come back in chunk order
+            import functools
+
+            todo = [chunk for chunk, loaded in zip(chunks, loaded_all) if loaded is None]
+            state = functools.partial(_chunk_state, protocol.model_dump(mode="json"), str(directions_path))
+            remote = executor.imap_with_state(state, _chunk_job, todo) if todo else iter(())
+        for c, chunk in enumerate(chunks):
+            table_path, meta_path = paths[c]
+            loaded = loaded_all[c]
             if loaded is not None:
                 df, info = loaded
                 resumed += 1
                 bar.advance(tasks["search"], len(chunk) * len(levels))
             else:
-                df, info = _chunk_rows(gen, measurer, protocol, directions, chunk, run, bar, tasks, perceived)
+                if remote is not None:
+                    df, info, files = next(remote)
+                    for rel, data in files:
+                        write_bytes(run.root / rel, data)
+                    bar.advance(tasks["search"], len(chunk) * len(levels))
+                    bar.advance(tasks["faces"], len(df))
+                else:
+                    df, info = _chunk_rows(gen, measurer, protocol, directions, chunk, run, bar, tasks, perceived)
                 write_table(table_path, df)
                 write_json(meta_path, {**info, "key": key})
             # a seed excluded in the chunk still counts towards the planned total
