@@ -392,9 +392,16 @@ def design_inputs(p: Protocol) -> dict:
         from faceaudit.generate.diffusion_weights import model_fingerprint, resolve_model_dir
 
         model_dir = resolve_model_dir(p.generator.model, allow_download=p.generator.allow_download)
+        adapter = None
+        if p.generator.identity_adapter is not None:
+            from faceaudit.generate.identity_adapter import resolve_adapter_file
+            from faceaudit.rundir import sha256_file
+
+            adapter = sha256_file(resolve_adapter_file(p.generator.identity_adapter.weights))
         return {"seed": p.seed, "n_seeds": p.n_seeds, "generator": p.generator.model_dump(),
                 "protected": p.protected.model_dump(), "edits": [e.model_dump() for e in p.edits],
-                "model_files": model_fingerprint(model_dir), "device": p.device}
+                "model_files": model_fingerprint(model_dir), "device": p.device,
+                **({"identity_adapter_sha256": adapter} if adapter else {})}
     if p.generator.directions:
         path = Path(p.generator.directions)
         if not path.is_file():
