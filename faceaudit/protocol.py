@@ -23,9 +23,7 @@ from faceaudit.errors import BadInput
 GENERATOR_NAMES = ("dcgan", "diffusion")
 
 #: Nuisance attributes the offline DCGAN generator can edit (each has a measure in faceaudit.measure).
-NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure", "age", "glasses")
-#: edits only a prompt can ask for (the DCGAN has no direction for them)
-PROMPT_ONLY_ATTRIBUTES = ("age", "glasses")
+NUISANCE_ATTRIBUTES = ("lighting", "yaw", "smile", "exposure")
 
 
 class _Strict(BaseModel):
@@ -99,7 +97,7 @@ class EditSpec(_Strict):
     raises the measure by one SD. Level 0 is the prototype itself and is not allowed here.
     """
 
-    attribute: Literal["lighting", "yaw", "smile", "exposure", "age", "glasses"]
+    attribute: Literal["lighting", "yaw", "smile", "exposure"]
     levels: list[Annotated[float, Field(ge=-MAX_EDIT_SD, le=MAX_EDIT_SD)]]
 
     @field_validator("levels")
@@ -282,16 +280,6 @@ class Protocol(_Strict):
         attrs = [e.attribute for e in self.edits]
         if len(set(attrs)) != len(attrs):
             raise ValueError(f"edits: attribute listed twice in {attrs}")
-        return self
-
-    @model_validator(mode="after")
-    def _prompt_only_edits_need_prompts(self) -> "Protocol":
-        # age and glasses are prompt slots; the DCGAN has no learned direction for them
-        if self.generator.name != "diffusion":
-            bad = [e.attribute for e in self.edits if e.attribute in PROMPT_ONLY_ATTRIBUTES]
-            if bad:
-                raise ValueError(f"edits: {bad[0]!r} needs generator.name: diffusion (a prompt slot); "
-                                 f"the {self.generator.name} generator cannot edit it")
         return self
 
     @field_validator("models")

@@ -39,16 +39,6 @@ def default_edit_phrase(attribute: str, level: float) -> str:
         if level > 0:
             return "a broad toothy smile" if strong else "a slight smile"
         return "a frowning expression" if strong else "a serious expression"
-    if attribute == "age":
-        # signed age steps from the prototype's adult: -1 young adult, +1 middle-aged, +2 elderly
-        if level > 0:
-            return "elderly, grey hair and wrinkles" if strong else "middle-aged"
-        return "a teenager" if strong else "a young adult in their early twenties"
-    if attribute == "glasses":
-        # off is the prototype (level 0); any positive level asks for glasses
-        if level > 0:
-            return "wearing thick-rimmed eyeglasses" if strong else "wearing eyeglasses"
-        raise BadInput(f"generator.edit_phrases: glasses has no negative level ({level:+g}); use +1 (on)")
     raise BadInput(f"generator.edit_phrases: no phrase for edit attribute {attribute!r} at level {level:+g}; add one")
 
 
