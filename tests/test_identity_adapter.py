@@ -27,7 +27,7 @@ from faceaudit.generate.base import Edit  # noqa: E402
 EMBED_DIM = 128  # SFace
 SEEDS = [0, 1]
 SETTINGS = dict(device="cpu", resolution=32, num_inference_steps=2, guidance_scale=5.0, prompt="{skin} face, {edit}",
-                neutral_phrase="frontal, neutral", edit_phrases={"age": {"+2": "old"}, "glasses": {"+1": "glasses"}},
+                neutral_phrase="frontal, neutral", edit_phrases={"yaw": {"+1": "turned right"}},
                 batch_size=2)
 
 
@@ -102,7 +102,7 @@ def test_adapter_render_is_deterministic_scale0_equals_plain_and_the_embedding_r
     plain = _gen(model, None, sface)
     gen = _gen(model, adapter, sface)
     off = _gen(model, adapter, sface, scale=0.0)
-    edit = Edit("age", 2.0)
+    edit = Edit("yaw", 1.0)
 
     # prototypes are rendered unconditioned: identical to the plain pipeline's, bit for bit
     proto = gen.render(SEEDS, "skin=dark").images
@@ -137,12 +137,12 @@ def _protocol(tmp_path: Path, model: Path, adapter: str) -> Path:
     doc = {"name": "ipa", "seed": 0, "n_seeds": 2,
            "generator": {"name": "diffusion", "model": str(model), "resolution": 32, "steps": 2, "guidance": 5.0,
                          "identity_sharing": 0.8, "batch_size": 2, "prompt": "{skin} face, {edit}",
-                         "neutral_phrase": "frontal", "edit_phrases": {"glasses": {"+1": "glasses"}},
+                         "neutral_phrase": "frontal", "edit_phrases": {"smile": {"+1": "smile"}},
                          "identity_adapter": {"weights": adapter, "scale": 0.6, "embedder": "sface"}},
            "protected": {"attribute": "skin_tone", "reference": "light", "levels": [
                {"name": "light", "ita_min": 41, "ita_max": 90, "target": 50},
                {"name": "dark", "ita_min": -90, "ita_max": 41, "target": -20}]},
-           "edits": [{"attribute": "glasses", "levels": [1]}], "models": ["sface"], "device": "cpu"}
+           "edits": [{"attribute": "smile", "levels": [1]}], "models": ["sface"], "device": "cpu"}
     path = tmp_path / "ipa.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -167,5 +167,5 @@ def test_protocol_with_adapter_generates_and_a_missing_adapter_is_one_line_exit_
                         capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     faces = pd.read_parquet(tmp_path / "r1" / "faces.parquet")
-    assert len(faces) == 2 * 2 * 2 and set(faces["edit_attr"]) == {"none", "glasses"}
-    assert faces.loc[faces["edit_attr"] == "glasses", "prompt"].str.contains("glasses").all()
+    assert len(faces) == 2 * 2 * 2 and set(faces["edit_attr"]) == {"none", "smile"}
+    assert faces.loc[faces["edit_attr"] == "smile", "prompt"].str.contains("smile").all()
