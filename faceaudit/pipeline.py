@@ -382,26 +382,35 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     return read_table(ctx.run.faces)
 
 
+def _with_identity_adapter(p: Protocol) -> dict:
+    """The diffusion design inputs plus the IP-Adapter file's sha256: the adapter is a weight of
+    the render too. Resolving it here makes a missing file fail before the stage starts."""
+    from faceaudit.generate.identity_adapter import resolve_adapter_file
+    from faceaudit.rundir import sha256_file
+
+    adapter = p.generator.identity_adapter
+    sha = sha256_file(resolve_adapter_file(adapter.weights))
+    inputs = design_inputs(p.model_copy(update={"generator": p.generator.model_copy(update={"identity_adapter": None})}))
+    inputs["generator"]["identity_adapter"] = adapter.model_dump()
+    inputs["identity_adapter_sha256"] = sha
+    return inputs
+
+
 def design_inputs(p: Protocol) -> dict:
     """Everything that determines the rendered faces: the design part of the protocol and the
     directions file's content (a re-fit directions file must re-render)."""
     data_dir = Path(__file__).parent / "data"
+    if p.generator.name == "diffusion" and p.generator.identity_adapter is not None:
+        return _with_identity_adapter(p)
     if p.generator.name == "diffusion":
         # the model folder's files stand where the directions file stands for the DCGAN; resolving
         # it here makes a missing model fail before the stage starts (one line, exit 2)
         from faceaudit.generate.diffusion_weights import model_fingerprint, resolve_model_dir
 
         model_dir = resolve_model_dir(p.generator.model, allow_download=p.generator.allow_download)
-        adapter = None
-        if p.generator.identity_adapter is not None:
-            from faceaudit.generate.identity_adapter import resolve_adapter_file
-            from faceaudit.rundir import sha256_file
-
-            adapter = sha256_file(resolve_adapter_file(p.generator.identity_adapter.weights))
         return {"seed": p.seed, "n_seeds": p.n_seeds, "generator": p.generator.model_dump(),
                 "protected": p.protected.model_dump(), "edits": [e.model_dump() for e in p.edits],
-                "model_files": model_fingerprint(model_dir), "device": p.device,
-                **({"identity_adapter_sha256": adapter} if adapter else {})}
+                "model_files": model_fingerprint(model_dir), "device": p.device}
     if p.generator.directions:
         path = Path(p.generator.directions)
         if not path.is_file():
