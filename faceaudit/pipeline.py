@@ -394,6 +394,8 @@ def design_inputs(p: Protocol) -> dict:
     """Everything that determines the rendered faces: the design part of the protocol and the
     directions file's content (a re-fit directions file must re-render)."""
     data_dir = Path(__file__).parent / "data"
+    if p.generator.name == "diffusion" and p.generator.identity_adapter is not None:
+        return _with_identity_adapter(p)
     if p.generator.name == "diffusion":
         # the model folder's files stand where the directions file stands for the DCGAN; resolving
         # it here makes a missing model fail before the stage starts (one line, exit 2)
@@ -418,6 +420,20 @@ def design_inputs(p: Protocol) -> dict:
         "edits": [e.model_dump() for e in p.edits],
         "directions": directions,
     }
+
+
+def _with_identity_adapter(p: Protocol) -> dict:
+    """The diffusion design inputs plus the IP-Adapter file's sha256: the adapter is a weight of
+    the render too. Resolving it here makes a missing file fail before the stage starts."""
+    from faceaudit.generate.identity_adapter import resolve_adapter_file
+    from faceaudit.rundir import sha256_file
+
+    adapter = p.generator.identity_adapter
+    sha = sha256_file(resolve_adapter_file(adapter.weights))
+    inputs = design_inputs(p.model_copy(update={"generator": p.generator.model_copy(update={"identity_adapter": None})}))
+    inputs["generator"]["identity_adapter"] = adapter.model_dump()
+    inputs["identity_adapter_sha256"] = sha
+    return inputs
 
 
 def _faces_hash(run: RunDir) -> str:

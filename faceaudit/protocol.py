@@ -226,6 +226,16 @@ class GeneratorSpec(_Strict):
     exposure_tolerance: Optional[float] = Field(5.0, gt=0, le=255)
 
 
+class IdentityAdapterSpec(_Strict):
+    """An IP-Adapter FaceID-style file; a seed's edits are conditioned on its prototype's embedding."""
+
+    #: a local ``.bin``/``.safetensors`` file, or its path under $FACEAUDIT_WEIGHTS
+    weights: str = Field(min_length=1)
+    scale: float = Field(0.6, ge=0.0, le=2.0)
+    #: the faceaudit recognizer that embeds the prototype (its width must match the adapter's input)
+    embedder: str = "insightface"
+
+
 class DiffusionGeneratorSpec(_Strict):
     """A diffusers text-to-image model (docs/generator.md, "Diffusion"). Protected levels and edits
     are prompt slots; every image is measured like the DCGAN's."""
@@ -251,6 +261,9 @@ class DiffusionGeneratorSpec(_Strict):
     slots: dict[str, dict[str, str]] = Field(default_factory=lambda: _prompt_defaults().DEFAULT_SLOTS)
     #: edit attribute -> signed level (``+1``, ``-2``) -> phrase; unlisted ones get the built-in phrase
     edit_phrases: dict[str, dict[str, str]] = Field(default_factory=dict)
+    #: optional IP-Adapter FaceID-style identity conditioning (faceaudit/generate/identity_adapter.py)
+    identity_adapter: Optional[IdentityAdapterSpec] = None
+
 
 
 def _prompt_defaults():

@@ -43,6 +43,7 @@ def build_generator(protocol: Protocol):
         num_inference_steps=g.steps, guidance_scale=g.guidance, identity_sharing=g.identity_sharing,
         batch_size=g.batch_size, allow_download=g.allow_download, prompt=g.prompt, negative_prompt=g.negative_prompt,
         neutral_phrase=g.neutral_phrase, slots=g.slots, edit_phrases=g.edit_phrases,
+        identity_adapter=g.identity_adapter.model_dump() if g.identity_adapter else None,
     )
 
 

@@ -80,6 +80,8 @@ class DiffusionGenerator(Generator):
         neutral_phrase: str = NEUTRAL_PHRASE,
         slots: Mapping[str, Mapping[str, str]] | None = None,
         edit_phrases: Mapping[str, Mapping[str, str]] | None = None,
+        identity_adapter: Mapping[str, Any] | None = None,
+        adapter_embedder: Any = None,
     ):
         try:
             import torch
@@ -124,14 +126,37 @@ class DiffusionGenerator(Generator):
         if self.device == "cuda":
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
+        self.adapter = None
+        if identity_adapter:
+            # before identity sharing: load_ip_adapter replaces every attention processor, and
+            # sharing then wraps them all (identity_adapter.py, "Coexistence")
+            self.adapter = self._load_adapter(identity_adapter, adapter_embedder)
         self.sharing = None
         if self.identity_sharing > 0:
             from faceaudit.generate.identity_sharing import install
 
             self.sharing = install(self.pipe.unet, self.identity_sharing)
         self._recorded: tuple | None = None
+        self._proto_identity: np.ndarray | None = None
         self.batch_size = int(batch_size) if batch_size else self.auto_batch_size()
         self.version = f"{self.model_id}@diffusers-{getattr(self.pipe.config, '_diffusers_version', '?')}"
+
+    def _load_adapter(self, spec: Mapping[str, Any], embedder: Any):
+        from faceaudit.generate.identity_adapter import DEFAULT_EMBEDDER, IdentityAdapter
+
+        if embedder is None:
+            from faceaudit.models.registry import load_model
+
+            embedder = load_model(str(spec.get("embedder") or DEFAULT_EMBEDDER), device=self.device)
+        return IdentityAdapter(self.pipe, str(spec.get("weights", "")), float(spec.get("scale", 0.6)), embedder, self.device)
+
+    def _set_adapter_scale(self, scale: float) -> None:
+        # set on the processors directly: under identity sharing they are wrapped, and diffusers'
+        # set_ip_adapter_scale only finds unwrapped IP-Adapter processors
+        for proc in self.pipe.unet.attn_processors.values():
+            proc = getattr(proc, "original", proc)
+            if hasattr(proc, "to_k_ip"):
+                proc.scale = [float(scale)] * len(proc.scale)
 
     # ---- memory -----------------------------------------------------------------------------
     @property
@@ -177,12 +202,19 @@ class DiffusionGenerator(Generator):
                            dtype=torch.float32) for s in seeds]
         return torch.stack(out) if out else torch.zeros((0, *shape))
 
-    def _call(self, seeds: Sequence[int], prompt: str) -> np.ndarray:
+    def _call(self, seeds: Sequence[int], prompt: str, identity: np.ndarray | None = None) -> np.ndarray:
+        """One pipeline call. With an identity adapter, ``identity`` ([N, D] prototype embeddings)
+        conditions the images at the adapter's scale; ``None`` renders them unconditioned (scale 0)."""
         import torch
 
         latents = self.initial_latents(seeds).to(self.device, self.dtype)
         generators = [torch.Generator(self.device).manual_seed(noise_seed(self.protocol_seed, s) + 1) for s in seeds]
         use_cfg = self.guidance_scale > 1
+        extra = {}
+        if self.adapter is not None:
+            self._set_adapter_scale(0.0 if identity is None else self.adapter.scale)
+            emb = np.zeros((len(seeds), self.adapter.embed_dim), np.float32) if identity is None else identity
+            extra["ip_adapter_image_embeds"] = self.adapter.pipeline_embeds(emb, use_cfg, self.dtype)
         with torch.inference_mode():
             out = self.pipe(
                 prompt=[prompt] * len(seeds),
@@ -194,6 +226,7 @@ class DiffusionGenerator(Generator):
                 latents=latents,
                 generator=generators,
                 output_type="np",
+                **extra,
             ).images
         out = np.asarray(out, dtype=np.float32)
         if not np.isfinite(out).all():
@@ -201,39 +234,53 @@ class DiffusionGenerator(Generator):
                            f"{' (fp16 overflow: try device: cpu or an fp16-safe VAE)' if self.dtype.itemsize == 2 else ''}")
         return (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
-    def _render_batch(self, seeds: list[int], group: str | None, edit: Edit) -> np.ndarray:
+    def _render_batch(self, seeds: list[int], group: str | None, edit: Edit,
+                      identity: np.ndarray | None = None) -> np.ndarray:
         proto = edit.attribute == "none" or edit.level == 0
-        if self.sharing is None:
-            return self._call(seeds, self.prompts.prompt(group, edit))
         key = (group, tuple(seeds))
         if proto:
-            self.sharing.start_recording()
+            if self.sharing is not None:
+                self.sharing.start_recording()
             try:
                 images = self._call(seeds, self.prompts.prompt(group, Edit()))
             finally:
-                self.sharing.stop()
+                if self.sharing is not None:
+                    self.sharing.stop()
             self._recorded = key
             self._proto_images = images
+            self._proto_identity = None
             return images
-        if self._recorded != key:
-            # the edit needs this batch's prototype keys/values: render (and record) it first
+        if (self.sharing is not None or self.adapter is not None) and self._recorded != key:
+            # the edit needs this batch's prototype (keys/values, embedding): render it first
             self._render_batch(seeds, group, Edit())
+        if self.adapter is not None and identity is None:
+            if self._proto_identity is None:
+                self._proto_identity = self.adapter.prototype_embeddings(self._proto_images)
+            identity = self._proto_identity
+        if self.sharing is None:
+            return self._call(seeds, self.prompts.prompt(group, edit), identity)
         self.sharing.start_sharing()
         try:
-            return self._call(seeds, self.prompts.prompt(group, edit))
+            return self._call(seeds, self.prompts.prompt(group, edit), identity)
         finally:
             self.sharing.stop()
 
-    def render(self, seeds: Sequence[int], group: str | None = None, edit: Edit | None = None) -> RenderResult:
+    def render(self, seeds: Sequence[int], group: str | None = None, edit: Edit | None = None,
+               identity: np.ndarray | None = None) -> RenderResult:
         """Render ``seeds`` in ``group`` with ``edit``, ``batch_size`` seeds per pipeline call.
 
         With identity sharing, an edit needs the attention its prototype recorded: only the latest
         prototype batch is kept (on a GPU it can take gigabytes), so render batch by batch, the
         prototype (``edit=None``) first and then its edits, as the generate stage does; otherwise
-        the prototype is rendered again for every edit batch (same images, more time)."""
+        the prototype is rendered again for every edit batch (same images, more time).
+
+        With an identity adapter, an edit is conditioned on its prototype's embedding; ``identity``
+        ([len(seeds), D]) overrides that embedding (for checks that the conditioning is live)."""
         edit = edit or Edit()
         seeds = [int(s) for s in seeds]
-        parts = [self._render_batch(seeds[i : i + self.batch_size], group, edit) for i in range(0, len(seeds), self.batch_size)]
+        b = self.batch_size
+        parts = [self._render_batch(seeds[i : i + b], group, edit, None if identity is None else np.asarray(identity)[i : i + b])
+                 for i in range(0, len(seeds), b)]
         r = self.resolution
         images = np.concatenate(parts) if parts else np.zeros((0, r, r, 3), np.uint8)
         meta = pd.DataFrame({"seed": seeds, "group": group or "none", "edit_attr": edit.attribute,
@@ -245,10 +292,13 @@ class DiffusionGenerator(Generator):
         if self.sharing is not None:
             self.sharing.clear()
         self._recorded = None
+        self._proto_identity = None
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "model_id": self.model_id, "model_dir": str(self.model_dir),
                 "steps": self.num_inference_steps, "guidance_scale": self.guidance_scale,
                 "identity_sharing": self.identity_sharing, "batch_size": self.batch_size, "device": self.device,
                 "dtype": str(self.dtype).replace("torch.", ""), "scheduler": type(self.pipe.scheduler).__name__,
-                "pipeline": type(self.pipe).__name__, "prompt_template": self.prompts.template}
+                "pipeline": type(self.pipe).__name__, "prompt_template": self.prompts.template,
+                **({"identity_adapter": str(self.adapter.path), "identity_adapter_scale": self.adapter.scale,
+                    "identity_adapter_embedder": getattr(self.adapter.embedder, "name", "?")} if self.adapter else {})}
