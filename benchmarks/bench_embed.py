@@ -151,12 +151,10 @@ def ort_spinning_rows(model, images: list[np.ndarray], n: int, repeat: int) -> l
     burns: a spinning worker holds a core between batches, while detection runs."""
     import onnxruntime as ort
 
-    from faceaudit.models.runtime import ort_session_options
-
     shipped = model.session
     model_bytes = getattr(shipped, "_model_bytes", None) or Path(shipped._model_path).read_bytes()
-    opts = ort_session_options()
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    opts = ort.SessionOptions()  # onnxruntime's defaults: intra-op workers spin
+    opts.log_severity_level = 3
     spinning = ort.InferenceSession(model_bytes, opts, providers=shipped.get_providers())
     best = {"sleep": (float("inf"), 0.0), "spin": (float("inf"), 0.0)}
     try:
