@@ -156,3 +156,53 @@ def test_progress_without_terminal_prints_about_every_ten_percent():
     assert 9 <= len(lines) <= 11
     assert lines[-1].startswith("embed x: 200/200 (100%)")
     assert "\r" not in stream.getvalue()
+
+
+def test_reader_errors_surface_when_their_batch_comes_up(sface, tmp_path):
+    # The reader thread decodes one batch ahead of the model. A bad image must still stop the run
+    # only after every earlier batch was embedded and cached, exactly as a read in line would.
+    from faceaudit.harness.cache import EmbeddingCache
+
+    run = tmp_path / "run"
+    faces = make_run(run)  # 5 images, batches of 2: [0, 1] [2, 3] [4]
+    (run / "images" / "face_004.png").write_bytes(b"not a png")
+    model = CountingRecognizer(sface, batch_size=2)
+    with pytest.raises(BadInput, match=r"^images/face_004.png: cannot read image$"):
+        embed_faces(model, faces, run, cache_dir=tmp_path / "c", progress=False)
+    assert model.images_seen == 4
+    cached = EmbeddingCache(tmp_path / "c", sface.name, sface.version).load().entries
+    assert sorted(cached) == sorted(faces["sha256"].iloc[:4])
+
+    # a bad image in the first batch: nothing is embedded
+    (run / "images" / "face_001.png").write_bytes(b"")
+    model = CountingRecognizer(sface, batch_size=2)
+    with pytest.raises(BadInput, match=r"^images/face_001.png: cannot read image$"):
+        embed_faces(model, faces, run, cache_dir=tmp_path / "c2", progress=False)
+    assert model.images_seen == 0
+
+
+def test_read_image_gives_rgb_like_pillow_for_every_png_colour_type(tmp_path):
+    # read_image decodes straight to RGB (OpenCV's IMREAD_COLOR_RGB where it exists); Pillow is
+    # the independent reference, on grey, grey+alpha, palette, RGB and RGBA files.
+    from PIL import Image
+
+    from faceaudit.harness.embed import read_image
+
+    rgb = _faces.faces(1)[0]
+    pics = {
+        "L": Image.fromarray(rgb).convert("L"),
+        "LA": Image.fromarray(rgb).convert("LA"),
+        "P": Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64),
+        "RGB": Image.fromarray(rgb),
+        "RGBA": Image.fromarray(np.dstack([rgb, np.arange(rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2]) % 256]).astype(np.uint8)),
+    }
+    for mode, pic in pics.items():
+        path = tmp_path / f"{mode}.png"
+        pic.save(path)
+        img, digest = read_image(path)
+        with Image.open(path) as ref:
+            expected = np.asarray(ref.convert("RGB"))
+        assert img.dtype == np.uint8 and img.flags.c_contiguous, mode
+        assert np.array_equal(img, expected), mode
+        assert digest == sha256_file(path)
+    assert np.array_equal(read_image(tmp_path / "RGB.png")[0], rgb)

@@ -32,6 +32,12 @@ def test_repaired_graph_has_one_batched_input(model):
     assert np.abs(batched - single).max() < 1e-4
 
 
+def test_onnxruntime_workers_sleep_between_batches(model):
+    # runtime.ort_session_options: spinning workers held a core between forward passes, which the
+    # embed harness's reader thread needs (benchmarks/bench_embed.py --ort-spinning)
+    assert model.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_matches_opencv_face_recognizer_sf(model):
     cv_model = cv2.FaceRecognizerSF.create(str(model.path), "")
     images = _faces.faces(8)[:3]

@@ -22,7 +22,7 @@ from faceaudit.errors import BadInput, ModelUnavailable
 from faceaudit.models.align import align_112
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
-from faceaudit.models.runtime import file_sha256, ort_providers
+from faceaudit.models.runtime import file_sha256, ort_providers, ort_session_options
 
 #: bump when preprocessing changes (part of ``version``, hence of the embedding cache key)
 PREPROCESS_VERSION = 2
@@ -127,9 +127,7 @@ def make_session(model_bytes: bytes, device: str = "auto"):
     import onnxruntime as ort
 
     providers, resolved = ort_providers(device)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # the repaired graphs trigger harmless 'unused initializer' warnings
-    return ort.InferenceSession(model_bytes, opts, providers=providers), resolved
+    return ort.InferenceSession(model_bytes, ort_session_options(), providers=providers), resolved
 
 
 class OnnxRecognizer(AlignedRecognizer):

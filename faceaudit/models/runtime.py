@@ -44,6 +44,25 @@ def ort_providers(device: str = "auto") -> tuple[list[str], str]:
     return ["CPUExecutionProvider"], "cpu"
 
 
+def ort_session_options():
+    """onnxruntime ``SessionOptions`` shared by the onnxruntime backends: quiet logs, and intra-op
+    worker threads that sleep between forward passes instead of spinning.
+
+    By default onnxruntime's workers busy-wait for the next parallel op; the recognizers call
+    ``run`` once per batch with YuNet detection (single-threaded, OpenCV) in between, so a worker
+    spun at 100% of a core for the whole embed stage: bench_embed.py measured 1.39 s of CPU for
+    0.70 s of mobileface's bare loop on 2 cores, 0.5 s of it spinning. That core is then missing
+    to the harness's reader thread and to other processes; without spinning the forward passes
+    are no slower (measured in benchmarks/bench_embed.py --ort-spinning, docs/models.md).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # the repaired/traced graphs trigger harmless 'unused initializer' warnings
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 def package_file(package: str, relative: str, install_hint: str) -> Path:
     """A data file inside an installed package, located WITHOUT importing the package (some weight
     packages import ``pkg_resources`` at import time, which modern setuptools no longer ships)."""

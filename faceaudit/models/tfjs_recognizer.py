@@ -22,7 +22,7 @@ from faceaudit.models import human_models
 from faceaudit.models.align import align_loose, mirror_averaged_landmarks
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
-from faceaudit.models.runtime import ort_providers, torch_device
+from faceaudit.models.runtime import ort_providers, ort_session_options, torch_device
 from faceaudit.models.tfjs_graph import RUNNER_VERSION, TfjsGraph
 
 
@@ -52,9 +52,7 @@ def onnx_session(graph: TfjsGraph, weights: Path, outputs: Sequence[str], input_
         except OSError:
             pass
     providers, resolved = ort_providers(device)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(data, opts, providers=providers), resolved
+    return ort.InferenceSession(data, ort_session_options(), providers=providers), resolved
 
 
 class TfjsRecognizer(AlignedRecognizer):
