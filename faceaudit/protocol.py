@@ -38,6 +38,16 @@ MAX_EDIT_SD = 10.0
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
 
+def _check_level_names(names: list[str], reference: str) -> None:
+    """A protected attribute's levels: at least two, distinct, and the reference among them."""
+    if len(names) < 2:
+        raise ValueError("need at least 2 protected levels")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate level names {names}")
+    if reference not in names:
+        raise ValueError(f"reference {reference!r} is not one of the levels {names}")
+
+
 class SkinLevel(_Strict):
     """One protected level of skin tone, defined on measured ITA (degrees).
 
@@ -79,13 +89,7 @@ class ProtectedSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_levels(self) -> "ProtectedSpec":
-        names = [lv.name for lv in self.levels]
-        if len(names) < 2:
-            raise ValueError("need at least 2 protected levels")
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate level names {names}")
-        if self.reference not in names:
-            raise ValueError(f"reference {self.reference!r} is not one of the levels {names}")
+        _check_level_names([lv.name for lv in self.levels], self.reference)
         return self
 
 
@@ -132,13 +136,7 @@ class GenderSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_levels(self) -> "GenderSpec":
-        names = [lv.name for lv in self.levels]
-        if len(names) < 2:
-            raise ValueError("need at least 2 protected levels")
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate level names {names}")
-        if self.reference not in names:
-            raise ValueError(f"reference {self.reference!r} is not one of the levels {names}")
+        _check_level_names([lv.name for lv in self.levels], self.reference)
         return self
 
 
@@ -153,10 +151,7 @@ class PromptAttributeSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_levels(self) -> "PromptAttributeSpec":
-        if len(set(self.levels)) != len(self.levels):
-            raise ValueError(f"duplicate level names {self.levels}")
-        if self.reference not in self.levels:
-            raise ValueError(f"reference {self.reference!r} is not one of the levels {self.levels}")
+        _check_level_names(list(self.levels), self.reference)
         return self
 
     @property

@@ -128,12 +128,19 @@ class SkinSearchResult:
 
 def _propose(p: _Pair, slope_avg: float, max_step: float) -> float:
     """Next shift for an unfinished pair (see module docstring)."""
-    f = [(t, ita - p.target) for t, ita in p.points]
+    return secant_step(p.points, p.target, slope_avg, max_step)
+
+
+def secant_step(points: list[tuple[float, float]], target: float, slope_avg: float, max_step: float) -> float:
+    """Next shift along a direction from the renders ``(shift, measure)`` seen so far: regula falsi
+    once the target is bracketed, else the secant through the last two renders (or the average
+    slope, when theirs is implausible), clipped to ``max_step``. Shared by the skin and gender searches."""
+    f = [(t, x - target) for t, x in points]
     below = [(t, v) for t, v in f if v < 0]
     above = [(t, v) for t, v in f if v > 0]
     last_t, last_v = f[-1]
     if below and above:
-        # bracket: the points nearest the target on each side (in ITA) — regula falsi
+        # bracket: the points nearest the target on each side (in the measure) — regula falsi
         tb, vb = max(below, key=lambda x: x[1])
         ta, va = min(above, key=lambda x: x[1])
         t_new = tb - vb * (ta - tb) / (va - vb)

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from faceaudit.generate.editing import secant_step
 from faceaudit.generate.perceived_directions import gender_logit, perceived_columns
 
 GENDER_ATTRIBUTE = "gender"
@@ -80,26 +81,6 @@ class GenderSearchResult:
     logits: np.ndarray  # [S, K] logit P(male) of the accepted render
 
 
-def _propose(points: list[tuple[float, float]], target: float, slope_avg: float, max_step: float) -> float:
-    f = [(t, x - target) for t, x in points]
-    below = [p for p in f if p[1] < 0]
-    above = [p for p in f if p[1] > 0]
-    if below and above:
-        tb, vb = max(below, key=lambda p: p[1])
-        ta, va = min(above, key=lambda p: p[1])
-        t_new = tb - vb * (ta - tb) / (va - vb)
-        lo_t, hi_t = sorted((tb, ta))
-        margin = 0.1 * (hi_t - lo_t)
-        return t_new if lo_t + margin <= t_new <= hi_t - margin else (tb + ta) / 2
-    slope = slope_avg
-    if len(f) >= 2:
-        (t1, v1), (t2, v2) = f[-2], f[-1]
-        if t2 != t1 and (v2 - v1) / (t2 - t1) > 0.2 * slope_avg:
-            slope = (v2 - v1) / (t2 - t1)
-    last_t, last_v = f[-1]
-    return last_t + float(np.clip(-last_v / slope, -max_step, max_step))
-
-
 def search_gender_levels(
     generator,
     perceived,
@@ -133,7 +114,7 @@ def search_gender_levels(
                 if band.accepted(x0):
                     shifts[s, k], logits[s, k] = 0.0, x0
                     continue
-                pending.append((s, k, _propose(points[s, k], band.target, slope_avg, max_step)))
+                pending.append((s, k, secant_step(points[s, k], band.target, slope_avg, max_step)))
             else:
                 pending.append((s, k, float(np.clip((band.target - d.mean) / slope_avg, -max_step, max_step))))
     if on_resolved:
@@ -164,7 +145,7 @@ def search_gender_levels(
                 reasons[s, k] = REASON_GENDER_NOT_REACHED if points[s, k] else REASON_GENDER_NO_FACE
                 continue
             if np.isfinite(xi):
-                pending.append((s, k, _propose(points[s, k], band.target, slope_avg, max_step)))
+                pending.append((s, k, secant_step(points[s, k], band.target, slope_avg, max_step)))
             else:  # no face detected: back off halfway to the last render that had one
                 anchor = points[s, k][-1][0] if points[s, k] else 0.0
                 pending.append((s, k, (anchor + t) / 2))
