@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faceaudit.errors import ModelUnavailable  # noqa: E402
+from faceaudit.core.errors import ModelUnavailable  # noqa: E402
 from faceaudit.harness.embed import embed_faces  # noqa: E402
 from faceaudit.models.registry import load_model  # noqa: E402
 from faceaudit.rundir import sha256_file  # noqa: E402

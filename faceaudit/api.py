@@ -18,7 +18,7 @@ from typing import Optional
 import pandas as pd
 
 from faceaudit import pipeline
-from faceaudit.errors import BadInput, FaceAuditError
+from faceaudit.core.errors import BadInput, FaceAuditError
 from faceaudit.protocol import Protocol, load_protocol
 
 # ---------------------------------------------------------------------------------------------

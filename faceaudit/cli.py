@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from faceaudit.errors import FaceAuditError
+from faceaudit.core.errors import FaceAuditError
 
 app = typer.Typer(
     name="faceaudit",

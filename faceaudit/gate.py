@@ -44,7 +44,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.protocol import _format_error
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.models.base import STATUS_FTE, STATUS_OK
 
 PAIR_COLUMNS = ["pair_id", "face_a", "face_b", "kind", "seed_a", "seed_b", "group", "edit_attr", "edit_level"]

@@ -27,7 +27,7 @@ import pandas as pd
 from rich.console import Console
 
 from faceaudit import __version__
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.protocol import Protocol, load_protocol
 from faceaudit.rundir import (ManifestCorrupt, RunDir, Timer, read_table, sha256_file, sha256_json, write_json,
                               write_table, write_text)
@@ -158,7 +158,7 @@ def check_model_names(handles: list[ModelHandle]) -> None:
 def check_models_available(handles: list[ModelHandle]) -> None:
     """Before any work: a built-in model whose weights are missing here fails in one line now, not
     after the faces are rendered. (Models that download on first use are left to their loader.)"""
-    from faceaudit.errors import FaceAuditError
+    from faceaudit.core.errors import FaceAuditError
     from faceaudit.models.registry import BUILTIN
 
     for i, h in enumerate(handles):

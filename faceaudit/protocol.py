@@ -4,7 +4,7 @@ A protocol says which faces to render (seeds, protected levels, nuisance edits),
 test, how to build pairs and how to analyse them. The resolved protocol (every default filled in)
 is written to ``RUN/protocol.yaml``; its hash decides whether a finished stage must be redone.
 
-Every validation failure becomes a one-line :class:`~faceaudit.errors.BadInput` naming the file
+Every validation failure becomes a one-line :class:`~faceaudit.core.errors.BadInput` naming the file
 and the key, e.g. ``protocols/x.yaml: edits.0.levels: Input should be a valid list``.
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 #: generator backends a protocol can name (the tags of ``generator``'s union)
 GENERATOR_NAMES = ("dcgan", "diffusion")

@@ -7,7 +7,6 @@ resumed run) never sees a half-written table that looks complete.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -19,23 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from faceaudit.errors import BadInput
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_json(obj: Any) -> str:
-    return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
+from faceaudit.core.errors import BadInput
+from faceaudit.core.hashing import sha256_bytes, sha256_file, sha256_json  # noqa: F401 (re-exported for run-directory users)
 
 
 @contextlib.contextmanager

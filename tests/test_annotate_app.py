@@ -17,7 +17,7 @@ from faceaudit.annotate.plan import PlanSpec, build_plan
 from faceaudit.annotate.questions import IMAGE_QUESTIONS
 from faceaudit.annotate.store import ensure_plan
 from faceaudit.api import annotate_export
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 SPEC = PlanSpec(n_raters=3, raters_per_item=2, pairs_per_cell=1, images_per_cell=1, seed=4)
 IMAGE_OK = {q.key: str(q.codes[0]) for q in IMAGE_QUESTIONS}

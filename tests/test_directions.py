@@ -58,7 +58,7 @@ def test_shipped_file_round_trips(tmp_path):
 
 
 def test_bad_directions_file_is_one_line(tmp_path):
-    from faceaudit.errors import BadInput
+    from faceaudit.core.errors import BadInput
 
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"format": "something else"}))

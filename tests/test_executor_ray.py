@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ["faces.parquet", "embeddings/*.parquet", "scores/*.parquet", "results/*.parquet"]

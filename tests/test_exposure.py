@@ -162,7 +162,7 @@ def test_quick_audit_holds_exposure_and_the_card_says_so(quick_run):
 
 
 def test_protocol_keys_for_exposure_and_mechanism():
-    from faceaudit.errors import BadInput
+    from faceaudit.core.errors import BadInput
     from faceaudit.protocol import parse_protocol
 
     base = {"name": "x", "n_seeds": 2, "edits": [{"attribute": "exposure", "levels": [-1, 1]}], "models": ["dlib"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.generate.dcgan import DCGANGenerator, load_dcgan, seed_latents
 from faceaudit.generate.design import encode_png, face_id
 
@@ -54,7 +54,7 @@ def test_face_ids_are_readable_and_unique():
 
 
 def test_diffusion_backend_fails_with_one_line():
-    from faceaudit.errors import ModelUnavailable
+    from faceaudit.core.errors import ModelUnavailable
     from faceaudit.generate.diffusion import DiffusionGenerator
 
     with pytest.raises(ModelUnavailable) as err:

@@ -26,7 +26,7 @@ pytest.importorskip("transformers")
 
 from _tiny_diffusion import break_tokenizer, build_tiny_pipeline, tiny_vocab  # noqa: E402
 
-from faceaudit.errors import BadInput  # noqa: E402
+from faceaudit.core.errors import BadInput  # noqa: E402
 from faceaudit.generate.base import Edit  # noqa: E402
 
 SEEDS = [0, 1, 2, 3]
@@ -148,7 +148,7 @@ def test_empty_tokenizer_is_reported(tiny_dir, tmp_path):
 
 
 def test_weights_resolve_from_faceaudit_weights(tiny_dir, tmp_path, monkeypatch):
-    from faceaudit.errors import ModelUnavailable
+    from faceaudit.core.errors import ModelUnavailable
     from faceaudit.generate.diffusion_weights import resolve_model_dir
     from faceaudit.generate.registry import list_generators
 

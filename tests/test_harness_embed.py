@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import _faces
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.harness.embed import embed_faces
 from faceaudit.harness.progress import ProgressReporter
 from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from faceaudit import api
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.rundir import read_table, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.generate.directions import load_directions
 from faceaudit.generate.label_directions import face_latents, fit_direction
 

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from faceaudit.cli import app
-from faceaudit.errors import ModelUnavailable
+from faceaudit.core.errors import ModelUnavailable
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -12,7 +12,7 @@ import yaml
 from torch import nn
 
 import _faces
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.models.base import STATUS_OK
 from faceaudit.models.registry import check_model_spec, load_model
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import _faces
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.models.base import STATUS_OK, FaceRecognizer
 from faceaudit.models.registry import check_model_spec, list_models, load_model
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import _faces
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.models import human_models
 from faceaudit.models.base import STATUS_FTE, STATUS_OK
 from faceaudit.models.tfjs_graph import TfjsGraph

@@ -5,7 +5,7 @@ from itertools import product
 import pandas as pd
 import pytest
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.pairs import build_pairs
 
 SEEDS = [3, 5, 8, 13]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parents[1]

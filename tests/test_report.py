@@ -17,7 +17,7 @@ import pytest
 
 import _synthetic_run as syn
 from faceaudit.api import load_run
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt, render_report
 
 SECTIONS = ["model-details", "intended-use", "factors", "metrics", "evaluation-data", "training-data",

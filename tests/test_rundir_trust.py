@@ -152,7 +152,7 @@ def test_rerun_of_a_finished_audit_loads_no_model(quick_run):
 
 def test_corrupt_manifest_is_one_line_for_readers_and_the_gate(run_copy):
     from faceaudit import api
-    from faceaudit.errors import BadInput
+    from faceaudit.core.errors import BadInput
 
     (run_copy / "manifest.json").write_bytes(b'{"stages": {"generate": ')
     with pytest.raises(BadInput, match="corrupt manifest.*re-run `faceaudit audit"):

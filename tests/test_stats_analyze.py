@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.rundir import read_table, write_table
 from faceaudit.stats.analyze import analyze_run
 from faceaudit.stats.simulate import SimSpec, write_sim_run

@@ -217,7 +217,7 @@ def test_run_storing_an_impostor_sample_gives_the_full_runs_tables(tmp_path, des
 
 
 def test_impostor_sample_and_cap_exclude_each_other():
-    from faceaudit.errors import BadInput
+    from faceaudit.core.errors import BadInput
     from faceaudit.protocol import parse_protocol
 
     data = _protocol().resolved_dict()

@@ -19,7 +19,7 @@ import pandas as pd
 
 from faceaudit.annotate.questions import QUESTIONS
 from faceaudit.annotate.store import open_store
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.rundir import RunDir, write_table
 from faceaudit.stats import human
 

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from faceaudit.annotate.plan import PlanSpec
 from faceaudit.annotate.store import ensure_plan
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -17,7 +17,7 @@ from typing import Optional
 import pandas as pd
 
 from faceaudit.annotate.plan import TASK_COLUMNS, PlanSpec
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 FILENAME = "annotations.sqlite"
 SCHEMA_VERSION = "1"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceaudit.errors import ModelUnavailable
+from faceaudit.core.errors import ModelUnavailable
 from faceaudit.generate.base import Edit, Generator, RenderResult
 from faceaudit.models.runtime import torch_device
 

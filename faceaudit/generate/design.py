@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.generate.batching import progress_bar, render_and_measure
 from faceaudit.generate.dcgan import DCGANGenerator
 from faceaudit.generate.directions import Directions, default_directions_path, load_directions

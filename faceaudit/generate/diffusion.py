@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.generate.base import Edit, Generator, RenderResult
 from faceaudit.generate.prompts import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, NEUTRAL_PHRASE, PromptBuilder
 

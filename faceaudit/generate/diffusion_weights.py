@@ -9,7 +9,7 @@ in this order, to a directory in the diffusers layout (``model_index.json`` at i
 3. the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``).
 
 Nothing is downloaded unless the protocol says ``allow_download: true``. A model found nowhere is
-one :class:`~faceaudit.errors.ModelUnavailable` line naming it and the three ways to provide it.
+one :class:`~faceaudit.core.errors.ModelUnavailable` line naming it and the three ways to provide it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 
 WEIGHTS_ENV = "FACEAUDIT_WEIGHTS"
 #: a usable CLIP BPE vocabulary has the 256-symbol byte alphabet (twice, with word ends) at least

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.measure import AUX_MEASURES, EXPOSURE_MEASURES, MEASURE_VERSION, MEASURES
 
 _COLUMNS = {**MEASURES, **AUX_MEASURES, **EXPOSURE_MEASURES}

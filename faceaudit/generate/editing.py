@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.generate.base import Edit, RenderResult
 
 if TYPE_CHECKING:

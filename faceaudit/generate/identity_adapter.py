@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 
 ADAPTER_ENV = "FACEAUDIT_WEIGHTS"
 DEFAULT_EMBEDDER = "insightface"

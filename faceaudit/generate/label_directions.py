@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.generate.directions import AttributeDirection, Directions, _ridge, load_directions
 
 #: label question -> how a face's target is made from its ratings

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.measure import EXPOSURE_MEASURES, MEASURES
 
 SKIN_EDIT = "skin_tone"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import string
 from typing import Mapping
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.generate.base import Edit
 
 DEFAULT_TEMPLATE = ("a close-up passport-style photograph of the face of {skin} adult person, {edit}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceaudit.errors import FaceAuditError
+from faceaudit.core.errors import FaceAuditError
 
 
 def _dcgan() -> dict:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.harness.cache import EmbeddingCache
 from faceaudit.harness.executors.base import Executor
 from faceaudit.harness.progress import ProgressReporter

@@ -19,7 +19,7 @@ def read_dataset(importer: str, source, **options) -> Imported:
         from faceaudit.importers.folder import read_folder
 
         return read_folder(source, **options)
-    from faceaudit.errors import BadInput
+    from faceaudit.core.errors import BadInput
 
     raise BadInput(f"import: unknown importer {importer!r} (known: {', '.join(IMPORTERS)})")
 

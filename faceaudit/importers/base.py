@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.protocol import Protocol
 from faceaudit.rundir import RunDir, sha256_file, write_table
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.importers.base import Imported, check_image, group_name
 
 FOLDER = re.compile(r"^final_picked_(?P<attr>.+)$")

@@ -29,7 +29,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from faceaudit.errors import ModelUnavailable
+from faceaudit.core.errors import ModelUnavailable
 from faceaudit.models.detect import Detection, FaceDetector
 
 N_LANDMARKS = 68

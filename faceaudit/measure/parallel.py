@@ -84,7 +84,7 @@ def measure_workers(n_images: int) -> int:
         try:
             return max(1, int(env))
         except ValueError:
-            from faceaudit.errors import BadInput
+            from faceaudit.core.errors import BadInput
 
             raise BadInput(f"{ENV_WORKERS}: expected an integer, got {env!r}") from None
     if n_images < MIN_IMAGES_FOR_POOL:

@@ -139,7 +139,7 @@ class PerceivedAttributes:
             out.loc[rows, "perceived_ok"] = True
         values = out[COLUMNS[:-1]].to_numpy()
         if np.isinf(values).any() or np.isnan(values[out["perceived_ok"].to_numpy()]).any():
-            from faceaudit.errors import BadInput
+            from faceaudit.core.errors import BadInput
 
             raise BadInput("perceived attributes: a classifier returned NaN or inf")
         return out

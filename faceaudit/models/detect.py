@@ -21,7 +21,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from faceaudit.errors import ModelUnavailable
+from faceaudit.core.errors import ModelUnavailable
 from faceaudit.models.runtime import package_file
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"

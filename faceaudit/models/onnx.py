@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.models.align import align_112
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector

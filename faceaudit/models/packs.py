@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 
 MODELS_ENV = "FACEAUDIT_MODELS"
 RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
@@ -114,7 +114,8 @@ def fetch_pack(name: str, dest_root: str | os.PathLike | None = None, sha256: Op
     Returns the recognition ONNX's path. The expected checksum is ``sha256`` if given, else the
     table's; a pack with neither is refused.
     """
-    from faceaudit.models.runtime import download, file_sha256
+    from faceaudit.core.hashing import sha256_file
+    from faceaudit.models.runtime import download
 
     pack = get_pack(name)
     expected = (sha256 or pack.sha256 or "").lower()
@@ -133,7 +134,7 @@ def fetch_pack(name: str, dest_root: str | os.PathLike | None = None, sha256: Op
         raise ModelUnavailable(f"{reason}; download it by hand and unpack its .onnx files into {target}") from None
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
-        got = file_sha256.__wrapped__(str(archive))  # uncached: the file is new
+        got = sha256_file(archive)  # uncached: the file is new
         if got != expected:
             raise ModelUnavailable(f"insightface {name}: checksum mismatch for {src}: sha256 {got}, expected {expected}")
         try:

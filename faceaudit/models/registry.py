@@ -28,7 +28,7 @@ from typing import Callable
 
 import pandas as pd
 
-from faceaudit.errors import BadInput, FaceAuditError
+from faceaudit.core.errors import BadInput, FaceAuditError
 from faceaudit.models.base import FaceRecognizer
 from faceaudit.models.runtime import check_device
 

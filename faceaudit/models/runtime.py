@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-from functools import lru_cache
 from pathlib import Path
 
-from faceaudit.errors import BadInput, ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
+from faceaudit.core.hashing import sha256_file_cached
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -75,13 +74,9 @@ def package_file(package: str, relative: str, install_hint: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=64)
 def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of a weight file, cached by path, size and modification time (core.hashing)."""
+    return sha256_file_cached(path)
 
 
 def download(url: str, dest: str | Path, what: str, timeout: float = 30.0) -> Path:

@@ -6,7 +6,7 @@ tensor out in binary shards, optionally quantized (float16, or uint8/uint16 affi
 reads that format with numpy and interprets the graph with torch ops, keeping TensorFlow's NHWC
 layout (convolutions see a channels-last view, so no copies are made). It implements the ops of
 the four human-models graphs faceaudit uses (faceres, mobileface, gender, age) and raises
-:class:`~faceaudit.errors.BadInput` naming any other op. There is no TensorFlow, tfjs or tf2onnx
+:class:`~faceaudit.core.errors.BadInput` naming any other op. There is no TensorFlow, tfjs or tf2onnx
 here; the outputs are checked against ``@tensorflow/tfjs`` run under node (tests/data/tfjs_ref).
 
 TensorFlow semantics reproduced where they differ from torch's defaults:
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 #: bump when any op's semantics change: part of the recognizers' versions and of cached ONNX names
 RUNNER_VERSION = 3

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.models import human_models
 from faceaudit.models.align import align_loose, mirror_averaged_landmarks
 from faceaudit.models.base import AlignedRecognizer

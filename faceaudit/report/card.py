@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report import figures as F
 from faceaudit.report.images import counterfactual_grids, image_resolution

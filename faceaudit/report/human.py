@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.annotate.questions import QUESTIONS
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report.card import Table
 

@@ -8,11 +8,11 @@ and leaks the auditing machine's layout (user names, temp folders). Paths stay i
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import re
-from functools import lru_cache
 from pathlib import Path, PureWindowsPath
+
+from faceaudit.core.hashing import sha256_file_cached
 
 #: an absolute POSIX or Windows path inside a metadata value (up to whitespace or punctuation)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(/[^\s;,()'\"]+|[A-Za-z]:\\[^\s;,()'\"]+)")
@@ -20,19 +20,9 @@ _SITE_DIRS = ("site-packages", "dist-packages")
 HASH_CHARS = 16
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_sha256(path: Path) -> str | None:
     try:
-        st = path.stat()
-        return _sha256(str(path), st.st_size, st.st_mtime) if path.is_file() else None
+        return sha256_file_cached(path) if path.is_file() else None
     except OSError:
         return None
 

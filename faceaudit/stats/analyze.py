@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.protocol import Protocol, load_protocol
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T

@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_rng, percentile_ci, resolved_pvalue, seed_weights
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence

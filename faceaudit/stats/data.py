@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 PAIR_COLUMNS = ["pair_id", "face_a", "face_b", "kind", "seed_a", "seed_b", "group", "edit_attr", "edit_level"]
 SCORE_COLUMNS = ["pair_id", "score", "status"]

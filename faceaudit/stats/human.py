@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.annotate.questions import IMAGE_QUESTIONS, SAME, rescale_same
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 
 PASS_IDENTICAL = (4, 5)
 PASS_DIFFERENT = (1, 2)

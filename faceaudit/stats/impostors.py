@@ -183,7 +183,7 @@ class EmbeddingSource(ImpostorSource):
                 cat = [np.concatenate(p) for p in zip(*parts)]
                 bad = cat[4] & ~np.isfinite(cat[3])
                 if bad.any():
-                    from faceaudit.errors import BadInput
+                    from faceaudit.core.errors import BadInput
 
                     raise BadInput(f"similarity is NaN/inf for an impostor pair of seeds {cat[0][bad][0]}, {cat[1][bad][0]}")
                 yield s0, s1, ImpostorBlock(*cat)
@@ -743,7 +743,7 @@ def embedding_source(faces: pd.DataFrame, embeddings: pd.DataFrame, layout, simi
                      block_pairs: int = BLOCK_PAIRS, where: str = "embeddings") -> EmbeddingSource:
     """The matched-impostor design of ``faces`` (:func:`faceaudit.pairs.impostor_pairs`, no cap) over one
     model's ``embeddings`` table (``face_id``, ``status``, ``embedding``), as an :class:`EmbeddingSource`."""
-    from faceaudit.errors import BadInput
+    from faceaudit.core.errors import BadInput
 
     missing = [c for c in ("face_id", "status", "embedding") if c not in embeddings.columns]
     if missing:

@@ -8,7 +8,7 @@ on the executor. The embed stage uses one (docs/ARCHITECTURE.md, "Executors").
 
 from __future__ import annotations
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.harness.executors.base import Executor
 from faceaudit.harness.executors.local import LocalExecutor
 

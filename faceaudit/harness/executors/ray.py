@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from faceaudit.errors import BadInput
+from faceaudit.core.errors import BadInput
 from faceaudit.harness.executors.base import Executor
 
 INSTALL_HINT = "pip install 'faceaudit[ray]'"
