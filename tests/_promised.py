@@ -8,8 +8,8 @@ skip into a failure that repeats the skip's reason (which says how to get what i
 
 The only skips left are checks that cannot apply on the machine at all, whatever is installed (a
 permission check under root): such a test calls :func:`not_applicable`, and ``pytest -ra`` prints
-its reason. A doctest whose examples are all marked ``+SKIP`` is skipped by pytest; that is a choice
-written in the source, not a missing dependency, so it stays a skip too.
+its reason. (The hooks govern tests/ only: a doctest of the package can skip only through its own
+``+SKIP`` marks, a choice written in the source, not a missing dependency.)
 """
 
 from __future__ import annotations

@@ -20,8 +20,6 @@ SKIP_IS_FAILURE = (
     + "".join(f"  {what}: {how}\n" for what, how in HOW_TO_GET.items())
     + "Only a check that cannot apply on this machine may skip: tests/_promised.py:not_applicable()."
 )
-#: pytest's reason for a doctest whose every example is marked +SKIP (a choice made in the source)
-ALL_DOCTESTS_SKIPPED = "all tests skipped by +SKIP option"
 
 
 def _skip_reason(longrepr) -> str:
@@ -32,18 +30,15 @@ def _skip_reason(longrepr) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A test that skips (pytest.skip, skipif, importorskip) fails instead, unless it called
-    ``not_applicable`` or is a doctest skipped by its own +SKIP marks."""
+    """A test in tests/ that skips (pytest.skip, skipif, importorskip) fails instead, unless it called
+    ``not_applicable``."""
     report = yield
     if not report.skipped or hasattr(report, "wasxfail") or call.excinfo is None:
         return report
     if call.excinfo.errisinstance(NotApplicable):
         return report
-    reason = _skip_reason(report.longrepr)
-    if isinstance(item, pytest.DoctestItem) and reason == ALL_DOCTESTS_SKIPPED:
-        return report
     report.outcome = "failed"
-    report.longrepr = f"skipped, which make test does not allow: {reason}\n{SKIP_IS_FAILURE}"
+    report.longrepr = f"skipped, which make test does not allow: {_skip_reason(report.longrepr)}\n{SKIP_IS_FAILURE}"
     return report
 
 
