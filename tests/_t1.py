@@ -13,11 +13,11 @@ T1 = Path(__file__).resolve().parents[1] / ".cache" / "test-photos" / "t1.jpg"
 
 
 def t1_image() -> np.ndarray:
-    """t1.jpg as RGB uint8 (the test skips, saying why, when it could not be fetched)."""
+    """t1.jpg as RGB uint8 (without it the test fails, saying how to fetch it: tests/_promised.py)."""
     import cv2
 
     if not T1.is_file():
-        pytest.skip(f"{T1} missing: run `python tools/fetch_test_photos.py` (pip download of the insightface wheel)")
+        pytest.skip(f"{T1} missing: run `make test` or `python tools/fetch_test_photos.py` (pip download of the insightface wheel)")
     data = T1.read_bytes()
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

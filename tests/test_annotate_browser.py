@@ -3,7 +3,7 @@
 blocked and recorded. Also the model card's human-evaluation section in headless Chromium with the
 network blocked.
 
-Needs /usr/bin/chromium (`make browser`); skipped without it.
+Needs /usr/bin/chromium (`make browser`); fails without it (tests/_promised.py).
 """
 
 from __future__ import annotations

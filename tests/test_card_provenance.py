@@ -53,7 +53,7 @@ def test_card_has_no_absolute_paths_but_manifest_keeps_them(tmp_path, synthetic_
     from test_report_browser import CHROMIUM, run_chromium
 
     if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium not installed")
+        pytest.skip("/usr/bin/chromium not installed (make browser)")
     probe = """<script>window.addEventListener('load', () => {
       const out = [...document.querySelectorAll('.models table.kv')].map(
         t => [t.scrollWidth, t.closest('.table-wrap').clientWidth, t.closest('.models > div').clientWidth]);

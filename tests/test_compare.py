@@ -1,5 +1,6 @@
 """`faceaudit compare` and the baseline gate on real runs: the quick protocol through SFace, against
-itself re-run, and against SFace with noise planted on one group's embeddings."""
+itself re-run, against a copy with changes planted in its scores, and against SFace with noise
+planted on one group's embeddings."""
 
 from __future__ import annotations
 
@@ -42,16 +43,52 @@ def runs(quick_run, tmp_path_factory):
     return quick_run, same, noisy
 
 
-def test_same_model_twice_gives_changes_whose_cis_contain_zero(runs):
+def _planted_copy(run: Path, dest: Path, dark_drop: float, light_roll: int) -> Path:
+    """A copy of ``run`` whose SFace scores differ in two known ways: the dark group's genuine scores are
+    ``dark_drop`` lower (a planted rise of its FNMR), and the light group's genuine scores are moved round
+    ``light_roll`` places among its own genuine pairs (the same scores on other seeds: its FNMR is
+    exactly the same, but each seed's misses change, so its change has a real, non-zero-width CI).
+    Impostor scores are untouched, so the threshold does not move."""
+    from faceaudit.rundir import write_table
+
+    copy = Path(shutil.copytree(run, dest))
+    pairs = pd.read_parquet(copy / "pairs.parquet")
+    scores = pd.read_parquet(copy / "scores" / "sface.parquet")
+    info = scores[["pair_id", "status"]].merge(pairs[["pair_id", "kind", "group"]], on="pair_id", how="left")
+    genuine_ok = (info["kind"] == "genuine") & (info["status"] == "ok")
+    dark = np.flatnonzero(genuine_ok & (info["group"] == "skin=dark"))
+    light = np.flatnonzero(genuine_ok & (info["group"] == "skin=light"))
+    col = scores.columns.get_loc("score")
+    scores.iloc[dark, col] = scores.iloc[dark, col] - dark_drop
+    scores.iloc[light, col] = np.roll(scores.iloc[light, col].to_numpy(), light_roll)
+    write_table(copy / "scores" / "sface.parquet", scores)
+    return copy
+
+
+def test_a_planted_change_is_found_and_an_unchanged_rate_keeps_a_ci_around_zero(runs, tmp_path):
     from faceaudit.stats.compare import compare_runs
 
     baseline, same, _ = runs
-    table = compare_runs(baseline, same)
+    planted = _planted_copy(same, tmp_path / "planted", dark_drop=0.1, light_roll=16)
+    table = compare_runs(baseline, planted)
     assert set(table["model_a"]) == {"sface"} and set(table["model_b"]) == {"sface"}
-    assert set(table["metric"]) == {"fnmr", "fmr", "fte_rate", "fnmr_diff", "fmr_diff", "fnmr_ratio", "fmr_ratio"}
-    null = np.where(table["change_kind"] == "ratio", 1.0, 0.0)
-    assert ((table["ci_lo"] <= null + 1e-12) & (table["ci_hi"] >= null - 1e-12)).all()
-    assert not table["significant"].any()
+    assert set(table["metric"]) == {"fnmr", "fmr", "fnmr_diff", "fmr_diff", "fnmr_ratio", "fmr_ratio", "fte_rate"}
+    rows = table.set_index(["metric", "group"])
+
+    # the planted change: dark FNMR up (0.1732 -> 0.3071 on the quick run), its CI well above 0
+    dark = rows.loc[("fnmr", "skin=dark")]
+    assert dark["change"] > 0.1 and dark["ci_lo"] > 0 and dark["significant"]
+    assert rows.loc[("fnmr_diff", "skin=dark"), "ci_lo"] > 0 and rows.loc[("fnmr_diff", "skin=dark"), "significant"]
+
+    # the unchanged rate: light FNMR is exactly the same, and its CI is a real interval around 0
+    light = rows.loc[("fnmr", "skin=light")]
+    assert light["value_a"] == light["value_b"] and light["change"] == 0
+    assert light["ci_lo"] < -0.01 and light["ci_hi"] > 0.01 and not light["significant"]
+    # what nothing touched: intermediate FNMR and every FMR (impostor scores and threshold unchanged)
+    untouched = table[((table["metric"] == "fnmr") & (table["group"] == "skin=intermediate"))
+                      | (table["metric"] == "fmr")]
+    assert len(untouched) == 5 and (untouched[["change", "ci_lo", "ci_hi"]] == 0).all().all()
+    assert not untouched["significant"].any()
     # the side-by-side values are each run's own analysis: A's FNMR per group is the run's error_rates
     rates = pd.read_parquet(Path(baseline) / "results" / "error_rates.parquet")
     rates = rates[(rates["model"] == "sface") & (rates["edit_attr"] == "all")].set_index("group")

@@ -279,7 +279,7 @@ def test_race_by_gender_protocol_on_the_tiny_pipeline(tiny_dir, tmp_path, sessio
     from faceaudit.models.human_models import missing_reason
 
     if missing_reason("faceres") or missing_reason("gender") or missing_reason("age"):
-        pytest.skip("human-models classifiers not fetched (offline setup)")
+        pytest.skip(missing_reason("faceres") or missing_reason("gender") or missing_reason("age"))
     from faceaudit import pipeline
     from faceaudit.protocol import load_protocol, parse_protocol
 

@@ -22,8 +22,8 @@ import yaml
 from faceaudit import api, pipeline
 from faceaudit.models.human_models import missing_reason
 
-pytestmark = pytest.mark.skipif(missing_reason("faceres") is not None or missing_reason("gender") is not None,
-                                reason="human-models weights not fetched (offline setup)")
+_MISSING = missing_reason("faceres") or missing_reason("gender")
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
 
 PROTOCOL = {
     "name": "skin-gender-test",

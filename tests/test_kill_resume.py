@@ -3,24 +3,21 @@ embedding and analysis, and resumed each time with the same command, ends with t
 byte-identical to the uninterrupted ``quick_run`` fixture, leaves no temp files, and a last re-run
 has nothing to do.
 
-Kill moments are drawn from a seeded RNG: each planned kill waits for its stage's "running" line on
-stderr, then sleeps a random fraction of that stage's duration in the uninterrupted run (from its
-manifest); when that stage is already up to date (an earlier kill came just after it finished), the
-first later stage that runs starts the clock. Where a kill actually landed is read from the log (the
-last stage that started and had not finished).
+The kill moments are events, not clock times: each killed run goes through ``tests/_kill_at.py``,
+which SIGKILLs the audit just before or just after the N-th rename of a named file (every write is
+temp + rename, so these points reach every state a crash can leave on disk). The same command
+therefore dies at the same point however busy the machine is, and each kill must land in the stage
+the plan says (read from the log: the last stage that started and had not finished).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
-import random
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,16 +25,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+KILL_AT = ROOT / "tests" / "_kill_at.py"
 
 #: at least this many kills must land in each phase (the issue asks for >= 10 in all)
 MIN_LANDED = {"generate": 3, "embed": 3, "analysis": 2}
 MIN_KILLS = 10
-#: stage order of the quick audit, and the planned kills: the stage whose "running" line starts the clock
-ORDER = ["generate", "embed:dlib", "embed:sface", "pairs", "score:dlib", "score:sface", "manipulation", "analyze",
-         "report"]
-#: (one more than the minimum in each phase, and fractions below 0.6: a busy machine's timings drift
-#: between the fixture's run and these, and a stage that finished cannot be reached again)
-PLAN = (["generate"] * 4 + ["embed:dlib"] * 3 + ["embed:sface"] * 2 + ["manipulation", "analyze", "analyze", "report"])
+#: the planned kills, in the order the audit reaches them: (rename target pattern, N-th match in the
+#: killed process, before/after the rename, the stage the kill must land in). Each resumed run redoes
+#: the stage it was killed in, so every later point is still ahead of it.
+PLAN = [
+    (r"/images/[^/]+\.png$", 1, "before", "generate"),      # every face rendered, none written yet
+    (r"/images/[^/]+\.png$", 400, "before", "generate"),    # half the images in place, the next one a temp file
+    (r"/\.partial/chunk0000\.json$", 1, "before", "generate"),  # the chunk's rows written, its metadata not
+    (r"/faces\.parquet$", 1, "after", "generate"),          # faces table in place, the stage record not
+    (r"/embeddings/dlib/.*/shard-[^/]+\.npz$", 1, "before", "embed:dlib"),
+    (r"/embeddings/dlib/.*/shard-[^/]+\.npz$", 6, "after", "embed:dlib"),
+    (r"/embeddings/dlib\.parquet$", 1, "after", "embed:dlib"),
+    (r"/embeddings/sface/.*/shard-[^/]+\.npz$", 5, "after", "embed:sface"),
+    (r"/embeddings/sface\.parquet$", 1, "before", "embed:sface"),
+    (r"/scores/sface\.parquet$", 1, "after", "score:sface"),
+    (r"/results/manipulation_check\.parquet$", 1, "before", "manipulation"),
+    (r"/results/contrasts\.parquet$", 1, "after", "analyze"),
+    (r"/report\.html$", 1, "before", "report"),
+]
 
 STAGE_LINE = re.compile(r"faceaudit (\S+): (running|done in)")
 TABLES = ["faces.parquet", "pairs.parquet", "embeddings/*.parquet", "scores/*.parquet", "results/*.parquet"]
@@ -53,102 +63,57 @@ def _phase(stage: str | None) -> str:
     return "analysis"  # pairs, score:*, manipulation, analyze, report
 
 
-def _command(run: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "faceaudit.cli", "audit", str(ROOT / "protocols" / "quick.yaml"), "--out", str(run),
-            "--no-progress", *extra]
+def _command(run: Path, *extra: str, script: list[str] | None = None) -> list[str]:
+    return [sys.executable, *(script or ["-m", "faceaudit.cli"]), "audit", str(ROOT / "protocols" / "quick.yaml"),
+            "--out", str(run), "--no-progress", *extra]
 
 
-def _start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, "queue.Queue[str | None]"]:
+def _killed_run(run: Path, env: dict, pattern: str, n: int, when: str) -> tuple[str | None, list[str]]:
+    """Run the audit until it kills itself at the N-th rename matching ``pattern``. Returns the stage that
+    was running at the kill (None: between stages; "finished": the audit ended without reaching the point)
+    and the log."""
     # its own process group, so the kill also takes any measuring workers (as a machine crash would)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    lines: "queue.Queue[str | None]" = queue.Queue()
-
-    def pump() -> None:
-        for line in proc.stderr:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return proc, lines
-
-
-def _killed_run(cmd, env, trigger: str, delay: float) -> tuple[str | None, list[str]]:
-    """Run ``cmd``; ``delay`` s after the "running" line of ``trigger`` (or of a later stage, when it is
-    up to date), SIGKILL it. Returns the stage that was running at the kill (None: between stages;
-    "finished": the audit ended first) and the log."""
-    proc, lines = _start(cmd, env)
-    log: list[str] = []
-    current: str | None = None
-    deadline = None
-    ended = False
-    try:
-        while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                line = lines.get(timeout=timeout if timeout is not None else 300)
-            except queue.Empty:
-                if deadline is None:
-                    raise AssertionError("audit printed nothing for 300 s:\n" + "\n".join(log))
-                break  # the moment has come
-            if line is None:
-                ended = True
-                break
-            log.append(line)
-            m = STAGE_LINE.search(line)
-            if m:
-                stage, what = m.groups()
-                current = stage if what == "running" else None
-                if what == "running" and deadline is None and ORDER.index(stage) >= ORDER.index(trigger):
-                    deadline = time.monotonic() + delay
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    if ended:
-        assert proc.returncode == 0, "\n".join(log)
+    proc = subprocess.run(_command(run, script=[str(KILL_AT)]), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True, timeout=600,
+                          env={**env, "FACEAUDIT_TEST_KILL": f"{pattern};{n};{when}"})
+    log = proc.stderr.splitlines()
+    if proc.returncode == 0:
         return "finished", log
-    # lines the process printed before it died but that the pump had not handed over yet
-    while (line := lines.get()) is not None:
-        log.append(line)
-        m = STAGE_LINE.search(line)
-        if m:
-            current = m.group(1) if m.group(2) == "running" else None
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, "\n".join(log))
+    current = None
+    for m in filter(None, map(STAGE_LINE.search, log)):
+        current = m.group(1) if m.group(2) == "running" else None
     return current, log
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_gives_identical_tables(quick_run, tmp_path):
+def test_sigkill_at_many_moments_then_resume_gives_identical_tables(quick_run, tmp_path):
     ref = Path(quick_run)
-    durations = {k: v["seconds"] for k, v in json.loads((ref / "manifest.json").read_text())["stages"].items()}
     run = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FACEAUDIT_CACHE": str(tmp_path / "cache-killed")}
-    cmd = _command(run)
-    rng = random.Random(20261123)
 
     landed: Counter = Counter()
     kills, started = [], []
     t0 = time.monotonic()
-    for trigger in PLAN:
-        # a random moment inside the stage (its duration in the uninterrupted run; at least 0.3 s)
-        delay = rng.uniform(0.05, 0.6) * max(durations.get(trigger, 1.0), 0.3)
-        stage, log = _killed_run(cmd, env, trigger, delay)
-        if stage == "finished":
-            break  # the audit outran the last moments; the checks below say whether enough landed
+    for pattern, n, when, expected in PLAN:
+        stage, log = _killed_run(run, env, pattern, n, when)
+        kills.append((pattern, n, when, stage))
+        assert stage == expected, f"kill {when} rename {n} of {pattern} landed in {stage}, not {expected}:\n" + \
+            "\n".join(log)
         landed[_phase(stage)] += 1
-        kills.append((trigger, round(delay, 2), stage))
         # a kill never damages a finished stage's outputs (atomic writes; the record is dropped first),
         # so no resume may find a recorded output that changed
         assert not [line for line in log if "redoing it" in line], "\n".join(log)
         started.append([m.group(1) for m in map(STAGE_LINE.search, log) if m and m.group(2) == "running"])
     seconds_killed = time.monotonic() - t0
-    print(f"\nkills (trigger, delay s, landed in stage): {kills}\nlanded per phase: {dict(landed)}; "
+    print(f"\nkills (pattern, n, before/after, landed in stage): {kills}\nlanded per phase: {dict(landed)}; "
           f"{seconds_killed:.0f} s of killed runs\nstages started by each killed run: {started}")
     assert len(kills) >= MIN_KILLS
     for phase, n in MIN_LANDED.items():
         assert landed[phase] >= n, f"only {landed[phase]} kills landed in {phase}: {kills}"
 
     # the same command, left alone, finishes the audit
+    cmd = _command(run)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
 

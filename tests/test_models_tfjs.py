@@ -2,8 +2,8 @@
 gender/age), against the original graphs run by @tensorflow/tfjs under node.
 
 The reference outputs (tests/data/tfjs_reference.npz) were made by tools/tfjs_reference/ (see
-tests/data/README.md); node is not needed here. Tests that need the fetched model files skip, with
-the fetch step's own reason, when ``make setup`` could not reach the npm registry.
+tests/data/README.md); node is not needed here. Tests that need the fetched model files fail, with
+the fetch step's own reason, when ``make setup`` could not reach the npm registry (tests/_promised.py).
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def t1_faces():
     from faceaudit.models.detect import FaceDetector
 
     if not T1.is_file():
-        pytest.skip(f"{T1} missing: run `python tools/fetch_test_photos.py` (pip download insightface==2.1 from PyPI)")
+        pytest.skip(f"{T1} missing: run `make test` or `python tools/fetch_test_photos.py` (pip download insightface==2.1 from PyPI)")
     image = np.ascontiguousarray(cv2.imread(str(T1))[:, :, ::-1])
     dets = FaceDetector().detect_all(image)
     assert len(dets) == 6

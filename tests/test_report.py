@@ -299,8 +299,9 @@ def test_load_run_rejects_non_run(tmp_path):
 
 def test_report_of_the_analysis_stage_output(synthetic_run):
     """The real analyze stage's tables (roc, score_hist, mixed-model rows, ...) render into a full card."""
-    analyze = pytest.importorskip("faceaudit.stats.analyze")
     import warnings
+
+    from faceaudit.stats import analyze
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels warns about the tiny synthetic design

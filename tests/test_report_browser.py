@@ -6,7 +6,7 @@ is started by the browser process and logged with initiator "not an origin"; any
 asks for carries the page's origin ("null" for file://). A control page that does load a remote
 image proves the check can see such a request.
 
-Needs the Debian package ``chromium`` (``apt-get install -y chromium``); skipped without it.
+Needs the Debian package ``chromium`` (``make browser``); fails without it (tests/_promised.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from PIL import Image
 from faceaudit.report import render_report
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (apt-get install -y chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium not installed (make browser)")
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

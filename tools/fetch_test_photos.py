@@ -1,10 +1,11 @@
 """Fetch the real photograph the model tests use: ``insightface/data/images/t1.jpg`` (six faces of
 different people) from the insightface wheel on PyPI, sha256-checked, into ``.cache/test-photos/``.
 
-    python tools/fetch_test_photos.py        # run by `make test`; never fails the build
+    python tools/fetch_test_photos.py        # run by `make test`; exits 1 when it cannot
 
-The photo is not committed to the repository (it is insightface's sample data, not ours). Without
-network the tests that need it skip and say why.
+The photo is not committed to the repository (it is insightface's sample data, not ours). Without it
+(no network, no pip download) `make test` stops here, and the tests that need it fail saying how to
+get it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DEST = Path(__file__).resolve().parents[1] / ".cache" / "test-photos" / "t1.jpg"
 
 
 def fetch() -> str | None:
+    """Make sure ``DEST`` holds t1.jpg with the expected sha256; None on success, else the reason."""
     if DEST.is_file() and hashlib.sha256(DEST.read_bytes()).hexdigest() == SHA256:
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,4 +47,6 @@ def fetch() -> str | None:
 
 if __name__ == "__main__":
     reason = fetch()
-    print(f"test photo unavailable: {reason}" if reason else f"test photo: {DEST}", file=sys.stderr if reason else sys.stdout)
+    if reason:
+        sys.exit(f"test photo unavailable: {reason}; the real-photo model tests need {DEST}")
+    print(f"test photo: {DEST}")
