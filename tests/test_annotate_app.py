@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from faceaudit.annotate.app import create_app
 from faceaudit.annotate.plan import PlanSpec, build_plan
-from faceaudit.annotate.questions import IMAGE_QUESTIONS
+from faceaudit.rating_scales import IMAGE_QUESTIONS
 from faceaudit.annotate.store import ensure_plan
 from faceaudit.api import annotate_export
 from faceaudit.core.errors import BadInput

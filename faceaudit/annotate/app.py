@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from faceaudit.annotate.questions import COMMENT, COMMENT_MAX, IMAGE_QUESTIONS, MONK_COLOURS, SAME
+from faceaudit.rating_scales import COMMENT, COMMENT_MAX, IMAGE_QUESTIONS, MONK_COLOURS, SAME
 from faceaudit.annotate.store import AlreadySubmitted, Store
 
 HERE = Path(__file__).parent

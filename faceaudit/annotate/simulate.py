@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from faceaudit.annotate.plan import PlanSpec
-from faceaudit.annotate.questions import IMAGE_QUESTIONS, SAME
+from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME
 from faceaudit.annotate.store import Store, ensure_plan
 from faceaudit.stats import human
 

@@ -19,8 +19,10 @@ import pandas as pd
 from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report import figures as F
+from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.images import counterfactual_grids, image_resolution
 from faceaudit.report.provenance import describe_file, redact_paths
+from faceaudit.report.tables import Table
 
 ERROR_RATE_COLUMNS = ["model", "group", "threshold", "target_fmr", "n_genuine", "n_impostor", "fmr", "fmr_lo", "fmr_hi",
                       "fnmr", "fnmr_lo", "fnmr_hi", "fte_rate"]
@@ -40,19 +42,6 @@ METADATA_LABELS = {
 }
 TRAINING_KEYS = ("training_data", "train_data", "trained_on", "training_dataset", "training")
 INTENDED_USE_KEYS = ("intended_use", "intended_uses", "use")
-
-
-@dataclass
-class Table:
-    """A formatted table: header cells and rows of strings; ``numeric`` marks right-aligned columns."""
-
-    columns: list[str]
-    rows: list[list[str]]
-    numeric: list[bool] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.numeric:
-            self.numeric = [False] * len(self.columns)
 
 
 @dataclass
@@ -624,8 +613,6 @@ def build_card(run) -> dict:
             fairness_tables.append({"name": name, "table": _fairness_table(df), "n": len(df)})
     # roc and score_hist are drawn as the DET and score-distribution figures
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist"}
-    from faceaudit.report.human import HUMAN_TABLES, human_section  # its own room; imports Table from here
-
     known |= set(HUMAN_TABLES)  # shown in section 7.6 when the run has human ratings
     other_results = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
 

@@ -12,10 +12,10 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from faceaudit.annotate.questions import QUESTIONS
+from faceaudit.rating_scales import QUESTIONS
 from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
-from faceaudit.report.card import Table
+from faceaudit.report.tables import Table
 
 #: results/ tables this section shows (the card's "other results" note leaves them out)
 HUMAN_TABLES = ("human_identity", "human_agreement", "human_vs_machine", "rater_quality")

@@ -9,7 +9,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from faceaudit import __version__
 from faceaudit.report import fmt
-from faceaudit.report.card import Table, build_card
+from faceaudit.report.card import build_card
+from faceaudit.report.tables import Table
 from faceaudit.report.summary_md import summary_markdown
 from faceaudit.rundir import write_text
 

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from faceaudit.annotate.questions import IMAGE_QUESTIONS, SAME, rescale_same
+from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME, rescale_same
 from faceaudit.core.errors import BadInput
 
 PASS_IDENTICAL = (4, 5)
