@@ -271,12 +271,7 @@ def report(
     """Render the self-contained model card RUN/report.html (and results/summary.md)."""
     from faceaudit import api
 
-    if baseline is not None:
-        from faceaudit.report.render import render_report
-
-        _echo(f"report: {render_report(run, baseline=baseline, baseline_model=baseline_model)}")
-        return
-    _echo(f"report: {api.report(run)}")
+    _echo(f"report: {api.report(run, baseline=baseline, baseline_model=baseline_model)}")
 
 
 @app.command()

@@ -10,7 +10,8 @@ check, fairness, generation.json, summary.json) become "not computed" notes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -27,13 +28,9 @@ from faceaudit.report.tables import Table
 ERROR_RATE_COLUMNS = ["model", "group", "threshold", "target_fmr", "n_genuine", "n_impostor", "fmr", "fmr_lo", "fmr_hi",
                       "fnmr", "fnmr_lo", "fnmr_hi", "fte_rate"]
 CONTRAST_COLUMNS = ["model", "attribute", "level", "reference", "metric", "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted"]
-#: values of error_rates.edit_attr that mean "pooled over every edit condition" (the unitary rows)
-POOLED_EDIT = {"all", "*", "any", "pooled", "overall", ""}
-#: columns a dose-response table may use for the mean genuine score at a level
-DOSE_MEAN_COLUMNS = ("mean_score", "mean_genuine_score", "mean", "score_mean")
+#: error_rates.edit_attr and contrasts.condition of the rows pooled over every edit condition
+ALL = "all"
 SIGNIFICANCE = 0.05
-#: bootstrap resamples for the per-condition rates the report computes itself when the analysis did not
-FALLBACK_BOOT = 200
 
 METADATA_LABELS = {
     "name": "Name", "version": "Version", "embedding_dim": "Embedding dimension", "architecture": "Architecture",
@@ -66,6 +63,8 @@ class ModelSummary:
     n_significant: Optional[int]
     n_contrasts: Optional[int]
     headline_contrast: Optional[dict]
+    #: no face of the model enrolled (FTE 100%): no threshold, rate or contrast exists
+    enrolled_nothing: bool = False
 
 
 def _require_columns(df: pd.DataFrame, cols: list[str], where: str) -> None:
@@ -124,68 +123,22 @@ def _with_ci_cell(col: str, x: Any, lo: Any, hi: Any) -> str:
 
 
 def split_error_rates(er: pd.DataFrame) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
-    """(unitary rows: per group pooled over edit conditions, intersectional rows or None)."""
+    """(unitary rows: per group pooled over edit conditions, per-condition rows or None).
+
+    The analysis marks the pooled rows ``edit_attr == "all"``; a table without ``edit_attr`` holds
+    pooled rows only."""
     if "edit_attr" not in er.columns:
         return er, None
-    attr = er["edit_attr"]
-    pooled = attr.isna() | attr.astype(str).str.strip().str.lower().isin(POOLED_EDIT)
+    pooled = er["edit_attr"] == ALL
     inter = er[~pooled]
     return er[pooled], (inter if len(inter) else None)
 
 
-def _rate_ci_by_seed(errors: np.ndarray, clusters: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
-    if len(errors) == 0:
-        return np.nan, np.nan, np.nan
-    uniq, inv = np.unique(clusters, return_inverse=True)
-    e = np.bincount(inv, weights=errors.astype(float), minlength=len(uniq))
-    n = np.bincount(inv, minlength=len(uniq)).astype(float)
-    draw = rng.integers(0, len(uniq), size=(FALLBACK_BOOT, len(uniq)))
-    boot = e[draw].sum(axis=1) / n[draw].sum(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(errors.mean()), float(lo), float(hi)
-
-
-def cells_from_scores(model: str, scored: pd.DataFrame, threshold: float, seed: int) -> pd.DataFrame:
-    """Per (group, edit condition) FMR/FNMR at ``threshold`` with seed-resampling CIs.
-
-    Only used when the analysis wrote no per-condition rows: the card must still show the
-    intersectional analysis. Impostor pairs are clustered on their first seed (an approximation the
-    card states next to the table).
-    """
-    rng = np.random.default_rng([seed, 4242])
-    ok = scored[scored["status"] == "ok"]
-    rows = []
-    for (g, a, lv), block in ok.groupby(["group", "edit_attr", "edit_level"], sort=True):
-        gen, imp = block[block["kind"] == "genuine"], block[block["kind"] == "impostor"]
-        fnmr = _rate_ci_by_seed((gen["score"] < threshold).to_numpy(), gen["seed_a"].to_numpy(), rng)
-        fmr = _rate_ci_by_seed((imp["score"] >= threshold).to_numpy(), imp["seed_a"].to_numpy(), rng)
-        rows.append({"model": model, "group": g, "edit_attr": a, "edit_level": float(lv), "threshold": threshold,
-                     "n_genuine": len(gen), "n_impostor": len(imp), "fmr": fmr[0], "fmr_lo": fmr[1], "fmr_hi": fmr[2],
-                     "fnmr": fnmr[0], "fnmr_lo": fnmr[1], "fnmr_hi": fnmr[2]})
-    return pd.DataFrame(rows)
-
-
-def dose_curves_from_scores(scored: pd.DataFrame) -> pd.DataFrame:
-    """Mean genuine score per (group, edit condition) with a normal 95% CI over seeds.
-
-    Each kept seed contributes exactly one genuine pair per cell (prototype vs that edit), so the
-    per-cell scores are independent across seeds and a plain t-style interval is appropriate.
-    """
-    gen = scored[(scored["kind"] == "genuine") & (scored["status"] == "ok")]
-    agg = gen.groupby(["group", "edit_attr", "edit_level"], sort=True)["score"].agg(["mean", "std", "count"]).reset_index()
-    half = 1.96 * agg["std"].fillna(0) / np.sqrt(agg["count"])
-    return pd.DataFrame({"group": agg["group"], "edit_attr": agg["edit_attr"], "edit_level": agg["edit_level"],
-                         "mean_score": agg["mean"], "ci_lo": agg["mean"] - half, "ci_hi": agg["mean"] + half, "n": agg["count"]})
-
-
 def dose_curves_from_table(dr: Optional[pd.DataFrame], model: str) -> Optional[pd.DataFrame]:
-    """The analysis's dose-response table as curves, when it has per-level means with CIs."""
-    if dr is None or not {"model", "group", "edit_attr", "edit_level", "ci_lo", "ci_hi"} <= set(dr.columns):
+    """The analysis's per-level mean genuine scores (``row_type == "mean"``) of one model, or None."""
+    if dr is None or not {"model", "group", "edit_attr", "edit_level", "mean_score", "ci_lo", "ci_hi"} <= set(dr.columns):
         return None
-    mean_col = next((c for c in DOSE_MEAN_COLUMNS if c in dr.columns), None)
-    if mean_col is None:
-        return None
-    d = dr[dr["model"] == model].rename(columns={mean_col: "mean_score"})
+    d = dr[dr["model"] == model]
     if "row_type" in d.columns:  # the analysis also stores mixed-model terms in this table
         d = d[d["row_type"] == "mean"]
     d = d[d["edit_level"].notna() & d["mean_score"].notna()]
@@ -491,13 +444,131 @@ def _ratio(worst: dict, best: dict) -> Optional[float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# the card
+# the card: one function per part, each returning a typed section; build_card assembles them
 
 
-def build_card(run) -> dict:
-    protocol = run.protocol
-    faces = run.faces
-    groups_order = protocol.group_names
+@dataclass(frozen=True)
+class RunFacts:
+    """What every part of the card needs to know about the run (read once)."""
+
+    protocol: Any
+    faces: pd.DataFrame
+    models: list[str]
+    groups_order: list[str]  # the protocol's groups
+    groups: list[str]  # those present in the run
+    attrs: list[str]
+    targets: list[float]
+    primary_target: float
+    error_rates: pd.DataFrame
+    unitary_all: pd.DataFrame  # pooled over edit conditions, every target FMR
+    unitary: pd.DataFrame  # pooled over edit conditions, the primary target FMR
+    inter: Optional[pd.DataFrame]  # per-condition rows at the primary target FMR (None: none written)
+    contrasts: Optional[pd.DataFrame]
+    primary_contrasts: Optional[pd.DataFrame]
+    condition_contrasts: Optional[pd.DataFrame]
+    emb_status: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Header:
+    """Title, protocol and the facts the card's header and every section repeat."""
+
+    title: str
+    protocol: Any
+    protocol_hash: Optional[str]
+    versions: dict
+    models: list[str]
+    groups: list[str]
+    reference_group: str
+    dataset: Any  # imported faces (faceaudit import): the card's first lines say what the design supports
+    attrs: list[str]
+    primary_target: float
+    targets: list[float]
+    analysis: Any
+    run_name: str
+    faceaudit_version: str
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """One model's part of the quantitative analyses (its KPIs, tables and figures)."""
+
+    summary: ModelSummary
+    threshold_rows: list[list[str]]
+    inter_table: Optional[Table]  # None: the analysis wrote no per-condition rows for this model
+    smallest_cell: Optional[dict]
+    figures: dict[str, list[F.Figure]]
+
+
+@dataclass(frozen=True)
+class Quantitative:
+    """Section 7 (and the header's key cards): every number comes from a results table."""
+
+    model_summaries: list[ModelSummary]
+    thresholds: Table
+    unitary_table: Table
+    inter_tables: list[dict]
+    contrasts_table: Optional[Table]
+    condition_contrasts_table: Optional[Table]
+    n_contrasts_total: int
+    dose_table: Optional[Table]
+    dose_fit_notes: list[str]
+    fairness_tables: list[dict]
+    other_results: list[tuple[str, int]]
+    summary_json: Optional[dict]
+    figures: dict[str, list[F.Figure]]
+    smallest_cell: Optional[dict]
+    fte: Table
+    max_fte: float
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """Sections 3 and 5: the faces, how they were made and what the manipulation check measured."""
+
+    generation: dict
+    resolution: Optional[tuple]
+    resolution_text: str
+    excluded_table: Table
+    pair_table: Table
+    n_faces: int
+    n_pairs: int
+    pair_counts: list[dict]
+    ita: dict
+    gender: Optional[dict]
+    edit_rows: list[dict]
+    grids: Any
+    sources: list[str]
+    has_gender: bool
+    has_cells: bool
+    manipulation_table: Optional[Table]
+    protected_check_table: Optional[Table]
+    manipulation_long: Optional[Table]
+    manipulation_gap: Optional[float]
+    manipulation_flags: dict
+
+
+@dataclass(frozen=True)
+class Card:
+    """The whole model card as data; the template lays it out, ``summary_md`` reuses it."""
+
+    header: Header
+    evaluation: EvaluationData
+    results: Quantitative
+    human: Optional[dict]  # section 7.6, when the run has human ratings (faceaudit.report.human)
+
+    def template_vars(self) -> dict[str, Any]:
+        """Every field of every section under its own name (the names the template uses)."""
+        out: dict[str, Any] = {}
+        for part in (self.header, self.evaluation, self.results):
+            out.update({f.name: getattr(part, f.name) for f in fields(part)})
+        out["human"] = self.human
+        return out
+
+
+def run_facts(run) -> RunFacts:
+    """Read and check the tables the card is built from; the required ones raise :class:`BadInput`."""
+    protocol, faces = run.protocol, run.faces
     er = run.error_rates
     if er is None:
         raise BadInput(f"{run.root / 'results' / 'error_rates.parquet'}: missing; run the `analyze` stage first")
@@ -506,185 +577,209 @@ def build_card(run) -> dict:
     if contrasts is not None:
         _require_columns(contrasts, CONTRAST_COLUMNS, "results/contrasts.parquet")
     models = run.models
-    primary_contrasts, condition_contrasts = None, None
     if not models:
         raise BadInput(f"{run.root}: no models recorded in manifest.json and no scores/*.parquet")
     targets = sorted(er["target_fmr"].dropna().unique().tolist())
-    primary_target = next((t for t in protocol.analysis.target_fmr if any(np.isclose(t, targets))), targets[0] if targets else np.nan)
+    primary_target = next((t for t in protocol.analysis.target_fmr if any(np.isclose(t, targets))),
+                          targets[0] if targets else np.nan)
     er_primary = er[np.isclose(er["target_fmr"], primary_target)] if targets else er
-    unitary_all, inter_all = split_error_rates(er)
+    unitary_all, _ = split_error_rates(er)
     unitary, inter = split_error_rates(er_primary)
-    present_groups = set(unitary["group"])
-    groups = [g for g in groups_order if g in present_groups or g in set(faces["group"])]
-    attrs = [e.attribute for e in protocol.edits]
-    if contrasts is not None:
-        primary_contrasts, condition_contrasts = split_contrasts(contrasts, primary_target)
-    roc = run.result("roc")
-    hist = run.result("score_hist")
-    fairness = run.result("fairness")
-    emb_status = run.embeddings_status
-    gen_info = _generation_info(run, faces)
-    resolution = image_resolution(run.root, faces)
+    groups_order = protocol.group_names
+    present = set(unitary["group"]) | set(faces["group"])
+    primary_c, condition_c = split_contrasts(contrasts, primary_target) if contrasts is not None else (None, None)
+    return RunFacts(protocol=protocol, faces=faces, models=models, groups_order=groups_order,
+                    groups=[g for g in groups_order if g in present], attrs=[e.attribute for e in protocol.edits],
+                    targets=targets, primary_target=primary_target, error_rates=er, unitary_all=unitary_all,
+                    unitary=unitary, inter=inter, contrasts=contrasts, primary_contrasts=primary_c,
+                    condition_contrasts=condition_c, emb_status=run.embeddings_status)
 
-    figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": []}
-    inter_tables: list[dict] = []
-    model_summaries: list[ModelSummary] = []
-    thresholds_rows: list[list[str]] = []
-    inter_source = "analysis" if inter is not None else "report"
-    dose_source_note = ""
-    smallest_cell: Optional[dict] = None
 
-    for model in models:
-        scored = run.scored_pairs(model)
-        u = unitary[(unitary["model"] == model) & unitary["group"].isin(groups)]
-        if u.empty:
-            raise BadInput(f"results/error_rates.parquet: no per-group rows for model {model!r}")
-        threshold = float(u["threshold"].iloc[0])
-        ok = scored[scored["status"] == "ok"]
-        imp = ok.loc[ok["kind"] == "impostor", "score"].to_numpy()
-        pooled_fmr = float((imp >= threshold).mean()) if len(imp) else np.nan
-        for t in targets:
-            th = er[(er["model"] == model) & np.isclose(er["target_fmr"], t)]["threshold"]
-            if len(th):
-                thv = float(th.iloc[0])
-                thresholds_rows.append([model, fmt.pct(t), fmt.num(thv, 4),
-                                        fmt.pct(float((imp >= thv).mean())) if len(imp) else "–", f"{len(imp):,}"])
+def header_section(run, facts: RunFacts) -> Header:
+    from faceaudit import __version__
 
-        # per-condition cells: the analysis's rows, or computed here at the same threshold
-        cells = inter[inter["model"] == model] if inter is not None else cells_from_scores(model, scored, threshold, protocol.seed)
-        cells = cells[cells["edit_attr"].isin(attrs)]
-        inter_tables.append({"model": model, "table": _intersectional_table(cells, groups, attrs)})
+    protocol = facts.protocol
+    return Header(title=f"Model card · {protocol.name}", protocol=protocol,
+                  protocol_hash=run.manifest.get("protocol_hash"), versions=run.manifest.get("versions") or {},
+                  models=facts.models, groups=[fmt.group_label(g) for g in facts.groups],
+                  reference_group=fmt.group_label(protocol.reference_group), dataset=protocol.dataset,
+                  attrs=facts.attrs, primary_target=facts.primary_target, targets=facts.targets,
+                  analysis=protocol.analysis, run_name=Path(run.root).resolve().name, faceaudit_version=__version__)
+
+
+def _pooled_row(facts: RunFacts, model: str, target: float) -> Optional[pd.Series]:
+    """The model's row over every group and condition at ``target`` (its achieved FMR, impostor count)."""
+    u = facts.unitary_all
+    d = u[(u["model"] == model) & (u["group"] == ALL) & np.isclose(u["target_fmr"], target)]
+    return d.iloc[0] if len(d) else None
+
+
+def _enrolled_nothing(u: pd.DataFrame) -> bool:
+    """No comparison of the model enrolled (every face failed to enrol): no threshold exists."""
+    return bool((u["n_genuine"].fillna(0) == 0).all() and (u["n_impostor"].fillna(0) == 0).all()
+                and u["threshold"].isna().all())
+
+
+def model_section(run, facts: RunFacts, model: str, roc, hist, fairness) -> ModelSection:
+    """One model's KPIs, threshold rows, per-condition table and figures, read from the results."""
+    u = facts.unitary[(facts.unitary["model"] == model) & facts.unitary["group"].isin(facts.groups)]
+    if u.empty:
+        raise BadInput(f"results/error_rates.parquet: no per-group rows for model {model!r}")
+    meta = dict((run.manifest.get("models") or {}).get(model) or {})
+    mc = facts.primary_contrasts[facts.primary_contrasts["model"] == model] if facts.primary_contrasts is not None else None
+    fair_m = _fairness_for(fairness, model, facts.primary_target)
+    nothing = _enrolled_nothing(u)
+    pooled = _pooled_row(facts, model, facts.primary_target)
+    summary = ModelSummary(
+        name=model,
+        metadata=[(METADATA_LABELS.get(k, k.replace("_", " ").capitalize()), _json_value(v)) for k, v in _ordered(meta)],
+        training_data=next((_json_value(meta[k]) for k in TRAINING_KEYS if meta.get(k)), None),
+        intended_use=next((_json_value(meta[k]) for k in INTENDED_USE_KEYS if meta.get(k)), None),
+        threshold=float(u["threshold"].iloc[0]),
+        pooled_fmr=float(pooled["fmr"]) if pooled is not None else np.nan,
+        worst_fnmr=_group_pick(u, "fnmr", True), best_fnmr=_group_pick(u, "fnmr", False),
+        fnmr_ratio=_ratio(_group_pick(u, "fnmr", True), _group_pick(u, "fnmr", False)),
+        fnmr_ratio_ci=fair_m.get("fnmr_max_min_ratio"), fmr_ratio_ci=fair_m.get("fmr_max_min_ratio"),
+        garbe=fair_m.get("garbe"),
+        worst_fmr=_group_pick(u, "fmr", True), best_fmr=_group_pick(u, "fmr", False),
+        fmr_ratio=_ratio(_group_pick(u, "fmr", True), _group_pick(u, "fmr", False)),
+        max_fte=float(u["fte_rate"].max()), n_fte_faces=status_counts(facts.emb_status, model),
+        n_significant=int((mc["p_adjusted"] < SIGNIFICANCE).sum()) if mc is not None else None,
+        n_contrasts=len(mc) if mc is not None else None,
+        headline_contrast=_headline_contrast(mc),
+        enrolled_nothing=nothing,
+    )
+    threshold_rows = []
+    for t in facts.targets:
+        row = _pooled_row(facts, model, t)
+        if row is not None and pd.notna(row["threshold"]):
+            threshold_rows.append([model, fmt.pct(t), fmt.num(float(row["threshold"]), 4), fmt.pct(row["fmr"]),
+                                   f"{int(row['n_impostor']):,}"])
+    figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "dose": []}
+    if nothing:  # the card says the model enrolled no face and reports nothing else for it
+        return ModelSection(summary, threshold_rows, None, None, figures)
+
+    cells = facts.inter[facts.inter["model"] == model] if facts.inter is not None else None
+    cells = cells[cells["edit_attr"].isin(facts.attrs)] if cells is not None and len(cells) else None
+    inter_table = _intersectional_table(cells, facts.groups, facts.attrs) if cells is not None else None
+    smallest = None
+    if cells is not None:
         gen_cells = cells[cells["n_genuine"] > 0]
         if len(gen_cells):
             r = gen_cells.loc[gen_cells["n_genuine"].idxmin()]
-            if smallest_cell is None or r["n_genuine"] < smallest_cell["n"]:
-                smallest_cell = {"n": int(r["n_genuine"]), "n_impostor": int(cells["n_impostor"].min()),
-                                 "where": f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"}
+            smallest = {"n": int(r["n_genuine"]), "n_impostor": int(cells["n_impostor"].min()),
+                        "where": f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"}
+        figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, facts.groups, facts.attrs))
+    scored = run.scored_pairs(model)
+    threshold = summary.threshold
+    figures["det"].append(F.det_figure(model, scored, u, facts.groups, facts.primary_target,
+                                       roc[roc["model"] == model] if roc is not None and len(roc) else None))
+    figures["scores"].append(F.score_distribution_figure(model, scored, facts.groups, threshold,
+                                                         hist[hist["model"] == model] if hist is not None and len(hist) else None))
+    curves = dose_curves_from_table(run.dose_response, model)
+    if curves is not None:
+        figures["dose"].append(F.dose_response_figure(model, curves, facts.groups, facts.attrs, "",
+                                                      facts.protocol.analysis.ci_level))
+    return ModelSection(summary, threshold_rows, inter_table, smallest, figures)
 
-        figures["det"].append(F.det_figure(model, scored, u, groups, primary_target,
-                                           roc[roc["model"] == model] if roc is not None and len(roc) else None))
-        figures["scores"].append(F.score_distribution_figure(model, scored, groups, threshold,
-                                                             hist[hist["model"] == model] if hist is not None and len(hist) else None))
-        figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, groups, attrs))
-        curves = dose_curves_from_table(run.dose_response, model)
-        if curves is None:
-            curves = dose_curves_from_scores(scored)
-            dose_source_note = ("Computed by the report from the scores (normal-approximation CI over seeds: each seed "
-                                "contributes one genuine pair per cell), because results/dose_response.parquet has no per-level means.")
-        figures["dose"].append(F.dose_response_figure(model, curves, groups, attrs, dose_source_note))
 
-        meta = dict((run.manifest.get("models") or {}).get(model) or {})
-        ms = status_counts(emb_status, model)
-        mc = primary_contrasts[primary_contrasts["model"] == model] if primary_contrasts is not None else None
-        fair_m = _fairness_for(fairness, model, primary_target)
-        model_summaries.append(ModelSummary(
-            name=model,
-            metadata=[(METADATA_LABELS.get(k, k.replace("_", " ").capitalize()), _json_value(v)) for k, v in _ordered(meta)],
-            training_data=next((_json_value(meta[k]) for k in TRAINING_KEYS if meta.get(k)), None),
-            intended_use=next((_json_value(meta[k]) for k in INTENDED_USE_KEYS if meta.get(k)), None),
-            threshold=threshold, pooled_fmr=pooled_fmr,
-            worst_fnmr=_group_pick(u, "fnmr", True), best_fnmr=_group_pick(u, "fnmr", False),
-            fnmr_ratio=_ratio(_group_pick(u, "fnmr", True), _group_pick(u, "fnmr", False)),
-            fnmr_ratio_ci=fair_m.get("fnmr_max_min_ratio"), fmr_ratio_ci=fair_m.get("fmr_max_min_ratio"),
-            garbe=fair_m.get("garbe"),
-            worst_fmr=_group_pick(u, "fmr", True), best_fmr=_group_pick(u, "fmr", False),
-            fmr_ratio=_ratio(_group_pick(u, "fmr", True), _group_pick(u, "fmr", False)),
-            max_fte=float(u["fte_rate"].max()), n_fte_faces=ms,
-            n_significant=int((mc["p_adjusted"] < SIGNIFICANCE).sum()) if mc is not None else None,
-            n_contrasts=len(mc) if mc is not None else None,
-            headline_contrast=_headline_contrast(mc),
-        ))
-
-    if primary_contrasts is not None and len(primary_contrasts):
-        pc = primary_contrasts.assign(label=[F.contrast_label(r) for _, r in primary_contrasts.iterrows()])
-        figures["forest"].append(F.forest_figure("forest-pooled", "Contrasts pooled over edit conditions", pc, models,
-                                                 "label", SIGNIFICANCE))
-    if condition_contrasts is not None and len(condition_contrasts):
-        cc = condition_contrasts[condition_contrasts["metric"] == "fnmr_diff"]
-        if len(cc):
-            cc = cc.assign(label=[f"{F.condition_label(r['condition'])} · {F.contrast_label(r)}" for _, r in cc.iterrows()])
-            figures["forest"].append(F.forest_figure("forest-conditions", "FNMR contrasts within each edit condition", cc,
-                                                     models, "label", SIGNIFICANCE))
-
-    fairness_tables = []
-    for name in run.result_names:
-        if name.startswith("fairness"):
-            df = run.result(name)
-            fairness_tables.append({"name": name, "table": _fairness_table(df), "n": len(df)})
-    # roc and score_hist are drawn as the DET and score-distribution figures
-    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist"}
-    known |= set(HUMAN_TABLES)  # shown in section 7.6 when the run has human ratings
-    other_results = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
-
-    pairs = run.pairs
-    pair_counts = (pairs.groupby(["group", "kind"]).size().unstack(fill_value=0).reindex(groups).fillna(0).astype(int))
-    ita = _ita_facts(faces, protocol)
-    manip = manipulation_summary(run.manipulation_check, faces, attrs)
-
-    unitary_table_df = unitary_all[unitary_all["model"].isin(models)].copy()
+def _unitary_table(facts: RunFacts) -> Table:
+    """Section 7.1: per-group rates pooled over edit conditions, for every model and target FMR."""
+    models, order = facts.models, facts.groups_order
+    d = facts.unitary_all[facts.unitary_all["model"].isin(models)].copy()
     # protocol order: models as listed, groups light -> dark, the pooled "all" row last
-    unitary_table_df["_m"] = unitary_table_df["model"].map({m: i for i, m in enumerate(models)})
-    unitary_table_df["_g"] = unitary_table_df["group"].map({g: i for i, g in enumerate(groups_order)}).fillna(len(groups_order))
-    unitary_table_df = unitary_table_df.sort_values(["_m", "target_fmr", "_g"], kind="stable")
-    unitary_table_df["group"] = unitary_table_df["group"].map(lambda g: "all groups" if g == "all" else fmt.group_label(g))
-    unitary_cols = ["model", "group", "target_fmr", "n_genuine", "n_impostor", "fmr", "fnmr", "fte_rate"]
-    if "eer" in unitary_table_df.columns and unitary_table_df["eer"].notna().any():
-        unitary_cols.append("eer")
+    d["_m"] = d["model"].map({m: i for i, m in enumerate(models)})
+    d["_g"] = d["group"].map({g: i for i, g in enumerate(order)}).fillna(len(order))
+    d = d.sort_values(["_m", "target_fmr", "_g"], kind="stable")
+    d["group"] = d["group"].map(lambda g: "all groups" if g == ALL else fmt.group_label(g))
+    cols = ["model", "group", "target_fmr", "n_genuine", "n_impostor", "fmr", "fnmr", "fte_rate"]
+    if "eer" in d.columns and d["eer"].notna().any():
+        cols.append("eer")
+    ci = f"{facts.protocol.analysis.ci_level:.0%} CI"
+    return format_table(d, cols, rename={"eer": "EER (threshold-free)", "target_fmr": "target FMR",
+                                         "n_genuine": "genuine pairs", "n_impostor": "impostor pairs",
+                                         "fmr": f"FMR [{ci}]", "fnmr": f"FNMR [{ci}]", "fte_rate": "FTE rate"})
 
-    return {
-        "title": f"Model card · {protocol.name}",
-        "protocol": protocol,
-        "protocol_hash": run.manifest.get("protocol_hash"),
-        "versions": run.manifest.get("versions") or {},
-        "models": models,
-        "model_summaries": model_summaries,
-        "groups": [fmt.group_label(g) for g in groups],
-        "reference_group": fmt.group_label(protocol.reference_group),
-        # imported faces (faceaudit import): the card's first lines say what the design supports
-        "dataset": protocol.dataset,
-        "attrs": attrs,
-        "primary_target": primary_target,
-        "targets": targets,
-        "thresholds": Table(["model", "target FMR", "global threshold", "achieved FMR (pooled impostors)", "impostor pairs"],
-                            thresholds_rows, [False, True, True, True, True]),
-        "analysis": protocol.analysis,
-        "unitary_table": format_table(unitary_table_df, unitary_cols,
-                                      rename={"eer": "EER (threshold-free)", "target_fmr": "target FMR", "n_genuine": "genuine pairs", "n_impostor": "impostor pairs",
-                                              "fmr": "FMR [95% CI]", "fnmr": "FNMR [95% CI]", "fte_rate": "FTE rate"}),
-        "inter_tables": inter_tables,
-        "inter_source": inter_source,
-        "contrasts_table": _contrasts_table(primary_contrasts) if primary_contrasts is not None else None,
-        "condition_contrasts_table": _contrasts_table(condition_contrasts, with_condition=True)
-        if condition_contrasts is not None and len(condition_contrasts) else None,
-        "n_contrasts_total": len(contrasts) if contrasts is not None else 0,
-        "dose_table": _dose_table(run.dose_response) if run.dose_response is not None else None,
-        "dose_fit_notes": _dose_fit_notes(run.dose_response),
-        "manipulation_table": manip["table"],
-        "protected_check_table": protected_check_table(run.manipulation_check),
-        "has_gender": protocol.protected_spec("gender") is not None if protocol.dataset is None else False,
-        "has_cells": any("|" in g for g in groups_order),
-        "manipulation_long": manip["long"],
-        "manipulation_gap": manip["gap"],
-        "manipulation_flags": {"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
-        "fairness_tables": fairness_tables,
-        "other_results": other_results,
-        "summary_json": run.summary,
-        "figures": figures,
-        "grids": counterfactual_grids(run.root, faces, groups_order),
-        "generation": gen_info,
-        "resolution": resolution,
-        "n_faces": len(faces),
-        "n_pairs": len(pairs),
-        "pair_counts": [{"group": fmt.group_label(g), "genuine": int(r.get("genuine", 0)), "impostor": int(r.get("impostor", 0))}
-                        for g, r in pair_counts.iterrows()],
-        "ita": ita,
-        "gender": _gender_facts(run, faces, protocol),
-        "edit_rows": _edit_rows(faces, protocol),
-        "smallest_cell": smallest_cell,
-        "fte": _fte_by_group(emb_status, faces, models, groups),
-        "sources": sorted(str(s) for s in faces["source"].dropna().unique()) if "source" in faces.columns else [],
-        "human": human_section(run, groups),
-    }
+
+def quantitative_section(run, facts: RunFacts) -> Quantitative:
+    """Section 7: per-model parts, contrasts, dose-response, fairness summaries and other results."""
+    roc, hist, fairness = run.result("roc"), run.result("score_hist"), run.result("fairness")
+    parts = [model_section(run, facts, m, roc, hist, fairness) for m in facts.models]
+    figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": []}
+    for part in parts:
+        for kind, items in part.figures.items():
+            figures[kind] += items
+    pc, cc = facts.primary_contrasts, facts.condition_contrasts
+    if pc is not None and len(pc):
+        pcl = pc.assign(label=[F.contrast_label(r) for _, r in pc.iterrows()])
+        figures["forest"].append(F.forest_figure("forest-pooled", "Contrasts pooled over edit conditions", pcl,
+                                                 facts.models, "label", SIGNIFICANCE))
+    if cc is not None and len(cc):
+        fn = cc[cc["metric"] == "fnmr_diff"]
+        if len(fn):
+            fn = fn.assign(label=[f"{F.condition_label(r['condition'])} · {F.contrast_label(r)}" for _, r in fn.iterrows()])
+            figures["forest"].append(F.forest_figure("forest-conditions", "FNMR contrasts within each edit condition", fn,
+                                                     facts.models, "label", SIGNIFICANCE))
+    fairness_tables = [{"name": n, "table": _fairness_table(df), "n": len(df)}
+                       for n in run.result_names if n.startswith("fairness") for df in [run.result(n)]]
+    # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
+    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", *HUMAN_TABLES}
+    other = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
+    cells = [p.smallest_cell for p in parts if p.smallest_cell is not None]
+    summaries = [p.summary for p in parts]
+    dose = run.dose_response
+    return Quantitative(
+        model_summaries=summaries,
+        thresholds=Table(["model", "target FMR", "global threshold", "achieved FMR (pooled impostors)", "impostor pairs"],
+                         [r for p in parts for r in p.threshold_rows], [False, True, True, True, True]),
+        unitary_table=_unitary_table(facts),
+        inter_tables=[{"model": p.summary.name, "table": p.inter_table, "enrolled_nothing": p.summary.enrolled_nothing}
+                      for p in parts],
+        contrasts_table=_contrasts_table(pc) if pc is not None else None,
+        condition_contrasts_table=_contrasts_table(cc, with_condition=True) if cc is not None and len(cc) else None,
+        n_contrasts_total=len(facts.contrasts) if facts.contrasts is not None else 0,
+        dose_table=_dose_table(dose) if dose is not None else None,
+        dose_fit_notes=_dose_fit_notes(dose),
+        fairness_tables=fairness_tables, other_results=other, summary_json=run.summary, figures=figures,
+        smallest_cell=min(cells, key=lambda c: c["n"]) if cells else None,
+        fte=_fte_by_group(facts.emb_status, facts.faces, facts.models, facts.groups),
+        max_fte=max((m.max_fte for m in summaries), default=0.0),
+    )
+
+
+def evaluation_section(run, facts: RunFacts) -> EvaluationData:
+    """Sections 3 and 5: generation, faces and pairs, measured skin tone and gender, manipulation check."""
+    faces, protocol = facts.faces, facts.protocol
+    gen_info = _generation_info(run, faces)
+    resolution = image_resolution(run.root, faces)
+    pairs = run.pairs
+    counts = (pairs.groupby(["group", "kind"]).size().unstack(fill_value=0).reindex(facts.groups).fillna(0).astype(int))
+    pair_counts = [{"group": fmt.group_label(g), "genuine": int(r.get("genuine", 0)), "impostor": int(r.get("impostor", 0))}
+                   for g, r in counts.iterrows()]
+    manip = manipulation_summary(run.manipulation_check, faces, facts.attrs)
+    return EvaluationData(
+        generation=gen_info, resolution=resolution,
+        resolution_text=f"{resolution[0]}×{resolution[1]} px" if resolution else "unknown resolution (images unreadable)",
+        excluded_table=Table(["seed", "reason"], [list(e) for e in gen_info["excluded"]]),
+        pair_table=Table(["group", "genuine pairs", "impostor pairs"],
+                         [[r["group"], f"{r['genuine']:,}", f"{r['impostor']:,}"] for r in pair_counts], [False, True, True]),
+        n_faces=len(faces), n_pairs=len(pairs), pair_counts=pair_counts,
+        ita=_ita_facts(faces, protocol), gender=_gender_facts(run, faces, protocol), edit_rows=_edit_rows(faces, protocol),
+        grids=counterfactual_grids(run.root, faces, facts.groups_order),
+        sources=sorted(str(s) for s in faces["source"].dropna().unique()) if "source" in faces.columns else [],
+        has_gender=protocol.protected_spec("gender") is not None if protocol.dataset is None else False,
+        has_cells=any("|" in g for g in facts.groups_order),
+        manipulation_table=manip["table"], protected_check_table=protected_check_table(run.manipulation_check),
+        manipulation_long=manip["long"], manipulation_gap=manip["gap"],
+        manipulation_flags={"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
+    )
+
+
+def build_card(run) -> Card:
+    """The model card of a run (:func:`faceaudit.run.load_run`), read from its tables; computes no statistic."""
+    facts = run_facts(run)
+    return Card(header=header_section(run, facts), evaluation=evaluation_section(run, facts),
+                results=quantitative_section(run, facts), human=human_section(run, facts.groups))
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:
@@ -721,7 +816,7 @@ def split_contrasts(c: pd.DataFrame, primary_target: float) -> tuple[pd.DataFram
         c = c[t.isna() | np.isclose(t.fillna(-1.0), primary_target)]
     if "condition" not in c.columns:
         return c, None
-    pooled = c["condition"].isna() | c["condition"].astype(str).str.lower().isin(POOLED_EDIT)
+    pooled = c["condition"] == ALL
     return c[pooled], c[~pooled]
 
 

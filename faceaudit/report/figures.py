@@ -380,7 +380,8 @@ def forest_figure(key: str, title: str, rows: pd.DataFrame, models: list[str], l
                   dict(data=traces, layout=layout))
 
 
-def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], attrs: list[str], source_note: str) -> Figure:
+def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], attrs: list[str], source_note: str,
+                         ci_level: float = 0.95) -> Figure:
     """Mean genuine score against edit level per group, with CI bands."""
     colors = group_colors(groups)
     traces = []
@@ -399,5 +400,5 @@ def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], at
                                hovertemplate=f"{a} %{{x:+g}}<br>mean genuine score %{{y:.3f}}<extra>{label}</extra>", **_axes(j)))
     layout = _attr_panels(attrs, 340, "mean genuine score")
     return Figure(f"dose-{model}", f"Dose–response · {model}",
-                  "Mean similarity of each prototype to its edited version, by edit level and group; bands are 95% CIs. "
-                  + source_note, dict(data=traces, layout=layout))
+                  f"Mean similarity of each prototype to its edited version, by edit level and group; bands are "
+                  f"{ci_level:.0%} CIs. " + source_note, dict(data=traces, layout=layout))

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from faceaudit.core.errors import BadInput
-from faceaudit.protocol import Protocol, load_protocol
+from faceaudit.protocol import Protocol
+from faceaudit.run import load_run
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
@@ -42,66 +42,6 @@ from faceaudit.stats.intersectional import intersectional_contrasts
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
 HIST_BINS = 60
-
-
-# ---------------------------------------------------------------------------------------------
-# reading
-
-
-def load_run_protocol(run: RunDir) -> Protocol:
-    """The resolved protocol of a run, schema-validated.
-
-    Model specs are not re-resolved (no registry import): analysing a finished run needs no model
-    code, and a plugin model may not be importable where the analysis runs.
-    """
-    path = run.protocol
-    if not path.exists():
-        raise BadInput(f"{path}: missing; not a run directory (run the generate stage first)")
-    return load_protocol(path, check_models=False)
-
-
-def _read(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
-    if not path.exists():
-        raise BadInput(f"{path}: missing; {what}")
-    try:
-        if columns is not None:
-            have = pq.read_schema(path).names
-            missing = [c for c in columns if c not in have]
-            if missing:
-                raise BadInput(f"{path}: missing columns {missing}")
-            return pq.read_table(path, columns=columns).to_pandas()
-        return pq.read_table(path).to_pandas()
-    except BadInput:
-        raise
-    except Exception as err:  # corrupt parquet etc.
-        raise BadInput(f"{path}: cannot read parquet ({type(err).__name__}: {err})") from None
-
-
-def _score_tables(run: RunDir, proto: Protocol, models: list[str] | None = None) -> dict[str, tuple[Path, pd.DataFrame]]:
-    # With ``models`` (the pipeline passes the protocol's models), exactly those tables are read: a
-    # leftover scores/*.parquet of another model must never leak into the results.
-    paths = [run.scores(m) for m in models] if models is not None else run.score_tables()
-    if not paths:
-        raise BadInput(f"{run.root / 'scores'}: no score tables (scores/MODEL.parquet); run the score stage first")
-    out = {}
-    for p in paths:
-        df = _read(p, "score table", ["pair_id", "model", "score", "status"])
-        names = df["model"].dropna().unique()
-        if len(names) > 1:
-            raise BadInput(f"{p}: more than one model in the table ({sorted(map(str, names))[:3]})")
-        name = str(names[0]) if len(names) else p.stem
-        if name in out:
-            raise BadInput(f"{p}: model {name!r} also scored in {out[name][0]}")
-        out[name] = (p, df)
-    # Results cover exactly the models the embed stage last recorded: a table left by a model that
-    # `--model` has since replaced (or the protocol dropped) is not analysed.
-    recorded = list(run.read_manifest().get("models", {}))
-    if recorded:
-        out = {m: v for m, v in out.items() if m in recorded}
-        if not out:
-            raise BadInput(f"{run.root / 'scores'}: no score table for the recorded models {recorded}; run the score stage")
-    order = [m for m in proto.models if m in out] + sorted(m for m in out if m not in proto.models)
-    return {m: out[m] for m in order}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,10 +303,19 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
 
 
 def _model_similarity(proto: Protocol, name: str, run: RunDir):
-    """The row-wise similarity of the protocol's model called ``name`` (the one that scored the run)."""
-    from faceaudit.models.registry import load_model
+    """The row-wise similarity of the protocol's model called ``name`` (the one that scored the run).
 
+    A built-in model's similarity comes from its class (no weights are loaded); only a plugin,
+    ONNX or exported model, whose similarity only the built model knows, is built here."""
+    from faceaudit.models.registry import builtin_similarity, load_model
+
+    if name in proto.models:
+        similarity = builtin_similarity(name)  # built-ins are named by their spec
+        if similarity is not None:
+            return similarity
     for spec in proto.models:
+        if builtin_similarity(spec) is not None:
+            continue
         model = load_model(spec, device="cpu")
         if model.name == name:
             return model.similarity
@@ -389,16 +338,16 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
-    run = RunDir(run_root)
-    proto = load_run_protocol(run)
-    faces = _read(run.faces, "run the generate stage first")
-    pairs = _read(run.pairs, "run the pair stage first")
+    run = load_run(run_root)
+    rd, proto = run.dir, run.protocol
+    faces = run.faces
+    pairs = run.pairs
     if len(pairs) == 0:
-        raise BadInput(f"{run.pairs}: no pairs")
+        raise BadInput(f"{rd.pairs}: no pairs")
     groups = proto.group_names
     extra = sorted(set(faces["group"].astype(str)) - set(groups)) if "group" in faces.columns else []
     if extra:
-        raise BadInput(f"{run.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
+        raise BadInput(f"{rd.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
     layout = make_layout(faces, groups)
     sampled = proto.pairs.impostor_sample is not None
     if sampled:
@@ -409,9 +358,9 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     a = proto.analysis
 
     def model_data():
-        for model, (spath, scores) in _score_tables(run, proto, models).items():
-            epath = run.embeddings(model)
-            status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
+        for model, (spath, scores) in run.model_scores(models).items():
+            epath = rd.embeddings(model)
+            status = run.enrolment_status(model)
             if sampled:
                 scores = scores[scores["pair_id"].isin(pairs["pair_id"])]
             md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
@@ -420,9 +369,8 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
                 continue
             source = None
             if sampled:
-                emb = _read(epath, "embeddings are needed to score the impostor pairs", ["face_id", "status", "embedding"])
-                source = embedding_source(faces, emb, layout, similarity=_model_similarity(proto, model, run),
-                                          where=str(epath))
+                source = embedding_source(faces, run.embeddings(model), layout,
+                                          similarity=_model_similarity(proto, model, rd), where=str(epath))
             elif method == "stream":
                 imp = md.impostor
                 source = ArraySource(imp.seed_a, imp.seed_b, imp.group * layout.C + imp.cond, imp.score, imp.ok,
@@ -432,6 +380,6 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     out, summary = analyze_design(proto, layout, model_data())
     if write:
         for name, df in out.items():
-            write_table(run.results / f"{name}.parquet", df)
-        write_json(run.results / "summary.json", summary)
+            write_table(rd.results / f"{name}.parquet", df)
+        write_json(rd.results / "summary.json", summary)
     return out

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
+from faceaudit.run import Run, load_run
 from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_rng, percentile_ci, resolved_pvalue, seed_weights
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
@@ -52,35 +53,16 @@ class _Run:
     faces: pd.DataFrame
     pairs: pd.DataFrame
     models: list[str]
+    run: Run
 
 
 def _open(root: str | Path) -> _Run:
-    from faceaudit.api import load_run
-
     run = load_run(root)
     models = run.models
     if not models:
         raise BadInput(f"{run.root}: no scored models; run the audit first")
     pairs = run.pairs.sort_values("pair_id", kind="stable").reset_index(drop=True)
-    return _Run(Path(root), run.protocol, run.faces, pairs, models)
-
-
-def _status(root: Path, model: str) -> pd.DataFrame:
-    from faceaudit.rundir import RunDir
-
-    path = RunDir(root).embeddings(model)
-    if not path.exists():
-        raise BadInput(f"{path}: missing; run the embed stage")
-    return pd.read_parquet(path, columns=["face_id", "status"])
-
-
-def _scores(root: Path, model: str) -> pd.DataFrame:
-    from faceaudit.rundir import RunDir
-
-    path = RunDir(root).scores(model)
-    if not path.exists():
-        raise BadInput(f"{path}: missing; run the score stage")
-    return pd.read_parquet(path)
+    return _Run(Path(root), run.protocol, run.faces, pairs, models, run)
 
 
 def _check_same_design(a: _Run, b: _Run) -> None:
@@ -224,7 +206,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = 
     for ma, mb in match_models(a.models, b.models, model_a, model_b):
         mds = []
         for run, m in ((a, ma), (b, mb)):
-            mds.append(prepare_model(m, run.pairs, _scores(run.root, m), _status(run.root, m), run.faces, layout,
+            mds.append(prepare_model(m, run.pairs, run.run.score_table(m), run.run.enrolment_status(m), run.faces, layout,
                                      scores_where=f"{run.root}/scores/{m}", status_where=f"{run.root}/embeddings/{m}"))
         ra, rb = (compute_model_rates(md, W, targets) for md in mds)
         rows += compare_model_rates(ra, rb, level, proto.reference_group)

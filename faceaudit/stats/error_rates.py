@@ -174,6 +174,68 @@ class ModelRates:
         return (imp.ok & (imp.score >= self.thresholds[target])).astype(float)
 
 
+@dataclass
+class GenuineRates:
+    """The rates of one model that need no impostor pair: FNMR and GFNMR at each threshold, the FTE
+    rate of faces and the mean genuine score, with ``n_genuine_all`` (every genuine pair)."""
+
+    fnmr: dict[float, Ratio]
+    gfnmr: dict[float, Ratio]
+    fte: Ratio
+    gscore: Ratio
+    n_genuine_all: Count
+
+
+def genuine_rates(md: ModelData, W: np.ndarray, thresholds: dict[float, float]) -> GenuineRates:
+    """Genuine-pair and face rates of one model at the given global thresholds (one seed per item:
+    one matrix product per count).
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's index-encoded pairs and faces (:func:`faceaudit.stats.data.prepare_model`).
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed-bootstrap weights (:func:`faceaudit.stats.bootstrap.seed_weights`).
+    thresholds : dict
+        ``{target FMR: global threshold}``.
+
+    Returns
+    -------
+    GenuineRates
+
+    Examples
+    --------
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> faces = pd.DataFrame({"face_id": ["a0", "a1", "b0", "b1"], "seed": [1, 1, 2, 2], "group": "g",
+    ...                       "edit_attr": ["none", "yaw", "none", "yaw"], "edit_level": [0.0, 1.0, 0.0, 1.0]})
+    >>> pairs = pd.DataFrame({"pair_id": [0, 1], "face_a": ["a0", "b0"], "face_b": ["a1", "b1"], "kind": "genuine",
+    ...                       "seed_a": [1, 2], "seed_b": [1, 2], "group": "g", "edit_attr": "yaw", "edit_level": 1.0})
+    >>> scores = pd.DataFrame({"pair_id": [0, 1], "score": [0.9, 0.2], "status": "ok"})
+    >>> status = pd.DataFrame({"face_id": faces["face_id"], "status": "ok"})
+    >>> layout = make_layout(faces, ["g"])
+    >>> md = prepare_model("m", pairs, scores, status, faces, layout)
+    >>> g = genuine_rates(md, seed_weights(2, 50, bootstrap_rng(0)), {0.01: 0.5})
+    >>> float(g.fnmr[0.01].rate()[-1, -1]), float(g.fte.rate()[-1, -1])
+    (0.5, 0.0)
+    """
+    L, gen = md.layout, md.genuine
+    g_ok = gen.ok.astype(float)
+    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
+    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
+    g_fte = 1.0 - g_ok
+    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
+    fnmr, gfnmr = {}, {}
+    for t, thr in thresholds.items():
+        fnm = (gen.ok & (gen.score < thr)).astype(float)
+        fnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L), g_den)
+        gfnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L), g_all)
+    f_vals = md.face_fte.astype(float)
+    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
+                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
+    return GenuineRates(fnmr, gfnmr, fte, gscore, g_all)
+
+
 def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> ModelRates:
     L = md.layout
     gen, imp = md.genuine, md.impostor
@@ -182,32 +244,19 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> M
     imp_scores = imp.score[imp.ok]
     all_scores = np.concatenate([imp_scores, gen.score[gen.ok]])
     thresholds = {t: T.threshold_at_fmr(imp_scores, t, candidates=all_scores) for t in targets}
+    gr = genuine_rates(md, W, thresholds)
 
-    g_ok = gen.ok.astype(float)
-    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
-    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
-    g_fte = 1.0 - g_ok
     i_den = pair_count(W, imp, imp.ok.astype(float), L, with_seeds=True)
     i_fte = pair_count(W, imp, (~imp.ok).astype(float), L).point
-    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
-
-    fnmr, gfnmr, fmr, gthr = {}, {}, {}, {}
+    fmr, gthr = {}, {}
     for t, thr in thresholds.items():
-        fnm = (gen.ok & (gen.score < thr)).astype(float)
-        fnm_c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L)
-        fnmr[t] = Ratio(fnm_c, g_den)
-        gfnm_c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L)
-        gfnmr[t] = Ratio(gfnm_c, g_all)
         fm = (imp.ok & (imp.score >= thr)).astype(float)
         fmr[t] = Ratio(pair_count(W, imp, fm, L), i_den)
         # Diagnostic: the threshold each group would need on its own impostors.
         gthr[t] = np.array([_group_threshold(md, g, t) for g in range(L.G)] + [thr])
 
-    f_vals = md.face_fte.astype(float)
-    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
-                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
     dyad = DyadicDesign.from_pairs(imp.seed_a, imp.seed_b, L.S)
-    return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr, dyad)
+    return ModelRates(md, thresholds, gr.fnmr, gr.gfnmr, fmr, gr.fte, gr.gscore, gr.n_genuine_all, i_fte, gthr, dyad)
 
 
 def genuine_by_set(md: ModelData) -> list[np.ndarray]:
@@ -228,29 +277,18 @@ def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: 
     gsets = genuine_by_set(md)
     st = reduce_impostors(source, G, C, W, list(targets), gsets, list(far_points), gen.score[gen.ok], **reduce_options)
     thresholds = dict(st.thresholds)
+    gr = genuine_rates(md, W, thresholds)
 
-    g_ok = gen.ok.astype(float)
-    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
-    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
-    g_fte = 1.0 - g_ok
     seeds = ((st.per_seed_ok @ st.aggregation()) > 0).sum(axis=0).reshape(G + 1, C + 1).astype(float)
     i_den = Count(_margins(st.n_ok.astype(float).reshape(G, C)), _margins(st.trial_boot.reshape(B, G, C)), seeds)
     i_fte = _margins(st.n_fte.astype(float).reshape(G, C))
-    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
-
-    fnmr, gfnmr, fmr, gthr = {}, {}, {}, {}
+    fmr, gthr = {}, {}
     for t, thr in thresholds.items():
-        fnm = (gen.ok & (gen.score < thr)).astype(float)
-        fnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L), g_den)
-        gfnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L), g_all)
         h = st.hits[t]
         fmr[t] = Ratio(Count(_margins(h.count.astype(float).reshape(G, C)), _margins(h.boot.reshape(B, G, C))), i_den)
-        gthr[t] = np.array([group_threshold_streamed(st, g, t, gsets[g]) for g in range(G)] + [thr])
+        gthr[t] = np.array([group_threshold_streamed(st, gi, t, gsets[gi]) for gi in range(G)] + [thr])
 
-    f_vals = md.face_fte.astype(float)
-    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
-                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
-    return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr, None, st, gsets)
+    return ModelRates(md, thresholds, gr.fnmr, gr.gfnmr, fmr, gr.fte, gr.gscore, gr.n_genuine_all, i_fte, gthr, None, st, gsets)
 
 
 def _group_threshold(md: ModelData, g: int, target: float) -> float:
