@@ -24,6 +24,7 @@ from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.images import counterfactual_grids, image_resolution
 from faceaudit.report.provenance import describe_file, redact_paths
 from faceaudit.report.tables import Table
+from faceaudit.stats.error_rates import enrolled_nothing
 
 ERROR_RATE_COLUMNS = ["model", "group", "threshold", "target_fmr", "n_genuine", "n_impostor", "fmr", "fmr_lo", "fmr_hi",
                       "fnmr", "fnmr_lo", "fnmr_hi", "fte_rate"]
@@ -574,6 +575,8 @@ def run_facts(run) -> RunFacts:
         raise BadInput(f"{run.root / 'results' / 'error_rates.parquet'}: missing; run the `analyze` stage first")
     _require_columns(er, ERROR_RATE_COLUMNS, "results/error_rates.parquet")
     contrasts = run.contrasts
+    if contrasts is not None and contrasts.empty:  # written empty: no model enrolled a comparison
+        contrasts = None
     if contrasts is not None:
         _require_columns(contrasts, CONTRAST_COLUMNS, "results/contrasts.parquet")
     models = run.models
@@ -614,12 +617,6 @@ def _pooled_row(facts: RunFacts, model: str, target: float) -> Optional[pd.Serie
     return d.iloc[0] if len(d) else None
 
 
-def _enrolled_nothing(u: pd.DataFrame) -> bool:
-    """No comparison of the model enrolled (every face failed to enrol): no threshold exists."""
-    return bool((u["n_genuine"].fillna(0) == 0).all() and (u["n_impostor"].fillna(0) == 0).all()
-                and u["threshold"].isna().all())
-
-
 def model_section(run, facts: RunFacts, model: str, roc, hist, fairness) -> ModelSection:
     """One model's KPIs, threshold rows, per-condition table and figures, read from the results."""
     u = facts.unitary[(facts.unitary["model"] == model) & facts.unitary["group"].isin(facts.groups)]
@@ -628,7 +625,7 @@ def model_section(run, facts: RunFacts, model: str, roc, hist, fairness) -> Mode
     meta = dict((run.manifest.get("models") or {}).get(model) or {})
     mc = facts.primary_contrasts[facts.primary_contrasts["model"] == model] if facts.primary_contrasts is not None else None
     fair_m = _fairness_for(fairness, model, facts.primary_target)
-    nothing = _enrolled_nothing(u)
+    nothing = enrolled_nothing(u)
     pooled = _pooled_row(facts, model, facts.primary_target)
     summary = ModelSummary(
         name=model,

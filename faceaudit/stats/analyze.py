@@ -31,13 +31,14 @@ from faceaudit.run import load_run
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
-from faceaudit.stats.contrasts import adjust_pvalues, model_contrasts
+from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METRICS, THRESHOLD_FREE_CONTRAST_METRICS,
+                                      adjust_pvalues, model_contrasts)
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dose_response import dose_response_table
-from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, error_rate_table,
-                                         fmr_key)
+from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,
+                                         error_rate_table, fmr_key)
 from faceaudit.stats.impostors import ArraySource, embedding_source
-from faceaudit.stats.fairness import fairness_table
+from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
 from faceaudit.stats.intersectional import intersectional_contrasts
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
@@ -191,6 +192,25 @@ def unenrolled_rows(model: str, faces: pd.DataFrame, status: pd.DataFrame, pairs
     return pd.DataFrame(rows)
 
 
+def _null_metrics(m: dict, primary: pd.DataFrame, proto: Protocol) -> None:
+    """Give a model that enrolled nothing every fairness and contrast metric, valued null: a gate bound
+    on them is then inconclusive (not estimable) rather than a rule naming a metric the run lacks."""
+    null = _ci(None, None, None)
+    refs = {proto.reference_group}
+    groups = {metric: sorted(set(primary.loc[primary["metric"] == metric, "group"])) if len(primary) else []
+              for metric in THRESHOLD_CONTRAST_METRICS + THRESHOLD_FREE_CONTRAST_METRICS}
+    default = [g for g in proto.group_names if g not in refs]
+    for metric in THRESHOLD_FREE_FAIRNESS_METRICS:
+        m.setdefault(metric, dict(null))
+    for metric in THRESHOLD_FREE_CONTRAST_METRICS:
+        m.setdefault(metric, {g: dict(null) for g in groups[metric] or default})
+    for block in (v for v in list(m.values()) if isinstance(v, dict) and "target_fmr" in v and "threshold" in v):
+        for metric in THRESHOLD_FAIRNESS_METRICS + THRESHOLD_FREE_FAIRNESS_METRICS:
+            block.setdefault(metric, dict(null))
+        for metric in THRESHOLD_CONTRAST_METRICS:
+            block.setdefault(metric, {g: dict(null) for g in groups[metric] or default})
+
+
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
     ref_group = proto.reference_group
@@ -215,6 +235,9 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
     }
     pooled = er[er["edit_attr"] == ALL]
     primary = contrasts[contrasts["condition"] == ALL] if len(contrasts) else contrasts
+    if not len(fair):  # no model enrolled a comparison: no fairness summary exists
+        fair = pd.DataFrame({"model": pd.Series(dtype=str), "target_fmr": pd.Series(dtype=float),
+                             "metric": pd.Series(dtype=str)})
     for model, e in pooled.groupby("model", sort=False):
         first = e[e["target_fmr"] == e["target_fmr"].iloc[0]].set_index("group")
         m: dict[str, Any] = {
@@ -224,6 +247,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
             "eer": {g: _num(first.loc[g, "eer"]) for g in first.index if "eer" in first.columns},
             "fte_rate": {g: _ci(r.fte_rate, r.fte_lo, r.fte_hi) for g, r in first.iterrows()},
         }
+        m["enrolled_nothing"] = enrolled_nothing(e)
         mf = fair[fair["model"] == model]
         mc = primary[primary["model"] == model] if len(primary) else primary
         for r in mf[mf["target_fmr"].isna()].itertuples():
@@ -245,6 +269,8 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
                 k.setdefault(r.metric, {})[r.group] = _ci(r.estimate, r.ci_lo, r.ci_hi, p_value=r.p_value,
                                                            p_adjusted=r.p_adjusted)
             m[fmr_key(t)] = k
+        if m["enrolled_nothing"]:
+            _null_metrics(m, primary, proto)
         m["n_significant_contrasts"] = int((mc["p_adjusted"] < 1 - level).sum()) if len(mc) else 0
         summary["models"][model] = m
     for r in primary.to_dict("records") if len(primary) else []:
@@ -297,6 +323,8 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
         tables["score_hist"].append(score_hist_table(md, mr))
 
     out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
+    if not tables["contrasts"]:  # no model enrolled a comparison: an empty table, with its columns
+        out["contrasts"] = pd.DataFrame({c: pd.Series(dtype=object) for c in CONTRAST_COLUMNS})
     out["contrasts"] = adjust_pvalues(out["contrasts"], a.adjust)
     summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
     return out, summary

@@ -44,6 +44,9 @@ from faceaudit.stats.data import condition_label
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
 from faceaudit.stats.error_rates import ModelRates, Ratio
 
+#: contrast metrics at each target FMR, and those that need no threshold (summary.json keys)
+THRESHOLD_CONTRAST_METRICS = ("fnmr_diff", "fnmr_ratio", "fmr_diff", "fmr_ratio")
+THRESHOLD_FREE_CONTRAST_METRICS = ("genuine_score_diff", "fte_rate_diff")
 CONTRAST_COLUMNS = ["model", "attribute", "level", "reference", "metric", "estimate", "ci_lo", "ci_hi",
                     "p_value", "p_adjusted"]
 

@@ -53,6 +53,20 @@ def fmr_key(target: float) -> str:
     return f"{float(target):.0e}"
 
 
+def enrolled_nothing(rows: pd.DataFrame) -> bool:
+    """Whether a model's ``error_rates`` rows say it enrolled no comparison at all (every face failed
+    to enrol): no genuine or impostor comparison was made and no threshold exists.
+
+    Examples
+    --------
+    >>> enrolled_nothing(pd.DataFrame({"n_genuine": [0, 0], "n_impostor": [0, 0], "threshold": [np.nan, np.nan]}))
+    True
+    >>> enrolled_nothing(pd.DataFrame({"n_genuine": [4], "n_impostor": [12], "threshold": [0.4]}))
+    False
+    """
+    return bool((rows["n_genuine"] == 0).all() and (rows["n_impostor"] == 0).all() and rows["threshold"].isna().all())
+
+
 @dataclass
 class Count:
     """A count per (group + all, condition + all) cell: point value and bootstrap replicates."""

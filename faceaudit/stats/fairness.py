@@ -21,6 +21,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: the summaries :func:`fairness_table` writes at each target FMR, and those that need no threshold
+THRESHOLD_FAIRNESS_METRICS = ("fmr_max_min_ratio", "fnmr_max_min_ratio", "gfnmr_max_min_ratio", "fmr_max_diff",
+                              "fnmr_max_diff", "fdr", "ir", "garbe")
+THRESHOLD_FREE_FAIRNESS_METRICS = ("fte_max_min_ratio",)
+
 
 def max_min_ratio(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=float)
