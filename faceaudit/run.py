@@ -295,7 +295,7 @@ def load_run(run_root: str | Path) -> Run:
     >>> import tempfile
     >>> from pathlib import Path
     >>> root = Path(tempfile.mkdtemp())
-    >>> _ = (root / "protocol.yaml").write_text("name: tiny\\nn_seeds: 2\\n")
+    >>> _ = (root / "protocol.yaml").write_text("name: tiny\\nn_seeds: 2\\nedits: []\\n")
     >>> run = load_run(root)
     >>> run.protocol.name, run.manifest, run.error_rates is None
     ('tiny', {'stages': {}}, True)

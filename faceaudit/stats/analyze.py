@@ -41,6 +41,9 @@ from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
 from faceaudit.stats.intersectional import intersectional_contrasts
 
+__all__ = ["analyze_run", "analyze_design", "build_summary", "unenrolled_rows", "roc_table", "score_hist_table",
+           "METHODS", "SUMMARY_SCHEMA"]
+
 SUMMARY_SCHEMA = "faceaudit.summary/1"
 HIST_BINS = 60
 
@@ -291,6 +294,39 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
     ``source`` is an :class:`faceaudit.stats.impostors.ImpostorSource` (impostor statistics streamed
     from it; ``md.impostor`` is then not read) or ``None`` (the in-memory reference computation on
     ``md.impostor``). ``where`` names the score table in error messages.
+
+    Parameters
+    ----------
+    proto : Protocol
+        The run's resolved protocol (analysis settings, seed, groups).
+    layout : Layout
+        The index space of the run (:func:`faceaudit.stats.data.make_layout`).
+    models : iterable
+        ``(ModelData, source, where)`` per model, as above.
+    **reduce_options
+        Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
+
+    Returns
+    -------
+    (dict, dict)
+        ``{table name: DataFrame}`` for ``error_rates``, ``contrasts``, ``dose_response``,
+        ``fairness``, ``roc``, ``score_hist``; and the summary.json dict.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> from faceaudit.run import load_run
+    >>> run = load_run(write_sim_run(tempfile.mkdtemp(), SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}),
+    ...                              np.random.default_rng(0), n_boot=100))
+    >>> layout = make_layout(run.faces, run.protocol.group_names)
+    >>> md = prepare_model("sim", run.pairs, run.score_table("sim"), run.enrolment_status("sim"), run.faces, layout)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
+    ...     tables, summary = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
+    >>> sorted(tables), summary["models"]["sim"]["enrolled_nothing"]
+    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'roc', 'score_hist'], False)
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
@@ -363,6 +399,38 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     ``method``: see :data:`METHODS`; both give the same tables (tests/test_stats_streaming.py).
     ``models``: the model names to analyse (default: those the manifest records, else every
     ``scores/*.parquet``).
+
+    Parameters
+    ----------
+    run_root : str or Path
+        The run directory (read through :func:`faceaudit.run.load_run`).
+    write : bool
+        Write ``results/*.parquet`` and ``results/summary.json``.
+    method : str
+        One of :data:`METHODS`.
+    models : list of str, optional
+        The models to analyse.
+
+    Returns
+    -------
+    dict
+        ``{table name: DataFrame}``.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> spec = SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}, gen_shift={"skin=dark": -0.2})
+    >>> root = write_sim_run(tempfile.mkdtemp(), spec, np.random.default_rng(0), n_boot=100)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
+    ...     out = analyze_run(root)
+    >>> er = out["error_rates"]
+    >>> er[(er["edit_attr"] == "all") & (er["group"] == "all")][["model", "n_genuine", "n_impostor"]].values.tolist()
+    [['sim', 48, 252]]
+    >>> (root / "results" / "summary.json").exists()
+    True
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")

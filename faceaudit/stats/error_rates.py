@@ -40,6 +40,11 @@ from faceaudit.stats import thresholds as T
 if TYPE_CHECKING:
     from faceaudit.stats.impostors import ImpostorStats
 
+__all__ = ["ER_CI_METHOD", "PSEUDO_ERRORS", "PSEUDO_TRIALS", "fmr_key", "enrolled_nothing", "Count", "Ratio",
+           "ModelRates", "GenuineRates", "genuine_rates", "compute_model_rates", "compute_model_rates_streamed",
+           "threshold_free", "fmr_ci", "error_rate_table", "seed_cell_matrix", "single_seed_count", "pair_count",
+           "genuine_by_set", "fmr_cell_masks"]
+
 #: error_rates rows: FNMR/GFNMR/FTE from the seed bootstrap, FMR from the dyadic-robust variance
 ER_CI_METHOD = f"{CI_METHOD}; fmr: {DYADIC_METHOD}, logit scale"
 
@@ -49,7 +54,13 @@ PSEUDO_TRIALS = 1.0
 
 
 def fmr_key(target: float) -> str:
-    """Key of a target FMR in summary.json and policies: ``1e-03``."""
+    """Key of a target FMR in summary.json and policies: ``1e-03``.
+
+    Examples
+    --------
+    >>> fmr_key(0.001), fmr_key(1e-2)
+    ('1e-03', '1e-02')
+    """
     return f"{float(target):.0e}"
 
 
@@ -251,6 +262,46 @@ def genuine_rates(md: ModelData, W: np.ndarray, thresholds: dict[float, float]) 
 
 
 def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> ModelRates:
+    """Every rate of one model, in memory: the global threshold at each target FMR (on the pooled
+    impostor scores), then FNMR, GFNMR, FMR and FTE per (group + all, condition + all) cell with
+    their bootstrap replicates (the reference computation the streamed one is tested against).
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's index-encoded pairs and faces (:func:`faceaudit.stats.data.prepare_model`).
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed-bootstrap weights shared by every model of the run.
+    targets : list of float
+        Target FMRs (the protocol's ``analysis.target_fmr``).
+
+    Returns
+    -------
+    ModelRates
+
+    Raises
+    ------
+    ValueError
+        No impostor comparison enrolled (no threshold exists).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> round(mr.thresholds[0.1], 4)
+    0.2301
+    >>> fnmr = mr.fnmr[0.1].rate()[:, -1]  # per group, then all groups; pooled over conditions
+    >>> bool(fnmr[1] > fnmr[0])  # the dark group's genuine scores were planted lower
+    True
+    """
     L = md.layout
     gen, imp = md.genuine, md.impostor
     if not imp.ok.any():
@@ -282,7 +333,47 @@ def genuine_by_set(md: ModelData) -> list[np.ndarray]:
 def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: list[float], far_points: list[float],
                                  **reduce_options) -> ModelRates:
     """:func:`compute_model_rates` with the impostor side reduced block by block from ``source``
-    (an :class:`faceaudit.stats.impostors.ImpostorSource`); same numbers, memory bounded."""
+    (an :class:`faceaudit.stats.impostors.ImpostorSource`); same numbers, memory bounded.
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data (``md.impostor`` is not read).
+    source : ImpostorSource
+        Where the impostor comparisons come from.
+    W : numpy.ndarray
+        Seed-bootstrap weights.
+    targets : list of float
+        Target FMRs.
+    far_points : list of float
+        FARs of the threshold-free TAR columns.
+    **reduce_options
+        Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
+
+    Returns
+    -------
+    ModelRates
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> from faceaudit.stats.impostors import ArraySource
+    >>> W = seed_weights(layout.S, 50, bootstrap_rng(0))
+    >>> imp = md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * layout.C + imp.cond, imp.score, imp.ok,
+    ...                   layout.S, layout.G * layout.C)
+    >>> streamed = compute_model_rates_streamed(md, src, W, [0.1], [0.1])
+    >>> streamed.thresholds == compute_model_rates(md, W, [0.1]).thresholds
+    True
+    """
     from faceaudit.stats.impostors import group_threshold_streamed, reduce_impostors
 
     L = md.layout
@@ -377,6 +468,39 @@ def error_rate_table(mr: ModelRates, level: float, far_points: list[float]) -> p
 
     Rows with ``edit_attr == "all"`` pool every edit condition (the headline per-group rates);
     the others are the same rates within one edit condition (intersectional breakdown).
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates.
+    level : float
+        Confidence level of every interval (the protocol's ``analysis.ci_level``).
+    far_points : list of float
+        FARs of the threshold-free ``tar_at_far_*`` columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> er = error_rate_table(mr, 0.9, [0.1])
+    >>> pooled = er[er["edit_attr"] == "all"].set_index("group")
+    >>> pooled.loc["all", ["n_genuine", "n_impostor"]].tolist()
+    [32, 168]
+    >>> bool((pooled["fnmr_lo"] <= pooled["fnmr"]).all()), float(er["ci_level"].iloc[0])
+    (True, 0.9)
     """
     L = mr.md.layout
     groups = L.groups + [ALL]

@@ -30,6 +30,10 @@ import pandas as pd
 from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME, rescale_same
 from faceaudit.core.errors import BadInput
 
+__all__ = ["PASS_IDENTICAL", "PASS_DIFFERENT", "DEFAULT_MIN_PASS", "DECISION", "rater_quality",
+           "quasi_binomial_dispersion", "wilson_interval", "consensus_identity", "agreement", "human_vs_machine",
+           "genuine_weights"]
+
 PASS_IDENTICAL = (4, 5)
 PASS_DIFFERENT = (1, 2)
 DEFAULT_MIN_PASS = 0.75
