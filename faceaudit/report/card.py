@@ -666,7 +666,8 @@ def model_section(run, facts: RunFacts, model: str, roc, hist, fairness) -> Mode
             r = gen_cells.loc[gen_cells["n_genuine"].idxmin()]
             smallest = {"n": int(r["n_genuine"]), "n_impostor": int(cells["n_impostor"].min()),
                         "where": f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"}
-        figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, facts.groups, facts.attrs))
+        figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, facts.groups, facts.attrs,
+                                                                  facts.protocol.analysis.ci_level))
     scored = run.scored_pairs(model)
     threshold = summary.threshold
     figures["det"].append(F.det_figure(model, scored, u, facts.groups, facts.primary_target,
@@ -707,17 +708,18 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
         for kind, items in part.figures.items():
             figures[kind] += items
     pc, cc = facts.primary_contrasts, facts.condition_contrasts
+    level = facts.protocol.analysis.ci_level
     if pc is not None and len(pc):
         pcl = pc.assign(label=[F.contrast_label(r) for _, r in pc.iterrows()])
         figures["forest"].append(F.forest_figure("forest-pooled", "Contrasts pooled over edit conditions", pcl,
-                                                 facts.models, "label", SIGNIFICANCE))
+                                                 facts.models, "label", SIGNIFICANCE, level))
     if cc is not None and len(cc):
         fn = cc[cc["metric"] == "fnmr_diff"]
         if len(fn):
             fn = fn.assign(label=[f"{F.condition_label(r['condition'])} · {F.contrast_label(r)}" for _, r in fn.iterrows()])
             figures["forest"].append(F.forest_figure("forest-conditions", "FNMR contrasts within each edit condition", fn,
-                                                     facts.models, "label", SIGNIFICANCE))
-    fairness_tables = [{"name": n, "table": _fairness_table(df), "n": len(df)}
+                                                     facts.models, "label", SIGNIFICANCE, level))
+    fairness_tables = [{"name": n, "table": _fairness_table(df, level), "n": len(df)}
                        for n in run.result_names if n.startswith("fairness") for df in [run.result(n)]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", *HUMAN_TABLES}
@@ -732,8 +734,8 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
         unitary_table=_unitary_table(facts),
         inter_tables=[{"model": p.summary.name, "table": p.inter_table, "enrolled_nothing": p.summary.enrolled_nothing}
                       for p in parts],
-        contrasts_table=_contrasts_table(pc) if pc is not None else None,
-        condition_contrasts_table=_contrasts_table(cc, with_condition=True) if cc is not None and len(cc) else None,
+        contrasts_table=_contrasts_table(pc, level=level) if pc is not None else None,
+        condition_contrasts_table=_contrasts_table(cc, True, level) if cc is not None and len(cc) else None,
         n_contrasts_total=len(facts.contrasts) if facts.contrasts is not None else 0,
         dose_table=_dose_table(dose) if dose is not None else None,
         dose_fit_notes=_dose_fit_notes(dose),
@@ -853,7 +855,7 @@ def contrast_dict(r: pd.Series) -> dict:
             "significant": bool(r["p_adjusted"] < SIGNIFICANCE) if pd.notna(r["p_adjusted"]) else False}
 
 
-def _contrasts_table(c: pd.DataFrame, with_condition: bool = False) -> Table:
+def _contrasts_table(c: pd.DataFrame, with_condition: bool = False, level: float = 0.95) -> Table:
     d = c.sort_values(["p_adjusted", "p_value", "model"], na_position="last", kind="stable")
     rows = []
     for _, r in d.iterrows():
@@ -862,12 +864,12 @@ def _contrasts_table(c: pd.DataFrame, with_condition: bool = False) -> Table:
         rows.append(row + [f"{cd['estimate']} {cd['ci']}".strip(), fmt.pvalue(r["p_value"]), cd["p_adjusted"],
                            "yes" if cd["significant"] else "no"])
     cols = ["model", "metric", "contrast"] + (["condition"] if with_condition else [])
-    cols += ["estimate [95% CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
+    cols += [f"estimate [{level:.0%} CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
     numeric = [False] * (len(cols) - 4) + [True, True, True, False]
     return Table(cols, rows, numeric)
 
 
-def _fairness_table(df: pd.DataFrame) -> Table:
+def _fairness_table(df: pd.DataFrame, level: float = 0.95) -> Table:
     """Fairness summaries with each estimate formatted by its metric (ratios ×, rate gaps pp)."""
     if not {"model", "metric", "estimate"} <= set(df.columns):
         return format_table(df)
@@ -882,7 +884,7 @@ def _fairness_table(df: pd.DataFrame) -> Table:
             fmt.group_label(r["worst_group"]) if isinstance(r.get("worst_group"), str) else "–",
             fmt.group_label(r["best_group"]) if isinstance(r.get("best_group"), str) else "–",
         ])
-    return Table(["model", "target FMR", "metric", "estimate [95% CI]", "worst group", "best group"], rows,
+    return Table(["model", "target FMR", "metric", f"estimate [{level:.0%} CI]", "worst group", "best group"], rows,
                  [False, True, False, True, False, False])
 
 
