@@ -124,14 +124,25 @@ def report(run_root: str | Path, baseline: str | Path | None = None, baseline_mo
     With ``baseline`` (a run of the same protocol) the run is compared with it here
     (:func:`faceaudit.stats.compare.compare_runs`, the baseline as run A) and the card, with a
     comparison section, is written to ``out`` (default ``RUN/report_vs_<baseline>.html``);
-    report.html is left as the report stage wrote it."""
-    if baseline is None:
+    report.html is left as the report stage wrote it. Without ``baseline``, ``out`` writes the card
+    there instead of running the report stage."""
+    if baseline is None and out is None:
         return pipeline.stage_report(_ctx(run_root))
     from faceaudit.report.render import BaselineComparison, render_report
+
+    if baseline is None:
+        return render_report(run_root, out)
+    table = compare(baseline, run_root, model_a=baseline_model)
+    return render_report(run_root, out, comparison=BaselineComparison(Path(baseline).resolve().name, table))
+
+
+def compare(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = None,
+            model_b: Optional[str] = None) -> pd.DataFrame:
+    """Run B against run A (the baseline), each change with a CI paired by the shared seeds
+    (:func:`faceaudit.stats.compare.compare_runs`; columns ``COMPARE_COLUMNS``)."""
     from faceaudit.stats.compare import compare_runs
 
-    table = compare_runs(baseline, run_root, model_a=baseline_model)
-    return render_report(run_root, out, comparison=BaselineComparison(Path(baseline).resolve().name, table))
+    return compare_runs(run_a, run_b, model_a, model_b)
 
 
 # ---------------------------------------------------------------------------------------------
