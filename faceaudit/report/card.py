@@ -1,12 +1,17 @@
-"""Everything the model card shows, computed from one run directory into plain Python values.
+"""Everything the model card shows, read from one run directory into typed sections.
 
 ``build_card(run)`` gathers the nine sections of Mitchell et al. (2019), "Model Cards for Model
-Reporting", from the run's tables; the Jinja template only lays them out and ``summary_md`` reuses
-the same values. Required tables (protocol, faces, pairs, scores, results/error_rates) raise
-:class:`BadInput` when missing or malformed; optional ones (contrasts, dose-response, manipulation
-check, fairness, generation.json, summary.json) become "not computed" notes.
-"""
+Reporting", from the run's tables into a :class:`Card`: one small function per part
+(``run_facts``, ``header_section``, ``evaluation_section``, ``quantitative_section`` with one
+``model_section`` per model, and :func:`faceaudit.report.human.human_section`). The Jinja template
+only lays the card out and ``summary_md`` reuses the same values; nothing changes a built card.
 
+The card computes no statistic: every number with an interval comes from a results table the
+analysis wrote (:mod:`faceaudit.stats`). Required tables (protocol, faces, pairs, scores,
+results/error_rates) raise :class:`BadInput` when missing or malformed; optional ones (contrasts,
+dose-response, manipulation check, fairness, generation.json, summary.json) and rows the analysis
+did not write become "not computed" notes.
+"""
 from __future__ import annotations
 
 import json
