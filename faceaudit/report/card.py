@@ -12,6 +12,7 @@ results/error_rates) raise :class:`BadInput` when missing or malformed; optional
 dose-response, manipulation check, fairness, generation.json, summary.json) and rows the analysis
 did not write become "not computed" notes.
 """
+
 from __future__ import annotations
 
 import json
