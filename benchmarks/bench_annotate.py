@@ -35,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from faceaudit.annotate.questions import IMAGE_QUESTIONS  # noqa: E402
+from faceaudit.rating_scales import IMAGE_QUESTIONS  # noqa: E402
 from faceaudit.rundir import write_table  # noqa: E402
 
 GROUPS = ("skin=light", "skin=intermediate", "skin=dark")

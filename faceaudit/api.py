@@ -9,9 +9,6 @@ DataFrames / paths and keeps no global state.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -20,156 +17,14 @@ import pandas as pd
 from faceaudit import pipeline
 from faceaudit.core.errors import BadInput, FaceAuditError
 from faceaudit.protocol import Protocol, load_protocol
+from faceaudit.run import RESULT_TABLES, Run, load_run  # noqa: F401 (public names of the facade)
 
 # ---------------------------------------------------------------------------------------------
-# Reading a run directory: load_run (report owner). Self-contained: it only reads files, so a
-# notebook or the report can open a finished run on a machine without the models or generator.
-
-#: results/ tables a finished analysis may hold; any other results/*.parquet is reachable through
-#: ``Run.result(name)``.
-RESULT_TABLES = ("error_rates", "contrasts", "dose_response", "manipulation_check")
-
-
-@dataclass
-class Run:
-    """A finished (or partly finished) run directory, with its tables loaded on first access.
-
-    Required tables (``faces``, ``pairs``, ``scores``) raise :class:`BadInput` naming the stage to
-    run when they are missing; results tables (``error_rates``, ``contrasts``, ...) are ``None``
-    when the analysis did not write them.
-    """
-
-    root: Path
-    protocol: Protocol
-    manifest: dict = field(repr=False)
-
-    # ---- required inputs --------------------------------------------------------------------
-    @cached_property
-    def faces(self) -> pd.DataFrame:
-        return self._required("faces.parquet", "generate")
-
-    @cached_property
-    def pairs(self) -> pd.DataFrame:
-        return self._required("pairs.parquet", "score")
-
-    @property
-    def models(self) -> list[str]:
-        """Model names: those recorded by the embed stage, else those with a scores table."""
-        recorded = list(self.manifest.get("models", {}))
-        if recorded:
-            return recorded
-        return [p.stem for p in sorted((self.root / "scores").glob("*.parquet"))]
-
-    @cached_property
-    def scores(self) -> dict[str, pd.DataFrame]:
-        """{model: scores table}; every model of ``models`` must have one."""
-        from faceaudit.rundir import RunDir
-
-        rd = RunDir(self.root)
-        names = self.models
-        if not names:
-            raise BadInput(f"{self.root}: no scores/*.parquet; run the `score` stage first")
-        return {name: self._required(str(rd.scores(name).relative_to(self.root)), "score") for name in names}
-
-    @cached_property
-    def embeddings_status(self) -> pd.DataFrame:
-        """One row per (model, face): ``model``, ``face_id``, ``status`` (``ok``|``fte``).
-
-        Only these columns are read, never the vectors. Empty when no embeddings are stored.
-        """
-        from faceaudit.rundir import RunDir
-
-        rd = RunDir(self.root)
-        parts = []
-        for name in self.models:
-            path = rd.embeddings(name)
-            if path.exists():
-                part = pd.read_parquet(path, columns=["face_id", "status"])
-                part.insert(0, "model", name)
-                parts.append(part)
-        if not parts:
-            return pd.DataFrame({"model": pd.Series(dtype=str), "face_id": pd.Series(dtype=str),
-                                 "status": pd.Series(dtype=str)})
-        return pd.concat(parts, ignore_index=True)
-
-    def scored_pairs(self, model: str) -> pd.DataFrame:
-        """The pairs table joined with one model's ``score`` and ``status``."""
-        scores = self.scores[model][["pair_id", "score", "status"]]
-        return self.pairs.merge(scores, on="pair_id", how="inner", validate="one_to_one")
-
-    # ---- results (optional) -----------------------------------------------------------------
-    def result(self, name: str) -> Optional[pd.DataFrame]:
-        """``results/<name>.parquet`` as a DataFrame, or ``None`` when it was not written."""
-        path = self.root / "results" / f"{name}.parquet"
-        return pd.read_parquet(path) if path.exists() else None
-
-    @cached_property
-    def error_rates(self) -> Optional[pd.DataFrame]:
-        return self.result("error_rates")
-
-    @cached_property
-    def contrasts(self) -> Optional[pd.DataFrame]:
-        return self.result("contrasts")
-
-    @cached_property
-    def dose_response(self) -> Optional[pd.DataFrame]:
-        return self.result("dose_response")
-
-    @cached_property
-    def manipulation_check(self) -> Optional[pd.DataFrame]:
-        return self.result("manipulation_check")
-
-    @cached_property
-    def summary(self) -> Optional[dict]:
-        return self._json("results/summary.json")
-
-    @cached_property
-    def generation(self) -> Optional[dict]:
-        """``results/generation.json`` (generator settings, kept and excluded seeds), if written."""
-        return self._json("results/generation.json")
-
-    @property
-    def result_names(self) -> list[str]:
-        """Names of every ``results/*.parquet`` table present."""
-        return [p.stem for p in sorted((self.root / "results").glob("*.parquet"))]
-
-    # ---- helpers ----------------------------------------------------------------------------
-    def _required(self, rel: str, stage: str) -> pd.DataFrame:
-        path = self.root / rel
-        if not path.exists():
-            raise BadInput(f"{path}: missing; run the `{stage}` stage first")
-        return pd.read_parquet(path)
-
-    def _json(self, rel: str) -> Optional[dict]:
-        path = self.root / rel
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise BadInput(f"{path}: not valid JSON (line {err.lineno}): {err.msg}") from None
-
-
-def load_run(run_root: str | Path) -> Run:
-    """Open a run directory (``RUN/protocol.yaml`` must exist); tables load on first access."""
-    root = Path(run_root)
-    proto_path = root / "protocol.yaml"
-    if not proto_path.exists():
-        raise BadInput(f"{root}: not a run directory (no protocol.yaml)")
-    # Schema only: a finished run opens even where its models (plugins, weights) are not installed.
-    protocol = load_protocol(proto_path, check_models=False)
-    from faceaudit.rundir import ManifestCorrupt, RunDir
-
-    try:
-        manifest = RunDir(root).read_manifest()
-    except ManifestCorrupt as err:
-        raise BadInput(f"{err}; re-run `faceaudit audit {root / 'protocol.yaml'} --out {root}` to check every "
-                       f"stage and rebuild it") from None
-    return Run(root=root, protocol=protocol, manifest=manifest)
-
-
-# ---------------------------------------------------------------------------------------------
-# Stages (lead). Each re-runs only what is out of date; see faceaudit.pipeline.
+# Reading a run directory: ``load_run`` and ``Run`` are faceaudit.run's (the one reader of a run's
+# tables), imported above, so notebooks keep ``api.load_run``; it only reads files, so a finished
+# run opens on a machine without the models or the generator.
+#
+# Stages. Each re-runs only what is out of date; see faceaudit.pipeline.
 
 
 def _protocol(protocol: Protocol | str | Path) -> Protocol:
@@ -262,9 +117,32 @@ def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) 
     return ctx
 
 
-def report(run_root: str | Path) -> Path:
-    """Render RUN/report.html (and results/summary.md); returns the report's path."""
-    return pipeline.stage_report(_ctx(run_root))
+def report(run_root: str | Path, baseline: str | Path | None = None, baseline_model: Optional[str] = None,
+           out: str | Path | None = None) -> Path:
+    """Render RUN/report.html (and results/summary.md); returns the report's path.
+
+    With ``baseline`` (a run of the same protocol) the run is compared with it here
+    (:func:`faceaudit.stats.compare.compare_runs`, the baseline as run A) and the card, with a
+    comparison section, is written to ``out`` (default ``RUN/report_vs_<baseline>.html``);
+    report.html is left as the report stage wrote it. Without ``baseline``, ``out`` writes the card
+    there instead of running the report stage."""
+    if baseline is None and out is None:
+        return pipeline.stage_report(_ctx(run_root))
+    from faceaudit.report.render import BaselineComparison, render_report
+
+    if baseline is None:
+        return render_report(run_root, out)
+    table = compare(baseline, run_root, model_a=baseline_model)
+    return render_report(run_root, out, comparison=BaselineComparison(Path(baseline).resolve().name, table))
+
+
+def compare(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = None,
+            model_b: Optional[str] = None) -> pd.DataFrame:
+    """Run B against run A (the baseline), each change with a CI paired by the shared seeds
+    (:func:`faceaudit.stats.compare.compare_runs`; columns ``COMPARE_COLUMNS``)."""
+    from faceaudit.stats.compare import compare_runs
+
+    return compare_runs(run_a, run_b, model_a, model_b)
 
 
 # ---------------------------------------------------------------------------------------------

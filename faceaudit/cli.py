@@ -271,12 +271,7 @@ def report(
     """Render the self-contained model card RUN/report.html (and results/summary.md)."""
     from faceaudit import api
 
-    if baseline is not None:
-        from faceaudit.report.render import render_report
-
-        _echo(f"report: {render_report(run, baseline=baseline, baseline_model=baseline_model)}")
-        return
-    _echo(f"report: {api.report(run)}")
+    _echo(f"report: {api.report(run, baseline=baseline, baseline_model=baseline_model)}")
 
 
 @app.command()
@@ -322,9 +317,9 @@ def compare(
 ) -> None:
     """Two runs side by side: per-group rates and group contrasts, B against A, each change with a CI
     paired by the shared seeds (* = the CI excludes no change)."""
-    from faceaudit.stats.compare import compare_runs
+    from faceaudit import api
 
-    table = compare_runs(run_a, run_b, model_a, model_b)
+    table = api.compare(run_a, run_b, model_a, model_b)
     if out is not None:
         from faceaudit.rundir import write_table, write_text
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from faceaudit import __version__
 from faceaudit.core.errors import BadInput
 from faceaudit.protocol import Protocol, load_protocol
+from faceaudit.run import load_run
 from faceaudit.rundir import (ManifestCorrupt, RunDir, Timer, read_table, sha256_file, sha256_json, write_json,
                               write_table, write_text)
 
@@ -316,20 +317,11 @@ def init_run(protocol: Protocol, out: str | Path) -> RunDir:
 
 
 def open_run(out: str | Path) -> tuple[RunDir, Protocol]:
-    run = RunDir(out)
-    if not run.root.is_dir():
-        raise BadInput(f"{run.root}: not a run directory (no such directory)")
-    if not run.protocol.exists():
-        raise BadInput(f"{run.root}: not a run directory (no protocol.yaml); run `faceaudit generate` or `faceaudit audit` first")
-    # Schema only: analyze and report need no model code; embed and score load (and so check) models.
-    protocol = load_protocol(run.protocol, check_models=False)
-    try:
-        run.read_manifest()
-    except ManifestCorrupt as err:
-        # One stage alone cannot vouch for the others' outputs; the whole audit re-checks and rebuilds.
-        raise BadInput(f"{err}; re-run `faceaudit audit {run.protocol} --out {run.root}` to check every stage "
-                       f"and rebuild it") from None
-    return run, protocol
+    """The run directory and its resolved protocol, for a single stage (:func:`faceaudit.run.load_run`:
+    schema only, since analyze and report need no model code and embed and score load, and so
+    check, their models; a corrupt manifest is refused)."""
+    run = load_run(out)
+    return run.dir, run.protocol
 
 
 def require_verified(run: RunDir, stages: list[str]) -> None:

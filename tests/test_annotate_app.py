@@ -14,10 +14,10 @@ from starlette.testclient import TestClient
 
 from faceaudit.annotate.app import create_app
 from faceaudit.annotate.plan import PlanSpec, build_plan
-from faceaudit.annotate.questions import IMAGE_QUESTIONS
 from faceaudit.annotate.store import ensure_plan
 from faceaudit.api import annotate_export
 from faceaudit.core.errors import BadInput
+from faceaudit.rating_scales import IMAGE_QUESTIONS
 
 SPEC = PlanSpec(n_raters=3, raters_per_item=2, pairs_per_cell=1, images_per_cell=1, seed=4)
 IMAGE_OK = {q.key: str(q.codes[0]) for q in IMAGE_QUESTIONS}

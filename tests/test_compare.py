@@ -169,12 +169,11 @@ def test_compare_command_prints_and_writes_the_table(runs, tmp_path):
 
 def test_model_card_shows_the_comparison_when_given_a_baseline(runs):
     from faceaudit import api
-    from faceaudit.report.render import render_report
 
     baseline, _, noisy = runs
     api.analyze(noisy)  # the card needs the run's own results
     before = sorted(p.name for p in Path(noisy).glob("*.html"))
-    path = render_report(noisy, baseline=baseline, baseline_model="sface")
+    path = api.report(noisy, baseline=baseline, baseline_model="sface")  # compared here, laid out by the report
     assert path == Path(noisy) / f"report_vs_{Path(baseline).name}.html"
     assert sorted(p.name for p in Path(noisy).glob("*.html")) == sorted(before + [path.name])
     html = path.read_text()

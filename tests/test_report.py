@@ -212,26 +212,32 @@ def test_optional_tables_absent_say_not_computed(synthetic_run):
     q = section_text(page, "quantitative-analyses")
     assert "Not computed: paired contrasts" in q
     assert "Not computed: fairness summaries" in q
-    assert "Computed by the report from the scores" in q  # dose-response curves fall back to scores
+    # the card computes no statistic of its own: without the analysis's per-level means it says so
+    assert "Not computed: per-level mean genuine scores" in q
+    assert "Computed by the report" not in q
     assert "Not computed: the manipulation check" in section_text(page, "evaluation-data")
     assert "Not assessed" in section_text(page, "caveats")
     md = (res / "summary.md").read_text()
     assert "Contrasts: not computed." in md
 
 
-def test_intersectional_cells_fall_back_to_scores(synthetic_run):
+def test_intersectional_cells_without_per_condition_rows_say_not_computed(synthetic_run):
+    """The per-condition cells come from the analysis's rows only (at the protocol's ci_level, from the
+    run's seed bootstrap); without them the card says so instead of computing its own."""
     path = synthetic_run / "results" / "error_rates.parquet"
     er = pd.read_parquet(path)
     er[er["edit_attr"] == "all"].drop(columns=["edit_attr", "edit_level", "condition"]).to_parquet(path)
     page = render_report(synthetic_run).read_text()
-    q = section_text(page, "quantitative-analyses")
-    assert "computed by the report from the scores" in q
-    # FNMR of the alpha/dark/lighting -2 cell recomputed at the same threshold as the analysis
+    q = " ".join(section_text(page, "quantitative-analyses").split())
+    assert q.count("Not computed: results/error_rates.parquet has no rows within edit conditions") == len(syn.MODELS)
+    assert "computed by the report from the scores" not in q
+    # the FNMR of the alpha/dark/lighting -2 cell is nowhere on the card
     run = load_run(synthetic_run)
     sp = run.scored_pairs("alpha")
     th = er.loc[er["model"] == "alpha", "threshold"].iloc[0]
     cell = sp[(sp["kind"] == "genuine") & (sp["group"] == "skin=dark") & (sp["edit_attr"] == "lighting") & (sp["edit_level"] == -2)]
-    assert fmt.pct((cell["score"] < th).mean()) in q
+    section = q[q.index("7.2 Intersectional"):q.index("7.3 Contrasts")]
+    assert fmt.pct((cell["score"] < th).mean()) + " [" not in section
 
 
 def test_missing_error_rates_is_bad_input(synthetic_run):

@@ -115,5 +115,9 @@ def test_bad_input_messages(tmp_path):
     (root / "pairs.parquet").unlink()
     with pytest.raises(BadInput, match=r"pairs\.parquet: missing"):
         analyze_run(root)
-    with pytest.raises(BadInput, match="protocol.yaml: missing"):
+    # the one reader of a run (faceaudit.run.load_run) says what is missing
+    with pytest.raises(BadInput, match=r"nowhere: not a run directory \(no such directory\)"):
         analyze_run(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match=r"empty: not a run directory \(no protocol\.yaml\)"):
+        analyze_run(tmp_path / "empty")

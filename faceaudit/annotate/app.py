@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from faceaudit.annotate.questions import COMMENT, COMMENT_MAX, IMAGE_QUESTIONS, MONK_COLOURS, SAME
 from faceaudit.annotate.store import AlreadySubmitted, Store
+from faceaudit.rating_scales import COMMENT, COMMENT_MAX, IMAGE_QUESTIONS, MONK_COLOURS, SAME
 
 HERE = Path(__file__).parent
 MAX_BODY = 8192

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceaudit.annotate.questions import QUESTIONS
 from faceaudit.annotate.store import open_store
 from faceaudit.core.errors import BadInput
+from faceaudit.rating_scales import QUESTIONS
 from faceaudit.rundir import RunDir, write_table
 from faceaudit.stats import human
 

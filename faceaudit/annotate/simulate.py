@@ -22,8 +22,8 @@ import pandas as pd
 from scipy.stats import norm
 
 from faceaudit.annotate.plan import PlanSpec
-from faceaudit.annotate.questions import IMAGE_QUESTIONS, SAME
 from faceaudit.annotate.store import Store, ensure_plan
+from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME
 from faceaudit.stats import human
 
 CUTS = np.array([0.2, 0.4, 0.6, 0.8])

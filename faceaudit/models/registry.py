@@ -378,3 +378,28 @@ def list_models() -> pd.DataFrame:
         }
     )
     return pd.DataFrame(rows, columns=LIST_COLUMNS)
+
+
+#: the class each built-in spec builds (module, class name): what a class knows without its weights
+_BUILTIN_CLASSES = {
+    "dlib": ("faceaudit.models.dlib_resnet", "DlibResNetRecognizer"),
+    "sface": ("faceaudit.models.sface", "SFaceRecognizer"),
+    "insightface": ("faceaudit.models.insightface", "InsightFaceRecognizer"),
+    "facenet": ("faceaudit.models.facenet", "FaceNetRecognizer"),
+    "faceres": ("faceaudit.models.faceres", "FaceResRecognizer"),
+    "mobileface": ("faceaudit.models.mobileface", "MobileFaceRecognizer"),
+}
+
+
+def builtin_similarity(spec: str) -> Callable | None:
+    """The row-wise ``similarity(a, b)`` of the built-in model ``spec`` without building it (no
+    weights are read), or None for any other spec (plugins, ONNX and exported models: only a built
+    model knows its own). A built-in's ``similarity`` uses no instance state (the base class's cosine,
+    or dlib's negative distance), so its class's function is called without an instance."""
+    import functools
+
+    target = _BUILTIN_CLASSES.get(spec)
+    if target is None:
+        return None
+    cls = getattr(importlib.import_module(target[0]), target[1])
+    return functools.partial(cls.similarity, None)

@@ -252,7 +252,8 @@ def _axes(i: int) -> dict:
     return dict(xaxis=f"x{suffix}", yaxis=f"y{suffix}")
 
 
-def fnmr_by_condition_figure(model: str, cells: pd.DataFrame, groups: list[str], attrs: list[str]) -> Figure:
+def fnmr_by_condition_figure(model: str, cells: pd.DataFrame, groups: list[str], attrs: list[str],
+                             ci_level: float = 0.95) -> Figure:
     """FNMR per group at each edit level, with CI error bars (the intersectional analysis)."""
     colors = group_colors(groups)
     traces = []
@@ -273,7 +274,7 @@ def fnmr_by_condition_figure(model: str, cells: pd.DataFrame, groups: list[str],
     layout = _attr_panels(attrs, 340, "FNMR at the global threshold", yaxis=dict(tickformat=".0%", rangemode="tozero"))
     return Figure(f"fnmr-cond-{model}", f"FNMR by edit condition · {model}",
                   "FNMR of each group at each nuisance-edit level, at the model's single global threshold; bars are "
-                  "95% CIs.", dict(data=traces, layout=layout))
+                  f"{ci_level:.0%} CIs.", dict(data=traces, layout=layout))
 
 
 def contrast_label(row: pd.Series) -> str:
@@ -323,7 +324,7 @@ FOREST_ORDER = ["fnmr_diff", "fmr_diff", "fte_rate_diff", "genuine_score_diff", 
 
 
 def forest_figure(key: str, title: str, rows: pd.DataFrame, models: list[str], label_col: str,
-                  alpha: float = 0.05) -> Figure:
+                  alpha: float = 0.05, ci_level: float = 0.95) -> Figure:
     """Forest plot: one panel per metric (stacked, each with its own x axis), estimate and CI per model;
     filled markers are significant after the multiple-comparison adjustment."""
     metrics = [m for m in FOREST_ORDER if m in set(rows["metric"])] + \
@@ -375,12 +376,13 @@ def forest_figure(key: str, title: str, rows: pd.DataFrame, models: list[str], l
     layout = _layout(int(height), scattermode="group", scattergap=0.4, shapes=shapes, annotations=annotations,
                      margin=dict(t=top_px, b=20), **layout_axes)
     return Figure(key, title,
-                  f"Paired within-seed contrasts (level minus reference; ratios on log axes) with 95% CIs. Filled markers: "
+                  f"Paired within-seed contrasts (level minus reference; ratios on log axes) with {ci_level:.0%} CIs. Filled markers: "
                   f"adjusted p < {alpha:g}; open markers: not significant after the multiple-comparison adjustment.",
                   dict(data=traces, layout=layout))
 
 
-def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], attrs: list[str], source_note: str) -> Figure:
+def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], attrs: list[str], source_note: str,
+                         ci_level: float = 0.95) -> Figure:
     """Mean genuine score against edit level per group, with CI bands."""
     colors = group_colors(groups)
     traces = []
@@ -399,5 +401,5 @@ def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], at
                                hovertemplate=f"{a} %{{x:+g}}<br>mean genuine score %{{y:.3f}}<extra>{label}</extra>", **_axes(j)))
     layout = _attr_panels(attrs, 340, "mean genuine score")
     return Figure(f"dose-{model}", f"Dose–response · {model}",
-                  "Mean similarity of each prototype to its edited version, by edit level and group; bands are 95% CIs. "
-                  + source_note, dict(data=traces, layout=layout))
+                  f"Mean similarity of each prototype to its edited version, by edit level and group; bands are "
+                  f"{ci_level:.0%} CIs. " + source_note, dict(data=traces, layout=layout))

@@ -6,28 +6,17 @@ are; every number here was computed by :mod:`faceaudit.stats.human` during the e
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from faceaudit.annotate.questions import QUESTIONS
-from faceaudit.core.errors import BadInput
+from faceaudit.rating_scales import QUESTIONS
 from faceaudit.report import fmt
-from faceaudit.report.card import Table
+from faceaudit.report.tables import Table
 
 #: results/ tables this section shows (the card's "other results" note leaves them out)
 HUMAN_TABLES = ("human_identity", "human_agreement", "human_vs_machine", "rater_quality")
-
-
-def _read(path: Path) -> Optional[pd.DataFrame]:
-    if not path.exists():
-        return None
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise BadInput(f"{path}: unreadable ({type(err).__name__}); re-run `faceaudit annotate export`") from None
 
 
 def _agreement_table(agree: pd.DataFrame) -> Table:
@@ -91,13 +80,12 @@ def _perceived_table(ann: pd.DataFrame, faces: pd.DataFrame, groups: list[str]) 
 
 
 def human_section(run, groups: list[str]) -> Optional[dict]:
-    root = Path(run.root)
-    ann = _read(root / "annotations.parquet")
+    """Section 7.6 of a run (:func:`faceaudit.run.load_run`), or None when it has no ratings."""
+    ann = run.annotations
     if ann is None or ann.empty:
         return None
-    res = root / "results"
-    identity, agree = _read(res / "human_identity.parquet"), _read(res / "human_agreement.parquet")
-    hvm, quality = _read(res / "human_vs_machine.parquet"), _read(res / "rater_quality.parquet")
+    identity, agree = run.result("human_identity"), run.result("human_agreement")
+    hvm, quality = run.result("human_vs_machine"), run.result("rater_quality")
     rated = ann[ann["question"] != "comment"]
     same = agree[(agree["question"] == "same") & (agree["level"] == "interval")] if agree is not None else None
     return {

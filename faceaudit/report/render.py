@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from faceaudit import __version__
 from faceaudit.report import fmt
-from faceaudit.report.card import Table, build_card
+from faceaudit.report.card import Card, build_card
 from faceaudit.report.summary_md import summary_markdown
+from faceaudit.report.tables import Table
+from faceaudit.run import load_run
 from faceaudit.rundir import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,19 +60,20 @@ def _generator_rows(spec) -> list[tuple[str, str]]:
             ("Skin search steps", str(spec.max_skin_steps))]
 
 
-def _eval_rows(card: dict, run_root: Path) -> list[tuple[str, str]]:
-    gen, proto = card["generation"], card["protocol"]
+def _eval_rows(card: Card) -> list[tuple[str, str]]:
+    ev, proto = card.evaluation, card.header.protocol
+    gen = ev.generation
     rows = [
         ("Generator", gen["generator"]),
-        ("Resolution", card["resolution_text"]),
+        ("Resolution", ev.resolution_text),
         ("Directions file", gen["directions"]),
         *_generator_rows(proto.generator),
         ("Protocol", f"{proto.name} (master seed {proto.seed})"),
         ("Seeds", f"{gen['seeds_kept']} kept of {gen['seeds_requested']} requested; "
                   f"{len({e[0] for e in gen['excluded']})} excluded"),
-        ("Faces", f"{card['n_faces']:,} ({len(card['groups'])} skin levels × (prototype + "
+        ("Faces", f"{ev.n_faces:,} ({len(card.header.groups)} skin levels × (prototype + "
                   f"{sum(len(e.levels) for e in proto.edits)} edits) per seed)"),
-        ("Pairs", f"{card['n_pairs']:,} (genuine: prototype vs each of its edits; impostor: different seeds, same group and condition)"),
+        ("Pairs", f"{ev.n_pairs:,} (genuine: prototype vs each of its edits; impostor: different seeds, same group and condition)"),
     ]
     if gen["reach"]:
         rows.append(("Skin search", f"share of requested seeds whose measured ITA reached each bin: {gen['reach']}"))
@@ -77,29 +81,18 @@ def _eval_rows(card: dict, run_root: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def build_context(run) -> dict[str, Any]:
-    card = build_card(run)
-    res = card["resolution"]
-    card["resolution_text"] = f"{res[0]}×{res[1]} px" if res else "unknown resolution (images unreadable)"
-    card["eval_rows"] = _eval_rows(card, run.root)
-    card["excluded_table"] = Table(["seed", "reason"], [list(e) for e in card["generation"]["excluded"]])
-    card["pair_table"] = Table(["group", "genuine pairs", "impostor pairs"],
-                               [[r["group"], f"{r['genuine']:,}", f"{r['impostor']:,}"] for r in card["pair_counts"]],
-                               [False, True, True])
-    card["figs"] = _figure_views(card["figures"])
-    card["max_fte"] = max((m.max_fte for m in card["model_summaries"]), default=0.0)
-    card["grid_px"] = GRID_PX
-    card["run_name"] = Path(run.root).resolve().name
-    card["faceaudit_version"] = __version__
-    card["comparison"] = None  # set by render_report(baseline=...)
-    return card
+@dataclass(frozen=True)
+class BaselineComparison:
+    """A comparison with a baseline run, computed by the caller
+    (:func:`faceaudit.stats.compare.compare_runs`, baseline as run A) and only laid out here."""
+
+    baseline: str  # the baseline run's name
+    table: pd.DataFrame  # faceaudit.stats.compare.COMPARE_COLUMNS
 
 
-def comparison_view(run_root: str | Path, baseline: str | Path, baseline_model: Optional[str] = None) -> dict:
-    """The model card's "comparison with the baseline run" table (faceaudit.stats.compare)."""
-    from faceaudit.stats.compare import compare_runs
-
-    cmp = compare_runs(baseline, run_root, model_a=baseline_model)
+def comparison_view(comparison: BaselineComparison) -> dict:
+    """The model card's "comparison with the baseline run" table."""
+    cmp = comparison.table
     rows = []
     for r in cmp.itertuples():
         ratio = r.change_kind == "ratio"
@@ -110,34 +103,42 @@ def comparison_view(run_root: str | Path, baseline: str | Path, baseline_model: 
                      f"[{show(r.ci_lo)}, {show(r.ci_hi)}]" + (" ★" if r.significant else "")])
     table = Table(["model", "target FMR", "metric", "group", "baseline", "this run", "change", "CI"], rows,
                   [False, True, False, False, True, True, True, True])
-    return {"baseline": Path(baseline).resolve().name, "ci_level": float(cmp["ci_level"].iloc[0]) if len(cmp) else 0.95,
+    return {"baseline": comparison.baseline, "ci_level": float(cmp["ci_level"].iloc[0]) if len(cmp) else 0.95,
             "table": table}
 
 
-def render_report(run_root: str | Path, out: str | Path | None = None, baseline: str | Path | None = None,
-                  baseline_model: Optional[str] = None) -> Path:
+def template_context(card: Card, comparison: Optional[BaselineComparison] = None) -> dict[str, Any]:
+    """The template's variables: the card's sections (unchanged) plus layout-only values."""
+    return {**card.template_vars(), "eval_rows": _eval_rows(card), "figs": _figure_views(card.results.figures),
+            "grid_px": GRID_PX, "comparison": comparison_view(comparison) if comparison is not None else None}
+
+
+def build_context(run, comparison: Optional[BaselineComparison] = None) -> dict[str, Any]:
+    """The template's variables for a run (:func:`faceaudit.run.load_run`)."""
+    return template_context(build_card(run), comparison)
+
+
+def _html(ctx: dict) -> str:
+    return _environment().get_template("report.html.j2").render(
+        css=(TEMPLATES / "report.css").read_text(), plotly_js=plotly_js(), **ctx)
+
+
+def render_report(run_root: str | Path, out: str | Path | None = None,
+                  comparison: Optional[BaselineComparison] = None) -> Path:
     """Write the model card of a finished run to ``out`` (default ``RUN/report.html``) and
     ``RUN/results/summary.md``; returns the report's path. Both writes are atomic.
 
-    With ``baseline`` (a run of the same protocol) the card adds a comparison section and is written
-    to ``out`` (default ``RUN/report_vs_<baseline>.html``); ``report.html`` and summary.md are left
-    as the report stage wrote them."""
-    # Imported here: faceaudit.api imports the pipeline, which imports this package lazily.
-    from faceaudit.api import load_run
-
+    With ``comparison`` (computed by the caller: ``faceaudit.api.report(run, baseline=...)``) the card
+    adds a comparison section and is written to ``out`` (default ``RUN/report_vs_<baseline>.html``);
+    ``report.html`` and summary.md are left as the report stage wrote them."""
     run = load_run(run_root)
-    ctx = build_context(run)
-    if baseline is not None:
-        ctx["comparison"] = comparison_view(run.root, baseline, baseline_model)
-        path = Path(out) if out is not None else run.root / f"report_vs_{Path(baseline).resolve().name}.html"
-        html = _environment().get_template("report.html.j2").render(
-            css=(TEMPLATES / "report.css").read_text(), plotly_js=plotly_js(), **ctx)
+    card = build_card(run)
+    html = _html(template_context(card, comparison))
+    if comparison is not None:
+        path = Path(out) if out is not None else run.root / f"report_vs_{comparison.baseline}.html"
         write_text(path, html)
         return path
-    env = _environment()
-    html = env.get_template("report.html.j2").render(
-        css=(TEMPLATES / "report.css").read_text(), plotly_js=plotly_js(), **ctx)
     path = Path(out) if out is not None else run.root / "report.html"
     write_text(path, html)
-    write_text(run.root / "results" / "summary.md", summary_markdown(ctx))
+    write_text(run.root / "results" / "summary.md", summary_markdown(card))
     return path

@@ -31,23 +31,31 @@ def _md_table(columns: list[str], rows: list[list[str]], right: list[bool]) -> l
     return out
 
 
-def summary_markdown(ctx: dict) -> str:
-    proto = ctx["protocol"]
-    gen = ctx["generation"]
+def summary_markdown(card) -> str:
+    """results/summary.md of a model card (:class:`faceaudit.report.card.Card`), from its values alone."""
+    head, ev, res = card.header, card.evaluation, card.results
+    proto = head.protocol
+    gen = ev.generation
     has_cells = any("|" in g for g in proto.group_names)  # crossed protected attributes
     lines = [
         f"## faceaudit: {_md_name(proto.name)}",
         "",
         f"{gen['seeds_kept']} synthetic identities (of {gen['seeds_requested']}) × {'cells' if has_cells else 'skin levels'} "
-        f"{', '.join(map(_md_name, ctx['groups']))} (reference {_md_name(ctx['reference_group'])}); "
-        f"edits {', '.join(map(_md_name, ctx['attrs']))}; {ctx['resolution_text']} faces. "
-        f"Global threshold per model at FMR {fmt.pct(ctx['primary_target'])} on pooled impostors; 95% CIs from a seed bootstrap.",
+        f"{', '.join(map(_md_name, head.groups))} (reference {_md_name(head.reference_group)}); "
+        f"edits {', '.join(map(_md_name, head.attrs))}; {ev.resolution_text} faces. "
+        f"Global threshold per model at FMR {fmt.pct(head.primary_target)} on pooled impostors; "
+        f"{proto.analysis.ci_level:.0%} CIs from a seed bootstrap.",
         "",
     ]
-    for m in ctx["model_summaries"]:
+    for m in res.model_summaries:
+        if m.enrolled_nothing:
+            lines += [f"### {_md_name(m.name)}", "",
+                      f"{_md_name(m.name)} enrolled no face (FTE {fmt.pct(m.max_fte)}): no threshold, error rate or "
+                      "contrast exists for it.", ""]
+            continue
         lines.append(f"### {_md_name(m.name)} (threshold {fmt.num(m.threshold, 4)})")
         lines.append("")
-        ut = ctx["unitary_table"]
+        ut = res.unitary_table
         idx_model = ut.columns.index("model")
         keep = [i for i, c in enumerate(ut.columns) if c != "model"]
         rows = [[r[i] for i in keep] for r in ut.rows if r[idx_model] == m.name]
@@ -58,20 +66,20 @@ def summary_markdown(ctx: dict) -> str:
         if m.n_contrasts is not None:
             summary += f"; significant contrasts {m.n_significant}/{m.n_contrasts} ({proto.analysis.adjust})"
         lines += ["", summary + ".", ""]
-    ct = ctx["contrasts_table"]
+    ct = res.contrasts_table
     if ct is not None and ct.rows:
         lines += ["### Most significant contrasts", ""]
         lines += _md_table(ct.columns[:6], [r[:6] for r in ct.rows[:N_WORST]], ct.numeric[:6])
         lines.append("")
     else:
         lines += ["Contrasts: not computed.", ""]
-    caveats = [f"{ctx['resolution_text']} GAN faces (synthetic-to-real gap)", "ITA confounded by lighting"]
-    if ctx["smallest_cell"]:
-        caveats.append(f"smallest cell {ctx['smallest_cell']['n']} genuine pairs")
-    flags = ctx["manipulation_flags"]
+    caveats = [f"{ev.resolution_text} GAN faces (synthetic-to-real gap)", "ITA confounded by lighting"]
+    if res.smallest_cell:
+        caveats.append(f"smallest cell {res.smallest_cell['n']} genuine pairs")
+    flags = ev.manipulation_flags
     if flags["leaky"]:
         caveats.append("leakage flagged: " + "; ".join(map(_md_escape, flags["leaky"])))
-    if ctx["manipulation_table"] is None:
+    if ev.manipulation_table is None:
         caveats.append("no manipulation check")
     lines += ["**Caveats:** " + "; ".join(caveats) + ". Full model card: `report.html`.", ""]
     return "\n".join(lines)

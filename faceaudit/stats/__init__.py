@@ -1,5 +1,7 @@
 """Statistics of an audit: thresholds, error rates with seed-clustered bootstrap CIs, paired contrasts,
-dose-response models and fairness summaries (docs/statistics.md). Entry point: ``analyze_run``."""
+dose-response models, fairness summaries and comparisons of two runs (docs/statistics.md). Every
+number with a CI that faceaudit reports is computed here; the model card only reads the tables.
+Entry point: ``analyze_run``; runs are read through :mod:`faceaudit.run`."""
 
 __all__ = ["analyze_run"]
 

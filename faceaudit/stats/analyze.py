@@ -24,84 +24,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from faceaudit.core.errors import BadInput
-from faceaudit.protocol import Protocol, load_protocol
+from faceaudit.protocol import Protocol
+from faceaudit.run import load_run
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
-from faceaudit.stats.contrasts import adjust_pvalues, model_contrasts
+from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METRICS, THRESHOLD_FREE_CONTRAST_METRICS,
+                                      adjust_pvalues, model_contrasts)
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dose_response import dose_response_table
-from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, error_rate_table,
-                                         fmr_key)
+from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,
+                                         error_rate_table, fmr_key)
 from faceaudit.stats.impostors import ArraySource, embedding_source
-from faceaudit.stats.fairness import fairness_table
+from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
 from faceaudit.stats.intersectional import intersectional_contrasts
+
+__all__ = ["analyze_run", "analyze_design", "build_summary", "unenrolled_rows", "roc_table", "score_hist_table",
+           "METHODS", "SUMMARY_SCHEMA"]
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
 HIST_BINS = 60
-
-
-# ---------------------------------------------------------------------------------------------
-# reading
-
-
-def load_run_protocol(run: RunDir) -> Protocol:
-    """The resolved protocol of a run, schema-validated.
-
-    Model specs are not re-resolved (no registry import): analysing a finished run needs no model
-    code, and a plugin model may not be importable where the analysis runs.
-    """
-    path = run.protocol
-    if not path.exists():
-        raise BadInput(f"{path}: missing; not a run directory (run the generate stage first)")
-    return load_protocol(path, check_models=False)
-
-
-def _read(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFrame:
-    if not path.exists():
-        raise BadInput(f"{path}: missing; {what}")
-    try:
-        if columns is not None:
-            have = pq.read_schema(path).names
-            missing = [c for c in columns if c not in have]
-            if missing:
-                raise BadInput(f"{path}: missing columns {missing}")
-            return pq.read_table(path, columns=columns).to_pandas()
-        return pq.read_table(path).to_pandas()
-    except BadInput:
-        raise
-    except Exception as err:  # corrupt parquet etc.
-        raise BadInput(f"{path}: cannot read parquet ({type(err).__name__}: {err})") from None
-
-
-def _score_tables(run: RunDir, proto: Protocol, models: list[str] | None = None) -> dict[str, tuple[Path, pd.DataFrame]]:
-    # With ``models`` (the pipeline passes the protocol's models), exactly those tables are read: a
-    # leftover scores/*.parquet of another model must never leak into the results.
-    paths = [run.scores(m) for m in models] if models is not None else run.score_tables()
-    if not paths:
-        raise BadInput(f"{run.root / 'scores'}: no score tables (scores/MODEL.parquet); run the score stage first")
-    out = {}
-    for p in paths:
-        df = _read(p, "score table", ["pair_id", "model", "score", "status"])
-        names = df["model"].dropna().unique()
-        if len(names) > 1:
-            raise BadInput(f"{p}: more than one model in the table ({sorted(map(str, names))[:3]})")
-        name = str(names[0]) if len(names) else p.stem
-        if name in out:
-            raise BadInput(f"{p}: model {name!r} also scored in {out[name][0]}")
-        out[name] = (p, df)
-    # Results cover exactly the models the embed stage last recorded: a table left by a model that
-    # `--model` has since replaced (or the protocol dropped) is not analysed.
-    recorded = list(run.read_manifest().get("models", {}))
-    if recorded:
-        out = {m: v for m, v in out.items() if m in recorded}
-        if not out:
-            raise BadInput(f"{run.root / 'scores'}: no score table for the recorded models {recorded}; run the score stage")
-    order = [m for m in proto.models if m in out] + sorted(m for m in out if m not in proto.models)
-    return {m: out[m] for m in order}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +195,25 @@ def unenrolled_rows(model: str, faces: pd.DataFrame, status: pd.DataFrame, pairs
     return pd.DataFrame(rows)
 
 
+def _null_metrics(m: dict, primary: pd.DataFrame, proto: Protocol) -> None:
+    """Give a model that enrolled nothing every fairness and contrast metric, valued null: a gate bound
+    on them is then inconclusive (not estimable) rather than a rule naming a metric the run lacks."""
+    null = _ci(None, None, None)
+    refs = {proto.reference_group}
+    groups = {metric: sorted(set(primary.loc[primary["metric"] == metric, "group"])) if len(primary) else []
+              for metric in THRESHOLD_CONTRAST_METRICS + THRESHOLD_FREE_CONTRAST_METRICS}
+    default = [g for g in proto.group_names if g not in refs]
+    for metric in THRESHOLD_FREE_FAIRNESS_METRICS:
+        m.setdefault(metric, dict(null))
+    for metric in THRESHOLD_FREE_CONTRAST_METRICS:
+        m.setdefault(metric, {g: dict(null) for g in groups[metric] or default})
+    for block in (v for v in list(m.values()) if isinstance(v, dict) and "target_fmr" in v and "threshold" in v):
+        for metric in THRESHOLD_FAIRNESS_METRICS + THRESHOLD_FREE_FAIRNESS_METRICS:
+            block.setdefault(metric, dict(null))
+        for metric in THRESHOLD_CONTRAST_METRICS:
+            block.setdefault(metric, {g: dict(null) for g in groups[metric] or default})
+
+
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
     ref_group = proto.reference_group
@@ -275,6 +238,9 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
     }
     pooled = er[er["edit_attr"] == ALL]
     primary = contrasts[contrasts["condition"] == ALL] if len(contrasts) else contrasts
+    if not len(fair):  # no model enrolled a comparison: no fairness summary exists
+        fair = pd.DataFrame({"model": pd.Series(dtype=str), "target_fmr": pd.Series(dtype=float),
+                             "metric": pd.Series(dtype=str)})
     for model, e in pooled.groupby("model", sort=False):
         first = e[e["target_fmr"] == e["target_fmr"].iloc[0]].set_index("group")
         m: dict[str, Any] = {
@@ -284,6 +250,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
             "eer": {g: _num(first.loc[g, "eer"]) for g in first.index if "eer" in first.columns},
             "fte_rate": {g: _ci(r.fte_rate, r.fte_lo, r.fte_hi) for g, r in first.iterrows()},
         }
+        m["enrolled_nothing"] = enrolled_nothing(e)
         mf = fair[fair["model"] == model]
         mc = primary[primary["model"] == model] if len(primary) else primary
         for r in mf[mf["target_fmr"].isna()].itertuples():
@@ -305,6 +272,8 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
                 k.setdefault(r.metric, {})[r.group] = _ci(r.estimate, r.ci_lo, r.ci_hi, p_value=r.p_value,
                                                            p_adjusted=r.p_adjusted)
             m[fmr_key(t)] = k
+        if m["enrolled_nothing"]:
+            _null_metrics(m, primary, proto)
         m["n_significant_contrasts"] = int((mc["p_adjusted"] < 1 - level).sum()) if len(mc) else 0
         summary["models"][model] = m
     for r in primary.to_dict("records") if len(primary) else []:
@@ -325,6 +294,39 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
     ``source`` is an :class:`faceaudit.stats.impostors.ImpostorSource` (impostor statistics streamed
     from it; ``md.impostor`` is then not read) or ``None`` (the in-memory reference computation on
     ``md.impostor``). ``where`` names the score table in error messages.
+
+    Parameters
+    ----------
+    proto : Protocol
+        The run's resolved protocol (analysis settings, seed, groups).
+    layout : Layout
+        The index space of the run (:func:`faceaudit.stats.data.make_layout`).
+    models : iterable
+        ``(ModelData, source, where)`` per model, as above.
+    **reduce_options
+        Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
+
+    Returns
+    -------
+    (dict, dict)
+        ``{table name: DataFrame}`` for ``error_rates``, ``contrasts``, ``dose_response``,
+        ``fairness``, ``roc``, ``score_hist``; and the summary.json dict.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> from faceaudit.run import load_run
+    >>> run = load_run(write_sim_run(tempfile.mkdtemp(), SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}),
+    ...                              np.random.default_rng(0), n_boot=100))
+    >>> layout = make_layout(run.faces, run.protocol.group_names)
+    >>> md = prepare_model("sim", run.pairs, run.score_table("sim"), run.enrolment_status("sim"), run.faces, layout)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
+    ...     tables, summary = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
+    >>> sorted(tables), summary["models"]["sim"]["enrolled_nothing"]
+    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'roc', 'score_hist'], False)
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
@@ -357,16 +359,27 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
         tables["score_hist"].append(score_hist_table(md, mr))
 
     out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
+    if not tables["contrasts"]:  # no model enrolled a comparison: an empty table, with its columns
+        out["contrasts"] = pd.DataFrame({c: pd.Series(dtype=object) for c in CONTRAST_COLUMNS})
     out["contrasts"] = adjust_pvalues(out["contrasts"], a.adjust)
     summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
     return out, summary
 
 
 def _model_similarity(proto: Protocol, name: str, run: RunDir):
-    """The row-wise similarity of the protocol's model called ``name`` (the one that scored the run)."""
-    from faceaudit.models.registry import load_model
+    """The row-wise similarity of the protocol's model called ``name`` (the one that scored the run).
 
+    A built-in model's similarity comes from its class (no weights are loaded); only a plugin,
+    ONNX or exported model, whose similarity only the built model knows, is built here."""
+    from faceaudit.models.registry import builtin_similarity, load_model
+
+    if name in proto.models:
+        similarity = builtin_similarity(name)  # built-ins are named by their spec
+        if similarity is not None:
+            return similarity
     for spec in proto.models:
+        if builtin_similarity(spec) is not None:
+            continue
         model = load_model(spec, device="cpu")
         if model.name == name:
             return model.similarity
@@ -386,19 +399,51 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     ``method``: see :data:`METHODS`; both give the same tables (tests/test_stats_streaming.py).
     ``models``: the model names to analyse (default: those the manifest records, else every
     ``scores/*.parquet``).
+
+    Parameters
+    ----------
+    run_root : str or Path
+        The run directory (read through :func:`faceaudit.run.load_run`).
+    write : bool
+        Write ``results/*.parquet`` and ``results/summary.json``.
+    method : str
+        One of :data:`METHODS`.
+    models : list of str, optional
+        The models to analyse.
+
+    Returns
+    -------
+    dict
+        ``{table name: DataFrame}``.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> spec = SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}, gen_shift={"skin=dark": -0.2})
+    >>> root = write_sim_run(tempfile.mkdtemp(), spec, np.random.default_rng(0), n_boot=100)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
+    ...     out = analyze_run(root)
+    >>> er = out["error_rates"]
+    >>> er[(er["edit_attr"] == "all") & (er["group"] == "all")][["model", "n_genuine", "n_impostor"]].values.tolist()
+    [['sim', 48, 252]]
+    >>> (root / "results" / "summary.json").exists()
+    True
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
-    run = RunDir(run_root)
-    proto = load_run_protocol(run)
-    faces = _read(run.faces, "run the generate stage first")
-    pairs = _read(run.pairs, "run the pair stage first")
+    run = load_run(run_root)
+    rd, proto = run.dir, run.protocol
+    faces = run.faces
+    pairs = run.pairs
     if len(pairs) == 0:
-        raise BadInput(f"{run.pairs}: no pairs")
+        raise BadInput(f"{rd.pairs}: no pairs")
     groups = proto.group_names
     extra = sorted(set(faces["group"].astype(str)) - set(groups)) if "group" in faces.columns else []
     if extra:
-        raise BadInput(f"{run.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
+        raise BadInput(f"{rd.faces}: group {extra[0]!r} is not one of the protocol's groups {groups}")
     layout = make_layout(faces, groups)
     sampled = proto.pairs.impostor_sample is not None
     if sampled:
@@ -409,9 +454,9 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     a = proto.analysis
 
     def model_data():
-        for model, (spath, scores) in _score_tables(run, proto, models).items():
-            epath = run.embeddings(model)
-            status = _read(epath, f"enrolment status of model {model!r} is needed for FTE rates", ["face_id", "status"])
+        for model, (spath, scores) in run.model_scores(models).items():
+            epath = rd.embeddings(model)
+            status = run.enrolment_status(model)
             if sampled:
                 scores = scores[scores["pair_id"].isin(pairs["pair_id"])]
             md = prepare_model(model, pairs, scores, status, faces, layout, scores_where=str(spath), status_where=str(epath))
@@ -420,9 +465,8 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
                 continue
             source = None
             if sampled:
-                emb = _read(epath, "embeddings are needed to score the impostor pairs", ["face_id", "status", "embedding"])
-                source = embedding_source(faces, emb, layout, similarity=_model_similarity(proto, model, run),
-                                          where=str(epath))
+                source = embedding_source(faces, run.embeddings(model), layout,
+                                          similarity=_model_similarity(proto, model, rd), where=str(epath))
             elif method == "stream":
                 imp = md.impostor
                 source = ArraySource(imp.seed_a, imp.seed_b, imp.group * layout.C + imp.cond, imp.score, imp.ok,
@@ -432,6 +476,6 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     out, summary = analyze_design(proto, layout, model_data())
     if write:
         for name, df in out.items():
-            write_table(run.results / f"{name}.parquet", df)
-        write_json(run.results / "summary.json", summary)
+            write_table(rd.results / f"{name}.parquet", df)
+        write_json(rd.results / "summary.json", summary)
     return out

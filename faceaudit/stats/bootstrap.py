@@ -29,12 +29,36 @@ import warnings
 
 import numpy as np
 
+__all__ = ["CI_METHOD", "seed_weights", "bootstrap_rng", "pair_quadform", "percentile_ci", "resolved_pvalue",
+           "bootstrap_pvalue"]
+
 #: how the CIs are computed (written next to every interval)
 CI_METHOD = "seed-cluster bootstrap, percentile"
 
 
 def seed_weights(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n_boot, n_seeds)`` float64 matrix of multinomial(n_seeds, 1/n_seeds) draw counts."""
+    """``(n_boot, n_seeds)`` float64 matrix of multinomial(n_seeds, 1/n_seeds) draw counts.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds (clusters) of the run.
+    n_boot : int
+        Bootstrap replicates.
+    rng : numpy.random.Generator
+        The analysis RNG (:func:`bootstrap_rng`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``W[b, s]``: how often seed ``s`` was drawn in replicate ``b`` (each row sums to ``n_seeds``).
+
+    Examples
+    --------
+    >>> W = seed_weights(5, 3, bootstrap_rng(0))
+    >>> W.shape, W.sum(axis=1).tolist()
+    ((3, 5), [5.0, 5.0, 5.0])
+    """
     if n_seeds < 1:
         raise ValueError("need at least one seed")
     w = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot)
@@ -42,7 +66,23 @@ def seed_weights(n_seeds: int, n_boot: int, rng: np.random.Generator) -> np.ndar
 
 
 def bootstrap_rng(protocol_seed: int) -> np.random.Generator:
-    """The analysis RNG: derived from the protocol's master seed, separate from the generator's."""
+    """The analysis RNG: derived from the protocol's master seed, separate from the generator's.
+
+    Parameters
+    ----------
+    protocol_seed : int
+        The protocol's ``seed``.
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Examples
+    --------
+    >>> a, b = bootstrap_rng(7).integers(0, 100, 3), bootstrap_rng(7).integers(0, 100, 3)
+    >>> bool((a == b).all())
+    True
+    """
     return np.random.default_rng([int(protocol_seed), 0x5EEDB007])
 
 
@@ -55,6 +95,28 @@ def pair_quadform(W: np.ndarray, a: np.ndarray, b: np.ndarray, counts: np.ndarra
       cost ``n_boot * n_pairs``;
     - dense (most seed pairs present, e.g. the impostor trial counts): ``((W @ U) * W).sum(1)`` with
       ``U`` the ``S x S`` count matrix, one BLAS matrix product (much faster per flop than gathers).
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed weights (:func:`seed_weights`).
+    a, b : numpy.ndarray
+        Seed indices of each pair.
+    counts : numpy.ndarray
+        Pairs (or errors) per seed pair.
+    n_seeds : int
+        Number of seeds.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_boot,)`` replicate counts.
+
+    Examples
+    --------
+    >>> W = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, 1.0]])
+    >>> pair_quadform(W, np.array([0, 0, 1]), np.array([1, 2, 2]), np.ones(3), 3).tolist()
+    [3.0, 2.0]
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
@@ -93,7 +155,28 @@ def pair_quadform(W: np.ndarray, a: np.ndarray, b: np.ndarray, counts: np.ndarra
 
 
 def percentile_ci(reps: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of bootstrap replicates; NaN replicates (undefined ratios) are ignored."""
+    """Percentile interval of bootstrap replicates; NaN replicates (undefined ratios) are ignored.
+
+    Parameters
+    ----------
+    reps : numpy.ndarray
+        Replicates along ``axis``.
+    level : float
+        Confidence level (the protocol's ``analysis.ci_level``).
+    axis : int
+        Axis of the replicates.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Lower and upper ends (NaN where every replicate is NaN).
+
+    Examples
+    --------
+    >>> lo, hi = percentile_ci(np.arange(101.0), 0.9)
+    >>> round(float(lo), 6), round(float(hi), 6)
+    (5.0, 95.0)
+    """
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     # Cells without data give all-NaN columns; their interval is NaN, which is the right answer.
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -112,6 +195,29 @@ def resolved_pvalue(reps: np.ndarray, est: float, null: float, log: bool = False
     significant. There the p-value comes from the normal approximation with the bootstrap SE
     (``2 * Phi(-|est - null| / se*)``, on the log scale for ratios), capped at the floor. Both rules
     keep "p < 1 - level iff the CI excludes the null" for any level with 1 - level >= 2/(B+1).
+
+    Parameters
+    ----------
+    reps : numpy.ndarray
+        Replicates of the contrast (NaN ignored).
+    est : float
+        The point estimate.
+    null : float
+        The value of no effect (0 for differences, 1 for ratios).
+    log : bool
+        Ratios: the normal approximation on the log scale.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> reps = np.random.default_rng(0).normal(0.0, 1.0, 999)
+    >>> 0.5 < resolved_pvalue(reps, 0.0, 0.0) <= 1.0  # replicates centred on the null
+    True
+    >>> resolved_pvalue(reps + 10, 10.0, 0.0) < 2 / 1000
+    True
     """
     from scipy.stats import norm
 
@@ -140,6 +246,24 @@ def bootstrap_pvalue(reps: np.ndarray, null: float, axis: int = 0) -> np.ndarray
     ``1 - level`` at which the equal-tailed percentile interval excludes ``null``. It is therefore
     consistent with the reported CI (p < 0.05 exactly when the 95% interval excludes the null, up to
     the +1 that keeps p away from 0 with a finite number of replicates).
+
+    Parameters
+    ----------
+    reps : numpy.ndarray
+        Replicates along ``axis`` (NaN ignored).
+    null : float
+        The value of no effect.
+    axis : int
+        Axis of the replicates.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> float(bootstrap_pvalue(np.array([1.0, 2.0, 3.0]), 0.0))
+    0.5
     """
     reps = np.asarray(reps, dtype=float)
     valid = ~np.isnan(reps)

@@ -33,10 +33,13 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
+from faceaudit.run import Run, load_run
 from faceaudit.stats.bootstrap import CI_METHOD, bootstrap_rng, percentile_ci, resolved_pvalue, seed_weights
 from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
 from faceaudit.stats.error_rates import PSEUDO_ERRORS, ModelRates, compute_model_rates, fmr_key
+
+__all__ = ["COMPARE_COLUMNS", "compare_runs", "compare_model_rates", "match_models", "comparison_summary"]
 
 COMPARE_COLUMNS = ["model_a", "model_b", "target_fmr", "metric", "group", "reference", "value_a", "value_b",
                    "change", "change_kind", "ci_lo", "ci_hi", "p_value", "significant", "ci_level", "ci_method"]
@@ -52,35 +55,16 @@ class _Run:
     faces: pd.DataFrame
     pairs: pd.DataFrame
     models: list[str]
+    run: Run
 
 
 def _open(root: str | Path) -> _Run:
-    from faceaudit.api import load_run
-
     run = load_run(root)
     models = run.models
     if not models:
         raise BadInput(f"{run.root}: no scored models; run the audit first")
     pairs = run.pairs.sort_values("pair_id", kind="stable").reset_index(drop=True)
-    return _Run(Path(root), run.protocol, run.faces, pairs, models)
-
-
-def _status(root: Path, model: str) -> pd.DataFrame:
-    from faceaudit.rundir import RunDir
-
-    path = RunDir(root).embeddings(model)
-    if not path.exists():
-        raise BadInput(f"{path}: missing; run the embed stage")
-    return pd.read_parquet(path, columns=["face_id", "status"])
-
-
-def _scores(root: Path, model: str) -> pd.DataFrame:
-    from faceaudit.rundir import RunDir
-
-    path = RunDir(root).scores(model)
-    if not path.exists():
-        raise BadInput(f"{path}: missing; run the score stage")
-    return pd.read_parquet(path)
+    return _Run(Path(root), run.protocol, run.faces, pairs, models, run)
 
 
 def _check_same_design(a: _Run, b: _Run) -> None:
@@ -100,7 +84,26 @@ def _check_same_design(a: _Run, b: _Run) -> None:
 def match_models(a_models: list[str], b_models: list[str], model_a: Optional[str] = None,
                  model_b: Optional[str] = None) -> list[tuple[str, str]]:
     """Model pairs to compare: the given ones, else those with the same name in both runs, else
-    the only model of each run."""
+    the only model of each run.
+
+    Parameters
+    ----------
+    a_models, b_models : list of str
+        The models of run A and run B.
+    model_a, model_b : str, optional
+        The models to compare (``--model-a``/``--model-b``).
+
+    Returns
+    -------
+    list of (str, str)
+
+    Examples
+    --------
+    >>> match_models(["dlib", "sface"], ["sface"])
+    [('sface', 'sface')]
+    >>> match_models(["sface"], ["sface+noise"])
+    [('sface', 'sface+noise')]
+    """
     if model_a or model_b:
         ma = model_a or (a_models[0] if len(a_models) == 1 else None)
         mb = model_b or (b_models[0] if len(b_models) == 1 else None)
@@ -213,7 +216,32 @@ def compare_model_rates(ra: ModelRates, rb: ModelRates, level: float, reference:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = None,
                  model_b: Optional[str] = None) -> pd.DataFrame:
-    """The comparison table (``COMPARE_COLUMNS``) of run B against run A (the baseline)."""
+    """The comparison table (``COMPARE_COLUMNS``) of run B against run A (the baseline).
+
+    Parameters
+    ----------
+    run_a, run_b : str or Path
+        Run directories of one protocol (same faces and pairs); A is the baseline.
+    model_a, model_b : str, optional
+        The models to compare (default: :func:`match_models`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (model pair, target FMR, metric, group): both values, the change (B - A, or
+        B / A for ratios) with its paired CI and p-value.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> spec = SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}, gen_shift={"skin=dark": -0.2})
+    >>> root = write_sim_run(tempfile.mkdtemp(), spec, np.random.default_rng(0), n_boot=100)
+    >>> same = compare_runs(root, root)  # a run against itself: nothing changes
+    >>> {kind: sorted(set(part.tolist())) for kind, part in same.groupby("change_kind")["change"]}
+    {'difference': [0.0], 'ratio': [1.0]}
+    """
     a, b = _open(run_a), _open(run_b)
     _check_same_design(a, b)
     proto = a.protocol
@@ -224,7 +252,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = 
     for ma, mb in match_models(a.models, b.models, model_a, model_b):
         mds = []
         for run, m in ((a, ma), (b, mb)):
-            mds.append(prepare_model(m, run.pairs, _scores(run.root, m), _status(run.root, m), run.faces, layout,
+            mds.append(prepare_model(m, run.pairs, run.run.score_table(m), run.run.enrolment_status(m), run.faces, layout,
                                      scores_where=f"{run.root}/scores/{m}", status_where=f"{run.root}/embeddings/{m}"))
         ra, rb = (compute_model_rates(md, W, targets) for md in mds)
         rows += compare_model_rates(ra, rb, level, proto.reference_group)
@@ -234,7 +262,15 @@ def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = 
 def comparison_summary(table: pd.DataFrame) -> dict:
     """The comparison in summary.json's shape, for the gate: ``models -> run B's model -> target
     FMR key -> "<metric>_change" -> group -> {estimate, ci_lo, ci_hi, p_value}`` (plus the
-    ``target_fmr``/``threshold`` keys the gate uses to recognise operating points)."""
+    ``target_fmr``/``threshold`` keys the gate uses to recognise operating points).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame([{"model_a": "m", "model_b": "m", "target_fmr": 0.01, "metric": "fnmr", "group": "all",
+    ...                    "change": 0.02, "ci_lo": -0.01, "ci_hi": 0.05, "p_value": 0.3, "ci_level": 0.95}])
+    >>> comparison_summary(t)["models"]["m"]["1e-02"]["fnmr_change"]["all"]["estimate"]
+    0.02
+    """
     out: dict = {"schema": "faceaudit.comparison/1", "models": {}}
     if len(table):
         out["ci_level"] = float(table["ci_level"].iloc[0])

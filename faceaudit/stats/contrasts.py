@@ -44,6 +44,12 @@ from faceaudit.stats.data import condition_label
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
 from faceaudit.stats.error_rates import ModelRates, Ratio
 
+__all__ = ["CONTRAST_COLUMNS", "THRESHOLD_CONTRAST_METRICS", "THRESHOLD_FREE_CONTRAST_METRICS", "model_contrasts",
+           "fmr_contrast", "adjust_pvalues"]
+
+#: contrast metrics at each target FMR, and those that need no threshold (summary.json keys)
+THRESHOLD_CONTRAST_METRICS = ("fnmr_diff", "fnmr_ratio", "fmr_diff", "fmr_ratio")
+THRESHOLD_FREE_CONTRAST_METRICS = ("genuine_score_diff", "fte_rate_diff")
 CONTRAST_COLUMNS = ["model", "attribute", "level", "reference", "metric", "estimate", "ci_lo", "ci_hi",
                     "p_value", "p_adjusted"]
 
@@ -103,6 +109,44 @@ def fmr_contrast(mr: ModelRates, target: float, g: int, r: int, cond: int | None
 
 
 def model_contrasts(mr: ModelRates, attribute: str, reference_group: str, level: float) -> pd.DataFrame:
+    """Paired contrasts of every group against the reference group, pooled over edit conditions and
+    within each one: FNMR/FMR differences and ratios at each target FMR, genuine-score and FTE
+    differences (threshold-free); ``p_adjusted`` is filled later by :func:`adjust_pvalues`.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates.
+    attribute : str
+        The protected attribute (``attribute`` column).
+    reference_group : str
+        The protocol's reference group.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``CONTRAST_COLUMNS`` and more (``condition``, ``group``, ``target_fmr``, ``ci_method``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> c = model_contrasts(mr, "skin_tone", "skin=light", 0.95)
+    >>> row = c[(c["metric"] == "genuine_score_diff") & (c["condition"] == "all")].iloc[0]
+    >>> row["group"], bool(row["ci_hi"] < 0)
+    ('skin=dark', True)
+    """
     L = mr.md.layout
     r = L.groups.index(reference_group)
     C = L.C  # index C is the pooled condition (index L.G the pooled group)
@@ -168,7 +212,25 @@ def model_contrasts(mr: ModelRates, attribute: str, reference_group: str, level:
 
 
 def adjust_pvalues(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Fill ``p_adjusted`` over all rows (one family) with Holm or Benjamini-Hochberg."""
+    """Fill ``p_adjusted`` over all rows (one family) with Holm or Benjamini-Hochberg.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Contrast rows with ``p_value`` (NaN p-values stay NaN and are not counted).
+    method : str
+        ``holm`` or ``fdr_bh`` (statsmodels names; the protocol's ``analysis.adjust``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with ``p_adjusted`` and ``adjust``.
+
+    Examples
+    --------
+    >>> adjust_pvalues(pd.DataFrame({"p_value": [0.01, 0.04, float("nan")]}), "holm")["p_adjusted"].tolist()
+    [0.02, 0.04, nan]
+    """
     df = df.copy()
     df["adjust"] = method
     if df.empty:

@@ -14,6 +14,9 @@ import pandas as pd
 
 from faceaudit.core.errors import BadInput
 
+__all__ = ["ALL", "PAIR_COLUMNS", "SCORE_COLUMNS", "FACE_COLUMNS", "STATUSES", "Layout", "Side", "ModelData",
+           "condition_label", "make_layout", "prepare_model"]
+
 PAIR_COLUMNS = ["pair_id", "face_a", "face_b", "kind", "seed_a", "seed_b", "group", "edit_attr", "edit_level"]
 SCORE_COLUMNS = ["pair_id", "score", "status"]
 FACE_COLUMNS = ["face_id", "seed", "group", "edit_attr", "edit_level"]

@@ -33,6 +33,8 @@ import statsmodels.formula.api as smf
 from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci
 from faceaudit.stats.error_rates import ModelRates
 
+__all__ = ["dose_response_table", "mean_rows", "model_rows", "SINGULAR_REL"]
+
 #: singular when the seed share of the variance (ICC) is below this
 SINGULAR_REL = 1e-4
 

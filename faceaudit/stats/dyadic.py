@@ -36,6 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+__all__ = ["DYADIC_METHOD", "small_sample_factor", "DyadicDesign", "rate_influence", "normal_interval",
+           "logit_interval"]
+
 #: written next to intervals computed here
 DYADIC_METHOD = "dyadic-robust (seed-pair) variance, normal"
 

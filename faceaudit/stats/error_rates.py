@@ -40,6 +40,11 @@ from faceaudit.stats import thresholds as T
 if TYPE_CHECKING:
     from faceaudit.stats.impostors import ImpostorStats
 
+__all__ = ["ER_CI_METHOD", "PSEUDO_ERRORS", "PSEUDO_TRIALS", "fmr_key", "enrolled_nothing", "Count", "Ratio",
+           "ModelRates", "GenuineRates", "genuine_rates", "compute_model_rates", "compute_model_rates_streamed",
+           "threshold_free", "fmr_ci", "error_rate_table", "seed_cell_matrix", "single_seed_count", "pair_count",
+           "genuine_by_set", "fmr_cell_masks"]
+
 #: error_rates rows: FNMR/GFNMR/FTE from the seed bootstrap, FMR from the dyadic-robust variance
 ER_CI_METHOD = f"{CI_METHOD}; fmr: {DYADIC_METHOD}, logit scale"
 
@@ -49,8 +54,28 @@ PSEUDO_TRIALS = 1.0
 
 
 def fmr_key(target: float) -> str:
-    """Key of a target FMR in summary.json and policies: ``1e-03``."""
+    """Key of a target FMR in summary.json and policies: ``1e-03``.
+
+    Examples
+    --------
+    >>> fmr_key(0.001), fmr_key(1e-2)
+    ('1e-03', '1e-02')
+    """
     return f"{float(target):.0e}"
+
+
+def enrolled_nothing(rows: pd.DataFrame) -> bool:
+    """Whether a model's ``error_rates`` rows say it enrolled no comparison at all (every face failed
+    to enrol): no genuine or impostor comparison was made and no threshold exists.
+
+    Examples
+    --------
+    >>> enrolled_nothing(pd.DataFrame({"n_genuine": [0, 0], "n_impostor": [0, 0], "threshold": [np.nan, np.nan]}))
+    True
+    >>> enrolled_nothing(pd.DataFrame({"n_genuine": [4], "n_impostor": [12], "threshold": [0.4]}))
+    False
+    """
+    return bool((rows["n_genuine"] == 0).all() and (rows["n_impostor"] == 0).all() and rows["threshold"].isna().all())
 
 
 @dataclass
@@ -174,7 +199,109 @@ class ModelRates:
         return (imp.ok & (imp.score >= self.thresholds[target])).astype(float)
 
 
+@dataclass
+class GenuineRates:
+    """The rates of one model that need no impostor pair: FNMR and GFNMR at each threshold, the FTE
+    rate of faces and the mean genuine score, with ``n_genuine_all`` (every genuine pair)."""
+
+    fnmr: dict[float, Ratio]
+    gfnmr: dict[float, Ratio]
+    fte: Ratio
+    gscore: Ratio
+    n_genuine_all: Count
+
+
+def genuine_rates(md: ModelData, W: np.ndarray, thresholds: dict[float, float]) -> GenuineRates:
+    """Genuine-pair and face rates of one model at the given global thresholds (one seed per item:
+    one matrix product per count).
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's index-encoded pairs and faces (:func:`faceaudit.stats.data.prepare_model`).
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed-bootstrap weights (:func:`faceaudit.stats.bootstrap.seed_weights`).
+    thresholds : dict
+        ``{target FMR: global threshold}``.
+
+    Returns
+    -------
+    GenuineRates
+
+    Examples
+    --------
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> faces = pd.DataFrame({"face_id": ["a0", "a1", "b0", "b1"], "seed": [1, 1, 2, 2], "group": "g",
+    ...                       "edit_attr": ["none", "yaw", "none", "yaw"], "edit_level": [0.0, 1.0, 0.0, 1.0]})
+    >>> pairs = pd.DataFrame({"pair_id": [0, 1], "face_a": ["a0", "b0"], "face_b": ["a1", "b1"], "kind": "genuine",
+    ...                       "seed_a": [1, 2], "seed_b": [1, 2], "group": "g", "edit_attr": "yaw", "edit_level": 1.0})
+    >>> scores = pd.DataFrame({"pair_id": [0, 1], "score": [0.9, 0.2], "status": "ok"})
+    >>> status = pd.DataFrame({"face_id": faces["face_id"], "status": "ok"})
+    >>> layout = make_layout(faces, ["g"])
+    >>> md = prepare_model("m", pairs, scores, status, faces, layout)
+    >>> g = genuine_rates(md, seed_weights(2, 50, bootstrap_rng(0)), {0.01: 0.5})
+    >>> float(g.fnmr[0.01].rate()[-1, -1]), float(g.fte.rate()[-1, -1])
+    (0.5, 0.0)
+    """
+    L, gen = md.layout, md.genuine
+    g_ok = gen.ok.astype(float)
+    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
+    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
+    g_fte = 1.0 - g_ok
+    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
+    fnmr, gfnmr = {}, {}
+    for t, thr in thresholds.items():
+        fnm = (gen.ok & (gen.score < thr)).astype(float)
+        fnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L), g_den)
+        gfnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L), g_all)
+    f_vals = md.face_fte.astype(float)
+    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
+                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
+    return GenuineRates(fnmr, gfnmr, fte, gscore, g_all)
+
+
 def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> ModelRates:
+    """Every rate of one model, in memory: the global threshold at each target FMR (on the pooled
+    impostor scores), then FNMR, GFNMR, FMR and FTE per (group + all, condition + all) cell with
+    their bootstrap replicates (the reference computation the streamed one is tested against).
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's index-encoded pairs and faces (:func:`faceaudit.stats.data.prepare_model`).
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed-bootstrap weights shared by every model of the run.
+    targets : list of float
+        Target FMRs (the protocol's ``analysis.target_fmr``).
+
+    Returns
+    -------
+    ModelRates
+
+    Raises
+    ------
+    ValueError
+        No impostor comparison enrolled (no threshold exists).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> round(mr.thresholds[0.1], 4)
+    0.2301
+    >>> fnmr = mr.fnmr[0.1].rate()[:, -1]  # per group, then all groups; pooled over conditions
+    >>> bool(fnmr[1] > fnmr[0])  # the dark group's genuine scores were planted lower
+    True
+    """
     L = md.layout
     gen, imp = md.genuine, md.impostor
     if not imp.ok.any():
@@ -182,32 +309,19 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> M
     imp_scores = imp.score[imp.ok]
     all_scores = np.concatenate([imp_scores, gen.score[gen.ok]])
     thresholds = {t: T.threshold_at_fmr(imp_scores, t, candidates=all_scores) for t in targets}
+    gr = genuine_rates(md, W, thresholds)
 
-    g_ok = gen.ok.astype(float)
-    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
-    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
-    g_fte = 1.0 - g_ok
     i_den = pair_count(W, imp, imp.ok.astype(float), L, with_seeds=True)
     i_fte = pair_count(W, imp, (~imp.ok).astype(float), L).point
-    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
-
-    fnmr, gfnmr, fmr, gthr = {}, {}, {}, {}
+    fmr, gthr = {}, {}
     for t, thr in thresholds.items():
-        fnm = (gen.ok & (gen.score < thr)).astype(float)
-        fnm_c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L)
-        fnmr[t] = Ratio(fnm_c, g_den)
-        gfnm_c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L)
-        gfnmr[t] = Ratio(gfnm_c, g_all)
         fm = (imp.ok & (imp.score >= thr)).astype(float)
         fmr[t] = Ratio(pair_count(W, imp, fm, L), i_den)
         # Diagnostic: the threshold each group would need on its own impostors.
         gthr[t] = np.array([_group_threshold(md, g, t) for g in range(L.G)] + [thr])
 
-    f_vals = md.face_fte.astype(float)
-    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
-                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
     dyad = DyadicDesign.from_pairs(imp.seed_a, imp.seed_b, L.S)
-    return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr, dyad)
+    return ModelRates(md, thresholds, gr.fnmr, gr.gfnmr, fmr, gr.fte, gr.gscore, gr.n_genuine_all, i_fte, gthr, dyad)
 
 
 def genuine_by_set(md: ModelData) -> list[np.ndarray]:
@@ -219,7 +333,47 @@ def genuine_by_set(md: ModelData) -> list[np.ndarray]:
 def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: list[float], far_points: list[float],
                                  **reduce_options) -> ModelRates:
     """:func:`compute_model_rates` with the impostor side reduced block by block from ``source``
-    (an :class:`faceaudit.stats.impostors.ImpostorSource`); same numbers, memory bounded."""
+    (an :class:`faceaudit.stats.impostors.ImpostorSource`); same numbers, memory bounded.
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data (``md.impostor`` is not read).
+    source : ImpostorSource
+        Where the impostor comparisons come from.
+    W : numpy.ndarray
+        Seed-bootstrap weights.
+    targets : list of float
+        Target FMRs.
+    far_points : list of float
+        FARs of the threshold-free TAR columns.
+    **reduce_options
+        Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
+
+    Returns
+    -------
+    ModelRates
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> from faceaudit.stats.impostors import ArraySource
+    >>> W = seed_weights(layout.S, 50, bootstrap_rng(0))
+    >>> imp = md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * layout.C + imp.cond, imp.score, imp.ok,
+    ...                   layout.S, layout.G * layout.C)
+    >>> streamed = compute_model_rates_streamed(md, src, W, [0.1], [0.1])
+    >>> streamed.thresholds == compute_model_rates(md, W, [0.1]).thresholds
+    True
+    """
     from faceaudit.stats.impostors import group_threshold_streamed, reduce_impostors
 
     L = md.layout
@@ -228,29 +382,18 @@ def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: 
     gsets = genuine_by_set(md)
     st = reduce_impostors(source, G, C, W, list(targets), gsets, list(far_points), gen.score[gen.ok], **reduce_options)
     thresholds = dict(st.thresholds)
+    gr = genuine_rates(md, W, thresholds)
 
-    g_ok = gen.ok.astype(float)
-    g_den = single_seed_count(W, gen.seed_a, gen.group, gen.cond, g_ok, L, with_seeds=True)
-    g_all = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), L, with_seeds=True)
-    g_fte = 1.0 - g_ok
     seeds = ((st.per_seed_ok @ st.aggregation()) > 0).sum(axis=0).reshape(G + 1, C + 1).astype(float)
     i_den = Count(_margins(st.n_ok.astype(float).reshape(G, C)), _margins(st.trial_boot.reshape(B, G, C)), seeds)
     i_fte = _margins(st.n_fte.astype(float).reshape(G, C))
-    gscore = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.where(gen.ok, gen.score, 0.0), L), g_den)
-
-    fnmr, gfnmr, fmr, gthr = {}, {}, {}, {}
+    fmr, gthr = {}, {}
     for t, thr in thresholds.items():
-        fnm = (gen.ok & (gen.score < thr)).astype(float)
-        fnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm, L), g_den)
-        gfnmr[t] = Ratio(single_seed_count(W, gen.seed_a, gen.group, gen.cond, fnm + g_fte, L), g_all)
         h = st.hits[t]
         fmr[t] = Ratio(Count(_margins(h.count.astype(float).reshape(G, C)), _margins(h.boot.reshape(B, G, C))), i_den)
-        gthr[t] = np.array([group_threshold_streamed(st, g, t, gsets[g]) for g in range(G)] + [thr])
+        gthr[t] = np.array([group_threshold_streamed(st, gi, t, gsets[gi]) for gi in range(G)] + [thr])
 
-    f_vals = md.face_fte.astype(float)
-    fte = Ratio(single_seed_count(W, md.face_seed, md.face_group, md.face_cond, f_vals, L),
-                single_seed_count(W, md.face_seed, md.face_group, md.face_cond, np.ones(len(f_vals)), L, with_seeds=True))
-    return ModelRates(md, thresholds, fnmr, gfnmr, fmr, fte, gscore, g_all, i_fte, gthr, None, st, gsets)
+    return ModelRates(md, thresholds, gr.fnmr, gr.gfnmr, fmr, gr.fte, gr.gscore, gr.n_genuine_all, i_fte, gthr, None, st, gsets)
 
 
 def _group_threshold(md: ModelData, g: int, target: float) -> float:
@@ -325,6 +468,39 @@ def error_rate_table(mr: ModelRates, level: float, far_points: list[float]) -> p
 
     Rows with ``edit_attr == "all"`` pool every edit condition (the headline per-group rates);
     the others are the same rates within one edit condition (intersectional breakdown).
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates.
+    level : float
+        Confidence level of every interval (the protocol's ``analysis.ci_level``).
+    far_points : list of float
+        FARs of the threshold-free ``tar_at_far_*`` columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> er = error_rate_table(mr, 0.9, [0.1])
+    >>> pooled = er[er["edit_attr"] == "all"].set_index("group")
+    >>> pooled.loc["all", ["n_genuine", "n_impostor"]].tolist()
+    [32, 168]
+    >>> bool((pooled["fnmr_lo"] <= pooled["fnmr"]).all()), float(er["ci_level"].iloc[0])
+    (True, 0.9)
     """
     L = mr.md.layout
     groups = L.groups + [ALL]

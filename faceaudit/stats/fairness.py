@@ -21,8 +21,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+__all__ = ["max_min_ratio", "max_abs_diff", "fdr", "inequity_rate", "gini", "garbe", "fairness_table",
+           "THRESHOLD_FAIRNESS_METRICS", "THRESHOLD_FREE_FAIRNESS_METRICS"]
+
+#: the summaries :func:`fairness_table` writes at each target FMR, and those that need no threshold
+THRESHOLD_FAIRNESS_METRICS = ("fmr_max_min_ratio", "fnmr_max_min_ratio", "gfnmr_max_min_ratio", "fmr_max_diff",
+                              "fnmr_max_diff", "fdr", "ir", "garbe")
+THRESHOLD_FREE_FAIRNESS_METRICS = ("fte_max_min_ratio",)
+
 
 def max_min_ratio(x: np.ndarray) -> np.ndarray:
+    """Largest over smallest rate along the last axis (1 when every rate is 0).
+
+    Examples
+    --------
+    >>> max_min_ratio(np.array([0.02, 0.05, 0.04])).round(6).tolist()
+    2.5
+    >>> max_min_ratio(np.array([[0.0, 0.0], [0.1, 0.2]])).tolist()
+    [1.0, 2.0]
+    """
     x = np.asarray(x, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = x.max(axis=-1) / x.min(axis=-1)
@@ -31,19 +48,60 @@ def max_min_ratio(x: np.ndarray) -> np.ndarray:
 
 
 def max_abs_diff(x: np.ndarray) -> np.ndarray:
+    """Largest minus smallest rate along the last axis.
+
+    Examples
+    --------
+    >>> round(float(max_abs_diff(np.array([0.02, 0.05, 0.04]))), 6)
+    0.03
+    """
     x = np.asarray(x, dtype=float)
     return x.max(axis=-1) - x.min(axis=-1)
 
 
 def fdr(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
+    """Fairness discrepancy rate (de Freitas Pereira & Marcel 2021); 1 = perfectly fair.
+
+    Parameters
+    ----------
+    fmr, fnmr : numpy.ndarray
+        Per-group rates along the last axis.
+    alpha : float
+        Weight of the FMR gap (the protocol's ``analysis.fairness_alpha``).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Examples
+    --------
+    >>> round(float(fdr(np.array([0.01, 0.03]), np.array([0.1, 0.2]), 0.5)), 6)
+    0.94
+    """
     return 1.0 - (alpha * max_abs_diff(fmr) + (1.0 - alpha) * max_abs_diff(fnmr))
 
 
 def inequity_rate(fmr_smoothed: np.ndarray, fnmr_smoothed: np.ndarray, alpha: float) -> np.ndarray:
+    """Inequity rate, NIST FRVT Part 8 product form (1 = fair), on smoothed rates.
+
+    Examples
+    --------
+    >>> round(float(inequity_rate(np.array([0.01, 0.04]), np.array([0.1, 0.1]), 0.5)), 6)
+    2.0
+    """
     return max_min_ratio(fmr_smoothed) ** alpha * max_min_ratio(fnmr_smoothed) ** (1.0 - alpha)
 
 
 def gini(x: np.ndarray) -> np.ndarray:
+    """Sample-corrected Gini coefficient along the last axis (0 = equal; 0 when every rate is 0).
+
+    Examples
+    --------
+    >>> float(gini(np.array([0.1, 0.1])))
+    0.0
+    >>> round(float(gini(np.array([0.0, 0.2]))), 6)
+    1.0
+    """
     x = np.asarray(x, dtype=float)
     n = x.shape[-1]
     if n < 2:
@@ -56,6 +114,13 @@ def gini(x: np.ndarray) -> np.ndarray:
 
 
 def garbe(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
+    """GARBE (Howard et al. 2022): ``alpha * G(FMR) + (1 - alpha) * G(FNMR)``; 0 = fair.
+
+    Examples
+    --------
+    >>> round(float(garbe(np.array([0.1, 0.1]), np.array([0.0, 0.2]), 0.5)), 6)
+    0.5
+    """
     return alpha * gini(fmr) + (1.0 - alpha) * gini(fnmr)
 
 
@@ -65,6 +130,40 @@ def fairness_table(mr, alpha: float, level: float) -> pd.DataFrame:
     Computed over the protected groups (pooled over edit conditions). The same replicates give the
     per-group rates, so the CI of e.g. the FNMR max/min ratio reflects that the identity of the worst
     group can change between replicates.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates (:func:`faceaudit.stats.error_rates.compute_model_rates`).
+    alpha : float
+        The protocol's ``analysis.fairness_alpha``.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``results/fairness.parquet`` rows of the model: ``model, target_fmr, metric, estimate, ci_lo,
+        ci_hi, estimate_raw, worst_group, best_group, alpha, n_groups, ci_level, ci_method``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ["skin=light", "skin=dark"]
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, groups=tuple(groups), edits={"lighting": (-1.0, 1.0)},
+    ...                                  gen_shift={"skin=dark": -0.2}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], groups)
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> f = fairness_table(mr, 0.5, 0.95)
+    >>> f["metric"].tolist() == list(THRESHOLD_FAIRNESS_METRICS + THRESHOLD_FREE_FAIRNESS_METRICS)
+    True
+    >>> f.set_index("metric").loc["fnmr_max_diff", "worst_group"]
+    'skin=dark'
     """
     import pandas as pd
 

@@ -27,8 +27,12 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from faceaudit.annotate.questions import IMAGE_QUESTIONS, SAME, rescale_same
 from faceaudit.core.errors import BadInput
+from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME, rescale_same
+
+__all__ = ["PASS_IDENTICAL", "PASS_DIFFERENT", "DEFAULT_MIN_PASS", "DECISION", "rater_quality",
+           "quasi_binomial_dispersion", "wilson_interval", "consensus_identity", "agreement", "human_vs_machine",
+           "genuine_weights"]
 
 PASS_IDENTICAL = (4, 5)
 PASS_DIFFERENT = (1, 2)

@@ -45,6 +45,11 @@ from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import pair_quadform
 from faceaudit.stats.dyadic import logit_interval, small_sample_factor
 
+__all__ = ["FINE_BINS", "BLOCK_PAIRS", "KEEP_WHOLE", "DET_MAX_POINTS", "ImpostorBlock", "ImpostorSource",
+           "ArraySource", "EmbeddingSource", "bin_index", "ScoreDistribution", "HitStats", "ImpostorStats",
+           "reduce_impostors", "dyadic_terms", "DyadicTerms", "fmr_ci_streamed", "fmr_contrast_streamed",
+           "threshold_free_streamed", "group_threshold_streamed", "roc_table_streamed", "embedding_source"]
+
 #: bins of the exact-threshold histogram (per group, common edges)
 FINE_BINS = 1 << 16
 #: impostor pairs per block

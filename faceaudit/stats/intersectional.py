@@ -34,6 +34,8 @@ from faceaudit.stats.contrasts import _dyadic_row, _row
 from faceaudit.stats.dyadic import rate_influence
 from faceaudit.stats.error_rates import ModelRates, Ratio
 
+__all__ = ["parse_group", "fmr_combination", "intersectional_contrasts"]
+
 
 def parse_group(group: str) -> dict[str, str]:
     """``skin=dark|gender=female`` -> ``{"skin": "dark", "gender": "female"}``."""

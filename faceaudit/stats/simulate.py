@@ -24,6 +24,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+__all__ = ["SimSpec", "simulate_run_tables", "write_sim_run"]
+
 
 @dataclass
 class SimSpec:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+__all__ = ["threshold_at_fmr", "fmr_at", "fnmr_at", "error_curve", "eer", "roc_auc", "tar_at_far", "det_points"]
+
 
 def _as_float(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).ravel()
@@ -33,8 +35,27 @@ def _as_float(x) -> np.ndarray:
 def threshold_at_fmr(impostor, target_fmr: float, candidates=None) -> float:
     """Smallest candidate score ``t`` with ``FMR(t) <= target_fmr`` (see module docstring).
 
-    ``candidates`` defaults to the impostor scores themselves; the analysis passes every score of the
-    model (genuine and impostor) so that the result matches ``roc_curve`` on the same pairs.
+    Parameters
+    ----------
+    impostor : array_like
+        Impostor scores (higher = more similar); a comparison matches when ``score >= t``.
+    target_fmr : float
+        The largest false match rate allowed.
+    candidates : array_like, optional
+        Scores the threshold may take besides the impostor scores; the analysis passes every score
+        of the model (genuine and impostor) so that the result matches ``roc_curve`` on the same pairs.
+
+    Returns
+    -------
+    float
+        The threshold (``inf`` when no candidate lies above the last failing impostor value).
+
+    Examples
+    --------
+    >>> threshold_at_fmr([0.1, 0.2, 0.3, 0.4], 0.25)
+    0.4
+    >>> threshold_at_fmr([0.1, 0.2, 0.3, 0.4], 0.25, candidates=[0.35, 0.9])
+    0.35
     """
     imp = np.sort(_as_float(impostor))
     n = len(imp)
@@ -52,11 +73,25 @@ def threshold_at_fmr(impostor, target_fmr: float, candidates=None) -> float:
 
 
 def fmr_at(impostor, t: float) -> float:
+    """False match rate at threshold ``t``: the share of impostor scores ``>= t`` (NaN when none).
+
+    Examples
+    --------
+    >>> fmr_at([0.1, 0.5, 0.9], 0.5)
+    0.6666666666666666
+    """
     imp = _as_float(impostor)
     return float(np.mean(imp >= t)) if len(imp) else float("nan")
 
 
 def fnmr_at(genuine, t: float) -> float:
+    """False non-match rate at threshold ``t``: the share of genuine scores ``< t`` (NaN when none).
+
+    Examples
+    --------
+    >>> fnmr_at([0.4, 0.6, 0.8, 0.9], 0.7)
+    0.5
+    """
     gen = _as_float(genuine)
     return float(np.mean(gen < t)) if len(gen) else float("nan")
 
@@ -65,6 +100,12 @@ def error_curve(genuine, impostor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(thresholds ascending, FMR, FNMR)`` at every distinct score and at ``+inf``.
 
     The same points pyeer's ``calculate_roc`` returns (plus the ``+inf`` end where FMR = 0, FNMR = 1).
+
+    Examples
+    --------
+    >>> thr, fmr, fnmr = error_curve([0.8, 0.9], [0.1, 0.85])
+    >>> thr.tolist(), fmr.tolist(), fnmr.tolist()
+    ([0.1, 0.8, 0.85, 0.9, inf], [1.0, 0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5, 1.0])
     """
     gen = np.sort(_as_float(genuine))
     imp = np.sort(_as_float(impostor))
@@ -75,7 +116,13 @@ def error_curve(genuine, impostor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def eer(genuine, impostor) -> tuple[float, float]:
-    """``(EER, threshold)`` by the FVC2000/pyeer convention (see module docstring)."""
+    """``(EER, threshold)`` by the FVC2000/pyeer convention (see module docstring).
+
+    Examples
+    --------
+    >>> eer([0.8, 0.9], [0.1, 0.2])
+    (0.0, 0.8)
+    """
     thr, fmr, fnmr = error_curve(genuine, impostor)
     diff = fmr - fnmr
     t2 = int(np.flatnonzero(diff <= 0)[0])  # exists: at +inf FMR = 0 <= FNMR
@@ -85,6 +132,14 @@ def eer(genuine, impostor) -> tuple[float, float]:
 
 
 def roc_auc(genuine, impostor) -> float:
+    """Area under the ROC curve: the chance that a genuine score exceeds an impostor score (ties
+    count one half); NaN without scores of both kinds.
+
+    Examples
+    --------
+    >>> roc_auc([0.8, 0.9], [0.1, 0.85])
+    0.75
+    """
     gen, imp = _as_float(genuine), _as_float(impostor)
     ng, ni = len(gen), len(imp)
     if ng == 0 or ni == 0:
@@ -94,7 +149,15 @@ def roc_auc(genuine, impostor) -> float:
 
 
 def tar_at_far(genuine, impostor, far: float) -> float:
-    """True accept rate ``1 - FNMR(t)`` at the threshold for FMR <= ``far`` (candidates: all scores)."""
+    """True accept rate ``1 - FNMR(t)`` at the threshold for FMR <= ``far`` (candidates: all scores).
+
+    Examples
+    --------
+    >>> tar_at_far([0.5, 0.8, 0.9], [0.1, 0.2, 0.6], 0.34)  # threshold 0.5
+    1.0
+    >>> tar_at_far([0.5, 0.8, 0.9], [0.1, 0.2, 0.6], 0.1)  # threshold above 0.6
+    0.6666666666666667
+    """
     gen = _as_float(genuine)
     if len(gen) == 0 or len(_as_float(impostor)) == 0:
         return float("nan")
@@ -107,6 +170,13 @@ def det_points(genuine, impostor, max_points: int = 300) -> tuple[np.ndarray, np
 
     Keeps the first point at or below each of ~``max_points/2`` log-spaced FMR levels and each of
     ~``max_points/2`` log-spaced FNMR levels, plus both ends, so both tails stay resolved on log axes.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> thr, fmr, fnmr = det_points(rng.normal(1, 1, 2000), rng.normal(0, 1, 2000), max_points=50)
+    >>> len(thr) <= 52, bool(fmr[0] == 1.0 and fnmr[-1] == 1.0)
+    (True, True)
     """
     thr, fmr, fnmr = error_curve(genuine, impostor)
     if len(thr) <= max_points:

@@ -1,4 +1,8 @@
-"""What raters are asked: one ordinal "same person?" scale for pairs and five questions per image.
+"""The rating scales: what raters are asked, one ordinal "same person?" scale for pairs and five
+questions per image.
+
+A top-level module below both the rating app (:mod:`faceaudit.annotate`) and the statistics of the
+ratings (:mod:`faceaudit.stats.human`), so neither imports the other to learn the scales.
 
 Values are stored as the integer codes below; labels are shown to raters and exported next to the
 code. ``level`` is the Krippendorff level of measurement used for inter-rater agreement.
