@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from faceaudit.core.errors import BadInput
-from faceaudit.generate.dcgan import DCGANGenerator, load_dcgan, seed_latents
-from faceaudit.generate.design import encode_png, face_id
+from faceaudit.generate.dcgan.generator import DCGANGenerator, load_dcgan, seed_latents
+from faceaudit.generate.faces import encode_png, face_id
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_face_ids_are_readable_and_unique():
 
 def test_diffusion_backend_fails_with_one_line():
     from faceaudit.core.errors import ModelUnavailable
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     with pytest.raises(ModelUnavailable) as err:
         DiffusionGenerator(model_id="faceaudit/definitely-not-cached")

@@ -57,7 +57,7 @@ def tiny_dir(tmp_path_factory, offline_env):
 
 @pytest.fixture(scope="module")
 def generators(tiny_dir):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     return {s: DiffusionGenerator(model_id=str(tiny_dir), identity_sharing=s, **SETTINGS) for s in (0.0, 0.8)}
 
@@ -73,7 +73,7 @@ def test_tiny_pipeline_reloads_offline_with_its_in_memory_tokenizer(generators):
 
 
 def test_same_seed_and_prompt_give_identical_images(generators, tiny_dir):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     gen = generators[0.0]
     a = gen.render(SEEDS, "skin=dark").images
@@ -137,7 +137,7 @@ def test_identity_sharing_keeps_the_prototype_and_pulls_edits_towards_it(generat
 
 
 def test_empty_tokenizer_is_reported(tiny_dir, tmp_path):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     broken = Path(shutil.copytree(tiny_dir, tmp_path / "broken"))
     break_tokenizer(broken)
@@ -149,7 +149,7 @@ def test_empty_tokenizer_is_reported(tiny_dir, tmp_path):
 
 def test_weights_resolve_from_faceaudit_weights(tiny_dir, tmp_path, monkeypatch):
     from faceaudit.core.errors import ModelUnavailable
-    from faceaudit.generate.diffusion_weights import resolve_model_dir
+    from faceaudit.generate.diffusion.weights import resolve_model_dir
     from faceaudit.generate.registry import list_generators
 
     root = tmp_path / "weights"
@@ -251,7 +251,7 @@ def test_hub_id_without_network_is_one_line_and_exit_2(tmp_path):
 
 
 def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
-    from faceaudit.generate.prompts import PromptBuilder
+    from faceaudit.generate.diffusion.prompts import PromptBuilder
     from faceaudit.protocol import parse_protocol
 
     builder = PromptBuilder("{skin} face, {edit}", slots={"skin": {"light": "pale", "dark": "dark"}},

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from faceaudit import __version__
+from faceaudit.generate.registry import backend_for
 from faceaudit.report import fmt
 from faceaudit.report.card import Table, build_card
 from faceaudit.report.summary_md import summary_markdown
@@ -48,22 +49,13 @@ def _figure_views(figs: dict) -> dict:
     return out
 
 
-def _generator_rows(spec) -> list[tuple[str, str]]:
-    if spec.name == "diffusion":
-        return [("Diffusion model", spec.model),
-                ("Sampling", f"{spec.steps} steps, guidance {spec.guidance:g}, identity sharing {spec.identity_sharing:g}"),
-                ("Prompt template", spec.prompt)]
-    return [("Latent truncation", f"{spec.truncation:g} SD" if spec.truncation else "off"),
-            ("Skin search steps", str(spec.max_skin_steps))]
-
-
 def _eval_rows(card: dict, run_root: Path) -> list[tuple[str, str]]:
     gen, proto = card["generation"], card["protocol"]
     rows = [
         ("Generator", gen["generator"]),
         ("Resolution", card["resolution_text"]),
         ("Directions file", gen["directions"]),
-        *_generator_rows(proto.generator),
+        *backend_for(proto).card_rows(proto),
         ("Protocol", f"{proto.name} (master seed {proto.seed})"),
         ("Seeds", f"{gen['seeds_kept']} kept of {gen['seeds_requested']} requested; "
                   f"{len({e[0] for e in gen['excluded']})} excluded"),
