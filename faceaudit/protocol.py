@@ -248,7 +248,7 @@ class DiffusionGeneratorSpec(_Strict):
     are prompt slots; every image is measured like the DCGAN's."""
 
     name: Literal["diffusion"]
-    #: a local diffusers folder or a Hugging Face hub id (resolved offline, see diffusion_weights)
+    #: a local diffusers folder or a Hugging Face hub id (resolved offline, see faceaudit.generate.diffusion.weights)
     model: str = Field(min_length=1)
     resolution: int = Field(512, ge=32, le=2048, multiple_of=8)
     steps: int = Field(20, ge=1, le=1000)
