@@ -74,24 +74,15 @@ class DiffusionBackend(GeneratorBackend):
         directions file stands for the DCGAN), plus the identity adapter file's sha256 when one is
         set (a weight of the render too). Resolving both here makes a missing one fail before the
         stage starts (one line, exit 2)."""
-        from faceaudit.generate.diffusion.weights import model_fingerprint, resolve_model_dir
+        from faceaudit.generate.diffusion.weights import render_inputs
 
         g = protocol.generator
-        adapter = g.identity_adapter
-        adapter_sha = None
-        if adapter is not None:
-            from faceaudit.core.hashing import sha256_file
-            from faceaudit.generate.diffusion.identity_adapter import resolve_adapter_file
-
-            adapter_sha = sha256_file(resolve_adapter_file(adapter.weights))
-        model_dir = resolve_model_dir(g.model, allow_download=g.allow_download)
-        inputs = {"seed": protocol.seed, "n_seeds": protocol.n_seeds,
-                  "generator": {**g.model_dump(), "identity_adapter": None},
+        files = render_inputs(g)
+        inputs = {"seed": protocol.seed, "n_seeds": protocol.n_seeds, "generator": g.model_dump(),
                   "protected": protected_dump(protocol), "edits": [e.model_dump() for e in protocol.edits],
-                  "model_files": model_fingerprint(model_dir), "device": protocol.device}
-        if adapter is not None:
-            inputs["generator"]["identity_adapter"] = adapter.model_dump()
-            inputs["identity_adapter_sha256"] = adapter_sha
+                  "model_files": files["model_files"], "device": protocol.device}
+        if g.identity_adapter is not None:
+            inputs["identity_adapter_sha256"] = files["identity_adapter_sha256"]
         return inputs
 
     def generate(self, protocol: "Protocol", run_root: str | Path, *, progress: bool = True,

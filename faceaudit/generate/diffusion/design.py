@@ -126,8 +126,11 @@ def generate_diffusion_faces(protocol: Protocol, run_root: str | Path, progress:
 
 
 def _design_key(protocol: Protocol, batch_size: int) -> str:
-    """Everything that determines a chunk's rows (the stage's own inputs hash covers the model files)."""
+    """Everything that determines a chunk's rows: the design, the model and adapter files, the batches."""
+    from faceaudit.generate.diffusion.weights import render_inputs
+
     return sha256_json({
+        **render_inputs(protocol.generator),
         "design_version": DESIGN_VERSION, "measure_version": MEASURE_VERSION, "seed": protocol.seed,
         "generator": protocol.generator.model_dump(), "protected": [p.model_dump() for p in protocol.protected_specs],
         "edits": [e.model_dump() for e in protocol.edits], "device": protocol.device, "batch_size": int(batch_size),
