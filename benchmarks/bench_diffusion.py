@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from faceaudit.generate.base import Edit  # noqa: E402
-from faceaudit.generate.diffusion import DiffusionGenerator  # noqa: E402
+from faceaudit.generate.diffusion.generator import DiffusionGenerator  # noqa: E402
 
 
 def time_once(gen: DiffusionGenerator, seeds: list[int]) -> tuple[float, np.ndarray]:

@@ -32,7 +32,7 @@ from faceaudit.rundir import sha256_file  # noqa: E402
 
 
 def render_faces(n: int, device: str) -> tuple[np.ndarray, float]:
-    from faceaudit.generate.dcgan import DCGANGenerator
+    from faceaudit.generate.dcgan.generator import DCGANGenerator
 
     gen = DCGANGenerator(device=device)
     z = gen.latents(range(n))

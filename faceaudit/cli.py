@@ -404,7 +404,7 @@ def directions_fit(
     With --labels, fits one direction per human label question from the rated faces' latents.
     """
     if labels is not None:
-        from faceaudit.generate.label_directions import fit_label_directions
+        from faceaudit.generate.dcgan.label_directions import fit_label_directions
 
         found = fit_label_directions(labels)
         for name, d in found.attributes.items():
@@ -413,7 +413,7 @@ def directions_fit(
             out_console.print(f"{name}: skipped ({why})")
         out_console.print(f"label directions -> {found.save(out)}")
         return
-    from faceaudit.generate.directions import fit_directions
+    from faceaudit.generate.dcgan.fitting import fit_directions
 
     path = fit_directions(n_samples=n_samples, seed=seed, out=out, progress=progress)
     out_console.print(f"directions -> {path}")
@@ -432,8 +432,8 @@ def directions_fit_perceived(
     Conditional on skin tone, exposure and the nuisance directions (docs/generator.md). Needs the
     human-models weights (`make setup` fetches them).
     """
-    from faceaudit.generate.directions import load_directions
-    from faceaudit.generate.perceived_directions import learn_perceived_directions
+    from faceaudit.generate.dcgan.directions import load_directions
+    from faceaudit.generate.dcgan.perceived_directions import learn_perceived_directions
 
     found = learn_perceived_directions(load_directions(base), n_samples=n_samples, progress=progress)
     for name in ("gender", "age"):

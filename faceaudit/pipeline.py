@@ -351,25 +351,27 @@ def _verify_images(run: RunDir) -> Optional[str]:
 
 
 def stage_generate(ctx: StageContext) -> pd.DataFrame:
+    from faceaudit.generate.chunks import PARTIAL_DIR
+    from faceaudit.generate.registry import backend_for
+
     p = ctx.protocol
     if p.dataset is not None:  # never overwrite imported faces with generated ones
         raise BadInput(f"{ctx.run.protocol}: the faces were imported ({p.dataset.importer}); run `faceaudit import ... "
                        "--audit` or the stage commands (embed, score, analyze, report) instead of generate/audit")
+    backend = backend_for(p)
+    backend.check_protocol(p)  # one line, exit 2, before anything loads
     inputs = sha256_json({"design": design_inputs(p), "versions": library_versions()})
 
     def work() -> dict:
-        from faceaudit.generate.design import generate_faces
-
-        faces = generate_faces(p, ctx.run.root, progress=ctx.progress, keep_partial=True, executor=ctx.executor)
+        faces = backend.generate(p, ctx.run.root, progress=ctx.progress, keep_partial=True, executor=ctx.executor)
         write_table(ctx.run.faces, faces)
         return {"n_faces": int(len(faces)), "n_seeds_kept": int(faces["seed"].nunique()), **_executor_record(ctx)}
 
     _run_stage(ctx, "generate", inputs, ["faces.parquet"], work, verify=lambda: _verify_images(ctx.run))
     # The rendered chunks go only once the stage is recorded: a kill between rendering the last
     # chunk and the record resumes from them instead of rendering everything again.
-    # (".partial" is generate.design.PARTIAL_DIR, not imported: that module loads torch, and a no-op
-    # re-run must stay fast; tests/test_kill_resume.py checks that none is left.)
-    partial = ctx.run.root / ".partial"
+    # (tests/test_kill_resume.py checks that none is left.)
+    partial = ctx.run.root / PARTIAL_DIR
     if partial.exists():
         import shutil
 
@@ -377,55 +379,12 @@ def stage_generate(ctx: StageContext) -> pd.DataFrame:
     return read_table(ctx.run.faces)
 
 
-def _protected_dump(p: Protocol) -> Any:
-    # one attribute dumps as it always did, so a skin-only run keeps its stage hashes
-    return p.protected.model_dump() if not isinstance(p.protected, list) else [x.model_dump() for x in p.protected]
-
-
 def design_inputs(p: Protocol) -> dict:
-    """Everything that determines the rendered faces: the design part of the protocol and the
-    directions file's content (a re-fit directions file must re-render)."""
-    data_dir = Path(__file__).parent / "data"
-    if p.generator.name == "diffusion" and p.generator.identity_adapter is not None:
-        return _with_identity_adapter(p)
-    if p.generator.name == "diffusion":
-        # the model folder's files stand where the directions file stands for the DCGAN; resolving
-        # it here makes a missing model fail before the stage starts (one line, exit 2)
-        from faceaudit.generate.diffusion_weights import model_fingerprint, resolve_model_dir
+    """Everything that determines the rendered faces (the generate stage's inputs): the run's
+    generator backend says what (faceaudit.generate.backend.GeneratorBackend.design_inputs)."""
+    from faceaudit.generate.registry import backend_for
 
-        model_dir = resolve_model_dir(p.generator.model, allow_download=p.generator.allow_download)
-        return {"seed": p.seed, "n_seeds": p.n_seeds, "generator": p.generator.model_dump(),
-                "protected": _protected_dump(p), "edits": [e.model_dump() for e in p.edits],
-                "model_files": model_fingerprint(model_dir), "device": p.device}
-    if p.generator.directions:
-        path = Path(p.generator.directions)
-        if not path.is_file():
-            raise BadInput(f"generator.directions: file not found: {path}")
-        directions = {path.name: sha256_file(path)}
-    else:
-        directions = {f.name: sha256_file(f) for f in sorted(data_dir.glob("directions*"))}
-    return {
-        "seed": p.seed,
-        "n_seeds": p.n_seeds,
-        "generator": p.generator.model_dump(),
-        "protected": _protected_dump(p),
-        "edits": [e.model_dump() for e in p.edits],
-        "directions": directions,
-    }
-
-
-def _with_identity_adapter(p: Protocol) -> dict:
-    """The diffusion design inputs plus the IP-Adapter file's sha256: the adapter is a weight of
-    the render too. Resolving it here makes a missing file fail before the stage starts."""
-    from faceaudit.generate.identity_adapter import resolve_adapter_file
-    from faceaudit.rundir import sha256_file
-
-    adapter = p.generator.identity_adapter
-    sha = sha256_file(resolve_adapter_file(adapter.weights))
-    inputs = design_inputs(p.model_copy(update={"generator": p.generator.model_copy(update={"identity_adapter": None})}))
-    inputs["generator"]["identity_adapter"] = adapter.model_dump()
-    inputs["identity_adapter_sha256"] = sha
-    return inputs
+    return backend_for(p).design_inputs(p)
 
 
 def _faces_hash(run: RunDir) -> str:
@@ -541,7 +500,7 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
     skin, gender = ctx.protocol.skin, ctx.protocol.protected_spec("gender")
 
     def work() -> dict:
-        from faceaudit.generate.manipulation import manipulation_check
+        from faceaudit.stats.manipulation import manipulation_check
 
         table = manipulation_check(read_table(ctx.run.faces), {n: read_table(p) for n, p in emb_paths.items()},
                                    reference=skin.reference if skin else None, levels=skin.levels if skin else None,

@@ -231,12 +231,24 @@ class IdentityAdapterSpec(_Strict):
     embedder: str = "insightface"
 
 
+#: the diffusion generator's default prompt template and phrases: schema defaults, plain data (the
+#: backend's prompt builder, faceaudit.generate.diffusion.prompts, uses the same ones)
+DEFAULT_PROMPT_TEMPLATE = ("a close-up passport-style photograph of the face of {skin} adult person, {edit}, "
+                           "neutral grey background, sharp focus")
+DEFAULT_NEGATIVE_PROMPT = "cartoon, drawing, painting, multiple people, text, watermark, blurry"
+DEFAULT_NEUTRAL_PHRASE = "frontal view, even studio lighting, neutral expression"
+#: protected attribute (the group's key, ``skin`` in ``skin=dark``) -> level -> phrase
+DEFAULT_SLOTS: dict[str, dict[str, str]] = {
+    "skin": {"light": "a light-skinned", "intermediate": "a medium brown-skinned", "dark": "a dark-skinned"},
+}
+
+
 class DiffusionGeneratorSpec(_Strict):
     """A diffusers text-to-image model (docs/generator.md, "Diffusion"). Protected levels and edits
     are prompt slots; every image is measured like the DCGAN's."""
 
     name: Literal["diffusion"]
-    #: a local diffusers folder or a Hugging Face hub id (resolved offline, see diffusion_weights)
+    #: a local diffusers folder or a Hugging Face hub id (resolved offline, see faceaudit.generate.diffusion.weights)
     model: str = Field(min_length=1)
     resolution: int = Field(512, ge=32, le=2048, multiple_of=8)
     steps: int = Field(20, ge=1, le=1000)
@@ -248,23 +260,17 @@ class DiffusionGeneratorSpec(_Strict):
     batch_size: Optional[int] = Field(None, ge=1, le=256)
     allow_download: bool = False
     #: template with one slot per protected attribute (``{skin}``) and ``{edit}``
-    prompt: str = Field(default_factory=lambda: _prompt_defaults().DEFAULT_TEMPLATE)
-    negative_prompt: str = Field(default_factory=lambda: _prompt_defaults().DEFAULT_NEGATIVE)
+    prompt: str = DEFAULT_PROMPT_TEMPLATE
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     #: what ``{edit}`` says for the prototype
-    neutral_phrase: str = Field(default_factory=lambda: _prompt_defaults().NEUTRAL_PHRASE)
+    neutral_phrase: str = DEFAULT_NEUTRAL_PHRASE
     #: protected attribute -> level -> phrase for its slot
-    slots: dict[str, dict[str, str]] = Field(default_factory=lambda: _prompt_defaults().DEFAULT_SLOTS)
+    slots: dict[str, dict[str, str]] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_SLOTS.items()})
     #: edit attribute -> signed level (``+1``, ``-2``) -> phrase; unlisted ones get the built-in phrase
     edit_phrases: dict[str, dict[str, str]] = Field(default_factory=dict)
-    #: optional IP-Adapter FaceID-style identity conditioning (faceaudit/generate/identity_adapter.py)
+    #: optional IP-Adapter FaceID-style identity conditioning (faceaudit/generate/diffusion/identity_adapter.py)
     identity_adapter: Optional[IdentityAdapterSpec] = None
 
-
-
-def _prompt_defaults():
-    from faceaudit.generate import prompts
-
-    return prompts
 
 
 def _generator_name(value: Any) -> str:

@@ -1,6 +1,6 @@
 """Real generated faces for the model and harness tests (DCGAN weights from gan_face_generate).
 
-Uses faceaudit.generate.dcgan when it is there; otherwise builds the standard DCGAN generator here
+Uses faceaudit.generate.dcgan.generator when it is there; otherwise builds the standard DCGAN generator here
 and loads the same weights, so these tests do not depend on the generator package being done.
 """
 
@@ -39,7 +39,7 @@ def _inline_render(z: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _renderer():
     try:
-        from faceaudit.generate.dcgan import DCGANGenerator
+        from faceaudit.generate.dcgan.generator import DCGANGenerator
 
         gen = DCGANGenerator(device="cpu")
         return gen.render_latents

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faceaudit.generate.directions import default_directions_path
+from faceaudit.generate.dcgan.directions import default_directions_path
 from faceaudit.report import render_report
 from faceaudit.report.provenance import describe_file, redact_paths
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from faceaudit.harness.progress import ProgressReporter
+from faceaudit.core.progress import ProgressReporter
 
 ROOT = Path(__file__).resolve().parents[1]
 

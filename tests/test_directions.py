@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceaudit.generate import design as design_mod
-from faceaudit.generate.batching import render_and_measure
-from faceaudit.generate.dcgan import DCGANGenerator
-from faceaudit.generate.directions import EDIT_ATTRIBUTES, Directions, default_directions_path, load_directions
-from faceaudit.generate.editing import search_skin_levels
-from faceaudit.generate.manipulation import manipulation_check
-from faceaudit.generate.perceived_directions import PERCEIVED_MEASURES
+from faceaudit.generate.dcgan import design as design_mod
+from faceaudit.generate.dcgan.batching import render_and_measure
+from faceaudit.generate.dcgan.generator import DCGANGenerator
+from faceaudit.generate.dcgan.directions import EDIT_ATTRIBUTES, Directions, default_directions_path, load_directions
+from faceaudit.generate.dcgan.editing import search_skin_levels
+from faceaudit.stats.manipulation import manipulation_check
+from faceaudit.generate.dcgan.perceived_directions import PERCEIVED_MEASURES
 from faceaudit.measure import MEASURES, FaceMeasurer
 from faceaudit.protocol import ProtectedSpec, parse_protocol
 from faceaudit.rundir import sha256_file, write_table
@@ -40,7 +40,7 @@ def test_shipped_file_round_trips(tmp_path):
             # classifier outputs on 64x64 faces: noisier targets than the pixel measures
             assert a.step > 0 and a.sd > 0 and 0.15 < a.r2_cv < 1, name
             assert a.leakage[name] == pytest.approx(1.0)
-            # conditional on skin tone, exposure and the nuisances (faceaudit.generate.perceived_directions)
+            # conditional on skin tone, exposure and the nuisances (faceaudit.generate.dcgan.perceived_directions)
             for b in a.conditioned_on:
                 other = d[b].unconditional
                 assert abs(a.unit @ other) < 1e-9, (name, b)

@@ -103,7 +103,7 @@ def test_ray_quick_audit_tables_equal_the_local_executors_byte_for_byte(ray_run,
         assert stage["work"]["faces_embedded"] == n_faces and stage["work"]["faces_cached"] == 0
         assert stage["work"]["shards"] >= 2
     # the rest of the shards are the generate stage's chunks of seeds, rendered and measured by the actors
-    from faceaudit.generate.design import CHUNK_SEEDS
+    from faceaudit.generate.dcgan.design import CHUNK_SEEDS
 
     n_chunks = -(-16 // CHUNK_SEEDS)  # the quick protocol's 16 seeds
     assert m["stages"]["generate"]["executor"]["name"] == "ray"

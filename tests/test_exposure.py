@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceaudit.generate.dcgan import DCGANGenerator
-from faceaudit.generate.directions import load_directions
-from faceaudit.generate.editing import search_skin_levels
-from faceaudit.generate.manipulation import IN_BIN, manipulation_check
+from faceaudit.generate.dcgan.generator import DCGANGenerator
+from faceaudit.generate.dcgan.directions import load_directions
+from faceaudit.generate.dcgan.editing import search_skin_levels
+from faceaudit.stats.manipulation import IN_BIN, manipulation_check
 from faceaudit.generate.photometric import EV_PER_SD, apply_exposure, apply_exposure_ev
 from faceaudit.measure import FaceMeasurer
 from faceaudit.measure.exposure import border_mask, exposure_measures, face_region, hair_band, luma
@@ -27,7 +27,7 @@ def faces():
 
 
 def test_skin_direction_is_conditioned_on_exposure():
-    from faceaudit.generate.directions import EXPOSURE_ATTRIBUTES
+    from faceaudit.generate.dcgan.directions import EXPOSURE_ATTRIBUTES
 
     d = load_directions()
     skin = d["skin_ita"]

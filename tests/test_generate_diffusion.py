@@ -57,7 +57,7 @@ def tiny_dir(tmp_path_factory, offline_env):
 
 @pytest.fixture(scope="module")
 def generators(tiny_dir):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     return {s: DiffusionGenerator(model_id=str(tiny_dir), identity_sharing=s, **SETTINGS) for s in (0.0, 0.8)}
 
@@ -73,7 +73,7 @@ def test_tiny_pipeline_reloads_offline_with_its_in_memory_tokenizer(generators):
 
 
 def test_same_seed_and_prompt_give_identical_images(generators, tiny_dir):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     gen = generators[0.0]
     a = gen.render(SEEDS, "skin=dark").images
@@ -137,7 +137,7 @@ def test_identity_sharing_keeps_the_prototype_and_pulls_edits_towards_it(generat
 
 
 def test_empty_tokenizer_is_reported(tiny_dir, tmp_path):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     broken = Path(shutil.copytree(tiny_dir, tmp_path / "broken"))
     break_tokenizer(broken)
@@ -149,7 +149,7 @@ def test_empty_tokenizer_is_reported(tiny_dir, tmp_path):
 
 def test_weights_resolve_from_faceaudit_weights(tiny_dir, tmp_path, monkeypatch):
     from faceaudit.core.errors import ModelUnavailable
-    from faceaudit.generate.diffusion_weights import resolve_model_dir
+    from faceaudit.generate.diffusion.weights import resolve_model_dir
     from faceaudit.generate.registry import list_generators
 
     root = tmp_path / "weights"
@@ -251,7 +251,7 @@ def test_hub_id_without_network_is_one_line_and_exit_2(tmp_path):
 
 
 def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
-    from faceaudit.generate.prompts import PromptBuilder
+    from faceaudit.generate.diffusion.prompts import PromptBuilder
     from faceaudit.protocol import parse_protocol
 
     builder = PromptBuilder("{skin} face, {edit}", slots={"skin": {"light": "pale", "dark": "dark"}},
@@ -311,3 +311,91 @@ def test_race_by_gender_protocol_on_the_tiny_pipeline(tiny_dir, tmp_path, sessio
     assert set(gen["levels"]) == {"race=black", "race=white", "gender=female", "gender=male"}
     # the shipped protocol: 3 x 2 cells, CausalFace's edits
     assert len(shipped.group_names) == 6 and [e.attribute for e in shipped.edits] == ["yaw", "lighting", "age", "smile"]
+
+
+def _chunked_protocol(model: str):
+    """3 seeds, one seed per pipeline batch (so three resumable chunks), a prompt edit and the
+    photometric exposure edit (no prompt phrase for it: it is applied to the prototype's pixels)."""
+    from faceaudit.protocol import parse_protocol
+
+    proto = _protocol(model, edits=[{"attribute": "yaw", "levels": [-1, 1]}, {"attribute": "exposure", "levels": [-1, 1]}])
+    proto["generator"]["batch_size"] = 1
+    return parse_protocol(proto, check_models=False)
+
+
+def test_diffusion_generate_resumes_from_finished_chunks(tiny_dir, tmp_path, monkeypatch):
+    from faceaudit.generate.diffusion import design
+    from faceaudit.harness.executors import get_executor
+
+    protocol = _chunked_protocol(str(tiny_dir))
+    gen = design.build_generator(protocol)
+    renders: list[tuple] = []
+    real_render = gen.render
+
+    def counting_render(seeds, group=None, edit=None, **kw):
+        renders.append((tuple(seeds), group, edit))
+        return real_render(seeds, group, edit, **kw)
+
+    monkeypatch.setattr(gen, "render", counting_render)
+    full = design.generate_diffusion_faces(protocol, tmp_path / "full", progress=False, generator=gen)
+    per_chunk = len(renders) // 3
+    assert len(full) == 3 * 2 * 5 and per_chunk == 2 * 3  # per seed: 2 cells x (prototype + 2 prompt edits)
+    assert not (tmp_path / "full" / ".partial").exists()
+
+    # killed while rendering the second chunk: the first chunk's rows and images stay in .partial
+    real_chunk = design._render_chunk
+    calls = {"n": 0}
+
+    def crash_on_second_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(design, "_render_chunk", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        design.generate_diffusion_faces(protocol, tmp_path / "b", progress=False, generator=gen)
+    assert len(list((tmp_path / "b" / ".partial").glob("*.parquet"))) == 1
+    monkeypatch.setattr(design, "_render_chunk", real_chunk)
+    renders.clear()
+    resumed = design.generate_diffusion_faces(protocol, tmp_path / "b", progress=False, generator=gen, keep_partial=True)
+    # only the two unfinished chunks were rendered again, and the table is the uninterrupted one
+    assert len(renders) == 2 * per_chunk and {s for s, _, _ in renders} == {(1,), (2,)}
+    assert json.loads((tmp_path / "b" / "results" / "generation.json").read_text())["chunks_resumed"] == 1
+    pd.testing.assert_frame_equal(full, resumed)
+    assert len(list((tmp_path / "b" / ".partial").glob("*.parquet"))) == 3  # kept for the caller to remove
+
+    # the same chunks on an executor (each worker loads the pipeline once): the same bytes
+    remote = design.generate_diffusion_faces(protocol, tmp_path / "ex", progress=False,
+                                             executor=get_executor("local", workers=1))
+    pd.testing.assert_frame_equal(full, remote)
+
+
+def test_photometric_edit_applies_to_diffusion_images(tiny_dir, tmp_path):
+    """quick.yaml's exposure edit with a diffusion generator: the prototype's pixels, exposed."""
+    from faceaudit.generate.diffusion import design
+    from faceaudit.generate.photometric import apply_exposure
+    from faceaudit.generate.registry import backend_for
+
+    protocol = _chunked_protocol(str(tiny_dir))
+    backend = backend_for(protocol)
+    assert backend.name == "diffusion"
+    backend.check_protocol(protocol)  # no phrase needed for a pixel edit
+    faces = design.generate_diffusion_faces(protocol, tmp_path / "run", progress=False)
+    root = tmp_path / "run"
+    rows = faces.set_index("face_id")
+    import cv2
+
+    def read(fid):
+        return cv2.cvtColor(cv2.imread(str(root / rows.loc[fid, "path"])), cv2.COLOR_BGR2RGB)
+
+    for level in (-1.0, 1.0):
+        fid = f"s00001_dark_exposure_{level:+.1f}"
+        assert np.array_equal(read(fid), apply_exposure(read("s00001_dark_none_0"), level))
+        assert rows.loc[fid, "prompt"] == rows.loc["s00001_dark_none_0", "prompt"]  # rendered from the prototype's prompt
+    assert (rows["edit_attr"] == "exposure").sum() == 3 * 2 * 2
+    # a prompt edit with no phrase still fails in one line before anything loads
+    bad = protocol.model_copy(update={"edits": [*protocol.edits, protocol.edits[0].model_copy(update={"attribute": "lighting2"})]})
+    with pytest.raises(BadInput, match=r"no phrase for edit attribute 'lighting2'") as err:
+        backend.check_protocol(bad)
+    assert "\n" not in str(err.value)

@@ -13,7 +13,7 @@ import pytest
 import _faces
 from faceaudit.core.errors import BadInput
 from faceaudit.harness.embed import embed_faces
-from faceaudit.harness.progress import ProgressReporter
+from faceaudit.core.progress import ProgressReporter
 from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
 from faceaudit.rundir import sha256_file
 

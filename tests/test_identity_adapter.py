@@ -77,7 +77,7 @@ def sface():
 
 
 def _gen(model, adapter, sface, scale=0.6, sharing=0.8):
-    from faceaudit.generate.diffusion import DiffusionGenerator
+    from faceaudit.generate.diffusion.generator import DiffusionGenerator
 
     spec = None if adapter is None else {"weights": str(adapter), "scale": scale, "embedder": "sface"}
     return DiffusionGenerator(model_id=str(model), identity_sharing=sharing, identity_adapter=spec,
@@ -87,7 +87,7 @@ def _gen(model, adapter, sface, scale=0.6, sharing=0.8):
 def test_adapter_loads_through_diffusers_next_to_identity_sharing(tiny, sface):
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
-    from faceaudit.generate.identity_sharing import SharedSelfAttnProcessor
+    from faceaudit.generate.diffusion.identity_sharing import SharedSelfAttnProcessor
 
     gen = _gen(*tiny, sface)
     procs = gen.pipe.unet.attn_processors

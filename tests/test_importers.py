@@ -31,7 +31,7 @@ SEEDS = [3, 8, 21]
 
 @pytest.fixture(scope="module")
 def generator():
-    from faceaudit.generate.dcgan import DCGANGenerator
+    from faceaudit.generate.dcgan.generator import DCGANGenerator
 
     return DCGANGenerator(protocol_seed=0, device="cpu")
 

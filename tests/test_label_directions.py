@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from faceaudit.core.errors import BadInput
-from faceaudit.generate.directions import load_directions
-from faceaudit.generate.label_directions import face_latents, fit_direction
+from faceaudit.generate.dcgan.directions import load_directions
+from faceaudit.generate.dcgan.label_directions import face_latents, fit_direction
 
 TINY = """name: tiny-labels
 seed: 5
@@ -37,7 +37,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_rebuilt_latents_render_the_stored_faces(tiny_run):
-    from faceaudit.generate.dcgan import DCGANGenerator
+    from faceaudit.generate.dcgan.generator import DCGANGenerator
 
     faces = pd.read_parquet(tiny_run / "faces.parquet")
     assert (faces["skin_shift"] != 0).any() and (faces["edit_attr"] != "none").any()
@@ -94,7 +94,7 @@ def test_cli_fits_label_directions_from_annotations(tiny_run, tmp_path):
     assert set(d.attributes) == {"human_age"} and d.metadata["calibrated"] is False
     assert d.shift("human_age", 1.0).shape == (100,)
     # too few faces for a question, and a missing file: one-line bad input
-    from faceaudit.generate.label_directions import fit_label_directions
+    from faceaudit.generate.dcgan.label_directions import fit_label_directions
 
     pd.DataFrame(rows[:10]).to_parquet(tiny_run / "few_annotations.parquet")
     with pytest.raises(BadInput, match="too few labelled faces"):

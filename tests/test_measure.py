@@ -11,7 +11,7 @@ from faceaudit.measure.color import ita_degrees, srgb_to_lab
 
 @pytest.fixture(scope="module")
 def faces_and_measures():
-    from faceaudit.generate.dcgan import DCGANGenerator
+    from faceaudit.generate.dcgan.generator import DCGANGenerator
 
     gen = DCGANGenerator(protocol_seed=0, device="cpu")
     images = gen.render_latents(gen.latents(range(40)))

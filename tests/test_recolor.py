@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from faceaudit.generate import design as design_mod
-from faceaudit.generate.dcgan import DCGANGenerator
-from faceaudit.generate.recolor import recolor, recolor_skin_levels, skin_weights
+from faceaudit.generate.dcgan import design as design_mod
+from faceaudit.generate.dcgan.generator import DCGANGenerator
+from faceaudit.generate.dcgan.recolor import recolor, recolor_skin_levels, skin_weights
 from faceaudit.measure import FaceMeasurer
 from faceaudit.measure.color import lab_to_srgb, srgb_to_lab
 from faceaudit.protocol import ProtectedSpec, parse_protocol

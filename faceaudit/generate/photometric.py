@@ -1,4 +1,11 @@
-"""Global exposure as a nuisance edit, applied to pixels like a camera's exposure setting.
+"""Pixel-level nuisance edits (today: exposure), applied to any backend's rendered images.
+
+A pixel edit changes the photograph, not what the generator renders: the generate stage of every
+backend renders the cell's prototype and applies :func:`apply_pixel_edit` to its pixels for each
+level of a pixel edit (:data:`PIXEL_EDITS`), instead of asking the generator for the edit. So a
+pixel edit needs no latent direction (DCGAN) and no prompt phrase (diffusion).
+
+Global exposure, applied to pixels like a camera's exposure setting.
 
 A latent direction for "exposure" would change what the generator renders (a darker room, darker
 hair) rather than how the photograph was exposed. A camera's exposure scales the light reaching
@@ -24,7 +31,7 @@ from faceaudit.measure.color import _SRGB_TO_LINEAR
 #: exposure value (stops) per SD of border luma over random faces (calibration: module docstring)
 EV_PER_SD = 1.185
 EXPOSURE_ATTRIBUTE = "exposure"
-#: nuisance edits applied to pixels instead of moving the latent
+#: nuisance edits applied to the prototype's pixels instead of asking the generator for them
 PIXEL_EDITS = (EXPOSURE_ATTRIBUTE,)
 
 
@@ -63,3 +70,42 @@ def calibrate_ev_per_sd(images: np.ndarray, border_sd: float, lo: float = 0.05, 
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if gain(mid) < border_sd else (lo, mid)
     return (lo + hi) / 2
+
+
+def is_pixel_edit(attribute: str) -> bool:
+    """Whether ``attribute`` is applied to pixels (by every backend) rather than rendered.
+
+    Examples
+    --------
+    >>> is_pixel_edit("exposure"), is_pixel_edit("yaw")
+    (True, False)
+    """
+    return attribute in PIXEL_EDITS
+
+
+def apply_pixel_edit(images: np.ndarray, attribute: str, level: float) -> np.ndarray:
+    """``images`` (``[..., 3]`` uint8 RGB) with the pixel edit ``attribute`` at ``level`` SDs.
+
+    Parameters
+    ----------
+    images : np.ndarray
+        uint8 RGB images, one or a stack.
+    attribute : str
+        One of :data:`PIXEL_EDITS`.
+    level : float
+        The edit level in SDs of the attribute's measure.
+
+    Returns
+    -------
+    np.ndarray
+        The edited images, same shape, uint8.
+
+    Examples
+    --------
+    >>> img = np.full((1, 2, 2, 3), 100, np.uint8)
+    >>> int(apply_pixel_edit(img, "exposure", 1.0)[0, 0, 0, 0]) > 100
+    True
+    """
+    if attribute == EXPOSURE_ATTRIBUTE:
+        return apply_exposure(images, level)
+    raise ValueError(f"{attribute!r} is not a pixel edit (have {list(PIXEL_EDITS)})")

@@ -24,7 +24,7 @@ import pandas as pd
 from faceaudit.core.errors import BadInput
 from faceaudit.harness.cache import EmbeddingCache
 from faceaudit.harness.executors.base import Executor
-from faceaudit.harness.progress import ProgressReporter
+from faceaudit.core.progress import ProgressReporter
 from faceaudit.models.base import STATUS_FTE, STATUS_OK, FaceRecognizer
 
 COLUMNS = ["face_id", "sha256", "model", "model_version", "status", "embedding"]

@@ -39,7 +39,7 @@ MEASURES = {
     "contrast": "measured_contrast",
 }
 #: measures that are not edited as nuisances but get a latent direction (skin chroma b*: the skin
-#: search warms achromatic seeds along it, see faceaudit.generate.editing)
+#: search warms achromatic seeds along it, see faceaudit.generate.dcgan.editing)
 AUX_MEASURES = {"skin_b": "measured_skin_b"}
 #: exposure and white balance of the non-face pixels (faceaudit.measure.exposure). ``border_luma`` is
 #: the border luma: the skin search holds it near the seed's base face, and the exposure

@@ -69,7 +69,9 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
     for name, info in (gen.get("levels") or {}).items():
         if isinstance(info, dict) and info.get("reach_rate") is not None:
             reach.append(f"{name} {fmt.pct(info['reach_rate'])}")
-    default_directions = "the directions file shipped with faceaudit" if proto.generator.name == "dcgan" else "none (prompt slots)"
+    from faceaudit.generate.registry import backend_for
+
+    default_directions = backend_for(proto).directions_note
     directions = gen.get("directions") or getattr(proto.generator, "directions", None) or default_directions
     if isinstance(directions, dict):
         directions = (describe_file(directions["path"], directions.get("sha256")) if directions.get("path")

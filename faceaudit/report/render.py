@@ -9,6 +9,7 @@ from typing import Any, Optional
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from faceaudit.generate.registry import backend_for
 from faceaudit.report import fmt
 from faceaudit.report.card import Card, build_card
 from faceaudit.report.summary_md import summary_markdown
@@ -51,15 +52,6 @@ def _figure_views(figs: dict) -> dict:
     return out
 
 
-def _generator_rows(spec) -> list[tuple[str, str]]:
-    if spec.name == "diffusion":
-        return [("Diffusion model", spec.model),
-                ("Sampling", f"{spec.steps} steps, guidance {spec.guidance:g}, identity sharing {spec.identity_sharing:g}"),
-                ("Prompt template", spec.prompt)]
-    return [("Latent truncation", f"{spec.truncation:g} SD" if spec.truncation else "off"),
-            ("Skin search steps", str(spec.max_skin_steps))]
-
-
 def _eval_rows(card: Card) -> list[tuple[str, str]]:
     ev, proto = card.evaluation, card.header.protocol
     gen = ev.generation
@@ -67,7 +59,7 @@ def _eval_rows(card: Card) -> list[tuple[str, str]]:
         ("Generator", gen["generator"]),
         ("Resolution", ev.resolution_text),
         ("Directions file", gen["directions"]),
-        *_generator_rows(proto.generator),
+        *backend_for(proto).card_rows(proto),
         ("Protocol", f"{proto.name} (master seed {proto.seed})"),
         ("Seeds", f"{gen['seeds_kept']} kept of {gen['seeds_requested']} requested; "
                   f"{len({e[0] for e in gen['excluded']})} excluded"),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceaudit.generate.dcgan import DCGANGenerator
+from faceaudit.generate.dcgan.generator import DCGANGenerator
 from faceaudit.measure.perceived import age_crop, gender_crop, gender_input
 from faceaudit.models import human_models
 from faceaudit.models.detect import default_detector

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from faceaudit.core.errors import BadInput, ModelUnavailable
 
@@ -116,3 +117,27 @@ def model_fingerprint(model_dir: Path) -> dict[str, str]:
             size = f.stat().st_size
             out[str(f.relative_to(model_dir))] = sha256_file(f) if size <= HASH_LIMIT_BYTES else f"size:{size}"
     return out
+
+
+def render_inputs(spec: Any) -> dict[str, Any]:
+    """The files that determine a diffusion render besides the protocol: the model folder's
+    fingerprint (:func:`model_fingerprint`) and the identity adapter file's sha256 (None without
+    one). Both are resolved here, offline, so a missing one is a one-line error (exit 2).
+
+    Parameters
+    ----------
+    spec : DiffusionGeneratorSpec
+        The protocol's ``generator`` block.
+
+    Returns
+    -------
+    dict
+        ``{"model_files": {...}, "identity_adapter_sha256": str | None}``
+    """
+    from faceaudit.core.hashing import sha256_file
+    from faceaudit.generate.diffusion.identity_adapter import resolve_adapter_file
+
+    adapter = spec.identity_adapter
+    adapter_sha = sha256_file(resolve_adapter_file(adapter.weights)) if adapter is not None else None
+    model_dir = resolve_model_dir(spec.model, allow_download=spec.allow_download)
+    return {"model_files": model_fingerprint(model_dir), "identity_adapter_sha256": adapter_sha}

@@ -1,59 +1,31 @@
-"""Render-and-measure in batches, with an optional rich progress bar."""
+"""Render-and-measure DCGAN latents in batches (rendering overlaps measuring)."""
 
 from __future__ import annotations
 
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from faceaudit.generate.dcgan import DCGANGenerator
 from faceaudit.measure import FaceMeasurer
+
+if TYPE_CHECKING:
+    from faceaudit.core.progress import Progress
 
 #: latents rendered and measured per call (a multiple of the DCGAN's fixed render batch)
 MEASURE_BATCH = 256
 
 
-class _NoProgress:
-    def add_task(self, *args, **kwargs) -> int:
-        return 0
-
-    def update(self, *args, **kwargs) -> None:
-        pass
-
-    def advance(self, *args, **kwargs) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def progress_bar(enabled: bool = True) -> Iterator[Progress | _NoProgress]:
-    if not enabled:
-        yield _NoProgress()
-        return
-    columns = [
-        TextColumn("[bold cyan]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        yield bar
-
-
 def render_and_measure(
-    generator: DCGANGenerator,
+    generator: Any,
     measurer: FaceMeasurer,
     latents: np.ndarray,
-    progress: Progress | _NoProgress | None = None,
+    progress: "Progress | None" = None,
     task: int | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Render ``latents [N, 100]`` and measure the images; returns ``(images, measures)``."""
+    """Render ``latents [N, 100]`` with ``generator`` (a DCGANGenerator: ``render_latents``,
+    ``resolution``) and measure the images; returns ``(images, measures)``."""
     images = np.empty((len(latents), generator.resolution, generator.resolution, 3), dtype=np.uint8)
     tables = []
     starts = list(range(0, len(latents), MEASURE_BATCH))

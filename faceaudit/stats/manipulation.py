@@ -37,7 +37,7 @@ SKIN_BIN_KEPT = "skin_bin_kept"
 GENDER_EDIT = "gender"
 #: faces-table columns that hold a protected level (faceaudit.protocol.FACES_COLUMN)
 PROTECTED_COLUMNS = ["skin_tone", "gender", "race", "age_group"]
-#: perceived-attribute columns (faceaudit.generate.perceived_directions), where the design measured them
+#: perceived-attribute columns (faceaudit.generate.dcgan.perceived_directions), where the design measured them
 PERCEIVED_MEASURES = ["measured_gender_pmale", "measured_gender_pmale_independent", "measured_age",
                       "measured_age_independent"]
 #: share rows of a protected gender level: faceres and the independent classifier classify the

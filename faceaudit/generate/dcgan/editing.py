@@ -38,19 +38,25 @@ every group. All pairs move together, so each step is one batched render + measu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.generate.base import Edit, RenderResult
 
 if TYPE_CHECKING:
-    from faceaudit.generate.dcgan import DCGANGenerator
-    from faceaudit.generate.directions import Directions
+    from faceaudit.generate.dcgan.directions import Directions
     from faceaudit.measure import FaceMeasurer
     from faceaudit.protocol import SkinLevel
+
+
+class LatentRenderer(Protocol):
+    """What the searches need of a generator (the DCGANGenerator): latents in, uint8 RGB images out."""
+
+    resolution: int
+
+    def render_latents(self, z: np.ndarray) -> np.ndarray: ...
 
 SKIN_ATTRIBUTE = "skin_ita"
 CHROMA_ATTRIBUTE = "skin_b"
@@ -120,7 +126,7 @@ class SkinSearchResult:
     reasons: np.ndarray  # [S, L] str ('' on success)
     images: np.ndarray  # [S, L, H, W, 3] uint8 (zeros on failure)
     measures: list[list[pd.Series | None]]  # [S][L] the landing image's measures
-    #: recolor mechanism only (faceaudit.generate.recolor): [S, L, 2] (L* ratio, b* shift) per
+    #: recolor mechanism only (faceaudit.generate.dcgan.recolor): [S, L, 2] (L* ratio, b* shift) per
     #: prototype, and the base faces' landmarks [S, 68, 2]
     recolor: np.ndarray | None = None
     landmarks: np.ndarray | None = None
@@ -180,7 +186,7 @@ def _propose_exposure(p: _Pair, t_next: float, slope_e: float, cross: float, max
 
 
 def search_skin_levels(
-    generator: "DCGANGenerator",
+    generator: LatentRenderer,
     measurer: "FaceMeasurer",
     base_latents: np.ndarray,
     levels: Sequence["SkinLevel"],
@@ -345,7 +351,7 @@ def search_skin_levels(
 
 
 def warm_achromatic(
-    generator: "DCGANGenerator",
+    generator: LatentRenderer,
     measurer: "FaceMeasurer",
     latents: np.ndarray,
     images: np.ndarray,
@@ -376,49 +382,3 @@ def warm_achromatic(
         measures.iloc[i] = warm_measures.iloc[k]
         shifts[i] = t[k]
     return latents, images, measures, shifts
-
-
-def level_index(levels: Sequence["SkinLevel"], group: str) -> int:
-    name = group.split("=", 1)[1] if "=" in group else group
-    for i, lv in enumerate(levels):
-        if lv.name == name:
-            return i
-    raise BadInput(f"group {group!r}: not one of the protected levels {[lv.name for lv in levels]}")
-
-
-def render_design_cell(generator: "DCGANGenerator", seeds: list[int], group: str | None, edit: Edit | None) -> RenderResult:
-    """``Generator.render`` for the DCGAN: seeds placed in ``group``'s skin bin, then ``edit`` applied.
-
-    Seeds whose search fails keep their unedited face and are flagged ``in_group=False``.
-    """
-    from faceaudit.measure import FaceMeasurer
-
-    from faceaudit.generate.photometric import PIXEL_EDITS, apply_exposure
-
-    edit = edit or Edit()
-    z = generator.latents(seeds)
-    meta = pd.DataFrame({"seed": seeds, "group": group or "none", "edit_attr": edit.attribute, "edit_level": edit.level})
-    needs_directions = group is not None or edit.attribute not in ("none", *PIXEL_EDITS)
-    if needs_directions and generator.directions is None:
-        raise BadInput("dcgan: render with a group or an edit needs directions (DCGANGenerator(directions=...))")
-    if group is not None:
-        if not generator.levels:
-            raise BadInput("dcgan: render with a group needs the protected levels (DCGANGenerator(levels=...))")
-        j = level_index(generator.levels, group)
-        measurer = getattr(generator, "_measurer", None) or FaceMeasurer()
-        generator._measurer = measurer
-        found = search_skin_levels(
-            generator, measurer, z, [generator.levels[j]], generator.directions, generator.max_skin_steps,
-            exposure_tolerance=getattr(generator, "exposure_tolerance", None),
-        )
-        z = found.latents[:, 0]
-        meta["in_group"] = found.success[:, 0]
-        meta["skin_shift"] = found.shifts[:, 0]
-        meta["exposure_shift"] = found.exposure_shifts[:, 0]
-        meta["chroma_shift"] = found.chroma_shifts
-        meta["skin_search_steps"] = found.steps[:, 0]
-    if edit.attribute in PIXEL_EDITS:
-        return RenderResult(images=apply_exposure(generator.render_latents(z), edit.level), metadata=meta)
-    if edit.attribute != "none":
-        z = z + generator.directions.shift(edit.attribute, edit.level)
-    return RenderResult(images=generator.render_latents(z), metadata=meta)

@@ -1,6 +1,6 @@
 """Placing a seed at a perceived-gender level: a search along the conditional gender direction.
 
-Like the skin search (:mod:`faceaudit.generate.editing`), but the measure is a classifier: faceres
+Like the skin search (:mod:`faceaudit.generate.dcgan.editing`), but the measure is a classifier: faceres
 P(male), worked on as its logit. For every seed and gender level:
 
 * start at the seed's own face (``t = 0``); a face already inside the level's *acceptance band*
@@ -27,8 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from faceaudit.generate.editing import secant_step
-from faceaudit.generate.perceived_directions import gender_logit, perceived_columns
+from faceaudit.generate.dcgan.editing import secant_step
+from faceaudit.generate.faces import gender_logit, perceived_columns
 
 GENDER_ATTRIBUTE = "gender"
 #: largest shift along the gender direction, in SDs of the gender logit (about 3 latent units per SD)

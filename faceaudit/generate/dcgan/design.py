@@ -1,83 +1,64 @@
-"""The generate stage: the paired experimental design rendered as images plus the faces table.
+"""The DCGAN's generate stage: the paired experimental design rendered as images plus the faces table.
 
 For every requested seed (0 .. n_seeds-1):
 
 1. base latent ``z0`` (deterministic per protocol seed and face seed);
-2. for every protected skin level, the skin search of :mod:`faceaudit.generate.editing` finds a shift
+2. for every protected skin level, the skin search of :mod:`faceaudit.generate.dcgan.editing` finds a shift
    along the skin direction whose measured ITA lies in the level's bin; that face is the seed's
    *prototype* in group ``skin=<level>``. A seed that cannot reach **every** level is excluded from
    all groups (the paired design needs every kept seed in every group);
    With ``generator.exposure_tolerance`` set (default 5/255), the search also holds the border luma
    of every prototype near the seed's own face, so the levels differ in skin, not in exposure.
    With ``protected.mechanism: recolor`` the prototypes are instead the seed's own face with its
-   skin pixels recoloured (:mod:`faceaudit.generate.recolor`); nothing else in the image changes;
+   skin pixels recoloured (:mod:`faceaudit.generate.dcgan.recolor`); nothing else in the image changes;
 3. for every nuisance edit and signed level: ``prototype + level * step * unit`` (one step = one SD
    of the attribute's measure on average, conditional direction); the exposure edit is applied to
    the prototype's pixels instead (:mod:`faceaudit.generate.photometric`).
 
-Every image is measured and its achieved measures recorded. Work is done in chunks of seeds; each
+Every image is measured and its achieved measures recorded. Work is done in chunks of
+:data:`CHUNK_SEEDS` seeds by the shared chunk driver (:mod:`faceaudit.generate.chunks`): each
 finished chunk leaves its rows under ``RUN/.partial/`` (keyed by everything that determines it),
-so an interrupted run resumes where it stopped. The folder is removed once the table is complete.
+so an interrupted run resumes where it stopped, and chunks can run on an executor.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.generate.batching import progress_bar, render_and_measure
-from faceaudit.generate.dcgan import DCGANGenerator
-from faceaudit.generate.directions import Directions, default_directions_path, load_directions
-from faceaudit.generate.editing import SKIN_ATTRIBUTE, search_skin_levels
-from faceaudit.generate.photometric import PIXEL_EDITS, apply_exposure
+from faceaudit.core.hashing import sha256_json
+from faceaudit.core.progress import Progress
+from faceaudit.generate.chunks import Chunk, finish_chunks, run_chunks, split_seeds
+from faceaudit.generate.dcgan.batching import render_and_measure
+from faceaudit.generate.dcgan.directions import Directions, default_directions_path, load_directions
+from faceaudit.generate.dcgan.editing import SKIN_ATTRIBUTE, search_skin_levels
+from faceaudit.generate.dcgan.generator import DCGANGenerator
+from faceaudit.generate.faces import FACE_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
+from faceaudit.generate.photometric import apply_pixel_edit, is_pixel_edit
 from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
 from faceaudit.measure.parallel import PooledMeasurer, measure_workers
 from faceaudit.protocol import Protocol
-from faceaudit.rundir import RunDir, read_table, sha256_bytes, sha256_file, sha256_json, write_bytes, write_json, write_table
+from faceaudit.rundir import RunDir, sha256_bytes, sha256_file, write_json
 
 #: seeds per resumable chunk
 CHUNK_SEEDS = 25
-#: fixed PNG settings: same pixels -> same bytes (zlib level and filter are part of the output)
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
-PARTIAL_DIR = ".partial"
 DESIGN_VERSION = "2"
 
 #: how each prototype was reached (latent distances along the chroma, skin and border-luma unit
 #: directions; with the recolor mechanism, skin_shift is the recolouring's change of skin L*)
 DESIGN_COLUMNS = ["chroma_shift", "skin_shift", "exposure_shift", "skin_search_steps"]
-FACE_COLUMNS = ["face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level", "path", "sha256", "source"]
-
-
-def format_level(level: float) -> str:
-    """``+1.0``, ``-2.0``, ``+0.5``, ``+1.25``: one decimal unless more are needed."""
-    return f"{level:+.1f}" if round(level, 1) == level else f"{level:+g}"
-
-
-def face_id(seed: int, skin_level: str, edit_attr: str = "none", edit_level: float = 0.0) -> str:
-    if edit_attr == "none":
-        return f"s{seed:05d}_{skin_level}_none_0"
-    return f"s{seed:05d}_{skin_level}_{edit_attr}_{format_level(edit_level)}"
-
-
-def encode_png(image_rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), PNG_PARAMS)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def _directions_for(protocol: Protocol) -> tuple[Directions, Path]:
     path = Path(protocol.generator.directions) if protocol.generator.directions else default_directions_path()
     directions = load_directions(path)
-    needed = [SKIN_ATTRIBUTE] + [e.attribute for e in protocol.edits if e.attribute not in PIXEL_EDITS]
+    needed = [SKIN_ATTRIBUTE] + [e.attribute for e in protocol.edits if not is_pixel_edit(e.attribute)]
     needed += [p.attribute for p in protocol.protected_specs if p.attribute == "gender"]
     missing = [a for a in needed if a not in directions.attributes]
     if missing:
@@ -95,7 +76,7 @@ def _place_prototypes(gen, measurer, perceived, protocol: Protocol, directions: 
         entries = [(None, np.zeros(len(z0)), z0, base_images, base_measures)]
         gfound = None
     else:
-        from faceaudit.generate.gender_search import search_gender_levels
+        from faceaudit.generate.dcgan.gender_search import search_gender_levels
 
         gfound = search_gender_levels(gen, perceived, z0, gspec.levels, directions, gspec.max_steps)
         u_g = directions["gender"].unit
@@ -109,7 +90,7 @@ def _place_prototypes(gen, measurer, perceived, protocol: Protocol, directions: 
     placed = []
     for glv, shift, zb, imgs, meas in entries:
         if skin.mechanism == "recolor":
-            from faceaudit.generate.recolor import recolor_skin_levels
+            from faceaudit.generate.dcgan.recolor import recolor_skin_levels
 
             found = recolor_skin_levels(
                 measurer, zb, imgs, meas, skin.levels, protocol.generator.max_skin_steps,
@@ -132,10 +113,9 @@ def _place_prototypes(gen, measurer, perceived, protocol: Protocol, directions: 
 
 def _hold_gender(gen, measurer, perceived, found, glv, skin_levels, directions, protocol, border_ref) -> None:
     """Re-measure the gender level's prototypes after the skin search; pull back those that left the
-    gender bin (faceaudit.generate.gender_search.hold_gender) or mark them failed. Updates ``found``
+    gender bin (faceaudit.generate.dcgan.gender_search.hold_gender) or mark them failed. Updates ``found``
     in place (its latents, images, measures; ``found.gender_extra`` holds the extra shifts)."""
-    from faceaudit.generate.gender_search import REASON_GENDER_LOST, GenderBand, hold_gender
-    from faceaudit.generate.perceived_directions import perceived_columns
+    from faceaudit.generate.dcgan.gender_search import REASON_GENDER_LOST, GenderBand, hold_gender
 
     S, L = found.success.shape
     found.gender_extra = np.zeros((S, L))
@@ -179,12 +159,11 @@ def _chunk_rows(
     protocol: Protocol,
     directions: Directions,
     seeds: list[int],
-    run: RunDir,
-    bar: Any,
+    bar: Progress,
     tasks: dict[str, int],
     perceived: Any = None,
-    files: list | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> Chunk:
+    """Render, measure and place one chunk of seeds: its rows, bookkeeping and PNG files."""
     levels = protocol.skin.levels
     edits = [(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
     z0 = gen.latents(seeds)
@@ -245,7 +224,7 @@ def _chunk_rows(
                     records.append({**common, "face_id": face_id(s, name, attr, level), "edit_attr": attr, "edit_level": level})
                     images.append(None)  # type: ignore[arg-type]
                     measure_rows.append(None)
-                    if attr in PIXEL_EDITS:
+                    if is_pixel_edit(attr):
                         pixel_edits.append((len(records) - 1, found, i, j, attr, level))
                         continue
                     edit_latents.append(z_proto + directions.shift(attr, level))
@@ -254,7 +233,7 @@ def _chunk_rows(
     bar.advance(tasks["faces"], len(records) - len(edit_slots) - len(pixel_edits))
     if pixel_edits:
         # photometric edits of the prototype's pixels (with the recolor mechanism, of the recoloured face)
-        pix = np.stack([apply_exposure(f.images[i, j], level) for _, f, i, j, _, level in pixel_edits])
+        pix = np.stack([apply_pixel_edit(f.images[i, j], attr, level) for _, f, i, j, attr, level in pixel_edits])
         pix_measures = measurer.measure(pix)
         bar.advance(tasks["faces"], len(pixel_edits))
         for k, (slot, *_rest) in enumerate(pixel_edits):
@@ -262,7 +241,7 @@ def _chunk_rows(
             measure_rows[slot] = pix_measures.iloc[k]
     if edit_latents and placed[0][2].recolor is not None:
         # recolor mechanism: the edited face gets its prototype's skin colour change
-        from faceaudit.generate.recolor import recolor_edits
+        from faceaudit.generate.dcgan.recolor import recolor_edits
 
         edit_images = recolor_edits(
             gen.render_latents(np.stack(edit_latents)),
@@ -281,6 +260,7 @@ def _chunk_rows(
             measure_rows[slot] = edit_measures.iloc[k]
 
     columns = face_columns(protocol)
+    files: list[tuple[str, bytes]] = []
     df = pd.DataFrame(records)
     if len(df):
         meas = pd.DataFrame([r[ALL_COLUMNS].to_numpy() for r in measure_rows], columns=ALL_COLUMNS)
@@ -288,17 +268,12 @@ def _chunk_rows(
             meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
         parts = [df.reset_index(drop=True), meas]
         if perceived is not None:
-            from faceaudit.generate.perceived_directions import perceived_columns
-
             parts.append(perceived_columns(perceived.predict(images)))
         paths, hashes = [], []
         for fid, img in zip(df["face_id"], images):
             data = encode_png(img)
             rel = f"images/{fid}.png"
-            if run is None:  # on an executor's worker: the driver writes the files into the run
-                files.append((rel, data))
-            else:
-                write_bytes(run.root / rel, data)
+            files.append((rel, data))  # the chunk driver writes them into the run
             paths.append(rel)
             hashes.append(sha256_bytes(data))
         df["path"] = paths
@@ -326,7 +301,7 @@ def _chunk_rows(
         info["cells_reached"] = {f"{lv.name}|{g}": int((gfound.success[:, k] & f.success[:, j]).sum())
                                  for k, (g, (_, _, f)) in enumerate(zip(gnames, placed)) for j, lv in enumerate(levels)}
         info["images_rendered"] += int(gfound.steps.sum()) + len(seeds) * len(gnames)
-    return df, info
+    return Chunk(df, info, files)
 
 
 def face_columns(protocol: Protocol) -> list[str]:
@@ -336,17 +311,8 @@ def face_columns(protocol: Protocol) -> list[str]:
     if gender:
         cols.append("gender_shift")
     if needs_perceived(protocol):
-        from faceaudit.generate.perceived_directions import PERCEIVED_COLUMNS
-
         cols += PERCEIVED_COLUMNS
     return cols
-
-
-def needs_perceived(protocol: Protocol) -> bool:
-    """Perceived gender and age are measured on every face when the design places or edits them (and
-    for a prompted race or age group, whose only checks are those measures)."""
-    return (any(p.attribute in ("gender", "race", "age_group") for p in protocol.protected_specs)
-            or any(e.attribute == "age" for e in protocol.edits))
 
 
 def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) -> str:
@@ -367,36 +333,18 @@ def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) 
     )
 
 
-def _load_partial(table: Path, meta: Path, key: str, run: RunDir) -> tuple[pd.DataFrame, dict] | None:
-    if not (table.exists() and meta.exists()):
-        return None
-    try:
-        info = json.loads(meta.read_text())
-        if info.get("key") != key:
-            return None
-        df = read_table(table)
-    except (OSError, ValueError):
-        return None
-    if not all((run.root / p).exists() for p in df["path"]):
-        return None
-    return df, info
-
-
 def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = True,
                    keep_partial: bool = False, executor: Any = None) -> pd.DataFrame:
-    """Render and measure the protocol's design; write ``images/`` and ``results/generation.json``.
+    """Render and measure the protocol's DCGAN design; write ``images/`` and ``results/generation.json``.
 
     Returns the faces table (docs/ARCHITECTURE.md); the caller writes ``faces.parquet``.
     ``keep_partial``: leave the finished chunks under ``RUN/.partial/`` for the caller to remove once
     it has recorded the faces table (the pipeline), so a kill before that resumes from them instead
     of rendering every chunk again. ``executor`` (faceaudit.harness.executors): render the chunks
     there, each worker holding one generator, measurer and classifier set; the driver writes every
-    image and partial table, so the results are the same bytes as in this process.
+    image and partial table, so the results are the same bytes as in this process
+    (faceaudit.generate.chunks).
     """
-    if protocol.generator.name == "diffusion":  # prompt slots, no latent directions: its own room
-        from faceaudit.generate.design_diffusion import generate_diffusion_faces
-
-        return generate_diffusion_faces(protocol, run_root, progress=progress)
     t0 = time.perf_counter()
     run = RunDir(run_root)
     run.root.mkdir(parents=True, exist_ok=True)
@@ -407,24 +355,26 @@ def generate_faces(protocol: Protocol, run_root: str | Path, progress: bool = Tr
     workers = measure_workers(n_planned) if executor is None else 1
     measurer = PooledMeasurer(workers) if workers > 1 else FaceMeasurer()
     try:
-        gen = DCGANGenerator(
-            protocol_seed=protocol.seed,
-            truncation=protocol.generator.truncation,
-            device=protocol.device,
-            directions=directions,
-            levels=protocol.skin.levels,
-            max_skin_steps=protocol.generator.max_skin_steps,
-        )
-        perceived = None
-        if needs_perceived(protocol):
-            from faceaudit.measure.perceived import PerceivedAttributes
-
-            perceived = PerceivedAttributes(device=protocol.device)
+        gen = _build_generator(protocol, directions)
+        perceived = _perceived_for(protocol)
         return _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial, perceived,
                          executor)
     finally:
         if isinstance(measurer, PooledMeasurer):
             measurer.close()
+
+
+def _build_generator(protocol: Protocol, directions: Directions) -> DCGANGenerator:
+    return DCGANGenerator(protocol_seed=protocol.seed, truncation=protocol.generator.truncation, device=protocol.device,
+                          directions=directions, levels=protocol.skin.levels, max_skin_steps=protocol.generator.max_skin_steps)
+
+
+def _perceived_for(protocol: Protocol) -> Any:
+    if not needs_perceived(protocol):
+        return None
+    from faceaudit.measure.perceived import PerceivedAttributes
+
+    return PerceivedAttributes(device=protocol.device)
 
 
 def _chunk_state(protocol_data: dict, directions_path: str) -> tuple:
@@ -433,81 +383,49 @@ def _chunk_state(protocol_data: dict, directions_path: str) -> tuple:
 
     protocol = parse_protocol(protocol_data, where="protocol", check_models=False)
     directions = load_directions(directions_path)
-    gen = DCGANGenerator(protocol_seed=protocol.seed, truncation=protocol.generator.truncation, device=protocol.device,
-                         directions=directions, levels=protocol.skin.levels, max_skin_steps=protocol.generator.max_skin_steps)
-    perceived = None
-    if needs_perceived(protocol):
-        from faceaudit.measure.perceived import PerceivedAttributes
-
-        perceived = PerceivedAttributes(device=protocol.device)
-    return protocol, gen, FaceMeasurer(), directions, perceived
+    return protocol, _build_generator(protocol, directions), FaceMeasurer(), directions, _perceived_for(protocol)
 
 
-def _chunk_job(state: tuple, seeds: list[int]) -> tuple[pd.DataFrame, dict, list]:
+def _chunk_job(state: tuple, seeds: list[int]) -> Chunk:
     """One chunk on a worker: its rows, bookkeeping and ``(path, PNG bytes)`` of every image."""
-    from faceaudit.generate.batching import _NoProgress
-
     protocol, gen, measurer, directions, perceived = state
-    files: list = []
-    df, info = _chunk_rows(gen, measurer, protocol, directions, seeds, None, _NoProgress(), {"search": 0, "faces": 0},
-                           perceived, files)
-    return df, info, files
+    silent = Progress(enabled=False)
+    tasks = {"search": silent.add_task("search", 0), "faces": silent.add_task("faces", 0)}
+    return _chunk_rows(gen, measurer, protocol, directions, seeds, silent, tasks, perceived)
 
 
 def _generate(protocol, run, gen, measurer, directions, directions_path, progress, t0, keep_partial=False,
               perceived=None, executor=None) -> pd.DataFrame:
     key = _design_key(protocol, directions_path, gen)
-    partial = run.root / PARTIAL_DIR
     seeds = list(range(protocol.n_seeds))
     levels = protocol.cells  # one skin search per seed and protected cell
     n_edit_levels = sum(len(e.levels) for e in protocol.edits)
-    tables, infos = [], []
-    resumed = 0
-    with progress_bar(progress) as bar:
+    with Progress(progress) as bar:
         tasks = {
             "search": bar.add_task("generate: skin search", total=len(seeds) * len(levels)),
             "faces": bar.add_task("generate: faces", total=len(seeds) * len(levels) * (1 + n_edit_levels)),
         }
-        chunks = [seeds[start : start + CHUNK_SEEDS] for start in range(0, len(seeds), CHUNK_SEEDS)]
-        paths = [(partial / f"chunk{c:04d}.parquet", partial / f"chunk{c:04d}.json") for c in range(len(chunks))]
-        loaded_all = [_load_partial(t, m, key, run) for t, m in paths]
-        remote = None
-        if executor is not None:
-            # chunks not finished yet run on the executor, results come back in chunk order
-            import functools
 
-            todo = [chunk for chunk, loaded in zip(chunks, loaded_all) if loaded is None]
-            state = functools.partial(_chunk_state, protocol.model_dump(mode="json"), str(directions_path))
-            remote = executor.imap_with_state(state, _chunk_job, todo) if todo else iter(())
-        for c, chunk in enumerate(chunks):
-            table_path, meta_path = paths[c]
-            loaded = loaded_all[c]
-            if loaded is not None:
-                df, info = loaded
-                resumed += 1
+        def advance(chunk: list[int], df: pd.DataFrame, info: dict, how: str) -> None:
+            if how != "rendered":  # a chunk rendered here advanced the bars while it ran
                 bar.advance(tasks["search"], len(chunk) * len(levels))
-            else:
-                if remote is not None:
-                    df, info, files = next(remote)
-                    for rel, data in files:
-                        write_bytes(run.root / rel, data)
-                    bar.advance(tasks["search"], len(chunk) * len(levels))
-                    bar.advance(tasks["faces"], len(df))
-                else:
-                    df, info = _chunk_rows(gen, measurer, protocol, directions, chunk, run, bar, tasks, perceived)
-                write_table(table_path, df)
-                write_json(meta_path, {**info, "key": key})
+                bar.advance(tasks["faces"], len(df), cached=how == "resumed")
             # a seed excluded in the chunk still counts towards the planned total
-            bar.advance(tasks["faces"], (len(chunk) - len(info["kept"])) * len(levels) * (1 + n_edit_levels) + (len(df) if loaded else 0))
-            tables.append(df)
-            infos.append(info)
+            bar.advance(tasks["faces"], (len(chunk) - len(info["kept"])) * len(levels) * (1 + n_edit_levels))
 
-    faces = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        done = run_chunks(
+            run, key, split_seeds(seeds, CHUNK_SEEDS),
+            lambda chunk: _chunk_rows(gen, measurer, protocol, directions, chunk, bar, tasks, perceived),
+            executor=executor,
+            worker_state=functools.partial(_chunk_state, protocol.model_dump(mode="json"), str(directions_path)),
+            render_with_state=_chunk_job,
+            on_chunk=advance,
+        )
+    faces = done.faces()
     seconds = time.perf_counter() - t0
-    write_json(run.results / "generation.json", _summary(protocol, gen, directions, directions_path, faces, infos, seconds, resumed))
-    _remove_stale_images(run, set(faces["path"]) if len(faces) else set())
-    if not keep_partial:
-        shutil.rmtree(partial, ignore_errors=True)
+    write_json(run.results / "generation.json",
+               _summary(protocol, gen, directions, directions_path, faces, done.infos, seconds, done.resumed))
+    finish_chunks(run, faces, keep_partial)
     return faces
 
 
@@ -599,12 +517,3 @@ def _exposure_change(faces: pd.DataFrame, level: str, reference: str) -> dict[st
         "border_luma_change_mean_abs": float(delta.abs().mean()),
         "border_luma_change_max_abs": float(delta.abs().max()),
     }
-
-
-def _remove_stale_images(run: RunDir, keep: set[str]) -> None:
-    """Delete PNGs of an earlier design that this table no longer references."""
-    if not run.images.exists():
-        return
-    for f in run.images.glob("*.png"):
-        if f"images/{f.name}" not in keep:
-            f.unlink()

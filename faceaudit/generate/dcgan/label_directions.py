@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.generate.directions import AttributeDirection, Directions, _ridge, load_directions
+from faceaudit.generate.dcgan.directions import AttributeDirection, Directions, load_directions
+from faceaudit.generate.dcgan.fitting import _ridge
 
 #: label question -> how a face's target is made from its ratings
 TARGETS = {"age": "mean", "gender": "mean", "realism": "mean", "skin": "mean", "expression": "share_smiling"}
@@ -29,8 +30,8 @@ PREFIX = "human_"
 
 def face_latents(run_root: str | Path, faces: pd.DataFrame) -> np.ndarray:
     """The latent of every row of ``faces`` (a DCGAN run's faces table), as the generate stage built it."""
-    from faceaudit.generate.dcgan import seed_latents
-    from faceaudit.generate.editing import CHROMA_ATTRIBUTE, EXPOSURE_DIRECTION, SKIN_ATTRIBUTE
+    from faceaudit.generate.dcgan.generator import seed_latents
+    from faceaudit.generate.dcgan.editing import CHROMA_ATTRIBUTE, EXPOSURE_DIRECTION, SKIN_ATTRIBUTE
     from faceaudit.generate.photometric import PIXEL_EDITS
     from faceaudit.protocol import load_protocol
 

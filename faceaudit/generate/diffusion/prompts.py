@@ -3,7 +3,8 @@
 A prompt template names one slot per protected attribute (``{skin}``, or ``{race}`` and
 ``{gender}``) and one slot ``{edit}``. Each protected level fills its attribute's slot with a phrase;
 the prototype fills ``{edit}`` with the neutral phrase, an edit with the phrase for its attribute
-and signed level. Defaults below; a protocol overrides any of them (``generator.slots``,
+and signed level. The default template and slot phrases are schema defaults
+(:mod:`faceaudit.protocol`), the edit phrases are below; a protocol overrides any of them (``generator.slots``,
 ``generator.edit_phrases``). Phrases are requests, not measurements: the generate stage measures
 every image, and the manipulation check reports what the pixels show.
 """
@@ -15,16 +16,13 @@ from typing import Mapping
 
 from faceaudit.core.errors import BadInput
 from faceaudit.generate.base import Edit
+from faceaudit.protocol import DEFAULT_SLOTS
+from faceaudit.protocol import DEFAULT_NEGATIVE_PROMPT as DEFAULT_NEGATIVE
+from faceaudit.protocol import DEFAULT_NEUTRAL_PHRASE as NEUTRAL_PHRASE
+from faceaudit.protocol import DEFAULT_PROMPT_TEMPLATE as DEFAULT_TEMPLATE
 
-DEFAULT_TEMPLATE = ("a close-up passport-style photograph of the face of {skin} adult person, {edit}, "
-                    "neutral grey background, sharp focus")
-DEFAULT_NEGATIVE = "cartoon, drawing, painting, multiple people, text, watermark, blurry"
-NEUTRAL_PHRASE = "frontal view, even studio lighting, neutral expression"
-
-#: protected attribute (the group's key, ``skin`` in ``skin=dark``) -> level -> phrase
-DEFAULT_SLOTS: dict[str, dict[str, str]] = {
-    "skin": {"light": "a light-skinned", "intermediate": "a medium brown-skinned", "dark": "a dark-skinned"},
-}
+__all__ = ["DEFAULT_NEGATIVE", "DEFAULT_SLOTS", "DEFAULT_TEMPLATE", "NEUTRAL_PHRASE", "PromptBuilder", "default_edit_phrase",
+           "level_key", "parse_group", "template_slots"]
 
 
 def default_edit_phrase(attribute: str, level: float) -> str:

@@ -1,6 +1,6 @@
 """Perceived-gender and age directions in the DCGAN latent space, measured by pretrained classifiers.
 
-The pixel directions (:mod:`faceaudit.generate.directions`) are fitted on measures computed from
+The pixel directions (:mod:`faceaudit.generate.dcgan.directions`) are fitted on measures computed from
 pixels and landmarks. Perceived gender presentation and apparent age cannot be measured that way,
 so they are fitted on the outputs of the faceres classifier (:mod:`faceaudit.measure.perceived`):
 
@@ -32,19 +32,10 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.generate.directions import (
-    EXPOSURE_ATTRIBUTES,
-    AttributeDirection,
-    Directions,
-    _COLUMNS,
-    _project_out,
-    _ridge,
-    _winsorise,
-    fit_latents,
-)
+from faceaudit.generate.dcgan.directions import _COLUMNS, EXPOSURE_ATTRIBUTES, AttributeDirection, Directions
+from faceaudit.generate.dcgan.fitting import _project_out, _ridge, _winsorise, fit_latents
+from faceaudit.generate.faces import P_CLIP, perceived_columns
 
-#: faceres P(male) is clipped to this range before its logit is taken
-P_CLIP = (0.01, 0.99)
 #: the perceived attributes that get a direction, and the faces-table column each is measured in
 PERCEIVED_MEASURES = {"gender": "measured_gender_logit", "age": "measured_age"}
 #: independent classifiers: reported leakage only, never fitted on
@@ -66,26 +57,6 @@ PERCEIVED_CONDITIONING = {
 }
 
 
-def gender_logit(p_male: np.ndarray | pd.Series) -> np.ndarray:
-    p = np.clip(np.asarray(p_male, dtype=np.float64), *P_CLIP)
-    return np.log(p / (1.0 - p))
-
-
-def perceived_columns(pred: pd.DataFrame) -> pd.DataFrame:
-    """faces-table columns from :meth:`PerceivedAttributes.predict` output (NaN where no face)."""
-    from faceaudit.measure.perceived import FACES_COLUMNS
-
-    out = pd.DataFrame({FACES_COLUMNS[k]: pred[k].to_numpy(dtype=np.float64) for k in FACES_COLUMNS})
-    out["measured_gender_logit"] = gender_logit(pred["p_male"])
-    out.loc[~pred["perceived_ok"].to_numpy(dtype=bool), "measured_gender_logit"] = np.nan
-    return out
-
-
-#: every column :func:`perceived_columns` writes, in order
-PERCEIVED_COLUMNS = ["measured_gender_pmale", "measured_age", "measured_gender_pmale_independent",
-                     "measured_age_independent", "measured_gender_logit"]
-
-
 def measure_all(measurer, perceived, images: np.ndarray) -> pd.DataFrame:
     """Pixel measures and perceived attributes of ``images``, side by side."""
     m = measurer.measure(images).reset_index(drop=True)
@@ -96,8 +67,8 @@ def measure_all(measurer, perceived, images: np.ndarray) -> pd.DataFrame:
 def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibration: int = 256,
                                device: str = "cpu", progress: bool = True) -> Directions:
     """``base`` plus ``gender`` and ``age`` directions fitted on the same latents as ``base``."""
-    from faceaudit.generate.batching import progress_bar
-    from faceaudit.generate.dcgan import DCGANGenerator
+    from faceaudit.core.progress import Progress
+    from faceaudit.generate.dcgan.generator import DCGANGenerator
     from faceaudit.measure import FaceMeasurer
     from faceaudit.measure.perceived import PerceivedAttributes
 
@@ -120,7 +91,7 @@ def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibr
             bar.advance(task, len(images))
         return pd.concat(tables, ignore_index=True)
 
-    with progress_bar(progress) as bar:
+    with Progress(progress) as bar:
         task = bar.add_task("directions: render + classify", total=n_samples + 4 * n_calibration)
         m = render_measure(z_fit, bar, task)
         ok = m["measured_ok"].to_numpy(dtype=bool) & np.isfinite(m["measured_gender_logit"].to_numpy())

@@ -5,13 +5,13 @@ Paired design with diffusion; what holds a seed's identity fixed (docs/generator
 1. **the initial latent**: drawn from ``(protocol seed, face seed)`` alone, on the CPU in float32,
    so every image of a seed (every group, every edit) starts from the same noise on any device;
    stochastic schedulers get a per-seed noise generator too;
-2. **shared self-attention** (:mod:`faceaudit.generate.identity_sharing`): an edit's self-attention
+2. **shared self-attention** (:mod:`faceaudit.generate.diffusion.identity_sharing`): an edit's self-attention
    layers also attend to the keys and values of its prototype (same seed, same group), with
    strength ``identity_sharing``;
-3. the prompt: only the slots of the group and the edit differ (:mod:`faceaudit.generate.prompts`).
+3. the prompt: only the slots of the group and the edit differ (:mod:`faceaudit.generate.diffusion.prompts`).
 
 Nothing is downloaded unless asked: weights are resolved by
-:mod:`faceaudit.generate.diffusion_weights`; a missing model is a one-line ModelUnavailable.
+:mod:`faceaudit.generate.diffusion.weights`; a missing model is a one-line ModelUnavailable.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pandas as pd
 
 from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.generate.base import Edit, Generator, RenderResult
-from faceaudit.generate.prompts import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, NEUTRAL_PHRASE, PromptBuilder
+from faceaudit.generate.diffusion.prompts import DEFAULT_NEGATIVE, DEFAULT_TEMPLATE, NEUTRAL_PHRASE, PromptBuilder
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 #: images per pipeline call on the CPU (memory is not the limit there; time is)
@@ -88,7 +88,7 @@ class DiffusionGenerator(Generator):
             from diffusers import DiffusionPipeline
         except ImportError as err:
             raise ModelUnavailable(f"diffusion: diffusers is not installed ({err.name}); pip install 'faceaudit[diffusion]'") from None
-        from faceaudit.generate.diffusion_weights import check_tokenizer, resolve_model_dir
+        from faceaudit.generate.diffusion.weights import check_tokenizer, resolve_model_dir
         from faceaudit.models.runtime import torch_device
 
         if not 0.0 <= identity_sharing <= 1.0:
@@ -133,7 +133,7 @@ class DiffusionGenerator(Generator):
             self.adapter = self._load_adapter(identity_adapter, adapter_embedder)
         self.sharing = None
         if self.identity_sharing > 0:
-            from faceaudit.generate.identity_sharing import install
+            from faceaudit.generate.diffusion.identity_sharing import install
 
             self.sharing = install(self.pipe.unet, self.identity_sharing)
         self._recorded: tuple | None = None
@@ -142,7 +142,7 @@ class DiffusionGenerator(Generator):
         self.version = f"{self.model_id}@diffusers-{getattr(self.pipe.config, '_diffusers_version', '?')}"
 
     def _load_adapter(self, spec: Mapping[str, Any], embedder: Any):
-        from faceaudit.generate.identity_adapter import DEFAULT_EMBEDDER, IdentityAdapter
+        from faceaudit.generate.diffusion.identity_adapter import DEFAULT_EMBEDDER, IdentityAdapter
 
         if embedder is None:
             from faceaudit.models.registry import load_model

@@ -13,7 +13,7 @@ conditioned on its embedding. A prototype in which the recognizer finds no face 
 on the zero embedding, the same input the negative (unconditional) half of guidance gets.
 
 Coexistence with identity sharing: ``load_ip_adapter`` replaces every attention processor, so it runs
-first; :func:`faceaudit.generate.identity_sharing.install` then wraps all processors, the adapter's
+first; :func:`faceaudit.generate.diffusion.identity_sharing.install` then wraps all processors, the adapter's
 cross-attention ones included. Cross-attention calls pass through the wrapper untouched (shared
 attention only extends self-attention), so the two act on different layers of each block.
 """

@@ -39,7 +39,7 @@ from faceaudit.measure.attributes import inter_ocular
 from faceaudit.measure.color import lab_to_srgb, srgb_to_lab
 
 if TYPE_CHECKING:
-    from faceaudit.generate.editing import SkinSearchResult
+    from faceaudit.generate.dcgan.editing import SkinSearchResult
     from faceaudit.protocol import SkinLevel
 
 #: the mask reaches this many IODs above the brows (the forehead skin patch stops at 0.55)
@@ -125,7 +125,7 @@ def recolor_skin_levels(
     ``shifts`` holds the change of median skin L* the recolouring aimed at, ``recolor`` the
     ``(ratio, delta_b)`` per (seed, level), and ``landmarks`` the base faces' points.
     """
-    from faceaudit.generate.editing import REASON_NO_LANDMARKS, REASON_NOT_REACHED, SkinSearchResult
+    from faceaudit.generate.dcgan.editing import REASON_NO_LANDMARKS, REASON_NOT_REACHED, SkinSearchResult
     from faceaudit.measure import FaceMeasurer
 
     landmarker = FaceMeasurer()

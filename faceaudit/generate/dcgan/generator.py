@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from faceaudit.core.errors import ModelUnavailable
+from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.generate.base import Edit, Generator, RenderResult
+from faceaudit.generate.dcgan.editing import search_skin_levels
+from faceaudit.generate.photometric import PIXEL_EDITS, apply_pixel_edit, is_pixel_edit
 from faceaudit.models.runtime import torch_device
 
 if TYPE_CHECKING:
-    from faceaudit.generate.directions import Directions
+    from faceaudit.generate.dcgan.directions import Directions
     from faceaudit.protocol import SkinLevel
 
 LATENT_DIM = 100
@@ -158,8 +161,6 @@ class DCGANGenerator(Generator):
         return out
 
     def render(self, seeds: Sequence[int], group: str | None = None, edit: Edit | None = None) -> RenderResult:
-        from faceaudit.generate.editing import render_design_cell
-
         return render_design_cell(self, list(seeds), group, edit)
 
     def metadata(self) -> dict:
@@ -171,3 +172,47 @@ class DCGANGenerator(Generator):
             "truncation": self.truncation,
             "device": self.device,
         }
+
+
+def level_index(levels: Sequence["SkinLevel"], group: str) -> int:
+    name = group.split("=", 1)[1] if "=" in group else group
+    for i, lv in enumerate(levels):
+        if lv.name == name:
+            return i
+    raise BadInput(f"group {group!r}: not one of the protected levels {[lv.name for lv in levels]}")
+
+
+def render_design_cell(generator: "DCGANGenerator", seeds: list[int], group: str | None, edit: Edit | None) -> RenderResult:
+    """``Generator.render`` for the DCGAN: seeds placed in ``group``'s skin bin, then ``edit`` applied.
+
+    Seeds whose search fails keep their unedited face and are flagged ``in_group=False``.
+    """
+    from faceaudit.measure import FaceMeasurer
+
+    edit = edit or Edit()
+    z = generator.latents(seeds)
+    meta = pd.DataFrame({"seed": seeds, "group": group or "none", "edit_attr": edit.attribute, "edit_level": edit.level})
+    needs_directions = group is not None or edit.attribute not in ("none", *PIXEL_EDITS)
+    if needs_directions and generator.directions is None:
+        raise BadInput("dcgan: render with a group or an edit needs directions (DCGANGenerator(directions=...))")
+    if group is not None:
+        if not generator.levels:
+            raise BadInput("dcgan: render with a group needs the protected levels (DCGANGenerator(levels=...))")
+        j = level_index(generator.levels, group)
+        measurer = getattr(generator, "_measurer", None) or FaceMeasurer()
+        generator._measurer = measurer
+        found = search_skin_levels(
+            generator, measurer, z, [generator.levels[j]], generator.directions, generator.max_skin_steps,
+            exposure_tolerance=getattr(generator, "exposure_tolerance", None),
+        )
+        z = found.latents[:, 0]
+        meta["in_group"] = found.success[:, 0]
+        meta["skin_shift"] = found.shifts[:, 0]
+        meta["exposure_shift"] = found.exposure_shifts[:, 0]
+        meta["chroma_shift"] = found.chroma_shifts
+        meta["skin_search_steps"] = found.steps[:, 0]
+    if is_pixel_edit(edit.attribute):
+        return RenderResult(images=apply_pixel_edit(generator.render_latents(z), edit.attribute, edit.level), metadata=meta)
+    if edit.attribute != "none":
+        z = z + generator.directions.shift(edit.attribute, edit.level)
+    return RenderResult(images=generator.render_latents(z), metadata=meta)

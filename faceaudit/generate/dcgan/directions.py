@@ -14,7 +14,7 @@ attributes are continuous measures):
    changes the measure by one SD. The same renders give the leakage into every other measure.
 
 Skin tone (``skin_ita``), lighting, yaw and smile are edited; skin chroma (``skin_b``, the b* of the
-skin patches) gets a direction too, used only by the skin search (:mod:`faceaudit.generate.editing`).
+skin patches) gets a direction too, used only by the skin search (:mod:`faceaudit.generate.dcgan.editing`).
 So do the exposure measures of the non-face pixels (border, background and hair-band luma, white
 balance; :mod:`faceaudit.measure.exposure`): the skin direction is conditioned on all four, so
 darker skin is not rendered as a darker photograph, and the skin search uses the border-luma
@@ -23,6 +23,10 @@ fitted for their R^2 (reported) but nothing is conditioned on them: a darker ski
 image (the face is part of it), and projecting whole-image brightness out of the skin direction
 would fight the edit itself. Which direction is conditioned on which: :data:`CONDITIONING`.
 
+The fit itself (rendering, measuring, ridge regression) lives in
+:mod:`faceaudit.generate.dcgan.fitting`; this module is the file format and the loaded directions,
+which the skin search and the design read without touching the generator.
+
 File format (``.json``, or ``.npz`` with the same JSON stored under ``metadata``): see
 docs/generator.md. ``format_version`` changes whenever the meaning of a field changes.
 """
@@ -30,7 +34,6 @@ docs/generator.md. ``format_version`` changes whenever the meaning of a field ch
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.measure import AUX_MEASURES, EXPOSURE_MEASURES, MEASURE_VERSION, MEASURES
+from faceaudit.measure import AUX_MEASURES, EXPOSURE_MEASURES, MEASURES
 
 _COLUMNS = {**MEASURES, **AUX_MEASURES, **EXPOSURE_MEASURES}
 
@@ -78,7 +81,7 @@ DEFAULT_DIRECTIONS_FILE = "directions_dcgan_v2.json"
 
 
 def default_directions_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "data" / DEFAULT_DIRECTIONS_FILE
+    return Path(__file__).resolve().parents[2] / "data" / DEFAULT_DIRECTIONS_FILE
 
 
 @dataclass
@@ -247,139 +250,3 @@ def load_directions(path: str | Path | None = None) -> Directions:
 
 
 # ---- fitting ---------------------------------------------------------------------------------
-
-
-def _winsorise(y: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(y, [1, 99])
-    return np.clip(y, lo, hi)
-
-
-def _ridge(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-    """Ridge of ``y`` on ``x`` with alpha by 5-fold CV: (coef, alpha, r2_train, r2_cv)."""
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold, cross_val_score
-
-    folds = KFold(n_splits=5, shuffle=False)
-    scores = [cross_val_score(Ridge(alpha=a), x, y, cv=folds, scoring="r2").mean() for a in RIDGE_ALPHAS]
-    best = int(np.argmax(scores))
-    model = Ridge(alpha=RIDGE_ALPHAS[best]).fit(x, y)
-    return model.coef_.astype(np.float64), float(RIDGE_ALPHAS[best]), float(model.score(x, y)), float(scores[best])
-
-
-def _project_out(v: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-    if not others:
-        return v
-    basis = np.stack(others, axis=1)  # [D, k]
-    coef, *_ = np.linalg.lstsq(basis, v, rcond=None)
-    return v - basis @ coef
-
-
-def fit_latents(n: int, seed: int, truncation: float) -> np.ndarray:
-    rng = np.random.default_rng([FIT_STREAM, int(seed)])
-    from faceaudit.generate.dcgan import LATENT_DIM
-
-    z = rng.standard_normal((n, LATENT_DIM))
-    if truncation > 0:
-        np.clip(z, -truncation, truncation, out=z)
-    return z
-
-
-def learn_directions(
-    n_samples: int,
-    seed: int,
-    *,
-    n_calibration: int = 256,
-    truncation: float = 2.5,
-    device: str = "auto",
-    progress: bool = True,
-) -> Directions:
-    """Fit conditional directions for :data:`EDIT_ATTRIBUTES` (recipe: module docstring)."""
-    from faceaudit import __version__
-    from faceaudit.generate.batching import progress_bar, render_and_measure
-    from faceaudit.generate.dcgan import DCGANGenerator
-    from faceaudit.measure import FaceMeasurer
-
-    if n_samples < 200:
-        raise BadInput(f"directions fit: n_samples must be at least 200 (got {n_samples})")
-    t0 = time.perf_counter()
-    gen = DCGANGenerator(truncation=truncation, device=device)
-    measurer = FaceMeasurer()
-    latents = fit_latents(n_samples + n_calibration, seed, truncation)
-    z_fit, z_cal = latents[:n_samples], latents[n_samples:]
-    attrs = list(EDIT_ATTRIBUTES) + list(REPORTED_ATTRIBUTES)
-    n_total = n_samples + 2 * n_calibration * len(EDIT_ATTRIBUTES)
-    with progress_bar(progress) as bar:
-        task = bar.add_task("directions: render + measure", total=n_total)
-        _, m = render_and_measure(gen, measurer, z_fit, bar, task)
-        ok = m["measured_ok"].to_numpy()
-        stats: dict[str, dict[str, Any]] = {}
-        for a in attrs:
-            # some measures can be NaN on a face with landmarks (a hair band outside the image)
-            y_all = m[_COLUMNS[a]].to_numpy(dtype=np.float64)
-            use = ok & np.isfinite(y_all)
-            y = _winsorise(y_all[use])
-            mean, sd = float(y.mean()), float(y.std())
-            coef, alpha, r2_train, r2_cv = _ridge(z_fit[use], (y - mean) / sd)
-            stats[a] = dict(coef=coef, mean=mean, sd=sd, alpha=alpha, r2_train=r2_train, r2_cv=r2_cv)
-        unconditional = {a: stats[a]["coef"] / np.linalg.norm(stats[a]["coef"]) for a in EDIT_ATTRIBUTES}
-
-        directions: dict[str, AttributeDirection] = {}
-        for a in EDIT_ATTRIBUTES:
-            others = list(CONDITIONING[a])
-            u = _project_out(unconditional[a], [unconditional[b] for b in others])
-            u /= np.linalg.norm(u)
-            # regression slope along u, in SDs per latent unit
-            predicted_step = 1.0 / float(stats[a]["coef"] @ u)
-            # calibration: central difference at +-1 predicted step on fresh latents
-            shift = predicted_step * u
-            _, m_plus = render_and_measure(gen, measurer, z_cal + shift, bar, task)
-            _, m_minus = render_and_measure(gen, measurer, z_cal - shift, bar, task)
-            both = (m_plus["measured_ok"] & m_minus["measured_ok"]).to_numpy()
-            leakage = {}
-            for b in attrs:
-                col = _COLUMNS[b]
-                delta = (m_plus[col].to_numpy() - m_minus[col].to_numpy())[both] / 2.0 / stats[b]["sd"]
-                leakage[b] = float(np.mean(_winsorise(delta[np.isfinite(delta)])))
-            gain = leakage[a]
-            if not gain > 0.05:
-                raise BadInput(
-                    f"directions fit: the {a} direction does not move its measure (gain {gain:.3f} SD per step); "
-                    f"try more samples"
-                )
-            directions[a] = AttributeDirection(
-                attribute=a,
-                measure=_COLUMNS[a],
-                unit=u,
-                unconditional=unconditional[a],
-                step=predicted_step / gain,
-                predicted_step=predicted_step,
-                mean=stats[a]["mean"],
-                sd=stats[a]["sd"],
-                r2_train=stats[a]["r2_train"],
-                r2_cv=stats[a]["r2_cv"],
-                ridge_alpha=stats[a]["alpha"],
-                conditioned_on=others,
-                leakage={b: v / gain for b, v in leakage.items()},
-                calibration_n=int(both.sum()),
-            )
-    metadata = {
-        "seed": int(seed),
-        "n_samples": int(n_samples),
-        "n_used": int(ok.sum()),
-        "conditioning": {a: list(CONDITIONING[a]) for a in EDIT_ATTRIBUTES},
-        "n_calibration": int(n_calibration),
-        "truncation": float(truncation),
-        "generator": f"{gen.name}:{gen.version}",
-        "measure_version": MEASURE_VERSION,
-        "faceaudit_version": __version__,
-        "reported": {a: {k: stats[a][k] for k in ("mean", "sd", "r2_train", "r2_cv")} for a in REPORTED_ATTRIBUTES},
-        "fit_seconds": round(time.perf_counter() - t0, 1),
-        "device": gen.device,
-    }
-    return Directions(attributes=directions, metadata=metadata)
-
-
-def fit_directions(n_samples: int, seed: int, out: Path, progress: bool = True, **kwargs: Any) -> Path:
-    """Learn directions (``learn_directions``) and write them to ``out`` (``.json`` or ``.npz``)."""
-    directions = learn_directions(n_samples, seed, progress=progress, **kwargs)
-    return directions.save(out)
