@@ -207,11 +207,11 @@ def audit(
 @app.command()
 @handles_errors
 def validate(protocol: Path = typer.Argument(..., help="Protocol YAML to check.")) -> None:
-    """Check a protocol and print it with every default filled in."""
-    from faceaudit.protocol import load_protocol
+    """Check a protocol (its schema and its models) and print it with every default filled in."""
+    from faceaudit import api
 
     # Exact YAML: printing it and validating the printout gives the same text.
-    sys.stdout.write(load_protocol(protocol).to_yaml())
+    sys.stdout.write(api.validate(protocol).to_yaml())
 
 
 @app.command()
@@ -271,12 +271,7 @@ def report(
     """Render the self-contained model card RUN/report.html (and results/summary.md)."""
     from faceaudit import api
 
-    if baseline is not None:
-        from faceaudit.report.render import render_report
-
-        _echo(f"report: {render_report(run, baseline=baseline, baseline_model=baseline_model)}")
-        return
-    _echo(f"report: {api.report(run)}")
+    _echo(f"report: {api.report(run, baseline=baseline, baseline_model=baseline_model)}")
 
 
 @app.command()
@@ -298,16 +293,13 @@ def gate(
     2 bad input (one line on stderr: policy, run directory, summary or --junit path), 3 inconclusive
     (the CI straddles a bound: collect more seeds), 4 internal error.
     """
-    from faceaudit import gate as gate_mod
+    from faceaudit import api
 
-    if baseline is not None:
-        result = gate_mod.check_baseline(run, baseline, policy, junit_path=junit, baseline_model=baseline_model)
-    else:
-        result = gate_mod.check(run, policy, junit_path=junit)
+    result = api.gate(run, policy, junit=junit, baseline=baseline, baseline_model=baseline_model)
     if result.error is not None:
         _error_line(result.error)
         raise typer.Exit(2)
-    _echo(json.dumps(gate_mod.result_dict(result)) if as_json else gate_mod.render_text(result))
+    _echo(api.format_gate_result(result, as_json=as_json))
     raise typer.Exit(result.exit_code)
 
 
@@ -322,16 +314,9 @@ def compare(
 ) -> None:
     """Two runs side by side: per-group rates and group contrasts, B against A, each change with a CI
     paired by the shared seeds (* = the CI excludes no change)."""
-    from faceaudit.stats.compare import compare_runs
+    from faceaudit import api
 
-    table = compare_runs(run_a, run_b, model_a, model_b)
-    if out is not None:
-        from faceaudit.rundir import write_table, write_text
-
-        if out.suffix == ".csv":
-            write_text(out, table.to_csv(index=False))
-        else:
-            write_table(out, table)
+    table = api.compare(run_a, run_b, model_a, model_b, out=out)
     for (ma, mb, t), part in table.groupby(["model_a", "model_b", "target_fmr"], sort=False):
         out_console.print(f"[bold]{ma} (A) -> {mb} (B)[/] at target FMR {t:g}, {part['ci_level'].iloc[0]:.0%} CIs")
         for r in part.itertuples():
@@ -352,10 +337,10 @@ def models(ctx: typer.Context) -> None:
     """List every model adapter: version, where its weights are expected, whether they are there."""
     if ctx.invoked_subcommand is not None:
         return
-    from faceaudit.models.registry import list_models
+    from faceaudit import api
 
     # One block per model (not a table): paths are long and must stay whole in CI logs.
-    for row in list_models().itertuples():
+    for row in api.list_models().itertuples():
         out_console.print(f"[bold]{row.name}[/]  {'available' if row.available else 'NOT available'}  version: {row.version}", soft_wrap=True)
         out_console.print(f"    {row.description}", soft_wrap=True)
         out_console.print(f"    weights: {row.weights} ({'present' if row.weights_present else 'missing'})", soft_wrap=True)
@@ -372,21 +357,21 @@ def models_fetch(
     url: Optional[str] = typer.Option(None, "--url", help="Download from this mirror instead of InsightFace's release."),
 ) -> None:
     """Download a model pack into $FACEAUDIT_MODELS and verify its checksum (needs internet)."""
-    from faceaudit.models.packs import fetch_pack
+    from faceaudit import api
 
-    out_console.print(f"{name}: {fetch_pack(name, sha256=sha256, url=url)}")
+    out_console.print(f"{name}: {api.fetch_model_pack(name, sha256=sha256, url=url)}")
 
 
 @app.command()
 @handles_errors
 def generators() -> None:
     """List the face generators (backends), whether each is ready here, and why not."""
-    from faceaudit.generate.registry import list_generators
-
     from rich.table import Table
 
+    from faceaudit import api
+
     table = Table("generator", "ready", "description", "detail")
-    for row in list_generators().itertuples():
+    for row in api.list_generators().itertuples():
         table.add_row(row.name, "yes" if row.ready else "no", row.description, row.detail)
     out_console.print(table)
     out_console.print("Pick one in a protocol: `generator: {name: diffusion, model: <folder or hub id>}` (docs/generator.md).")
@@ -408,19 +393,17 @@ def directions_fit(
     per attribute and projects the others out (InterFaceGAN-style conditional directions).
     With --labels, fits one direction per human label question from the rated faces' latents.
     """
-    if labels is not None:
-        from faceaudit.generate.label_directions import fit_label_directions
+    from faceaudit import api
 
-        found = fit_label_directions(labels)
+    if labels is not None:
+        found, path = api.fit_label_directions(labels, out)
         for name, d in found.attributes.items():
             out_console.print(f"{name}: cross-validated R² {d.r2_cv:.3f}, step {d.step:.3g} latent units per label SD")
         for name, why in found.metadata["skipped"].items():
             out_console.print(f"{name}: skipped ({why})")
-        out_console.print(f"label directions -> {found.save(out)}")
+        out_console.print(f"label directions -> {path}")
         return
-    from faceaudit.generate.directions import fit_directions
-
-    path = fit_directions(n_samples=n_samples, seed=seed, out=out, progress=progress)
+    path = api.fit_directions(out, n_samples=n_samples, seed=seed, progress=progress)
     out_console.print(f"directions -> {path}")
 
 
@@ -437,15 +420,14 @@ def directions_fit_perceived(
     Conditional on skin tone, exposure and the nuisance directions (docs/generator.md). Needs the
     human-models weights (`make setup` fetches them).
     """
-    from faceaudit.generate.directions import load_directions
-    from faceaudit.generate.perceived_directions import learn_perceived_directions
+    from faceaudit import api
 
-    found = learn_perceived_directions(load_directions(base), n_samples=n_samples, progress=progress)
+    found, path = api.fit_perceived_directions(out, base=base, n_samples=n_samples, progress=progress)
     for name in ("gender", "age"):
         d = found[name]
         out_console.print(f"{name}: cross-validated R\u00b2 {d.r2_cv:.3f}, step {d.step:.3g}, leakage "
                           + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(d.leakage.items()) if k != name))
-    out_console.print(f"directions -> {found.save(out)}")
+    out_console.print(f"directions -> {path}")
 
 
 @annotate_app.command("serve")
