@@ -16,13 +16,16 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pandas as pd
 
 from faceaudit import pipeline
 from faceaudit.core.errors import BadInput
 from faceaudit.protocol import Protocol, load_protocol, parse_protocol
+
+if TYPE_CHECKING:  # the gate is imported when it is used
+    from faceaudit.gate import GateResult
 
 __all__ = [
     "Run", "load_run",
@@ -756,7 +759,7 @@ def compare(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = None,
 
 
 def gate(run_root: str | Path, policy: str | Path, junit: str | Path | None = None,
-         baseline: str | Path | None = None, baseline_model: Optional[str] = None):
+         baseline: str | Path | None = None, baseline_model: Optional[str] = None) -> GateResult:
     """Check a finished run's ``results/summary.json`` against a policy's bounds (:mod:`faceaudit.gate`).
 
     Never raises for bad input: the result's ``error`` holds the one line and its ``exit_code`` is 2.
@@ -800,7 +803,7 @@ def gate(run_root: str | Path, policy: str | Path, junit: str | Path | None = No
     return policy_gate.check(run_root, policy, junit_path=junit)
 
 
-def format_gate_result(result, as_json: bool = False) -> str:
+def format_gate_result(result: GateResult, as_json: bool = False) -> str:
     """A gate result as text: a table of the checks and a verdict line, or one JSON object.
 
     Parameters
