@@ -179,7 +179,7 @@ def main() -> None:
     ap.add_argument("--block-pairs", type=int, default=BLOCK_PAIRS, help="impostor comparisons per block")
     ap.add_argument("--check", action="store_true", help="compare with the in-memory analysis at --base seeds first")
     args = ap.parse_args()
-    proto = load_protocol(ROOT / "protocols" / "default.yaml", check_models=False)
+    proto = load_protocol(ROOT / "protocols" / "default.yaml")
     if args.boot:
         proto = proto.model_copy(update={"analysis": proto.analysis.model_copy(update={"n_boot": args.boot})})
     if args.check:

@@ -157,21 +157,27 @@ def check_model_names(handles: list[ModelHandle]) -> None:
 
 
 def check_models_available(handles: list[ModelHandle]) -> None:
-    """Before any work: a built-in model whose weights are missing here fails in one line now, not
-    after the faces are rendered. (Models that download on first use are left to their loader.)"""
-    from faceaudit.core.errors import FaceAuditError
-    from faceaudit.models.registry import BUILTIN
+    """Before any work: a model whose weights are missing here fails in one line now, not after the
+    faces are rendered. (A model whose adapter downloads its weights on first use is left to it.)"""
+    from faceaudit.models.registry import model_availability
 
     for i, h in enumerate(handles):
-        entry = BUILTIN.get(h.spec)
-        if h.model is not None or h.record is not None or entry is None:
+        if h.model is not None or h.record is not None:
             continue
-        try:
-            reason = entry.available()
-        except (FaceAuditError, ImportError) as err:
-            reason = str(err)
-        if reason and "download" not in reason:
-            raise BadInput(f"models.{i}: {h.spec!r} cannot run here: {reason}")
+        status = model_availability(h.spec)
+        if not status.runs_in_audit:
+            raise BadInput(f"models.{i}: {h.spec!r} cannot run here: {status.reason}")
+
+
+def check_protocol_models(protocol: Protocol, where: str, models: Optional[list] = None) -> None:
+    """Before anything is written: the protocol's model specs resolve (unless ``models`` replaces
+    them) and its device exists here. One line, exit 2, and no run directory is touched."""
+    from faceaudit.models.registry import check_model_specs
+    from faceaudit.models.runtime import check_device_present
+
+    if models is None:
+        check_model_specs(protocol.models, where)
+    check_device_present(protocol.device)
 
 
 def _record_models(run: RunDir, handles: list[ModelHandle]) -> None:
@@ -571,8 +577,10 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
           models: Optional[list] = None, report: bool = True, executor: Any = None) -> StageContext:
     """Run every stage that is not up to date; returns what ran and what was skipped. ``executor``
     (harness.executors): where the embed stage's shards run; the tables are the same on any."""
+    where = "protocol"
     if not isinstance(protocol, Protocol):
-        protocol = load_protocol(protocol)
+        where, protocol = str(protocol), load_protocol(protocol)
+    check_protocol_models(protocol, where, models)
     run = init_run(protocol, out)
     ctx = StageContext(run=run, protocol=protocol, progress=progress, force=force, executor=executor)
     run.update_manifest(executor=executor.describe() if executor is not None else {"name": "local", "workers": 1})

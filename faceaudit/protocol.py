@@ -6,17 +6,21 @@ is written to ``RUN/protocol.yaml``; its hash decides whether a finished stage m
 
 Every validation failure becomes a one-line :class:`~faceaudit.core.errors.BadInput` naming the file
 and the key, e.g. ``protocols/x.yaml: edits.0.levels: Input should be a valid list``.
+
+This module is the schema only: it does not resolve the model specs a protocol names (that needs
+the model registry, which sits above it). :func:`faceaudit.api.validate` checks the schema and the
+models; :func:`faceaudit.models.registry.check_model_specs` checks the models alone.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from faceaudit.core.config import FileMessages, format_validation_error, load_yaml
 from faceaudit.core.errors import BadInput
 
 #: generator backends a protocol can name (the tags of ``generator``'s union)
@@ -481,102 +485,99 @@ class Protocol(_Strict):
         return yaml.safe_dump(self.resolved_dict(), sort_keys=False, width=float("inf"), allow_unicode=True)
 
 
-def _known_keys(err_loc: tuple, model: type[BaseModel] | None) -> list[str]:
-    """The keys allowed where an unknown key ``err_loc`` was found (for a 'did you mean')."""
-    if model is None:
-        return []
-    fields = model.model_fields
-    for part in err_loc[:-1]:
-        if isinstance(part, int):
-            continue
-        f = fields.get(str(part))
-        if f is None:
-            return []
-        ann = f.annotation
-        inner = getattr(ann, "__args__", None)
-        target = next((a for a in (inner or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if target is None:
-            return []
-        fields = target.model_fields
-    return list(fields)
-
-
-def _format_error(err: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
-    errors = err.errors()
-    # An unknown key is reported before anything else: a typo ("n_seed") also makes a required key
-    # ("n_seeds") look missing, and the typo is the thing to fix.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    parts = list(first["loc"])
+def _user_loc(parts: tuple) -> tuple:
+    """An error's location without the union tags pydantic adds, which are not keys the user wrote."""
+    parts = list(parts)
     if len(parts) > 1 and parts[0] == "generator" and parts[1] in GENERATOR_NAMES:
-        del parts[1]  # the union's tag (the generator's name) is not a key the user wrote
+        del parts[1]  # the generator's name picks its schema
     if len(parts) > 1 and parts[0] == "protected":
-        # union tags (one attribute or a list; then the attribute's name) are not keys either
+        # one attribute or a list of them; then the attribute's name
         if parts[1] in _PROTECTED_FORMS:
             del parts[1]
         k = 2 if len(parts) > 1 and isinstance(parts[1], int) else 1
         if len(parts) > k and parts[k] in GROUP_PREFIX:
             del parts[k]
-    first = {**first, "loc": tuple(parts)}
-    loc = ".".join(str(p) for p in parts) or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    if loc == "(top level)" and ":" in msg and msg.split(":", 1)[0] in Protocol.model_fields:
-        loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()  # a model check that names its key
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-        close = difflib.get_close_matches(str(first["loc"][-1]), _known_keys(first["loc"], model), n=1)
-        if close:
-            msg += f" (did you mean {close[0]!r}?)"
-    elif first["type"] == "missing":
-        msg = "required key is missing"
-    elif first["type"] == "union_tag_invalid" and parts[:1] == ["protected"]:
-        loc += ".attribute"
-        msg = f"unknown protected attribute {first['ctx'].get('tag')!r} (one of {', '.join(GROUP_PREFIX)})"
-    elif "input" in first and first["type"] not in ("value_error",):
-        msg = f"{msg} (got {first['input']!r})"
-    return f"{where}: {loc}: {msg}"
+    return tuple(parts)
 
 
-def parse_protocol(data: Any, where: str = "protocol", check_models: bool = True) -> Protocol:
-    """Validate a protocol mapping. ``check_models=False`` checks the schema only: a finished run
-    must open (analysis, report, notebooks) where its models (plugins, weights) are not installed."""
+def _explain(error: dict) -> tuple[tuple, str] | None:
+    """A protected attribute pydantic cannot place is named as such, with the ones that exist."""
+    if error["type"] == "union_tag_invalid" and error["loc"][:1] == ("protected",):
+        return (*error["loc"], "attribute"), (f"unknown protected attribute {error['ctx'].get('tag')!r} "
+                                              f"(one of {', '.join(GROUP_PREFIX)})")
+    return None
+
+
+def parse_protocol(data: Any, where: str = "protocol") -> Protocol:
+    """Validate a protocol mapping against the schema.
+
+    The model specs are not resolved here: a finished run must open (analysis, report, notebooks)
+    where its models (plugins, weights) are not installed, and the schema must not depend on the
+    model registry. :func:`faceaudit.api.validate` (``faceaudit validate``) checks both.
+
+    Parameters
+    ----------
+    data : Any
+        The parsed YAML.
+    where : str
+        Prefix of error messages (the file).
+
+    Returns
+    -------
+    Protocol
+        The protocol with every default filled in.
+
+    Examples
+    --------
+    >>> p = parse_protocol({"name": "tiny", "n_seeds": 4, "edits": [{"attribute": "yaw", "levels": [-1, 1]}]})
+    >>> p.group_names, p.models
+    (['skin=light', 'skin=intermediate', 'skin=dark'], ['dlib', 'sface'])
+    >>> parse_protocol({"name": "tiny", "n_seed": 4, "edits": []}, where="p.yaml")
+    Traceback (most recent call last):
+    ...
+    faceaudit.core.errors.BadInput: p.yaml: n_seed: unknown key (did you mean 'n_seeds'?)
+    """
     if not isinstance(data, dict):
         raise BadInput(f"{where}: a protocol must be a YAML mapping, got {type(data).__name__}")
     try:
-        proto = Protocol.model_validate(data)
+        return Protocol.model_validate(data)
     except ValidationError as err:
-        raise BadInput(_format_error(err, where, Protocol)) from None
-    if check_models:
-        _check_models(proto, where)
-    return proto
+        raise BadInput(format_validation_error(err, where, Protocol, loc_cleanup=_user_loc, explain=_explain)) from None
 
 
-def _check_models(proto: Protocol, where: str) -> None:
-    # Validate names up front so an unknown model fails in a second, not after rendering.
-    from faceaudit.models.registry import check_model_spec
+#: how a protocol file that cannot be read is reported
+_PROTOCOL_FILE = FileMessages(
+    missing="{path}: protocol file not found",
+    directory="{path}: is a directory, not a protocol file",
+    not_utf8="{path}: not UTF-8 text (byte {byte}); save the protocol as UTF-8",
+    unreadable="{path}: cannot read the protocol: {reason}",
+)
 
-    for i, spec in enumerate(proto.models):
-        problem = check_model_spec(spec)
-        if problem:
-            raise BadInput(f"{where}: models.{i}: {problem}")
 
+def load_protocol(path: str | Path) -> Protocol:
+    """Read, parse and validate a protocol YAML file; every failure is a one-line BadInput.
 
-def load_protocol(path: str | Path, check_models: bool = True) -> Protocol:
-    """Read, parse and validate a protocol YAML file; every failure is a one-line BadInput."""
+    Parameters
+    ----------
+    path : str or Path
+        The protocol file (UTF-8 YAML).
+
+    Returns
+    -------
+    Protocol
+        The protocol with every default filled in (model specs not resolved).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "tiny.yaml"
+    >>> _ = path.write_text("name: tiny\\nn_seeds: 4\\nedits: [{attribute: yaw, levels: [-1, 1]}]\\n")
+    >>> load_protocol(path).reference_group
+    'skin=light'
+    >>> load_protocol("no/such/protocol.yaml")
+    Traceback (most recent call last):
+    ...
+    faceaudit.core.errors.BadInput: no/such/protocol.yaml: protocol file not found
+    """
     path = Path(path)
-    if not path.exists():
-        raise BadInput(f"{path}: protocol file not found")
-    if path.is_dir():
-        raise BadInput(f"{path}: is a directory, not a protocol file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise BadInput(f"{path}: not UTF-8 text (byte {err.start}); save the protocol as UTF-8") from None
-    except OSError as err:
-        raise BadInput(f"{path}: cannot read the protocol: {err.strerror or err}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise BadInput(f"{path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
-    return parse_protocol(data, where=str(path), check_models=check_models)
+    return parse_protocol(load_yaml(path, "protocol", _PROTOCOL_FILE), where=str(path))

@@ -306,7 +306,7 @@ def load_run(run_root: str | Path) -> Run:
     if not rd.protocol.exists():
         raise BadInput(f"{rd.root}: not a run directory (no protocol.yaml); run `faceaudit generate` or "
                        "`faceaudit audit` first")
-    protocol = load_protocol(rd.protocol, check_models=False)
+    protocol = load_protocol(rd.protocol)
     try:
         manifest = rd.read_manifest()
     except ManifestCorrupt as err:

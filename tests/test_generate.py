@@ -71,7 +71,7 @@ def test_registry_gives_each_run_its_backend_and_no_module_outside_tests_a_gener
     from faceaudit.protocol import DatasetSpec, load_protocol
 
     root = Path(__file__).resolve().parents[1]
-    quick = load_protocol(root / "protocols" / "quick.yaml", check_models=False)
+    quick = load_protocol(root / "protocols" / "quick.yaml")
     assert backend_for(quick).name == "dcgan"
     dcgan_inputs = backend_for(quick).design_inputs(quick)
     assert set(dcgan_inputs["directions"]) == {"directions_dcgan_v2.json"}

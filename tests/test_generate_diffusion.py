@@ -263,13 +263,13 @@ def test_prompt_slots_and_protocol_schema_fail_early_with_one_line():
     with pytest.raises(BadInput, match="no {edit} slot"):
         PromptBuilder("{skin} face")
     base = _protocol("some/model")
-    assert parse_protocol(base, check_models=False).generator.identity_sharing == 0.8
+    assert parse_protocol(base).generator.identity_sharing == 0.8
     for bad, where in [({"identity_sharing": 1.5}, "generator.identity_sharing"),
                        ({"resolution": 30}, "generator.resolution"),
                        ({"truncation": 2.5}, "generator.truncation: unknown key")]:
         proto = {**base, "generator": {**base["generator"], **bad}}
         with pytest.raises(BadInput, match=where):
-            parse_protocol(proto, check_models=False)
+            parse_protocol(proto)
 
 
 def test_race_by_gender_protocol_on_the_tiny_pipeline(tiny_dir, tmp_path, session_cache):
@@ -283,8 +283,7 @@ def test_race_by_gender_protocol_on_the_tiny_pipeline(tiny_dir, tmp_path, sessio
     from faceaudit import pipeline
     from faceaudit.protocol import load_protocol, parse_protocol
 
-    shipped = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "photoreal-race-gender.yaml",
-                            check_models=False)
+    shipped = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "photoreal-race-gender.yaml")
     proto = _protocol(str(tiny_dir), models=["plugins.color_model:factory"],
                       protected=[{"attribute": "race", "reference": "white", "levels": ["black", "white"]},
                                  {"attribute": "gender", "reference": "male"}],
@@ -320,7 +319,7 @@ def _chunked_protocol(model: str):
 
     proto = _protocol(model, edits=[{"attribute": "yaw", "levels": [-1, 1]}, {"attribute": "exposure", "levels": [-1, 1]}])
     proto["generator"]["batch_size"] = 1
-    return parse_protocol(proto, check_models=False)
+    return parse_protocol(proto)
 
 
 def test_diffusion_generate_resumes_from_finished_chunks(tiny_dir, tmp_path, monkeypatch):

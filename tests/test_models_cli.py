@@ -165,3 +165,21 @@ def test_pack_normalisation_follows_insightface_model_zoo(tmp_path):
     x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)  # raw RGB pixels
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
     assert np.abs(emb - want).max() < 1e-4
+
+
+def test_embed_with_a_missing_device_leaves_the_run_untouched(tmp_path):
+    # `embed RUN --device cuda` on a machine without CUDA used to rewrite RUN/protocol.yaml (device:
+    # cuda) before the stage failed; the device is now checked before anything is written.
+    import torch
+
+    from faceaudit import pipeline
+    from faceaudit.protocol import load_protocol
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    run = pipeline.init_run(load_protocol(ROOT / "protocols" / "quick.yaml"), tmp_path / "run")
+    before = {name: (run.root / name).read_bytes() for name in ("protocol.yaml", "manifest.json")}
+    code, _, err = _cli("embed", run.root, "--device", "cuda", "--no-progress")
+    assert {name: (run.root / name).read_bytes() for name in before} == before
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "cuda" in errors[0], err

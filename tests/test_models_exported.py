@@ -111,3 +111,17 @@ def test_bad_specs_are_one_line_errors(tmp_path):
     not_ts = _spec(tmp_path / "c.yaml", format="torchscript", file="a.yaml", input_size=64)
     with pytest.raises(ModelUnavailable, match="cannot load"):
         load_model(str(not_ts), device="cpu")
+
+
+def test_spec_files_are_read_as_utf8_with_one_line_errors(tmp_path):
+    # the spec is read by the same loader as protocols and policies (faceaudit.core.config)
+    (tmp_path / "café.yaml").write_bytes("name: café\nformat: onnx\nfile: x.onnx\ninput_size: 112\n".encode("utf-8"))
+    assert check_model_spec(str(tmp_path / "café.yaml")) is None
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\nformat: onnx\nfile: x.onnx\ninput_size: 112\n".encode("latin-1"))
+    assert check_model_spec(str(latin)) == f"model spec {latin}: not UTF-8 text (byte 9); save the spec as UTF-8"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("format: onnx\n  file: [\n")
+    assert check_model_spec(str(broken)).startswith(f"model spec {broken}: not valid YAML at line 2: ")
+    (tmp_path / "folder.yaml").mkdir()
+    assert check_model_spec(str(tmp_path / "folder.yaml")) == f"model spec {tmp_path / 'folder.yaml'}: file not found"

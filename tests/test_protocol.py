@@ -1,5 +1,9 @@
-"""Protocol loading: defaults filled in, and every malformed protocol is a one-line exit-2 error."""
+"""Protocol loading: defaults filled in, and every malformed protocol is a one-line exit-2 error.
 
+``faceaudit.protocol`` is the schema only; ``api.validate`` (``faceaudit validate``) also checks
+that the models a protocol names resolve."""
+
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from faceaudit.api import validate
 from faceaudit.core.errors import BadInput
-from faceaudit.protocol import load_protocol
+from faceaudit.protocol import load_protocol, parse_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,9 +58,23 @@ def test_malformed_protocol_names_the_key(tmp_path, mutate, expected):
     data = base()
     mutate(data)
     with pytest.raises(BadInput) as info:
-        load_protocol(write(tmp_path, data))
+        validate(write(tmp_path, data))
     msg = str(info.value)
     assert expected in msg and "\n" not in msg and str(tmp_path) in msg
+
+
+def test_protocol_is_the_schema_only(tmp_path):
+    # a finished run opens where its models are not installed: the schema does not resolve them
+    data = base()
+    data["models"] = ["dlib", "no_such_model"]
+    assert load_protocol(write(tmp_path, data)).models == ["dlib", "no_such_model"]
+    # no switch turns model checks on inside the schema (they are the caller's: check_model_specs)
+    assert "check_models" not in inspect.signature(parse_protocol).parameters
+    assert "check_models" not in inspect.signature(load_protocol).parameters
+    # and it does not import the model registry (which sits above it)
+    code = "import sys, faceaudit.protocol; print(sorted(m for m in sys.modules if m.startswith('faceaudit.models')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

@@ -223,4 +223,4 @@ def test_impostor_sample_and_cap_exclude_each_other():
     data = _protocol().resolved_dict()
     data["pairs"] = {"impostor_sample": 10, "max_impostors_per_condition": 50}
     with pytest.raises(BadInput, match="exclude each other"):
-        parse_protocol(data, where="p.yaml", check_models=False)
+        parse_protocol(data, where="p.yaml")

@@ -28,7 +28,7 @@ class ImportedBackend(GeneratorBackend):
     >>> from faceaudit.protocol import DatasetSpec, load_protocol
     >>> dataset = DatasetSpec(importer="folder", source="/data/faces", design="observational", attributes=["skin"],
     ...                       groups=["skin=light", "skin=dark"], reference="skin=light")
-    >>> p = load_protocol("protocols/quick.yaml", check_models=False).model_copy(update={"dataset": dataset})
+    >>> p = load_protocol("protocols/quick.yaml").model_copy(update={"dataset": dataset})
     >>> ImportedBackend().card_rows(p)
     [('Dataset', 'folder import of /data/faces (observational design)')]
     """

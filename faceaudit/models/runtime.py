@@ -17,6 +17,41 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_device_present(device: str) -> str:
+    """Refuse a device this machine does not have, before anything is written for it.
+
+    ``cuda`` needs a GPU that torch sees (the generators and most adapters run on torch); ``auto``
+    and ``cpu`` always pass. A run's protocol records its device, so a command that changes it
+    checks it first: otherwise RUN/protocol.yaml would say ``cuda`` for a stage that then fails.
+
+    Parameters
+    ----------
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+
+    Returns
+    -------
+    str
+        ``device``, unchanged.
+
+    Examples
+    --------
+    >>> check_device_present("cpu")
+    'cpu'
+    >>> check_device_present("tpu")
+    Traceback (most recent call last):
+    ...
+    faceaudit.core.errors.BadInput: device: expected one of auto, cpu, cuda, got 'tpu'
+    """
+    check_device(device)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInput("device: cuda requested but torch sees no GPU")
+    return device
+
+
 def torch_device(device: str = "auto") -> str:
     """``cuda`` when asked for (or ``auto``) and torch sees a GPU, else ``cpu``."""
     import torch

@@ -381,7 +381,7 @@ def _chunk_state(protocol_data: dict, directions_path: str) -> tuple:
     """An executor worker's state for rendering chunks: built once per worker (module level: picklable)."""
     from faceaudit.protocol import parse_protocol
 
-    protocol = parse_protocol(protocol_data, where="protocol", check_models=False)
+    protocol = parse_protocol(protocol_data, where="protocol")
     directions = load_directions(directions_path)
     return protocol, _build_generator(protocol, directions), FaceMeasurer(), directions, _perceived_for(protocol)
 

@@ -153,7 +153,7 @@ def _worker_state(protocol_data: dict, batch_size: int) -> tuple:
     (module level: picklable). ``batch_size`` is the driver's, so a chunk's batches are the same."""
     from faceaudit.protocol import parse_protocol
 
-    protocol = parse_protocol(protocol_data, where="protocol", check_models=False)
+    protocol = parse_protocol(protocol_data, where="protocol")
     return protocol, _build_state(protocol, batch_size=batch_size)
 
 

@@ -1,0 +1,74 @@
+"""``faceaudit import causalface|folder``: a dataset in as a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from faceaudit.cli.app import ProgressOpt, handles_errors, import_app, out_console
+
+
+ImportOut = typer.Option(..., "--out", "-o", help="Run directory to create.")
+ImportModels = typer.Option(None, "--model", "-m", help="Model to audit (repeatable; default dlib and sface).")
+ImportRef = typer.Option(None, "--reference", help="Reference group, e.g. 'race=white|gender=male'.")
+ImportAudit = typer.Option(False, "--audit/--no-audit", help="Also run embed, score, analyze and report.")
+
+
+def _after_import(out: Path, faces, audit: bool, progress: bool) -> None:
+    from faceaudit import api
+
+    out_console.print(f"imported {len(faces)} faces of {faces['seed'].nunique()} identities in "
+                      f"{faces['group'].nunique()} groups -> {out}")
+    if audit:
+        ctx = api.audit_run(out, progress=progress)
+        out_console.print(f"report: {ctx.run.report}")
+    else:
+        out_console.print(f"next: faceaudit embed {out} && faceaudit score {out} && faceaudit analyze {out} && "
+                          f"faceaudit report {out}   (or import with --audit)")
+
+
+@import_app.command("causalface")
+@handles_errors
+def import_causalface(
+    source: Path = typer.Argument(..., help="CausalFace root: final_picked_<attr>/seed_<N>/<race>_<gender>_<tag>_<value>.png"),
+    out: Path = ImportOut,
+    model: Optional[list[str]] = ImportModels,
+    reference: Optional[str] = ImportRef,
+    prototype_value: float = typer.Option(0.0, help="Attribute value of the unedited render (the prototype)."),
+    audit: bool = ImportAudit,
+    progress: bool = ProgressOpt,
+) -> None:
+    """CausalFace layout -> faces table (seeds, race x gender groups, edit levels); experimental design."""
+    from faceaudit import api
+
+    faces = api.import_dataset("causalface", source, out, models=model, reference=reference,
+                               prototype_value=prototype_value)
+    _after_import(out, faces, audit, progress)
+
+
+@import_app.command("folder")
+@handles_errors
+def import_folder(
+    source: Path = typer.Argument(..., help="CSV (path, identity, attribute columns) or DIR/<level>/<identity>/<image>."),
+    out: Path = ImportOut,
+    model: Optional[list[str]] = ImportModels,
+    reference: Optional[str] = ImportRef,
+    attribute: Optional[list[str]] = typer.Option(None, "--attribute", "-a",
+                                                  help="Protected attribute column(s) of the CSV (default: all but "
+                                                       "path and identity); for a folder, the name of its level."),
+    audit: bool = ImportAudit,
+    progress: bool = ProgressOpt,
+) -> None:
+    """Real photographs -> observational run (identity is the cluster; conclusions are correlational)."""
+    from faceaudit import api
+
+    opts = {}
+    if attribute:
+        if source.is_dir():
+            opts["attribute"] = attribute[0]
+        else:
+            opts["attributes"] = list(attribute)
+    faces = api.import_dataset("folder", source, out, models=model, reference=reference, **opts)
+    _after_import(out, faces, audit, progress)
