@@ -71,7 +71,7 @@ def bare_loop(model, images: list[np.ndarray]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="number of faces")
-    ap.add_argument("--models", nargs="+", default=["dlib", "sface", "faceres", "mobileface", "mobilefacenet"])
+    ap.add_argument("--models", nargs="+", default=["dlib", "sface", "faceres", "mobileface", "mobilefacenet", "facenet"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=4, help="timings are the best of this many runs (shared machines are noisy)")
     ap.add_argument(
