@@ -457,10 +457,10 @@ def facenet_from_keras_h5(path: str | os.PathLike) -> InceptionResnetV1:
         block_name = source.rsplit("_Conv2d_1x1", 1)[0]
         if set(args) != {"scale"} or not re.fullmatch(r"Block\d+_\d+", block_name):
             raise ModelUnavailable(f"facenet: unexpected Lambda layer {layer.name} ({args}) after {source!r}")
-        block = net.get_submodule(_torch_prefixes_block(source, net))
+        block = net.get_submodule(_residual_block_path(source, net))
         block.scale = float(args["scale"])
         block.use_relu = f"{block_name}_Activation" in model.layers
-        filled.add(f"{_torch_prefixes_block(source, net)}.scale")
+        filled.add(f"{_residual_block_path(source, net)}.scale")
     expected = {k for k in net.state_dict() if not k.endswith("num_batches_tracked")}
     blocks = {f"{n}.scale" for n, m in net.named_modules() if isinstance(m, ResidualInception)}
     missing = sorted((expected | blocks) - filled)
@@ -471,7 +471,7 @@ def facenet_from_keras_h5(path: str | os.PathLike) -> InceptionResnetV1:
     return net.eval()
 
 
-def _torch_prefixes_block(up_projection: str, net: InceptionResnetV1) -> str:
+def _residual_block_path(up_projection: str, net: InceptionResnetV1) -> str:
     """``Block17_4_Conv2d_1x1`` -> ``repeat_2.3`` (the residual block that owns the up-projection)."""
     m = re.fullmatch(r"Block(35|17|8)_(\d+)_Conv2d_1x1", up_projection)
     if not m:

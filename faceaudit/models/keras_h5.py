@@ -93,7 +93,7 @@ def read_keras_h5(path: str | os.PathLike, what: str = "model") -> KerasH5:
     ...      "inbound_nodes": [[["in", 0, 0, {}]]]}]}}
     >>> with h5py.File(path, "w") as f:
     ...     f.attrs["model_config"] = json.dumps(config)
-    ...     f.create_dataset("model_weights/d/d/kernel:0", data=np.ones((3, 2), np.float32))
+    ...     _ = f.create_dataset("model_weights/d/d/kernel:0", data=np.ones((3, 2), np.float32))
     ...     f["model_weights"].attrs["layer_names"] = [b"d"]
     ...     f["model_weights/d"].attrs["weight_names"] = [b"d/kernel:0"]
     >>> model = read_keras_h5(path)
