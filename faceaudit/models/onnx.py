@@ -119,7 +119,37 @@ def prepare_onnx_model(path: str | os.PathLike) -> tuple[bytes, str, list]:
                 odims[0].ClearField("dim_value")
                 odims[0].dim_param = "batch"
         del graph.value_info[:]
+        free_output_reshape_batch(graph)
     return model.SerializeToString(), inp.name, shape
+
+
+def free_output_reshape_batch(graph) -> int:
+    """Let a final ``Reshape`` to a constant ``[1, ...]`` keep the batch size; returns how many
+    were changed.
+
+    Exports traced with batch 1 often end in ``Reshape(x, [1, -1])``: with a batch of N faces that
+    gives one row of N * D numbers instead of N rows (faceplugin's MobileFaceNet does this). The
+    shape's leading 1 becomes 0, which in ONNX means "copy this dimension from the input"; for a
+    batch of one nothing changes. Only reshapes that produce a graph output are touched.
+    """
+    from onnx import numpy_helper
+
+    outputs = {o.name for o in graph.output}
+    initializers = {t.name: t for t in graph.initializer}
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or node.output[0] not in outputs or node.input[1] not in initializers:
+            continue
+        shape = numpy_helper.to_array(initializers[node.input[1]])
+        if shape.ndim != 1 or len(shape) < 2 or shape[0] != 1:
+            continue
+        shape = shape.copy()
+        shape[0] = 0
+        name = f"{node.input[1]}_batch_free"  # a new initializer: the old one may be shared
+        graph.initializer.append(numpy_helper.from_array(shape, name=name))
+        node.input[1] = name
+        changed += 1
+    return changed
 
 
 def make_session(model_bytes: bytes, device: str = "auto"):

