@@ -477,13 +477,14 @@ class ErrorRates:
 
 
 def simulate_score_pairs(n_identities: int = 30, groups: Sequence[str] = ("A", "B"), genuine_per_identity: int = 3,
-                         shift: Optional[dict] = None, seed: int = 0) -> pd.DataFrame:
+                         shift: Optional[dict] = None, impostor_shift: Optional[dict] = None,
+                         seed: int = 0) -> pd.DataFrame:
     """A small score table with identity effects, for examples and tests.
 
     Per group, ``n_identities`` identities; each has a random effect on its genuine scores (SD 0.5)
     and on its impostor scores (SD 0.3). Genuine score ``2 + shift[group] + u_i + N(0, 1)``
     (``genuine_per_identity`` per identity); impostor pairs: every pair of identities within a group,
-    score ``v_i + v_j + N(0, 1)``.
+    score ``impostor_shift[group] + v_i + v_j + N(0, 1)``.
 
     Parameters
     ----------
@@ -495,6 +496,8 @@ def simulate_score_pairs(n_identities: int = 30, groups: Sequence[str] = ("A", "
         Genuine comparisons per identity.
     shift : dict, optional
         ``{group: shift of its genuine scores}`` (a planted effect; negative = more false non-matches).
+    impostor_shift : dict, optional
+        ``{group: shift of its impostor scores}`` (positive = more false matches).
     seed : int
         RNG seed.
 
@@ -511,6 +514,7 @@ def simulate_score_pairs(n_identities: int = 30, groups: Sequence[str] = ("A", "
     """
     rng = np.random.default_rng(seed)
     shift = shift or {}
+    impostor_shift = impostor_shift or {}
     rows = []
     for g in groups:
         names = [f"{g}-{i:03d}" for i in range(n_identities)]
@@ -521,5 +525,6 @@ def simulate_score_pairs(n_identities: int = 30, groups: Sequence[str] = ("A", "
                 rows.append((name, name, "genuine", g, float(s)))
         for i in range(n_identities):
             for j in range(i + 1, n_identities):
-                rows.append((names[i], names[j], "impostor", g, float(v[i] + v[j] + rng.normal(0, 1))))
+                rows.append((names[i], names[j], "impostor", g,
+                             float(impostor_shift.get(g, 0.0) + v[i] + v[j] + rng.normal(0, 1))))
     return pd.DataFrame(rows, columns=["identity_a", "identity_b", "kind", "group", "score"])
