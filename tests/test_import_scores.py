@@ -93,6 +93,8 @@ def test_the_card_renders_and_says_observational(audited):
     assert "Observational audit: the conclusions on this card are correlational, not causal." in html
     assert "comparison scores were imported from" in html
     assert "upscaled faces" not in html  # the generator caveats are not about these scores
+    summary_md = (runs["planted"] / "results" / "summary.md").read_text()
+    assert "Observational audit of comparison scores" in summary_md and "correlational, not causal" in summary_md
     protocol = api.load_run(runs["planted"]).protocol
     assert protocol.dataset.importer == "scores" and protocol.dataset.design == "observational"
     assert protocol.models == ["scores"]
