@@ -141,6 +141,8 @@ GOOD = ["x,x,genuine,A,0.9", "x,y,impostor,A,0.1", "u,u,genuine,B,0.8", "u,v,imp
     ("no_kind", [HEADER, *GOOD[:3], "u,v,,B,0.2"], "kind", 4),
     ("unknown_kind", [HEADER, GOOD[0], "x,y,imposter,A,0.1", *GOOD[2:]], "kind", 2),
     ("no_genuine_in_group", [HEADER, *GOOD, "p,q,impostor,C,0.3"], "group", 5),
+    ("group_named_all", [HEADER, *GOOD[:2], "u,u,genuine,all,0.8", GOOD[3]], "group", 3),
+    ("genuine_of_two", [HEADER, "x,y,genuine,A,0.9", *GOOD[1:]], "identity_b", 1),
 ])
 def test_bad_files_exit_2_with_one_line_naming_file_column_and_row(tmp_path, name, lines, column, row):
     f = tmp_path / f"{name}.csv"

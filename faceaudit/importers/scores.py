@@ -116,7 +116,7 @@ def read_scores(source, reference: Optional[str] = None) -> ImportedScores:
     ------
     BadInput
         One line naming the file, the column and the first bad data row (1-based, header excluded):
-        a missing column, an empty identity or group, a kind other than genuine/impostor, a score that
+        a missing column, an empty identity or group, a group or edit named ``all``, a kind other than genuine/impostor, a score that
         is not a finite number, a genuine pair across two identities or an impostor pair within one,
         a group without a genuine pair, fewer than two groups, a model without impostor pairs, or
         models that do not score the same comparisons.
@@ -155,6 +155,10 @@ def read_scores(source, reference: Optional[str] = None) -> ImportedScores:
         raise _bad(path, "kind", i + 1, f"{kind[i]!r} (expected genuine or impostor)" if kind[i] else "no kind "
                    "(expected genuine or impostor)")
     group = _text(df, "group", path)
+    reserved = group == "all"
+    if reserved.any():
+        raise _bad(path, "group", int(np.flatnonzero(reserved)[0]) + 1,
+                   "'all' is reserved (every group pooled); use another name")
     score = _numbers(df, "score", path, "a finite number")
     gen = kind == "genuine"
     wrong = (gen & (ida != idb)) | (~gen & (ida == idb))
