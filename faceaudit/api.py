@@ -30,7 +30,7 @@ __all__ = [
     "Run", "load_run",
     "validate", "with_models", "without_unavailable",
     "audit", "generate", "embed", "embed_with", "score", "analyze", "report", "import_dataset", "audit_run",
-    "compare", "gate", "format_gate_result",
+    "import_scores", "compare", "gate", "format_gate_result",
     "list_models", "fetch_model_pack", "list_generators",
     "fit_directions", "fit_label_directions", "fit_perceived_directions",
     "annotate_serve", "annotate_export", "annotate_plan_raters",
@@ -532,6 +532,8 @@ def import_dataset(importer: str, source: str | Path, out: str | Path, models: O
     from faceaudit.importers.base import protocol_for
     from faceaudit.rundir import RunDir
 
+    if importer == "scores":
+        return import_scores(source, out, reference=reference)
     imported = read_dataset(importer, source, reference=reference, **options)
     protocol = protocol_for(imported, list(models or ["dlib", "sface"]))
     protocol = parse_protocol(protocol.resolved_dict(), where="import")
@@ -540,6 +542,60 @@ def import_dataset(importer: str, source: str | Path, out: str | Path, models: O
     if run.protocol.exists() and run.protocol.read_text() != protocol.to_yaml():
         raise BadInput(f"{run.root}: already holds another run; import into a new directory")
     return write_run(imported, pipeline.init_run(protocol, out))
+
+
+def import_scores(source: str | Path, out: str | Path, reference: Optional[str] = None) -> pd.DataFrame:
+    """``faceaudit import scores``: a table of comparison scores (CSV or parquet) -> a new run directory.
+
+    One row per comparison: ``identity_a``, ``identity_b``, ``kind`` (genuine|impostor), ``group``,
+    ``score`` (higher = more similar); optional ``edit_attr``/``edit_level`` and ``model`` (default
+    ``scores``). The run holds faces (placeholders: no images), pairs, scores and the models' enrolment
+    status, and its protocol.yaml records the dataset (importer ``scores``, observational design); then
+    :func:`audit_run` runs the analysis and the card (nothing to embed or score).
+
+    Parameters
+    ----------
+    source : str or pathlib.Path
+        The score file.
+    out : str or pathlib.Path
+        Run directory to create.
+    reference : str, optional
+        Reference group of the contrasts (default: the first group in sorted order).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The faces table written (one placeholder face per identity, group and condition).
+
+    Raises
+    ------
+    BadInput
+        A bad score file (one line naming the file, the column and the first bad data row), or
+        ``out`` already holding another run.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from faceaudit.stats.score_rates import simulate_score_pairs
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> simulate_score_pairs(n_identities=6, seed=0).to_csv(d / "scores.csv", index=False)
+    >>> faces = import_scores(d / "scores.csv", d / "run")
+    >>> int(faces["seed"].nunique()), load_run(d / "run").protocol.dataset.design
+    (12, 'observational')
+    """
+    from faceaudit.importers.base import protocol_for
+    from faceaudit.importers.scores import read_scores, write_scores_run
+    from faceaudit.protocol import parse_protocol
+    from faceaudit.rundir import RunDir
+
+    imported = read_scores(source, reference=reference)
+    protocol = protocol_for(imported, imported.models)
+    # The models are names of the user's own pipeline, not loadable specs: check the schema only.
+    protocol = parse_protocol(protocol.resolved_dict(), where="import")
+    run = RunDir(out)
+    if run.protocol.exists() and run.protocol.read_text() != protocol.to_yaml():
+        raise BadInput(f"{run.root}: already holds another run; import into a new directory")
+    return write_scores_run(imported, pipeline.init_run(protocol, out))
 
 
 def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) -> pipeline.StageContext:
@@ -569,6 +625,11 @@ def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) 
     from faceaudit.models.registry import load_model
 
     ctx = _ctx(run_root, progress)
+    if ctx.protocol.dataset is not None and ctx.protocol.dataset.importer == "scores":
+        pipeline.stage_analyze(ctx)  # imported scores: no images to embed, scores already exist
+        if report:
+            pipeline.stage_report(ctx)
+        return ctx
     models = [load_model(s, device=ctx.protocol.device) for s in ctx.protocol.models]
     pipeline.stage_embed(ctx, models)
     pipeline.stage_pairs(ctx)

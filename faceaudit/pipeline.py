@@ -398,9 +398,18 @@ def _faces_hash(run: RunDir) -> str:
     return sha256_file(run.faces)
 
 
+def _refuse_imported_scores(ctx: StageContext, stage: str) -> None:
+    """A run of imported scores has no images and its scores already exist: nothing to embed, pair or score."""
+    d = ctx.protocol.dataset
+    if d is not None and d.importer == "scores":
+        raise BadInput(f"{ctx.run.protocol}: the scores were imported from {d.source}; there is nothing to {stage} "
+                       f"(run `faceaudit analyze {ctx.run.root}` and `faceaudit report {ctx.run.root}`)")
+
+
 def stage_embed(ctx: StageContext, models: Optional[list] = None) -> dict[str, pd.DataFrame]:
     from faceaudit.rundir import safe_name
 
+    _refuse_imported_scores(ctx, "embed")
     handles = ctx.models(models)
     require_verified(ctx.run, ["generate"])
     faces_hash = _faces_hash(ctx.run)
@@ -445,6 +454,7 @@ def _executor_record(ctx: StageContext) -> dict:
 
 
 def stage_pairs(ctx: StageContext) -> pd.DataFrame:
+    _refuse_imported_scores(ctx, "pair")
     p = ctx.protocol
     require_verified(ctx.run, ["generate"])
     inputs = sha256_json({"faces": _faces_hash(ctx.run), "pairs": p.pairs.model_dump(), "seed": p.seed})
@@ -463,6 +473,7 @@ def stage_pairs(ctx: StageContext) -> pd.DataFrame:
 
 
 def stage_score(ctx: StageContext, models: Optional[list] = None) -> dict[str, pd.DataFrame]:
+    _refuse_imported_scores(ctx, "score")
     _require(ctx.run.pairs, "pairs")
     handles = ctx.models(models)
     require_verified(ctx.run, ["pairs"] + [f"embed:{h.name}" for h in handles])

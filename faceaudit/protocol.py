@@ -346,10 +346,11 @@ MAX_SEEDS = 100_000
 class DatasetSpec(_Strict):
     """Faces imported from a dataset (``faceaudit import``) instead of generated."""
 
-    importer: Literal["causalface", "folder"]
+    #: ``scores``: comparison scores from the user's own pipeline (no images; nothing to embed or score)
+    importer: Literal["causalface", "folder", "scores"]
     source: str
     #: experimental: every identity appears in every group (CausalFace: paired, causal contrasts);
-    #: observational: real photographs, identity is the cluster, conclusions are correlational
+    #: observational: real photographs or their scores, identity is the cluster, conclusions are correlational
     design: Literal["experimental", "observational"]
     #: protected attributes, in the order they are joined in group names (``race=black|gender=female``)
     attributes: list[str] = Field(min_length=1)

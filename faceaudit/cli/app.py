@@ -45,7 +45,8 @@ annotate_app = typer.Typer(help="Collect human ratings of a run's faces in a loc
 app.add_typer(annotate_app, name="annotate")
 
 
-import_app = typer.Typer(help="Import a dataset (CausalFace, or labelled real photographs) as a run directory.",
+import_app = typer.Typer(help="Import a dataset (CausalFace, labelled real photographs, or your own comparison scores) "
+                              "as a run directory.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 models_app = typer.Typer(help="The models faceaudit can audit; `models fetch PACK` downloads an InsightFace pack.",

@@ -1,4 +1,4 @@
-"""``faceaudit import causalface|folder``: a dataset in as a run directory."""
+"""``faceaudit import causalface|folder|scores``: a dataset in as a run directory."""
 
 from __future__ import annotations
 
@@ -72,3 +72,27 @@ def import_folder(
             opts["attributes"] = list(attribute)
     faces = api.import_dataset("folder", source, out, models=model, reference=reference, **opts)
     _after_import(out, faces, audit, progress)
+
+
+@import_app.command("scores")
+@handles_errors
+def import_scores(
+    source: Path = typer.Argument(..., help="CSV or parquet, one row per comparison: identity_a, identity_b, kind "
+                                            "(genuine|impostor), group, score (higher = more similar); optional "
+                                            "edit_attr, edit_level, model."),
+    out: Path = ImportOut,
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference group (default: the first in sorted order)."),
+    audit: bool = typer.Option(False, "--audit/--no-audit", help="Also run analyze and report."),
+    progress: bool = ProgressOpt,
+) -> None:
+    """Your own comparison scores -> observational run (identity is the cluster; no images, nothing to embed)."""
+    from faceaudit import api
+
+    faces = api.import_scores(source, out, reference=reference)
+    out_console.print(f"imported the scores of {faces['seed'].nunique()} identities in {faces['group'].nunique()} "
+                      f"groups -> {out}")
+    if audit:
+        ctx = api.audit_run(out, progress=progress)
+        out_console.print(f"report: {ctx.run.report}")
+    else:
+        out_console.print(f"next: faceaudit analyze {out} && faceaudit report {out}   (or import with --audit)")

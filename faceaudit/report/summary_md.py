@@ -47,6 +47,13 @@ def summary_markdown(card) -> str:
         f"{proto.analysis.ci_level:.0%} CIs from a seed bootstrap.",
         "",
     ]
+    scores_import = proto.dataset is not None and proto.dataset.importer == "scores"
+    if scores_import:  # no synthetic faces, no images: say what the numbers are instead
+        lines[2] = (f"Observational audit of comparison scores imported from {_md_escape(proto.dataset.source)} "
+                    f"({gen['seeds_kept']} identities; groups {', '.join(map(_md_name, head.groups))}, reference "
+                    f"{_md_name(head.reference_group)}): the conclusions are correlational, not causal. "
+                    f"Global threshold per model at FMR {fmt.pct(head.primary_target)} on pooled impostors; "
+                    f"{proto.analysis.ci_level:.0%} CIs from an identity-clustered bootstrap.")
     for m in res.model_summaries:
         if m.enrolled_nothing:
             lines += [f"### {_md_name(m.name)}", "",
@@ -79,7 +86,9 @@ def summary_markdown(card) -> str:
     flags = ev.manipulation_flags
     if flags["leaky"]:
         caveats.append("leakage flagged: " + "; ".join(map(_md_escape, flags["leaky"])))
-    if ev.manipulation_table is None:
+    if ev.manipulation_table is None and not scores_import:
         caveats.append("no manipulation check")
+    if scores_import:
+        caveats[:2] = ["observational scores (each group is different people, photographed differently)"]
     lines += ["**Caveats:** " + "; ".join(caveats) + ". Full model card: `report.html`.", ""]
     return "\n".join(lines)
