@@ -38,7 +38,7 @@ def embed_all(protocol, run: Path, faces, cache: Path, executor=None) -> tuple[f
         model = load_model(spec, device=protocol.device)
         handle = pipeline.ModelHandle(spec=spec, device=protocol.device, model=model)
         emb = embed_faces(model, faces, run, cache_dir=cache, progress=False, executor=executor,
-                          model_factory=pipeline._model_factory(handle) if executor is not None else None)
+                          model_factory=pipeline.model_factory(handle) if executor is not None else None)
         out = run / f"bench-{model.name}-{'exec' if executor is not None else 'base'}.parquet"
         write_table(out, emb)
         tables[model.name] = out.read_bytes()

@@ -370,7 +370,7 @@ def test_a_full_disk_is_one_line_exit_2(run_copy, monkeypatch):
 
     (run_copy / "pairs.parquet").unlink()  # the pairs stage must write again
     monkeypatch.setattr(rundir, "write_table", full_disk)
-    monkeypatch.setattr("faceaudit.pipeline.write_table", full_disk)
+    monkeypatch.setattr("faceaudit.pipeline.stages.write_table", full_disk)
     result = CliRunner().invoke(app, ["audit", str(QUICK), "--out", str(run_copy), "--no-progress"])
     assert result.exit_code == 2, result.output
     assert f"{run_copy / 'pairs.parquet'}: No space left on device" in result.output
