@@ -548,16 +548,32 @@ def contrast_dict(r: pd.Series) -> dict:
             "significant": bool(r["p_adjusted"] < SIGNIFICANCE) if pd.notna(r["p_adjusted"]) else False}
 
 
+def _contrast_estimate_text(r: pd.Series, cd: dict) -> str:
+    """Estimate [CI], then the counts it rests on and, for ratios, reportability and smoothing."""
+    text = f"{cd['estimate']} {cd['ci']}".strip()
+    if fmt.metric_kind(r["metric"]) == "ratio" and "reportable" in r.index and not fmt._missing(r["reportable"]) \
+            and not bool(r["reportable"]):
+        n_min = r.get("n_events_min")
+        text = f"—, too few events (n={int(n_min) if not fmt._missing(n_min) else '?'})"
+    if {"events", "n", "events_ref", "n_ref"} <= set(r.index) and not fmt._missing(r["n"]):
+        text += f"\n{fmt.count(r['events'], r['n'])} vs {fmt.count(r['events_ref'], r['n_ref'])}"
+    if fmt.metric_kind(r["metric"]) == "ratio" and isinstance(r.get("smoothing"), str) and r["smoothing"]:
+        text += f"\nsmoothing: {r['smoothing']}"
+    return text
+
+
 def _contrasts_table(c: pd.DataFrame, with_condition: bool = False, level: float = 0.95) -> Table:
     d = c.sort_values(["p_adjusted", "p_value", "model"], na_position="last", kind="stable")
+    family = "family" in d.columns
     rows = []
     for _, r in d.iterrows():
         cd = contrast_dict(r)
         row = [cd["model"], cd["metric_label"], cd["label"]] + ([cd["condition"]] if with_condition else [])
-        rows.append(row + [f"{cd['estimate']} {cd['ci']}".strip(), fmt.pvalue(r["p_value"]), cd["p_adjusted"],
+        row += [str(r["family"])] if family else []
+        rows.append(row + [_contrast_estimate_text(r, cd), fmt.pvalue(r["p_value"]), cd["p_adjusted"],
                            "yes" if cd["significant"] else "no"])
-    cols = ["model", "metric", "contrast"] + (["condition"] if with_condition else [])
-    cols += [f"estimate [{level:.0%} CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
+    cols = ["model", "metric", "contrast"] + (["condition"] if with_condition else []) + (["family"] if family else [])
+    cols += [f"estimate [{level:.0%} CI] (events / pairs vs reference)", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
     numeric = [False] * (len(cols) - 4) + [True, True, True, False]
     return Table(cols, rows, numeric)
 

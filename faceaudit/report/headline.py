@@ -45,6 +45,8 @@ class OperatingPoint:
     target: float
     target_text: str
     threshold: str
+    #: set when no target FMR meets the 10/target rule and this one is shown anyway (the primary target)
+    warning: Optional[str]
     groups: list[dict]
     contrasts: list[ContrastPair]
     ratios: list[dict]
@@ -214,6 +216,11 @@ def _ratios(fair: Optional[pd.DataFrame], model: str, target: float, checks: lis
         out.append({"label": label, "value": fmt.ratio(r["estimate"]),
                     "detail": f"{groups}{fmt.ci(r.get('ci_lo'), r.get('ci_hi'), fmt.ratio)} · {smooth_text}".strip(),
                     "decision": _decision(checks, model, metric, target, None)})
+    g = d[d["metric"] == "garbe"]
+    if len(g):
+        r = g.iloc[0]
+        out.append({"label": "GARBE", "value": fmt.num(r["estimate"]), "detail": fmt.ci(r.get("ci_lo"), r.get("ci_hi"), fmt.num),
+                    "decision": _decision(checks, model, "garbe", target, None)})
     return out
 
 
@@ -314,10 +321,16 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
         nothing = enrolled_nothing(u_all[u_all["group"].isin(facts.groups)]) if len(u_all) else True
         points, omitted = [], []
         mrows = rows[rows["model"] == m] if rows is not None else None
+        eligible = [t for t in facts.targets
+                    if _omission(u_all[np.isclose(u_all["target_fmr"], t)], facts.groups, t) is None]
         for t in facts.targets:
             u = u_all[np.isclose(u_all["target_fmr"], t)]
             why = _omission(u, facts.groups, t)
-            if why:
+            warning = None
+            if why and not eligible and _close(t, facts.primary_target):
+                # nothing meets the rule: the primary target stays on the first screen, marked as too few events
+                warning = why.replace(" not shown:", " shown although") + "; read each FMR with its counts"
+            elif why:
                 omitted.append(why)
                 continue
             pooled = u[u["group"] == ALL]
@@ -335,7 +348,7 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
                         label = f"{F.condition_label(cond)} · {label}"
                     labels.setdefault(label, {})[str(r["metric"])] = _contrast_cell(r, alpha, checks, t)
                 pairs = [ContrastPair(k, v.get("fmr_diff"), v.get("fnmr_diff")) for k, v in labels.items()]
-            points.append(OperatingPoint(target=float(t), target_text=fmt.pct(t), threshold=thr,
+            points.append(OperatingPoint(target=float(t), target_text=fmt.pct(t), threshold=thr, warning=warning,
                                          groups=_group_rows(u, facts.groups, checks, m, t), contrasts=pairs,
                                          ratios=_ratios(fairness, m, t, checks)))
         n_sig = None
