@@ -368,6 +368,9 @@ def _unitary_table(facts: RunFacts) -> Table:
     rows = []
     for _, r in d.iterrows():
         fte = fmt.with_ci(r["fte_rate"], r.get("fte_lo"), r.get("fte_hi"))
+        if not fmt._missing(r.get("n_faces")) and not fmt._missing(r["fte_rate"]):
+            # faces that failed to enrol out of the group's faces (the rate is a share of faces)
+            fte += f" ({fmt.count(round(float(r['fte_rate']) * float(r['n_faces'])), r['n_faces'])})"
         row = [str(r["model"]), "all groups" if r["group"] == ALL else fmt.group_label(r["group"]), fmt.pct(r["target_fmr"]),
                f"{int(r['n_genuine']):,}", f"{int(r['n_impostor']):,}",
                rate_cell(r, "fmr", "n_false_match", "n_impostor"), rate_cell(r, "fnmr", "n_false_non_match", "n_genuine"), fte]

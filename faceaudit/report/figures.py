@@ -177,9 +177,10 @@ def _group_grid(n: int, n_cols: int, panel_px: int, **extra: Any) -> tuple[dict,
     """Layout of ``n`` small panels (``n_cols`` per row) sharing both axes, and each panel's axis refs."""
     n_cols = max(1, min(n_cols, n))
     n_rows = max(1, -(-n // n_cols))
-    top, bottom = 60, 50
+    top, bottom = 64, 50
     height = top + bottom + n_rows * panel_px
-    layout = _layout(height, margin=dict(t=top, b=bottom), **extra)
+    # the legend sits above the panels' titles (one title per panel at the top of its domain)
+    layout = _layout(height, margin=dict(t=top, b=bottom), legend=dict(y=1 + 30 / (n_rows * panel_px)), **extra)
     gx, gy = 0.04, 0.5 * 40 / height  # gaps: 4% of the width, ~40 px between rows
     w = (1 - gx * (n_cols - 1)) / n_cols
     h = (1 - gy * (n_rows - 1)) / n_rows

@@ -82,7 +82,7 @@ def summary_markdown(card) -> str:
     if hl is not None and hl.discussion:
         caveats.append(_md_escape(hl.discussion[0].rstrip(".")) + ", the opposite of NIST FRVT Part 3 (2019) on photographs")
     if hl is not None:
-        caveats += [_md_escape(o) for h in hl.models for o in h.omitted[:1]]
+        caveats += list(dict.fromkeys(_md_escape(o) for h in hl.models for o in h.omitted))
     if res.smallest_cell:
         caveats.append(f"smallest cell {res.smallest_cell['n']} genuine pairs")
     flags = ev.manipulation_flags
