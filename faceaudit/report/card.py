@@ -581,6 +581,20 @@ def _contrasts_table(c: pd.DataFrame, with_condition: bool = False, level: float
     return Table(cols, rows, numeric)
 
 
+def _fairness_estimate_text(r: pd.Series, f) -> str:
+    """Estimate [CI]; a ratio the analysis marked not reportable reads "—, too few events (n=…)", and a
+    ratio's smoothing is stated."""
+    text = f"{f(r['estimate'])} {fmt.ci(r.get('ci_lo'), r.get('ci_hi'), f)}".strip()
+    if fmt.metric_kind(r["metric"]) != "ratio":
+        return text
+    if "reportable" in r.index and not fmt._missing(r["reportable"]) and not bool(r["reportable"]):
+        n_min = r.get("n_events_min")
+        text = f"—, too few events (n={int(n_min) if not fmt._missing(n_min) else '?'})"
+    if isinstance(r.get("smoothing"), str) and r["smoothing"]:
+        text += f"\nsmoothing: {r['smoothing']}"
+    return text
+
+
 def _fairness_table(df: pd.DataFrame, level: float = 0.95) -> Table:
     """Fairness summaries with each estimate formatted by its metric (ratios ×, rate gaps pp)."""
     if not {"model", "metric", "estimate"} <= set(df.columns):
@@ -592,7 +606,7 @@ def _fairness_table(df: pd.DataFrame, level: float = 0.95) -> Table:
             str(r["model"]),
             fmt.pct(r["target_fmr"]) if pd.notna(r.get("target_fmr")) else "threshold-free",
             F.metric_label(r["metric"]),
-            f"{f(r['estimate'])} {fmt.ci(r.get('ci_lo'), r.get('ci_hi'), f)}".strip(),
+            _fairness_estimate_text(r, f),
             fmt.group_label(r["worst_group"]) if isinstance(r.get("worst_group"), str) else "–",
             fmt.group_label(r["best_group"]) if isinstance(r.get("best_group"), str) else "–",
         ])
