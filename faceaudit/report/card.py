@@ -269,7 +269,14 @@ def header_section(run, facts: RunFacts) -> Header:
 
 
 def protected_names(protocol) -> str:
-    """The protected attributes of the run's groups: ``skin tone``, ``skin tone × gender``, ``race × gender``."""
+    """The protected attributes of the run's groups: ``skin tone``, ``skin tone × gender``, ``race × gender``.
+
+    Examples
+    --------
+    >>> from faceaudit.protocol import Protocol
+    >>> protected_names(Protocol.model_validate({"name": "x", "n_seeds": 4, "edits": []}))
+    'skin tone'
+    """
     if protocol.dataset is not None:
         names = list(protocol.dataset.attributes)
     else:

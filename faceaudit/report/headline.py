@@ -147,7 +147,29 @@ def primary_rows(contrasts: Optional[pd.DataFrame]) -> tuple[Optional[pd.DataFra
 
     With a ``family`` column: the primary family (its pooled estimate ``condition == primary_pool``
     when written, else every primary row); without: the rows pooled over every edit condition, and the
-    sentence says the run declares no primary family."""
+    sentence says the run declares no primary family.
+
+    Parameters
+    ----------
+    contrasts : pandas.DataFrame or None
+        ``results/contrasts.parquet``.
+
+    Returns
+    -------
+    (pandas.DataFrame or None, str)
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> c = pd.DataFrame({"metric": ["fnmr_diff"] * 3, "condition": ["all", "yaw=+2", "primary_pool"],
+    ...                   "family": ["exploratory", "exploratory", "primary"]})
+    >>> rows, note = primary_rows(c)
+    >>> rows["condition"].tolist(), note.startswith("Primary family: pooled")
+    (['primary_pool'], True)
+    >>> rows, note = primary_rows(c.drop(columns="family"))
+    >>> rows["condition"].tolist(), "not computed" in note
+    (['all'], True)
+    """
     if contrasts is None or contrasts.empty:
         return None, "Contrasts: not computed (results/contrasts.parquet is absent)."
     c = contrasts
