@@ -244,6 +244,8 @@ def _error_rates(pairs: pd.DataFrame, scores: dict[str, pd.DataFrame], faces: pd
                     "model": model, "group": group, "edit_attr": attr, "edit_level": level,
                     "condition": _condition(attr, level), "threshold": threshold, "target_fmr": TARGET_FMR,
                     "n_genuine": int(len(gen)), "n_impostor": int(len(imp)),
+                    "n_false_match": int((imp["score"] >= threshold).sum()),
+                    "n_false_non_match": int((gen["score"] < threshold).sum()),
                     "fmr": fmr[0], "fmr_lo": fmr[1], "fmr_hi": fmr[2],
                     "fnmr": fnmr[0], "fnmr_lo": fnmr[1], "fnmr_hi": fnmr[2],
                     "fte_rate": fte[0], "fte_lo": fte[1], "fte_hi": fte[2],

@@ -7,6 +7,7 @@ tables, so a card that drops or mislabels a value fails here.
 from __future__ import annotations
 
 import html as html_lib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -93,8 +94,9 @@ def test_figures_are_json_drawn_by_one_loader(rendered):
     _, page = rendered
     divs = re.findall(r'<div class="fa-plot" id="(fig-\d+)"', page)
     data = re.findall(r'<script type="application/json" id="(fig-\d+)-data">', page)
-    # per model: DET, score distribution, FNMR by condition, dose-response; plus the pooled and per-condition forests
-    assert len(divs) == 2 * 4 + 2
+    # per model: DET, score distribution (small multiples), FNMR by condition, dose-response, the primary
+    # forest and the exploratory (within-condition) forest
+    assert len(divs) == 2 * 6
     assert divs == data
     assert len(set(divs)) == len(divs)
 
@@ -104,7 +106,7 @@ def test_figure_specs_are_valid_plotly(synthetic_run):
 
     ctx = build_context(load_run(synthetic_run))
     figs = [f for items in ctx["figures"].values() for f in items]
-    assert len(figs) == 10
+    assert len(figs) == 12
     for f in figs:
         fig = f.to_plotly()  # raises ValueError on a property plotly.js does not know
         assert len(fig.data) > 0, f.key
@@ -173,14 +175,190 @@ def _lighting_ita_shifts(faces: pd.DataFrame) -> dict:
     return out
 
 
+def header_text(page: str) -> str:
+    header = html_lib.unescape(re.sub(r"<[^>]+>", " ", page.split('<nav class="toc">')[0].split("<body>")[1]))
+    return " ".join(header.split())
+
+
 def test_header_key_numbers(rendered):
     _, page = rendered
-    header = html_lib.unescape(re.sub(r"<[^>]+>", " ", page.split('<nav class="toc">')[0].split("<body>")[1]))
-    header = " ".join(header.split())
-    assert "FNMR difference, dark vs light: +18.8 pp [+6.25 pp, +31.2 pp], adjusted p 0.008 — significant" in header
-    assert "FNMR difference, dark vs light: +9.38 pp [-1.25 pp, +20.0 pp], adjusted p 0.243 — not significant" in header
-    assert "3 / 4" in header and "1 / 3" in header  # pooled contrasts with adjusted p < 0.05
-    assert "3.42× [1.50×, 9.80×]" in header and "GARBE 0.271" in header
+    header = header_text(page)
+    # FMR and FNMR contrasts side by side per model (no verdict colour), at the target FMR
+    assert "At target FMR 1.00%" in header
+    assert "dark vs light – +18.8 pp [+6.25 pp, +31.2 pp] counts not computed · p adj 0.008" in header
+    assert "dark vs light – +9.38 pp [-1.25 pp, +20.0 pp] counts not computed · p adj 0.243" in header
+    # without summary.json's primary_family the tile says so instead of counting over another family
+    assert "Significant primary contrasts – not computed: summary.json has no primary_family" in header
+    assert "3.42× dark / light · [1.50×, 9.80×] · smoothing not recorded" in header and "GARBE 0.271" in header
+    assert 'class="verdict sig"' not in page and 'class="verdict nosig"' not in page
+
+
+def test_headline_rates_show_counts(rendered):
+    root, page = rendered
+    header = header_text(page)
+    er = load_run(root).error_rates
+    for _, r in er[(er["edit_attr"] == "all") & (er["group"] != "all")].iterrows():
+        assert f"{fmt.pct(r['fmr'])} ({int(r['n_false_match'])}/{int(r['n_impostor']):,})" in header
+        assert f"{fmt.pct(r['fnmr'])} ({int(r['n_false_non_match'])}/{int(r['n_genuine']):,})" in header
+    # and in section 7.1, next to the CI
+    q = section_text(page, "quantitative-analyses")
+    r = er[(er["edit_attr"] == "all") & (er["group"] == "skin=dark") & (er["model"] == "alpha")].iloc[0]
+    assert f"{fmt.with_ci(r['fnmr'], r['fnmr_lo'], r['fnmr_hi'])} ({int(r['n_false_non_match'])}/{int(r['n_genuine'])})" in q
+
+
+def test_headline_with_the_primary_family(synthetic_run):
+    """With the analysis's family, counts, reportability and smoothing (added by tests/_claims_columns.py)."""
+    from _claims_columns import RATIO_SMOOTHING, add_claims_columns
+
+    family = add_claims_columns(synthetic_run)
+    page = render_report(synthetic_run).read_text()
+    header = header_text(page)
+    run = load_run(synthetic_run)
+    # the tile's denominator is the primary family's size, with its method
+    assert f"{family['n_significant']} of {family['size']} primary contrasts, Holm" in header
+    c = run.contrasts
+    prim = c[(c["family"] == "primary") & (c["metric"] == "fnmr_diff")]
+    for _, r in prim.iterrows():
+        counts = f"{int(r['events'])}/{int(r['n']):,} vs {int(r['events_ref'])}/{int(r['n_ref']):,}"
+        assert f"{fmt.pp(r['estimate'])} {fmt.ci(r['ci_lo'], r['ci_hi'], fmt.pp)} {counts}" in header
+    # exploratory rows (within one edit condition) are not on the first screen
+    assert "lighting -2 ·" not in header
+    # a ratio on fewer than 10 events in a group is no headline
+    f = pd.read_parquet(synthetic_run / "results" / "fairness.parquet")
+    unrep = f[(f["metric"] == "fnmr_max_min_ratio") & ~f["reportable"].astype(bool)]
+    assert len(unrep)
+    for _, r in unrep.iterrows():
+        assert f"FNMR max / min — too few events (n={int(r['n_events_min'])} events in the smallest group" in header
+        assert f"{fmt.ratio(r['estimate'])} {fmt.ci(r['ci_lo'], r['ci_hi'], fmt.ratio)}" not in header
+    q = section_text(page, "quantitative-analyses")
+    assert f"smoothing: {RATIO_SMOOTHING}" in q and "too few events (n=" in q
+
+
+def test_headline_targets_with_enough_impostor_pairs(synthetic_run):
+    """A target FMR is shown only where every group has >= 10/target impostor pairs; the card says why not."""
+    path = synthetic_run / "results" / "error_rates.parquet"
+    er = pd.read_parquet(path)
+    big = er[np.isclose(er["target_fmr"], syn.TARGET_FMR)].copy()
+    big["target_fmr"] = 0.1  # 10/0.1 = 100 impostor pairs per group: met
+    small = er[np.isclose(er["target_fmr"], syn.TARGET_FMR)].copy()
+    small["target_fmr"] = 1e-4  # 100,000 per group: not met
+    pd.concat([er, big, small], ignore_index=True).to_parquet(path)
+    header = header_text(render_report(synthetic_run).read_text())
+    assert "At target FMR 10.0%" in header
+    assert "At target FMR 0.0100%" not in header and "At target FMR 1.00%" not in header
+    n_min = int(er.loc[(er["edit_attr"] == "all") & (er["group"] != "all") & (er["model"] == "alpha"), "n_impostor"].min())
+    assert f"FMR 0.0100% not shown: it needs ≥ 100,000 impostor pairs per group (10 expected false matches)" in header
+    assert f"has {n_min}" in header
+
+
+def test_headline_colours_only_against_a_policy(synthetic_run):
+    page = render_report(synthetic_run).read_text()
+    head = page.split('<nav class="toc">')[0]
+    assert not re.search(r'class="num (pass|fail|inconclusive)"', head)
+    assert "No gate policy recorded for this run" in header_text(page)
+    checks = [{"metric": "fnmr", "model": "alpha", "target_fmr": syn.TARGET_FMR, "group": "skin=dark", "decision": "fail"},
+              {"metric": "fnmr", "model": "alpha", "target_fmr": syn.TARGET_FMR, "group": "skin=light", "decision": "pass"}]
+    (synthetic_run / "results" / "gate.json").write_text(json.dumps({"policy": "release", "checks": checks}))
+    page = render_report(synthetic_run).read_text()
+    head = page.split('<nav class="toc">')[0]
+    assert len(re.findall(r'class="num fail"', head)) == 1 and len(re.findall(r'class="num pass"', head)) == 1
+    assert "decisions of the gate policy release" in header_text(page)
+
+
+def test_fte_tile_once_per_detector(synthetic_run):
+    path = synthetic_run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for m in syn.MODELS:
+        manifest["models"][m]["alignment"] = "YuNet 5 landmarks -> template"
+    path.write_text(json.dumps(manifest))
+    header = header_text(render_report(synthetic_run).read_text())
+    assert header.count("Failure to enrol · detector") == 1
+    assert "Measures the face detector YuNet shared by alpha, beta, not the recognisers" in header
+
+
+def test_ordering_discussion_when_the_reference_has_the_worst_fmr(synthetic_run):
+    page = render_report(synthetic_run).read_text()
+    assert "NIST" not in header_text(page)  # the fixture's worst FMR group is not light for both models
+    path = synthetic_run / "results" / "error_rates.parquet"
+    er = pd.read_parquet(path)
+    er.loc[er["group"] == "skin=light", "fmr"] = 0.05
+    er.to_parquet(path)
+    header = header_text(render_report(synthetic_run).read_text())
+    assert "the light skin level, the reference and lightest level, has the highest FMR" in header
+    assert "for every model: alpha (light), beta (light)" in header
+    assert "FRVT Part 3" in header and "caveat of the synthetic setting" in header
+    assert "opposite of NIST FRVT Part 3 (2019)" in (synthetic_run / "results" / "summary.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# bugs of issue 18 (each fails on the card before the fix)
+
+
+def test_intersectional_cells_show_their_own_counts(rendered):
+    """7.2 showed one group's pair count for the whole row; each cell now carries its own counts."""
+    root, page = rendered
+    q = " ".join(section_text(page, "quantitative-analyses").split())
+    er = load_run(root).error_rates
+    cells = er[(er["model"] == "beta") & ~er["edit_attr"].isin(["all", "none"]) & (er["group"] != "all")]
+    assert cells.groupby(["edit_attr", "edit_level"])["n_genuine"].nunique().max() > 1  # cells of a row differ
+    for _, r in cells.iterrows():
+        assert f"{fmt.with_ci(r['fnmr'], r['fnmr_lo'], r['fnmr_hi'])} ({int(r['n_false_non_match'])}/{int(r['n_genuine'])})" in q
+    assert "pairs per group (gen / imp)" not in q
+
+
+def test_unitary_heading_names_the_protected_attributes(rendered):
+    _, page = rendered
+    q = section_text(page, "quantitative-analyses")
+    assert "7.1 Unitary: per group (skin tone)" in q
+
+
+def test_unitary_heading_of_crossed_attributes():
+    from faceaudit.report.card import protected_names
+    from faceaudit.protocol import Protocol
+
+    p = Protocol.model_validate({"name": "x", "n_seeds": 4, "edits": [],
+                                 "protected": [{"attribute": "skin_tone"}, {"attribute": "gender"}]})
+    assert protected_names(p) == "skin tone × gender"
+
+
+def test_ci_method_is_read_from_the_results(rendered, synthetic_run):
+    """The card printed "percentile intervals from a seed bootstrap" for every CI, whatever the analysis did."""
+    _, page = rendered
+    assert "percentile intervals from a bootstrap" not in page
+    method = "seed-cluster bootstrap, percentile; fmr: dyadic-robust (seed-pair) variance, normal, logit scale"
+    path = synthetic_run / "results" / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["ci_method"] = method
+    path.write_text(json.dumps(summary))
+    page = render_report(synthetic_run).read_text()
+    assert method in " ".join(section_text(page, "metrics").split())
+    assert method in " ".join(section_text(page, "quantitative-analyses").split())
+    md = (synthetic_run / "results" / "summary.md").read_text()
+    assert method in md and "CIs from a seed bootstrap" not in md
+
+
+def test_leakage_table_is_read_when_present(synthetic_run):
+    from _claims_columns import add_claims_columns
+
+    add_claims_columns(synthetic_run)
+    path = synthetic_run / "results" / "leakage.parquet"
+    leak = pd.read_parquet(path)
+    leak.loc[leak["edit_attr"] == "yaw", "share"] = 0.4321  # a share the card could not have computed
+    leak.to_parquet(path)
+    ev = " ".join(section_text(render_report(synthetic_run).read_text(), "evaluation-data").split())
+    assert "43.2%" in ev and "results/leakage.parquet" in ev
+    assert "yaw → skin ITA" in ev  # 43% > 25%: flagged from the analysis's share
+
+
+def test_skin_gap_is_between_skin_levels_not_cells():
+    from faceaudit.report.evaluation import _skin_gap
+
+    rows = []
+    for skin, ita in (("light", 50.0), ("intermediate", 30.0), ("dark", 5.0)):
+        for gender, d in (("female", 0.0), ("male", 1.9)):
+            rows.append({"group": f"skin={skin}|gender={gender}", "skin_tone": skin, "edit_attr": "none",
+                         "measured_skin_ita": ita + d})
+    assert _skin_gap(pd.DataFrame(rows)) == pytest.approx(20.0)
 
 
 def test_summary_md(rendered):
@@ -325,4 +503,4 @@ def test_report_of_the_analysis_stage_output(synthetic_run):
     g = f[(f["model"] == "beta") & (f["metric"] == "garbe")].iloc[0]
     assert fmt.num(g["estimate"]) in q
     assert "Other result tables" not in q  # roc and score_hist are drawn, not listed
-    assert len(re.findall(r'<div class="fa-plot"', page)) == 10
+    assert len(re.findall(r'<div class="fa-plot"', page)) == 12

@@ -26,6 +26,7 @@ from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report import figures as F
 from faceaudit.report.evaluation import EvaluationData, evaluation_section
+from faceaudit.report.headline import Headline, ci_method_text, headline_section, primary_rows
 from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.tables import Table, format_table, json_value
 from faceaudit.stats.error_rates import enrolled_nothing
@@ -164,6 +165,10 @@ class Header:
     analysis: Any
     run_name: str
     faceaudit_version: str
+    #: the protected attributes of this run's groups, as the card names them ("skin tone × gender")
+    protected_names: str = "group"
+    #: how the intervals were computed, as the analysis recorded it (summary.json / error_rates ci_method)
+    ci_method: str = "not recorded in this run's results"
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,7 @@ class Card:
     evaluation: EvaluationData
     results: Quantitative
     human: Optional[dict]  # section 7.6, when the run has human ratings (faceaudit.report.human)
+    headline: Optional[Headline] = None  # the first screen (faceaudit.report.headline)
 
     def template_vars(self) -> dict[str, Any]:
         """Every field of every section under its own name (the names the template uses)."""
@@ -214,6 +220,7 @@ class Card:
         for part in (self.header, self.evaluation, self.results):
             out.update({f.name: getattr(part, f.name) for f in fields(part)})
         out["human"] = self.human
+        out["headline"] = self.headline
         return out
 
 
@@ -257,7 +264,24 @@ def header_section(run, facts: RunFacts) -> Header:
                   models=facts.models, groups=[fmt.group_label(g) for g in facts.groups],
                   reference_group=fmt.group_label(protocol.reference_group), dataset=protocol.dataset,
                   attrs=facts.attrs, primary_target=facts.primary_target, targets=facts.targets,
-                  analysis=protocol.analysis, run_name=Path(run.root).resolve().name, faceaudit_version=__version__)
+                  analysis=protocol.analysis, run_name=Path(run.root).resolve().name, faceaudit_version=__version__,
+                  protected_names=protected_names(protocol), ci_method=ci_method_text(run, facts.error_rates))
+
+
+def protected_names(protocol) -> str:
+    """The protected attributes of the run's groups: ``skin tone``, ``skin tone × gender``, ``race × gender``.
+
+    Examples
+    --------
+    >>> from faceaudit.protocol import Protocol
+    >>> protected_names(Protocol.model_validate({"name": "x", "n_seeds": 4, "edits": []}))
+    'skin tone'
+    """
+    if protocol.dataset is not None:
+        names = list(protocol.dataset.attributes)
+    else:
+        names = [p.attribute for p in protocol.protected_specs]
+    return " × ".join(str(n).replace("_", " ") for n in names) or "group"
 
 
 def _pooled_row(facts: RunFacts, model: str, target: float) -> Optional[pd.Series]:
@@ -331,44 +355,68 @@ def model_section(run, facts: RunFacts, model: str, roc, hist, fairness) -> Mode
     return ModelSection(summary, threshold_rows, inter_table, smallest, figures)
 
 
+def rate_cell(r: pd.Series, col: str, events: str, trials: str) -> str:
+    """``rate [CI] (events/trials)``: a rate with its interval and the counts it rests on."""
+    text = fmt.with_ci(r[col], r.get(f"{col}_lo"), r.get(f"{col}_hi"))
+    counts = fmt.count(r.get(events), r.get(trials))
+    return text if counts == "–" else f"{text} ({counts})"
+
+
 def _unitary_table(facts: RunFacts) -> Table:
-    """Section 7.1: per-group rates pooled over edit conditions, for every model and target FMR."""
+    """Section 7.1: per-group rates pooled over edit conditions, for every model and target FMR, with counts."""
     models, order = facts.models, facts.groups_order
     d = facts.unitary_all[facts.unitary_all["model"].isin(models)].copy()
     # protocol order: models as listed, groups light -> dark, the pooled "all" row last
     d["_m"] = d["model"].map({m: i for i, m in enumerate(models)})
     d["_g"] = d["group"].map({g: i for i, g in enumerate(order)}).fillna(len(order))
     d = d.sort_values(["_m", "target_fmr", "_g"], kind="stable")
-    d["group"] = d["group"].map(lambda g: "all groups" if g == ALL else fmt.group_label(g))
-    cols = ["model", "group", "target_fmr", "n_genuine", "n_impostor", "fmr", "fnmr", "fte_rate"]
-    if "eer" in d.columns and d["eer"].notna().any():
-        cols.append("eer")
+    eer = "eer" in d.columns and d["eer"].notna().any()
     ci = f"{facts.protocol.analysis.ci_level:.0%} CI"
-    return format_table(d, cols, rename={"eer": "EER (threshold-free)", "target_fmr": "target FMR",
-                                         "n_genuine": "genuine pairs", "n_impostor": "impostor pairs",
-                                         "fmr": f"FMR [{ci}]", "fnmr": f"FNMR [{ci}]", "fte_rate": "FTE rate"})
+    rows = []
+    for _, r in d.iterrows():
+        fte = fmt.with_ci(r["fte_rate"], r.get("fte_lo"), r.get("fte_hi"))
+        if not fmt._missing(r.get("n_faces")) and not fmt._missing(r["fte_rate"]):
+            # faces that failed to enrol out of the group's faces (the rate is a share of faces)
+            fte += f" ({fmt.count(round(float(r['fte_rate']) * float(r['n_faces'])), r['n_faces'])})"
+        row = [str(r["model"]), "all groups" if r["group"] == ALL else fmt.group_label(r["group"]), fmt.pct(r["target_fmr"]),
+               f"{int(r['n_genuine']):,}", f"{int(r['n_impostor']):,}",
+               rate_cell(r, "fmr", "n_false_match", "n_impostor"), rate_cell(r, "fnmr", "n_false_non_match", "n_genuine"), fte]
+        if eer:
+            row.append(fmt.pct(r["eer"]))
+        rows.append(row)
+    cols = ["model", "group", "target FMR", "genuine pairs", "impostor pairs", f"FMR [{ci}] (false matches / impostor pairs)",
+            f"FNMR [{ci}] (false non-matches / genuine pairs)", "FTE rate"] + (["EER (threshold-free)"] if eer else [])
+    return Table(cols, rows, [False, False] + [True] * (len(cols) - 2))
 
 
 def quantitative_section(run, facts: RunFacts) -> Quantitative:
     """Section 7: per-model parts, contrasts, dose-response, fairness summaries and other results."""
     roc, hist, fairness = run.result("roc"), run.result("score_hist"), run.result("fairness")
     parts = [model_section(run, facts, m, roc, hist, fairness) for m in facts.models]
-    figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": []}
+    figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": [],
+                                          "forest_exploratory": []}
     for part in parts:
         for kind, items in part.figures.items():
             figures[kind] += items
     pc, cc = facts.primary_contrasts, facts.condition_contrasts
     level = facts.protocol.analysis.ci_level
-    if pc is not None and len(pc):
-        pcl = pc.assign(label=[F.contrast_label(r) for _, r in pc.iterrows()])
-        figures["forest"].append(F.forest_figure("forest-pooled", "Contrasts pooled over edit conditions", pcl,
-                                                 facts.models, "label", SIGNIFICANCE, level))
-    if cc is not None and len(cc):
-        fn = cc[cc["metric"] == "fnmr_diff"]
-        if len(fn):
-            fn = fn.assign(label=[f"{F.condition_label(r['condition'])} · {F.contrast_label(r)}" for _, r in fn.iterrows()])
-            figures["forest"].append(F.forest_figure("forest-conditions", "FNMR contrasts within each edit condition", fn,
-                                                     facts.models, "label", SIGNIFICANCE, level))
+    primary, _ = primary_rows(facts.contrasts)
+    if primary is not None and "target_fmr" in primary.columns:
+        t = primary["target_fmr"]
+        primary = primary[t.isna() | np.isclose(t.fillna(-1.0), facts.primary_target)]
+    exploratory = _exploratory_fnmr(facts)
+    for i, m in enumerate(facts.models):
+        pm = primary[primary["model"] == m] if primary is not None else None
+        if pm is not None and len(pm):
+            pm = pm.assign(label=[_forest_label(r) for _, r in pm.iterrows()])
+            figures["forest"].append(F.forest_figure(f"forest-{m}", f"Primary contrasts · {m}", pm, [m], "label",
+                                                     SIGNIFICANCE, level, color_index=i))
+        em = exploratory[exploratory["model"] == m] if exploratory is not None else None
+        if em is not None and len(em):
+            em = em.assign(label=[_forest_label(r) for _, r in em.iterrows()])
+            figures["forest_exploratory"].append(F.forest_figure(
+                f"forest-exploratory-{m}", f"Exploratory: FNMR contrasts within each edit condition · {m}", em, [m],
+                "label", SIGNIFICANCE, level, color_index=i))
     fairness_tables = [{"name": n, "table": _fairness_table(df, level), "n": len(df)}
                        for n in run.result_names if n.startswith("fairness") for df in [run.result(n)]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
@@ -382,8 +430,8 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
         thresholds=Table(["model", "target FMR", "global threshold", "achieved FMR (pooled impostors)", "impostor pairs"],
                          [r for p in parts for r in p.threshold_rows], [False, True, True, True, True]),
         unitary_table=_unitary_table(facts),
-        inter_tables=[{"model": p.summary.name, "table": p.inter_table, "enrolled_nothing": p.summary.enrolled_nothing}
-                      for p in parts],
+        inter_tables=[{"model": p.summary.name, "table": p.inter_table, "enrolled_nothing": p.summary.enrolled_nothing,
+                       "finding": _cell_range(facts, p.summary.name)} for p in parts],
         contrasts_table=_contrasts_table(pc, level=level) if pc is not None else None,
         condition_contrasts_table=_contrasts_table(cc, True, level) if cc is not None and len(cc) else None,
         n_contrasts_total=len(facts.contrasts) if facts.contrasts is not None else 0,
@@ -396,11 +444,44 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
     )
 
 
+def _cell_range(facts: RunFacts, model: str) -> Optional[str]:
+    """The section's finding in one line: the lowest and highest cell FNMR of the model."""
+    cells = facts.inter[facts.inter["model"] == model] if facts.inter is not None else None
+    if cells is None:
+        return None
+    cells = cells[cells["edit_attr"].isin(facts.attrs) & cells["group"].isin(facts.groups)].dropna(subset=["fnmr"])
+    if cells.empty:
+        return None
+    lo, hi = cells.loc[cells["fnmr"].idxmin()], cells.loc[cells["fnmr"].idxmax()]
+    where = lambda r: f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"  # noqa: E731
+    return f"FNMR from {fmt.pct(lo['fnmr'])} ({where(lo)}) to {fmt.pct(hi['fnmr'])} ({where(hi)})"
+
+
+def _forest_label(r: pd.Series) -> str:
+    cond = r.get("condition", ALL)
+    label = F.contrast_label(r)
+    return label if not isinstance(cond, str) or cond in (ALL, "primary_pool") else f"{F.condition_label(cond)} · {label}"
+
+
+def _exploratory_fnmr(facts: RunFacts) -> Optional[pd.DataFrame]:
+    """FNMR contrasts within one edit condition at the primary target (exploratory rows when the run
+    marks a family)."""
+    cc = facts.condition_contrasts
+    if cc is None or cc.empty:
+        return None
+    d = cc[(cc["metric"] == "fnmr_diff") & (cc["condition"] != "primary_pool")]
+    if "family" in d.columns:
+        d = d[d["family"] != "primary"]
+    return d
+
+
 def build_card(run) -> Card:
     """The model card of a run (:func:`faceaudit.run.load_run`), read from its tables; computes no statistic."""
     facts = run_facts(run)
-    return Card(header=header_section(run, facts), evaluation=evaluation_section(run, facts.groups, facts.attrs),
-                results=quantitative_section(run, facts), human=human_section(run, facts.groups))
+    evaluation = evaluation_section(run, facts.groups, facts.attrs)
+    return Card(header=header_section(run, facts), evaluation=evaluation,
+                results=quantitative_section(run, facts), human=human_section(run, facts.groups),
+                headline=headline_section(run, facts, evaluation.resolution_text))
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:
@@ -477,18 +558,48 @@ def contrast_dict(r: pd.Series) -> dict:
             "significant": bool(r["p_adjusted"] < SIGNIFICANCE) if pd.notna(r["p_adjusted"]) else False}
 
 
+def _contrast_estimate_text(r: pd.Series, cd: dict) -> str:
+    """Estimate [CI], then the counts it rests on and, for ratios, reportability and smoothing."""
+    text = f"{cd['estimate']} {cd['ci']}".strip()
+    if fmt.metric_kind(r["metric"]) == "ratio" and "reportable" in r.index and not fmt._missing(r["reportable"]) \
+            and not bool(r["reportable"]):
+        n_min = r.get("n_events_min")
+        text = f"—, too few events (n={int(n_min) if not fmt._missing(n_min) else '?'})"
+    if {"events", "n", "events_ref", "n_ref"} <= set(r.index) and not fmt._missing(r["n"]):
+        text += f"\n{fmt.count(r['events'], r['n'])} vs {fmt.count(r['events_ref'], r['n_ref'])}"
+    if fmt.metric_kind(r["metric"]) == "ratio" and isinstance(r.get("smoothing"), str) and r["smoothing"]:
+        text += f"\nsmoothing: {r['smoothing']}"
+    return text
+
+
 def _contrasts_table(c: pd.DataFrame, with_condition: bool = False, level: float = 0.95) -> Table:
     d = c.sort_values(["p_adjusted", "p_value", "model"], na_position="last", kind="stable")
+    family = "family" in d.columns
     rows = []
     for _, r in d.iterrows():
         cd = contrast_dict(r)
         row = [cd["model"], cd["metric_label"], cd["label"]] + ([cd["condition"]] if with_condition else [])
-        rows.append(row + [f"{cd['estimate']} {cd['ci']}".strip(), fmt.pvalue(r["p_value"]), cd["p_adjusted"],
+        row += [str(r["family"])] if family else []
+        rows.append(row + [_contrast_estimate_text(r, cd), fmt.pvalue(r["p_value"]), cd["p_adjusted"],
                            "yes" if cd["significant"] else "no"])
-    cols = ["model", "metric", "contrast"] + (["condition"] if with_condition else [])
-    cols += [f"estimate [{level:.0%} CI]", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
+    cols = ["model", "metric", "contrast"] + (["condition"] if with_condition else []) + (["family"] if family else [])
+    cols += [f"estimate [{level:.0%} CI] (events / pairs vs reference)", "p", "p adjusted", f"significant (α={SIGNIFICANCE:g})"]
     numeric = [False] * (len(cols) - 4) + [True, True, True, False]
     return Table(cols, rows, numeric)
+
+
+def _fairness_estimate_text(r: pd.Series, f) -> str:
+    """Estimate [CI]; a ratio the analysis marked not reportable reads "—, too few events (n=…)", and a
+    ratio's smoothing is stated."""
+    text = f"{f(r['estimate'])} {fmt.ci(r.get('ci_lo'), r.get('ci_hi'), f)}".strip()
+    if fmt.metric_kind(r["metric"]) != "ratio":
+        return text
+    if "reportable" in r.index and not fmt._missing(r["reportable"]) and not bool(r["reportable"]):
+        n_min = r.get("n_events_min")
+        text = f"—, too few events (n={int(n_min) if not fmt._missing(n_min) else '?'})"
+    if isinstance(r.get("smoothing"), str) and r["smoothing"]:
+        text += f"\nsmoothing: {r['smoothing']}"
+    return text
 
 
 def _fairness_table(df: pd.DataFrame, level: float = 0.95) -> Table:
@@ -502,7 +613,7 @@ def _fairness_table(df: pd.DataFrame, level: float = 0.95) -> Table:
             str(r["model"]),
             fmt.pct(r["target_fmr"]) if pd.notna(r.get("target_fmr")) else "threshold-free",
             F.metric_label(r["metric"]),
-            f"{f(r['estimate'])} {fmt.ci(r.get('ci_lo'), r.get('ci_hi'), f)}".strip(),
+            _fairness_estimate_text(r, f),
             fmt.group_label(r["worst_group"]) if isinstance(r.get("worst_group"), str) else "–",
             fmt.group_label(r["best_group"]) if isinstance(r.get("best_group"), str) else "–",
         ])
@@ -529,22 +640,24 @@ def _dose_fit_notes(dr: Optional[pd.DataFrame]) -> list[str]:
 
 
 def _intersectional_table(cells: pd.DataFrame, groups: list[str], attrs: list[str]) -> Table:
-    """Rows: edit conditions; columns: groups; cells: FNMR [CI] and FMR."""
+    """Rows: edit conditions; columns: groups; cells: FNMR [CI] (false non-matches / genuine pairs) and
+    FMR [CI] (false matches / impostor pairs) of that cell, so every count is the cell's own."""
     rows = []
     for a in attrs:
         for lv in sorted(cells.loc[cells["edit_attr"] == a, "edit_level"].unique()):
             row = [a, fmt.level(lv)]
-            n_gen = ""
             for g in groups:
                 r = cells[(cells["edit_attr"] == a) & (cells["edit_level"] == lv) & (cells["group"] == g)]
                 if r.empty:
                     row.append("–")
                     continue
                 r = r.iloc[0]
-                n_gen = f"{int(r['n_genuine']):,} / {int(r['n_impostor']):,}"
-                row.append(f"{fmt.with_ci(r['fnmr'], r.get('fnmr_lo'), r.get('fnmr_hi'))}\n"
-                           f"FMR {fmt.with_ci(r['fmr'], r.get('fmr_lo'), r.get('fmr_hi'))}")
-            rows.append(row + [n_gen])
-    return Table(["edit", "level"] + [fmt.group_label(g) for g in groups] + ["pairs per group (gen / imp)"], rows,
-                 [False, True] + [True] * len(groups) + [True])
-
+                fnmr = rate_cell(r, "fnmr", "n_false_non_match", "n_genuine")
+                fmr = rate_cell(r, "fmr", "n_false_match", "n_impostor")
+                if fmt.count(r.get("n_false_non_match"), r.get("n_genuine")) == "–":  # counts not written: pairs
+                    fnmr += f" (n={int(r['n_genuine']):,})"
+                    fmr += f" (n={int(r['n_impostor']):,})"
+                row.append(f"{fnmr}\nFMR {fmr}")
+            rows.append(row)
+    return Table(["edit", "level"] + [fmt.group_label(g) for g in groups], rows,
+                 [False, True] + [True] * len(groups))

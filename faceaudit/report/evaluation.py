@@ -42,6 +42,8 @@ class EvaluationData:
     manipulation_long: Optional[Table]
     manipulation_gap: Optional[float]
     manipulation_flags: dict
+    #: where the leakage shares come from (results/leakage.parquet, or the card's own fallback)
+    manipulation_source: str = ""
 
 
 def _generation_info(run, faces: pd.DataFrame) -> dict:
@@ -230,15 +232,39 @@ ITA_LEAK_SHARE = 0.25
 
 
 def _skin_gap(faces: pd.DataFrame) -> Optional[float]:
+    """Smallest gap between adjacent skin levels' mean prototype ITA.
+
+    Grouped by the skin level (the ``skin_tone`` column), not by the protected cell: with crossed
+    attributes two cells of one skin level differ by a fraction of a degree, which is no skin gap."""
     if "measured_skin_ita" not in faces.columns:
         return None
-    means = np.sort(faces[faces["edit_attr"] == "none"].groupby("group")["measured_skin_ita"].mean().to_numpy())
+    protos = faces[faces["edit_attr"] == "none"]
+    by = "skin_tone" if "skin_tone" in protos.columns else "group"
+    means = np.sort(protos.groupby(by)["measured_skin_ita"].mean().to_numpy())
     gaps = np.diff(means)
     return float(gaps.min()) if len(gaps) and gaps.min() > 0 else None
 
 
-def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs: list[str]) -> dict:
+def _leakage_from_table(leakage: pd.DataFrame, attr: str) -> Optional[dict]:
+    """The largest skin-ITA leakage of one edit as the analysis wrote it (results/leakage.parquet:
+    ``attribute, edit_attr, edit_level, measure, shift, level_gap, share, pooled``)."""
+    d = leakage[leakage["edit_attr"] == attr]
+    if "attribute" in d.columns and (d["attribute"] == "skin_tone").any():
+        d = d[d["attribute"] == "skin_tone"]
+    d = d.dropna(subset=["share"])
+    if d.empty:
+        return None
+    r = d.loc[d["share"].abs().idxmax()]
+    pooled = d["pooled"].astype(bool).any() if "pooled" in d.columns else None
+    return {"shift": float(r["shift"]), "share": float(r["share"]), "gap": float(r["level_gap"]), "pooled": pooled}
+
+
+def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs: list[str],
+                         leakage: Optional[pd.DataFrame] = None) -> dict:
     """Per edit: is the target change monotone in the level, and how far does it move skin ITA?
+
+    With ``leakage`` (results/leakage.parquet) the shift, gap and share are the analysis's; the card
+    computes them from the long table only for runs written before that table existed.
 
     Reads the generate stage's long table (``edit_attr, edit_level, measure, mean_change, is_target``);
     any other table shape is shown as it is, with boolean ``monoton*`` / ``leak*`` columns as flags.
@@ -254,8 +280,10 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
         out["non_monotone"] = list(dict.fromkeys(label(r) for _, r in mc.iterrows() if any(not bool(r[c]) for c in mono_cols)))
         out["leaky"] = list(dict.fromkeys(label(r) for _, r in mc.iterrows() if any(bool(r[c]) for c in leak_cols)))
         return out
+    use_leakage = leakage is not None and {"edit_attr", "shift", "level_gap", "share"} <= set(leakage.columns)
     gap = _skin_gap(faces)
     out["gap"] = gap
+    out["source"] = "results/leakage.parquet" if use_leakage else "computed by the card from results/manipulation_check.parquet"
     rows = []
     for attr in attrs:
         d = mc[mc["edit_attr"] == attr]
@@ -267,6 +295,10 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
         ita = d[d["measure"].isin(["skin_ita", "measured_skin_ita"])]
         max_ita = float(ita["mean_change"].abs().max()) if len(ita) else float("nan")
         share = max_ita / gap if gap and np.isfinite(max_ita) else float("nan")
+        pooled = None
+        if use_leakage:
+            leak = _leakage_from_table(leakage, attr)
+            max_ita, share, pooled = (abs(leak["shift"]), abs(leak["share"]), leak["pooled"]) if leak else (np.nan, np.nan, None)
         leaky = bool(np.isfinite(share) and share > ITA_LEAK_SHARE)
         if not monotone:
             out["non_monotone"].append(attr)
@@ -275,10 +307,12 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
         rows.append([attr, str(target["measure"].iloc[0]) if len(target) else "–",
                      ", ".join(f"{fmt.level(lv)}: {fmt.signed(c)}" for lv, c in zip(target["edit_level"], changes)) or "–",
                      "yes" if monotone else "no", f"{fmt.num(max_ita)}°" if np.isfinite(max_ita) else "–",
-                     fmt.pct(share) if np.isfinite(share) else "–", "yes" if leaky else "no"])
+                     fmt.pct(share) if np.isfinite(share) else "–", "yes" if leaky else "no"]
+                    + ([("yes" if pooled else "no") if pooled is not None else "–"] if use_leakage else []))
     out["table"] = Table(["edit", "target measure", "mean change from prototype, by level", "monotone",
-                          "largest skin-ITA change", "share of skin-level gap", "leakage flagged"],
-                         rows, [False, False, False, False, True, True, False])
+                          "largest skin-ITA change", "share of skin-level gap", "leakage flagged"]
+                         + (["pooled into the primary estimate"] if use_leakage else []),
+                         rows, [False, False, False, False, True, True, False] + ([False] if use_leakage else []))
     long = mc.copy()
     out["long"] = format_table(long, [c for c in ["edit_attr", "edit_label", "edit_level", "measure", "mean_change",
                                                   "sd_change", "n", "is_target"] if c in long.columns])
@@ -341,7 +375,7 @@ def evaluation_section(run, groups: list[str], attrs: list[str]) -> EvaluationDa
     counts = (pairs.groupby(["group", "kind"]).size().unstack(fill_value=0).reindex(groups).fillna(0).astype(int))
     pair_counts = [{"group": fmt.group_label(g), "genuine": int(r.get("genuine", 0)), "impostor": int(r.get("impostor", 0))}
                    for g, r in counts.iterrows()]
-    manip = manipulation_summary(run.manipulation_check, faces, attrs)
+    manip = manipulation_summary(run.manipulation_check, faces, attrs, run.result("leakage"))
     return EvaluationData(
         generation=gen_info, resolution=resolution,
         resolution_text=f"{resolution[0]}×{resolution[1]} px" if resolution else "unknown resolution (images unreadable)",
@@ -357,4 +391,5 @@ def evaluation_section(run, groups: list[str], attrs: list[str]) -> EvaluationDa
         manipulation_table=manip["table"], protected_check_table=protected_check_table(run.manipulation_check),
         manipulation_long=manip["long"], manipulation_gap=manip["gap"],
         manipulation_flags={"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
+        manipulation_source=manip.get("source", ""),
     )

@@ -170,52 +170,82 @@ def det_figure(model: str, scored: pd.DataFrame, unitary: pd.DataFrame, groups: 
                   dict(data=traces, layout=layout))
 
 
+KIND_COLORS = {"genuine": "#0072B2", "impostor": "#D55E00"}
+
+
+def _group_grid(n: int, n_cols: int, panel_px: int, **extra: Any) -> tuple[dict, list[dict]]:
+    """Layout of ``n`` small panels (``n_cols`` per row) sharing both axes, and each panel's axis refs."""
+    n_cols = max(1, min(n_cols, n))
+    n_rows = max(1, -(-n // n_cols))
+    top, bottom = 64, 50
+    height = top + bottom + n_rows * panel_px
+    # the legend sits above the panels' titles (one title per panel at the top of its domain)
+    layout = _layout(height, margin=dict(t=top, b=bottom), legend=dict(y=1 + 30 / (n_rows * panel_px)), **extra)
+    gx, gy = 0.04, 0.5 * 40 / height  # gaps: 4% of the width, ~40 px between rows
+    w = (1 - gx * (n_cols - 1)) / n_cols
+    h = (1 - gy * (n_rows - 1)) / n_rows
+    refs = []
+    for i in range(n):
+        r, c = divmod(i, n_cols)
+        suffix = "" if i == 0 else str(i + 1)
+        x0, y1 = c * (w + gx), 1 - r * (h + gy)
+        xa = dict(AXIS, domain=[x0, x0 + w], anchor=f"y{suffix}")
+        ya = dict(AXIS, domain=[max(0.0, y1 - h), y1], anchor=f"x{suffix}")
+        if i:
+            xa["matches"], ya["matches"] = "x", "y"
+        if c:
+            ya["showticklabels"] = False
+        layout[f"xaxis{suffix}"] = {**xa, **extra.get("xaxis", {})} if i == 0 else xa
+        layout[f"yaxis{suffix}"] = {**ya, **extra.get("yaxis", {})} if i == 0 else ya
+        refs.append({"x": f"x{suffix}", "y": f"y{suffix}", "xc": x0 + w / 2, "ytop": y1})
+    return layout, refs
+
+
 def score_distribution_figure(model: str, scored: pd.DataFrame, groups: list[str], threshold: Optional[float],
                               hist: Optional[pd.DataFrame] = None) -> Figure:
-    """Genuine and impostor score densities per group; from the analysis's score_hist table when given."""
-    colors = group_colors(groups)
+    """Genuine and impostor score densities, one small panel per group on shared axes (small multiples
+    rather than one overlay of every group's curves); from the analysis's score_hist table when given."""
     ok = scored[(scored["status"] == "ok") & np.isfinite(scored["score"])]
-    traces = []
-    if hist is not None:
-        for g in groups:
-            label = fmt.group_label(g)
-            for kind, dash in (("genuine", "solid"), ("impostor", "dot")):
-                h = hist[(hist["group"] == g) & (hist["kind"] == kind)].sort_values("bin_lo")
-                if h.empty:
-                    continue
-                centers = (h["bin_lo"].to_numpy() + h["bin_hi"].to_numpy()) / 2
-                traces.append(dict(type="scatter", x=np.round(centers, 5), y=np.round(h["density"].to_numpy(), 5), mode="lines",
-                                   line=dict(color=colors[g], dash=dash, width=2, shape="hvh"),
-                                   name=f"{label} · {kind}", legendgroup=g,
-                                   hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{label} {kind} "
-                                   f"(n={int(h['count'].sum()):,})</extra>"))
-    elif len(ok):
+    edges = None
+    if hist is None and len(ok):
         # ~sqrt(n) bins per curve, within [20, 60]: smooth enough for small runs, detailed for large ones
         n_bins = int(np.clip(np.sqrt(len(ok) / (2 * max(1, len(groups)))), 20, 60))
         edges = np.linspace(ok["score"].min(), ok["score"].max(), n_bins + 1)
-        centers = (edges[:-1] + edges[1:]) / 2
-        for g in groups:
-            label = fmt.group_label(g)
-            for kind, dash in (("genuine", "solid"), ("impostor", "dot")):
-                s = ok.loc[(ok["group"] == g) & (ok["kind"] == kind), "score"].to_numpy()
-                if len(s) == 0:
+    layout, refs = _group_grid(len(groups), 3, 150, xaxis=dict(title=dict(text="")), yaxis=dict(title=dict(text="density")))
+    traces, shapes, annotations = [], [], []
+    for i, g in enumerate(groups):
+        label = fmt.group_label(g)
+        ax = refs[i]
+        for kind, dash in (("genuine", "solid"), ("impostor", "solid")):
+            if hist is not None:
+                h = hist[(hist["group"] == g) & (hist["kind"] == kind)].sort_values("bin_lo")
+                if h.empty:
                     continue
-                dens, _ = np.histogram(s, bins=edges, density=True)
-                traces.append(dict(type="scatter", x=np.round(centers, 5), y=np.round(dens, 5), mode="lines",
-                                   line=dict(color=colors[g], dash=dash, width=2, shape="hvh"),
-                                   name=f"{label} · {kind}", legendgroup=g,
-                                   hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{label} {kind} (n={len(s):,})</extra>"))
-    shapes, annotations = [], []
-    if threshold is not None and np.isfinite(threshold):
-        shapes.append(_vline(threshold, "#333", "dash"))
-        annotations.append(dict(x=threshold, y=1, xref="x", yref="paper", text=f"threshold {fmt.num(threshold)}",
-                                showarrow=False, xanchor="left", yanchor="top", xshift=3, font=dict(size=10, color="#333")))
-    layout = _layout(380, xaxis=dict(title=dict(text="similarity score (higher = more similar)")),
-                     yaxis=dict(title=dict(text="density")), shapes=shapes, annotations=annotations,
-                     margin=dict(t=60), legend=dict(y=1.04))
+                x = (h["bin_lo"].to_numpy() + h["bin_hi"].to_numpy()) / 2
+                y, n = h["density"].to_numpy(), int(h["count"].sum())
+            elif edges is not None:
+                sc = ok.loc[(ok["group"] == g) & (ok["kind"] == kind), "score"].to_numpy()
+                if len(sc) == 0:
+                    continue
+                y, _ = np.histogram(sc, bins=edges, density=True)
+                x, n = (edges[:-1] + edges[1:]) / 2, len(sc)
+            else:
+                continue
+            traces.append(dict(type="scatter", x=np.round(x, 5), y=np.round(y, 5), mode="lines",
+                               line=dict(color=KIND_COLORS[kind], dash=dash, width=1.6, shape="hvh"),
+                               name=kind, legendgroup=kind, showlegend=i == 0, xaxis=ax["x"], yaxis=ax["y"],
+                               hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{label} {kind} (n={n:,})</extra>"))
+        if threshold is not None and np.isfinite(threshold):
+            shapes.append(dict(type="line", x0=threshold, x1=threshold, y0=0, y1=1, xref=ax["x"], yref=f"{ax['y']} domain",
+                               line=dict(color="#333", dash="dash", width=1)))
+        annotations.append(dict(text=label, x=ax["xc"], y=ax["ytop"], xref="paper", yref="paper", xanchor="center",
+                                yanchor="bottom", showarrow=False, font=dict(size=12)))
+    layout.update(shapes=shapes, annotations=annotations)
+    thr = f" at {fmt.num(threshold)}" if threshold is not None and np.isfinite(threshold) else ""
     return Figure(f"scores-{model}", f"Score distributions · {model}",
-                  "Histogram densities of genuine (solid) and impostor (dotted) scores per group; the dashed line is "
-                  "the global threshold. Genuine mass left of it is FNMR, impostor mass right of it is FMR.",
+                  "One panel per group on shared axes (similarity score, higher = more similar): histogram densities of "
+                  f"genuine and impostor scores; the dashed line is the global threshold{thr}. Genuine mass left of it "
+                  "is FNMR, impostor mass right of it is FMR.",
                   dict(data=traces, layout=layout))
 
 
@@ -299,6 +329,8 @@ def condition_label(cond: Any) -> str:
     c = str(cond)
     if c in ("all", "nan", "None"):
         return "pooled"
+    if c == "primary_pool":
+        return "pooled over the primary edits"
     return c.replace("=", " ")
 
 
@@ -324,13 +356,14 @@ FOREST_ORDER = ["fnmr_diff", "fmr_diff", "fte_rate_diff", "genuine_score_diff", 
 
 
 def forest_figure(key: str, title: str, rows: pd.DataFrame, models: list[str], label_col: str,
-                  alpha: float = 0.05, ci_level: float = 0.95) -> Figure:
+                  alpha: float = 0.05, ci_level: float = 0.95, color_index: int = 0) -> Figure:
     """Forest plot: one panel per metric (stacked, each with its own x axis), estimate and CI per model;
-    filled markers are significant after the multiple-comparison adjustment."""
+    filled markers are significant after the multiple-comparison adjustment. ``color_index``: the
+    first model's colour in MODEL_PALETTE (one forest per model keeps each model's colour)."""
     metrics = [m for m in FOREST_ORDER if m in set(rows["metric"])] + \
               [m for m in dict.fromkeys(rows["metric"]) if m not in FOREST_ORDER]
     n_labels = {m: rows.loc[rows["metric"] == m, label_col].nunique() for m in metrics}
-    row_px, gap_px, top_px = 34, 70, 40
+    row_px, gap_px, top_px = 24, 56, 16
     height = top_px + sum(n_labels[m] * row_px + gap_px for m in metrics) + 20
     traces, layout_axes, annotations, shapes = [], {}, [], []
     y_cursor = 1.0 - top_px / height
@@ -360,14 +393,14 @@ def forest_figure(key: str, title: str, rows: pd.DataFrame, models: list[str], l
             dm = d[d["model"] == m]
             if dm.empty:
                 continue
-            color = MODEL_PALETTE[i % len(MODEL_PALETTE)]
+            color = MODEL_PALETTE[(i + color_index) % len(MODEL_PALETTE)]
             sig = (dm["p_adjusted"].fillna(1.0) < alpha).to_numpy()
             text = [f"{f(e)} {fmt.ci(lo, hi, f)}<br>p<sub>adj</sub> {fmt.pvalue(p)}"
                     for e, lo, hi, p in zip(dm["estimate"], dm["ci_lo"], dm["ci_hi"], dm["p_adjusted"])]
             est = dm["estimate"] * scale
             traces.append(dict(
                 type="scatter", orientation="h", x=_finite(est), y=dm[label_col].tolist(), mode="markers", name=m,
-                legendgroup=m, showlegend=m not in shown, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                legendgroup=m, showlegend=len(models) > 1 and m not in shown, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
                 marker=dict(color=[color if s_ else "white" for s_ in sig], size=10, symbol="diamond", line=dict(color=color, width=2)),
                 error_x=dict(type="data", symmetric=False, array=_finite((dm["ci_hi"] * scale - est).clip(lower=0)),
                              arrayminus=_finite((est - dm["ci_lo"] * scale).clip(lower=0)), color=color, thickness=1.5, width=4),

@@ -187,3 +187,33 @@ def cell(column: str, value: Any) -> str:
         return str(value)
     # integer-valued numbers (counts stored as float) read as integers
     return f"{int(v):,}" if v.is_integer() and abs(v) < 1e6 else num(v)
+
+
+def count(k: Any, n: Any) -> str:
+    """Events out of trials as the card prints them next to a rate: ``43/35,473``; ``–`` when unknown.
+
+    Examples
+    --------
+    >>> count(43, 35473)
+    '43/35,473'
+    >>> count(float("nan"), 10)
+    '–'
+    """
+    if _missing(k) or _missing(n):
+        return "–"
+    return f"{int(k):,}/{int(n):,}"
+
+
+def rate_count(x: Any, k: Any = None, n: Any = None) -> str:
+    """A rate with its counts: ``0.121% (43/35,473)``; the rate alone when the counts were not written.
+
+    Examples
+    --------
+    >>> rate_count(43 / 35473, 43, 35473)
+    '0.121% (43/35,473)'
+    >>> rate_count(0.25)
+    '25.0%'
+    """
+    if _missing(k) or _missing(n):
+        return pct(x)
+    return f"{pct(x)} ({count(k, n)})"

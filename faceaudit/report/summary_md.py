@@ -44,7 +44,7 @@ def summary_markdown(card) -> str:
         f"{', '.join(map(_md_name, head.groups))} (reference {_md_name(head.reference_group)}); "
         f"edits {', '.join(map(_md_name, head.attrs))}; {ev.resolution_text} faces. "
         f"Global threshold per model at FMR {fmt.pct(head.primary_target)} on pooled impostors; "
-        f"{proto.analysis.ci_level:.0%} CIs from a seed bootstrap.",
+        f"{proto.analysis.ci_level:.0%} CIs: {_md_escape(head.ci_method)}.",
         "",
     ]
     scores_import = proto.dataset is not None and proto.dataset.importer == "scores"
@@ -53,7 +53,11 @@ def summary_markdown(card) -> str:
                     f"({gen['seeds_kept']} identities; groups {', '.join(map(_md_name, head.groups))}, reference "
                     f"{_md_name(head.reference_group)}): the conclusions are correlational, not causal. "
                     f"Global threshold per model at FMR {fmt.pct(head.primary_target)} on pooled impostors; "
-                    f"{proto.analysis.ci_level:.0%} CIs from an identity-clustered bootstrap.")
+                    f"{proto.analysis.ci_level:.0%} CIs: {_md_escape(head.ci_method)}.")
+    hl = card.headline
+    if hl is not None:
+        lines += [("Significant primary contrasts: " + hl.family["text"] + "." if hl.family
+                   else "Significant primary contrasts: not computed (summary.json has no primary_family)."), ""]
     for m in res.model_summaries:
         if m.enrolled_nothing:
             lines += [f"### {_md_name(m.name)}", "",
@@ -70,8 +74,9 @@ def summary_markdown(card) -> str:
         summary = f"FNMR worst/best: {_md_name(m.worst_fnmr.get('group', '–'))} {m.worst_fnmr.get('value', '–')} vs " \
                   f"{_md_name(m.best_fnmr.get('group', '–'))} {m.best_fnmr.get('value', '–')}" \
                   + (f" ({m.fnmr_ratio:.2f}×)" if m.fnmr_ratio else "")
-        if m.n_contrasts is not None:
-            summary += f"; significant contrasts {m.n_significant}/{m.n_contrasts} ({proto.analysis.adjust})"
+        mh = next((h for h in hl.models if h.name == m.name), None) if hl is not None else None
+        if mh is not None and mh.n_significant is not None and hl.family:
+            summary += f"; {mh.n_significant} of the {hl.family['size']} primary contrasts significant ({_md_escape(hl.family['method'])})"
         lines += ["", summary + ".", ""]
     ct = res.contrasts_table
     if ct is not None and ct.rows:
@@ -81,6 +86,10 @@ def summary_markdown(card) -> str:
     else:
         lines += ["Contrasts: not computed.", ""]
     caveats = [f"{ev.resolution_text} GAN faces (synthetic-to-real gap)", "ITA confounded by lighting"]
+    if hl is not None and hl.discussion:
+        caveats.append(_md_escape(hl.discussion[0].rstrip(".")) + ", the opposite of NIST FRVT Part 3 (2019) on photographs")
+    if hl is not None:
+        caveats += list(dict.fromkeys(_md_escape(o) for h in hl.models for o in h.omitted))
     if res.smallest_cell:
         caveats.append(f"smallest cell {res.smallest_cell['n']} genuine pairs")
     flags = ev.manipulation_flags
