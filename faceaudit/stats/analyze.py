@@ -34,7 +34,7 @@ from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
 from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METRICS, THRESHOLD_FREE_CONTRAST_METRICS,
                                       model_contrasts)
 from faceaudit.stats.data import ALL, condition_label, make_layout, prepare_model
-from faceaudit.stats.primary import (PRIMARY_POOL, adjust_by_family, ci_method_text, family_summary, flip_matrix,
+from faceaudit.stats.primary import (adjust_by_family, ci_method_text, family_summary, flip_matrix,
                                      leakage_table, mark_family, primary_conditions)
 from faceaudit.stats.dose_response import dose_response_table
 from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,

@@ -14,23 +14,27 @@ Metrics (``estimate`` = level minus/over reference):
 Per nuisance edit condition (``attribute = "skin_tone|lighting=+2"``): ``fnmr_diff``, ``fmr_diff`` and
 ``genuine_score_diff`` within that condition.
 
-CI: percentile (equal-tailed) of the paired replicates. p-value: inversion of that interval
-(:func:`faceaudit.stats.bootstrap.bootstrap_pvalue`) against 0 (differences) or 1 (ratios), so
-"p < 1 - ci_level" and "the CI excludes the null" agree; where no replicate reaches the null the
-inversion is stuck at 2/(B+1), and the p-value comes from the normal approximation with the
-bootstrap SE instead (:func:`faceaudit.stats.bootstrap.resolved_pvalue`) so that strong effects
-survive the multiplicity correction.
-FMR contrasts are the exception: impostor pairs join two seeds and the same seed pair is an impostor
-pair in every group, so under no effect the seed effects cancel in the paired difference (a
-degenerate U-statistic) and the vertex bootstrap (pair weight ``W[a] * W[b]``) counts the pair-level
-noise about three times (measured null coverage 100%). ``fmr_diff`` and ``fmr_ratio`` use the
-dyadic-robust variance of the paired difference (:mod:`faceaudit.stats.dyadic`; log scale for the
-ratio) with a normal interval and the p-value that inverts it (``2 * Phi(-|z|)``), so the same
-"p < 1 - ci_level iff the CI excludes the null" rule holds. A sign-flip permutation test would need
-exchangeable units; impostor pairs join two seeds, so flipping labels per seed is not defined for
-FMR, and one rule for every metric keeps the table consistent. Multiplicity: Holm (default) or
-Benjamini-Hochberg over *every* row of a run's contrasts table (all models, target FMRs, metrics and
-conditions) — one family, so ``p_adjusted`` is conservative for any single question.
+Pooled over every condition (``condition == "all"``, exploratory) and over the primary pool
+(``condition == "primary_pool"``: the conditions whose edits leak little into the protected measure,
+:mod:`faceaudit.stats.primary`).
+
+CI: percentile (equal-tailed) of the paired replicates. FMR contrasts are the exception: impostor
+pairs join two seeds and the same seed pair is an impostor pair in every group, so under no effect
+the seed effects cancel in the paired difference (a degenerate U-statistic) and the vertex bootstrap
+(pair weight ``W[a] * W[b]``) counts the pair-level noise about three times (measured null coverage
+100%). ``fmr_diff`` and ``fmr_ratio`` use the dyadic-robust variance of the paired difference
+(:mod:`faceaudit.stats.dyadic`; log scale for the ratio) with a normal interval.
+
+p-value: one method for every metric (:data:`faceaudit.stats.primary.PVALUE_METHOD`, column
+``p_method``): a paired sign-flip randomization test of "no effect of the level", flipping the
+paired unit — the seed for genuine pairs and faces (:func:`faceaudit.stats.primary.seed_flip_pvalue`),
+the seed pair for false matches (:func:`faceaudit.stats.primary.discordant_pvalue`, with the design
+effect of seed pairs sharing a seed). It no longer inverts the interval, so "p < 1 - ci_level" and
+"the CI excludes the null" agree only approximately. Ratio rows share the p-value of their
+difference (same null). Every row carries the counts of both rates (``events``, ``n``,
+``events_ref``, ``n_ref``); ratio rows add ``n_events_min``, ``reportable`` and ``smoothing``.
+Multiplicity: :func:`faceaudit.stats.primary.adjust_by_family` (the declared primary rows form one
+Holm/BH family; every other row is exploratory and adjusted within its own family).
 """
 
 from __future__ import annotations

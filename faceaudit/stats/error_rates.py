@@ -19,9 +19,12 @@ Counting rules (ISO/IEC 19795-1 vocabulary):
 Every rate is a ratio of counts, so one replicate is ``(W @ numerators) / (W @ denominators)`` for
 genuine pairs and faces (one seed each) and a quadratic form in ``W`` for impostor pairs (two seeds;
 see :mod:`faceaudit.stats.bootstrap` for why the pair weight is ``W[a] * W[b]``). Those replicates feed
-the fairness summaries; the *reported* FMR intervals use the dyadic-robust variance instead
-(:mod:`faceaudit.stats.dyadic`, logit scale): the product weight over-counts pair-level noise, and a
-percentile interval of a skewed small rate from 40-odd seeds was measured too narrow (about 91%).
+the fairness summaries and the contrasts. The *reported* per-group intervals are Wilson score
+intervals on cluster-adjusted effective counts (:func:`faceaudit.stats.primary.wilson_effective`):
+the design effect is the bootstrap variance of the rate (FNMR, GFNMR, FTE), or its dyadic-robust
+variance (FMR, :mod:`faceaudit.stats.dyadic`; the product weight over-counts pair-level noise),
+over the binomial one, at least 1; they stay valid at 0-10 events, where a percentile or logit
+interval collapses to a point.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from faceaudit.stats.bootstrap import CI_METHOD, pair_quadform, percentile_ci
+from faceaudit.stats.bootstrap import pair_quadform
 from faceaudit.stats.data import ALL, Layout, ModelData, Side
 from faceaudit.stats.dyadic import DyadicDesign, logit_interval, rate_influence
 from faceaudit.stats.primary import RATE_CI_METHOD, wilson_effective
@@ -449,6 +452,9 @@ def fmr_cell_masks(mr: ModelRates):
 
 def fmr_ci(mr: ModelRates, target: float, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell FMR, with a logit-scale interval from the dyadic-robust variance (not the bootstrap).
+
+    Kept for the dyadic-variance tests; ``error_rates`` reports the Wilson interval on effective
+    counts instead (:func:`fmr_variance`, :func:`faceaudit.stats.primary.wilson_effective`).
 
     The vertex bootstrap's product weight over-counts pair-level noise, and its percentile interval of
     a skewed small rate undercovered with 40 seeds (about 91% for 95%, tests/test_stats_dyadic.py).

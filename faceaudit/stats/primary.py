@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest, norm
+from scipy.stats import norm
 
 __all__ = ["RATE_CI_METHOD", "PVALUE_METHOD", "CONTRAST_CI_METHOD", "PRIMARY_POOL", "RATIO_SMOOTHING",
            "REPORTABLE_MIN_EVENTS", "EXACT_MAX_UNITS", "N_FLIPS", "ci_method_text", "wilson_effective",
