@@ -265,3 +265,23 @@ def test_fte_rows_once_per_detector():
     f = out[out["metric"] == "fte_rate_diff"]
     assert f["model"].tolist() == ["detector:yunet", "detector:other"]
     assert f["models"].tolist() == ["dlib,sface", "other"]
+
+
+def test_explicit_primary_conditions(tmp_path):
+    import yaml
+
+    spec = SimSpec(n_seeds=10, groups=("skin=light", "skin=dark"), edits={"lighting": (-1.0, 1.0), "yaw": (-1.0, 1.0)})
+    root = write_sim_run(tmp_path, spec, np.random.default_rng(10), n_boot=100)
+    proto = yaml.safe_load((root / "protocol.yaml").read_text())
+    proto["analysis"]["primary"] = {"metrics": ["fnmr_diff"], "conditions": ["lighting=+1", "lighting=-1"]}
+    (root / "protocol.yaml").write_text(yaml.safe_dump(proto))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = analyze_run(root, write=False)["contrasts"]
+    prim = c[c["family"] == "primary"]
+    assert set(prim["condition"]) == {"lighting=+1", "lighting=-1", PRIMARY_POOL}
+    assert set(prim["metric"]) == {"fnmr_diff"}
+    # the pool is exactly the listed conditions: its counts are their sums
+    cond = c[(c["metric"] == "fnmr_diff") & c["condition"].isin(["lighting=+1", "lighting=-1"])]
+    pool = prim[prim["condition"] == PRIMARY_POOL].iloc[0]
+    assert pool["n"] == cond["n"].sum() and pool["events"] == cond["events"].sum()
