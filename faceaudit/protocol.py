@@ -307,6 +307,27 @@ class PairSpec(_Strict):
         return self
 
 
+class PrimarySpec(_Strict):
+    """The declared primary analysis (docs/statistics.md, "Primary analysis and multiplicity").
+
+    Only its rows of ``results/contrasts.parquet`` (``family == "primary"``) form the multiplicity
+    family of ``analysis.adjust``; every other row is exploratory.
+    """
+
+    #: contrast metrics in the primary family
+    metrics: list[Literal["fnmr_diff", "fmr_diff", "fnmr_ratio", "fmr_ratio", "genuine_score_diff"]] = Field(
+        default_factory=lambda: ["fnmr_diff", "fmr_diff"], min_length=1)
+    #: ``reference``: each protected level against its reference level (marginal effects in a crossed design)
+    contrasts: Literal["reference"] = "reference"
+    #: ``auto``: every edit condition separately plus one pooled estimate (``primary_pool``) over the
+    #: edits whose leakage share is at most ``leakage_max``; or a list of condition labels
+    #: (``lighting=+1``, ``none``), each tested separately and pooled together
+    conditions: Union[Literal["auto"], list[str]] = "auto"
+    #: an edit whose mean shift of a protected measure exceeds this share of the smallest gap between
+    #: adjacent protected levels is not pooled (results/leakage.parquet)
+    leakage_max: float = Field(0.25, gt=0)
+
+
 class AnalysisSpec(_Strict):
     target_fmr: list[float] = Field(default_factory=lambda: [1e-3])
     n_boot: int = Field(1000, le=1_000_000)
@@ -316,6 +337,8 @@ class AnalysisSpec(_Strict):
     fairness_alpha: float = Field(0.5, ge=0, le=1)
     #: FMRs at which the DET curve's FNMR is tabulated
     far_points: list[Probability] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2])
+    #: the declared primary analysis and its multiplicity family
+    primary: PrimarySpec = Field(default_factory=PrimarySpec)
 
     @field_validator("target_fmr")
     @classmethod

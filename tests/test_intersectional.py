@@ -98,9 +98,15 @@ def test_marginal_and_interaction_rows(gender_run):
     assert set(c["contrast"]) == {"cell", "marginal", "interaction"}
     cell = c[c["contrast"] == "cell"]
     assert set(cell["group"]) == set(CELLS) - {"skin=light|gender=male"}
-    marg = c[c["contrast"] == "marginal"]
+    marg = c[(c["contrast"] == "marginal") & (c["condition"] == "all")]
     assert set(zip(marg["attribute"], marg["level"])) == {("skin_tone", "intermediate"), ("skin_tone", "dark"),
                                                          ("gender", "female")}
+    # marginal effects are also given within each edit condition and over the primary pool, and they are
+    # the primary family of a crossed design (issue 18)
+    per_cond = c[(c["contrast"] == "marginal") & ~c["condition"].isin(["all", "primary_pool"])]
+    assert set(per_cond["attribute"].str.split("|").str[0]) == {"skin_tone", "gender"}
+    assert "primary_pool" in set(c.loc[c["contrast"] == "marginal", "condition"])
+    assert set(c.loc[c["family"] == "primary", "contrast"]) == {"marginal"}
     inter = c[c["contrast"] == "interaction"]
     assert set(inter["level"]) == {"intermediate:female", "dark:female"}
     assert set(inter["metric"]) == {"fnmr_interaction", "fnmr_ratio_interaction", "fmr_interaction",
@@ -147,3 +153,19 @@ def test_planted_cell_effect_is_an_interaction(gender_run, tmp_path):
         assert every_cell.loc[metric, "p_adjusted"] >= 0.05, every_cell.loc[metric]
     assert abs(every_cell.loc["fnmr_interaction", "estimate"]) < planted["estimate"] / 2
     assert np.isfinite(every_cell["estimate"]).all()
+
+
+def test_leakage_gaps_are_between_levels_of_one_attribute(gender_run):
+    """Issue 18: in the crossed design the skin gap is between skin levels (tens of degrees of ITA),
+    never between gender cells (the old card's 1.94 deg gap gave shares of thousands of percent)."""
+    leak = pd.read_parquet(gender_run / "results" / "leakage.parquet")
+    faces = pd.read_parquet(gender_run / "faces.parquet")
+    skin = leak[leak["attribute"] == "skin_tone"]
+    assert len(skin)
+    protos = faces[faces["edit_attr"] == "none"]
+    level_means = protos.groupby(["skin_tone", "gender"])["measured_skin_ita"].mean().groupby(level=0).mean()
+    assert skin["level_gap"].iloc[0] == pytest.approx(np.diff(np.sort(level_means.to_numpy())).min())
+    assert (skin["level_gap"] > 10).all()
+    assert (leak["share"].dropna() < 10).all()  # no share above 1000%
+    if "measured_gender_pmale" in faces.columns:
+        assert set(leak["attribute"]) == {"skin_tone", "gender"}

@@ -32,8 +32,10 @@ from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
 from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METRICS, THRESHOLD_FREE_CONTRAST_METRICS,
-                                      adjust_pvalues, model_contrasts)
-from faceaudit.stats.data import ALL, make_layout, prepare_model
+                                      model_contrasts)
+from faceaudit.stats.data import ALL, condition_label, make_layout, prepare_model
+from faceaudit.stats.primary import (adjust_by_family, ci_method_text, family_summary, flip_matrix,
+                                     leakage_table, mark_family, primary_conditions)
 from faceaudit.stats.dose_response import dose_response_table
 from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,
                                          error_rate_table, fmr_key)
@@ -41,7 +43,7 @@ from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
 from faceaudit.stats.intersectional import intersectional_contrasts
 
-__all__ = ["analyze_run", "analyze_design", "build_summary", "unenrolled_rows", "roc_table", "score_hist_table",
+__all__ = ["analyze_run", "analyze_design", "detector_rows", "build_summary", "unenrolled_rows", "roc_table", "score_hist_table",
            "METHODS", "SUMMARY_SCHEMA"]
 
 SUMMARY_SCHEMA = "faceaudit.summary/1"
@@ -214,6 +216,21 @@ def _null_metrics(m: dict, primary: pd.DataFrame, proto: Protocol) -> None:
             block.setdefault(metric, {g: dict(null) for g in groups[metric] or default})
 
 
+def _per_model_view(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """Contrast rows with each detector-level row (``model == "detector:..."``) repeated for every model
+    in its ``models`` column, so every model's summary block still names its FTE contrasts."""
+    if not len(contrasts) or "models" not in contrasts.columns:
+        return contrasts
+    det = contrasts["model"].astype(str).str.startswith("detector:")
+    if not det.any():
+        return contrasts
+    expanded = []
+    for _, row in contrasts[det].iterrows():
+        for m in str(row["models"]).split(","):
+            expanded.append(row.to_dict() | {"model": m})
+    return pd.concat([contrasts[~det], pd.DataFrame(expanded)], ignore_index=True)
+
+
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
     ref_group = proto.reference_group
@@ -225,7 +242,8 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         "n_seeds": int(n_seeds),
         "n_boot": proto.analysis.n_boot,
         "ci_level": level,
-        "ci_method": ER_CI_METHOD,  # bootstrap, except FMR intervals and contrasts (dyadic-robust)
+        "ci_method": ER_CI_METHOD,  # the rates' intervals; every method: "methods"
+        "methods": ci_method_text(),
         "adjust": proto.analysis.adjust,
         "fairness_alpha": proto.analysis.fairness_alpha,
         "protected_attribute": proto.protected_attribute,
@@ -236,7 +254,15 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         "contrasts": [],
         "versions": _versions(),
     }
+    alpha = 1 - level
+    family = family_summary(contrasts, proto.analysis.adjust, alpha) if len(contrasts) else \
+        {"size": 0, "method": proto.analysis.adjust, "n_significant": 0, "alpha": alpha, "models": {}}
+    summary["primary_family"] = {k: v for k, v in family.items() if k != "models"}
+    spec = proto.analysis.primary
+    summary["primary_analysis"] = {"metrics": list(spec.metrics), "conditions": spec.conditions,
+                                   "leakage_max": spec.leakage_max}
     pooled = er[er["edit_attr"] == ALL]
+    contrasts = _per_model_view(contrasts)
     primary = contrasts[contrasts["condition"] == ALL] if len(contrasts) else contrasts
     if not len(fair):  # no model enrolled a comparison: no fairness summary exists
         fair = pd.DataFrame({"model": pd.Series(dtype=str), "target_fmr": pd.Series(dtype=float),
@@ -274,20 +300,75 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
             m[fmr_key(t)] = k
         if m["enrolled_nothing"]:
             _null_metrics(m, primary, proto)
-        m["n_significant_contrasts"] = int((mc["p_adjusted"] < 1 - level).sum()) if len(mc) else 0
+        # the tiles' "k of n": the model's rows of the primary family (one Holm/BH family for the run)
+        fam = family["models"].get(model, {"size": 0, "n_significant": 0})
+        m["primary_family"] = fam
+        m["n_significant_contrasts"] = fam["n_significant"]
+        m["n_primary_contrasts"] = fam["size"]
         summary["models"][model] = m
     for r in primary.to_dict("records") if len(primary) else []:
         summary["contrasts"].append({k: (_num(v) if isinstance(v, (float, np.floating, int, np.integer)) else v)
                                      for k, v in r.items() if k in ("model", "attribute", "level", "reference", "metric",
                                                                     "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted",
-                                                                    "target_fmr", "n_seeds", "group", "contrast")})
+                                                                    "target_fmr", "n_seeds", "group", "contrast",
+                                                                    "family", "events", "n", "events_ref", "n_ref",
+                                                                    "reportable", "n_events_min")})
     return summary
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[dict[str, pd.DataFrame], dict]:
+def _protected_levels(proto: Protocol) -> dict[str, list[str]]:
+    """Protected attribute -> its level names (generated designs; an import has none to measure)."""
+    if proto.dataset is not None:
+        return {}
+    return {p.attribute: [lv.name for lv in p.levels] for p in proto.protected_specs}
+
+
+def detector_rows(contrasts: pd.DataFrame, face_fte: dict[str, np.ndarray],
+                  detectors: dict[str, str] | None = None) -> pd.DataFrame:
+    """FTE contrasts once per detector: models whose faces failed to enrol identically share their
+    detector, and their ``fte_rate_diff`` rows are one row with ``model = "detector:<name>"`` and
+    ``models`` listing them (comma-separated).
+
+    Parameters
+    ----------
+    contrasts : pandas.DataFrame
+        Contrast rows of every model.
+    face_fte : dict
+        Model -> per-face failure-to-enrol flags (same face order for every model).
+    detectors : dict, optional
+        Model -> detector name (``detector:<name>``); default: the models' names joined by ``+``.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"model": ["a", "b", "a"], "metric": ["fte_rate_diff", "fte_rate_diff", "fnmr_diff"]})
+    >>> fte = {"a": np.array([0, 1]), "b": np.array([0, 1])}
+    >>> detector_rows(c, fte, {"a": "yunet", "b": "yunet"})[["model", "metric", "models"]].values.tolist()
+    [['a', 'fnmr_diff', None], ['detector:yunet', 'fte_rate_diff', 'a,b']]
+    """
+    if not len(contrasts):
+        return contrasts
+    groups: dict[bytes, list[str]] = {}
+    for model, fte in face_fte.items():
+        groups.setdefault(np.asarray(fte, dtype=bool).tobytes(), []).append(model)
+    fte_rows = contrasts["metric"] == "fte_rate_diff"
+    keep = [contrasts[~fte_rows].assign(models=None)]
+    for models in groups.values():
+        names = {(detectors or {}).get(m) for m in models}
+        name = names.pop() if len(names) == 1 and None not in names else "+".join(models)
+        rows = contrasts[fte_rows & (contrasts["model"] == models[0])]
+        keep.append(rows.assign(model=f"detector:{name}", models=",".join(models)))
+    return pd.concat(keep, ignore_index=True)
+
+
+def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None = None,
+                   detectors: dict[str, str] | None = None, **reduce_options) -> tuple[dict[str, pd.DataFrame], dict]:
     """The result tables and summary of one design; ``models`` yields ``(ModelData, source, where)``, or
     ``(None, unenrolled_rows, where)`` for a model that enrolled no impostor comparison at all.
 
@@ -303,6 +384,11 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
         The index space of the run (:func:`faceaudit.stats.data.make_layout`).
     models : iterable
         ``(ModelData, source, where)`` per model, as above.
+    faces : pandas.DataFrame, optional
+        ``faces.parquet``: the leakage of each edit into the protected measures
+        (``results/leakage.parquet``) decides the primary pool; without it every edit is pooled.
+    detectors : dict, optional
+        Model -> detector name, for the detector-level FTE rows (:func:`detector_rows`).
     **reduce_options
         Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
 
@@ -326,11 +412,20 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
     ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
     ...     tables, summary = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
     >>> sorted(tables), summary["models"]["sim"]["enrolled_nothing"]
-    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'roc', 'score_hist'], False)
+    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'leakage', 'roc', 'score_hist'], False)
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
+    # the sign-flip p-values' random flips: their own stream of the protocol seed, shared by every row
+    flips = flip_matrix(layout.S, np.random.default_rng(np.random.SeedSequence([proto.seed, 18])))
     ref_group = proto.reference_group
+    levels = _protected_levels(proto)
+    leakage = leakage_table(faces if faces is not None else pd.DataFrame(), list(levels), levels,
+                            a.primary.leakage_max)
+    labels = [condition_label(attr, lv) for attr, lv in layout.conditions]
+    tested, pooled = primary_conditions(labels, a.primary.conditions, leakage)
+    pool = [labels.index(c) for c in pooled]
+    face_fte: dict[str, np.ndarray] = {}
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
                                                               "roc", "score_hist")}
     for md, source, where in models:
@@ -347,12 +442,14 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
         except ValueError as err:
             raise BadInput(f"{where}: {err}") from None
         tables["error_rates"].append(error_rate_table(mr, a.ci_level, list(a.far_points)))
-        cell_rows = model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level)
+        face_fte[md.model] = md.face_fte
+        cell_rows = model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level, pool=pool, flips=flips)
         cell_rows["contrast"] = "cell"
         tables["contrasts"].append(cell_rows)
         if len(proto.group_attributes) > 1:
             # crossed protected attributes: marginal effects and interactions (faceaudit.stats.intersectional)
-            tables["contrasts"].append(intersectional_contrasts(mr, proto.group_attributes, a.ci_level))
+            tables["contrasts"].append(intersectional_contrasts(mr, proto.group_attributes, a.ci_level, flips=flips,
+                                                                pool=pool))
         tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
@@ -361,7 +458,12 @@ def analyze_design(proto: Protocol, layout, models, **reduce_options) -> tuple[d
     out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
     if not tables["contrasts"]:  # no model enrolled a comparison: an empty table, with its columns
         out["contrasts"] = pd.DataFrame({c: pd.Series(dtype=object) for c in CONTRAST_COLUMNS})
-    out["contrasts"] = adjust_pvalues(out["contrasts"], a.adjust)
+    else:
+        out["contrasts"] = detector_rows(out["contrasts"], face_fte, detectors)
+    primary_contrast = "marginal" if len(proto.group_attributes) > 1 else "cell"
+    out["contrasts"] = mark_family(out["contrasts"], list(a.primary.metrics), tested, primary_contrast)
+    out["contrasts"] = adjust_by_family(out["contrasts"], a.adjust)
+    out["leakage"] = leakage
     summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
     return out, summary
 
@@ -473,7 +575,13 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
                                      layout.S, layout.G * layout.C)
             yield md, source, str(spath)
 
-    out, summary = analyze_design(proto, layout, model_data())
+    detectors = {}
+    for name, record in (run.manifest.get("models") or {}).items():
+        if isinstance(record, dict):
+            det = record.get("detector") or ("yunet" if "YuNet" in str(record.get("alignment", "")) else None)
+            if det:
+                detectors[name] = det
+    out, summary = analyze_design(proto, layout, model_data(), faces=faces, detectors=detectors)
     if write:
         for name, df in out.items():
             write_table(rd.results / f"{name}.parquet", df)

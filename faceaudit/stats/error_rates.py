@@ -19,22 +19,27 @@ Counting rules (ISO/IEC 19795-1 vocabulary):
 Every rate is a ratio of counts, so one replicate is ``(W @ numerators) / (W @ denominators)`` for
 genuine pairs and faces (one seed each) and a quadratic form in ``W`` for impostor pairs (two seeds;
 see :mod:`faceaudit.stats.bootstrap` for why the pair weight is ``W[a] * W[b]``). Those replicates feed
-the fairness summaries; the *reported* FMR intervals use the dyadic-robust variance instead
-(:mod:`faceaudit.stats.dyadic`, logit scale): the product weight over-counts pair-level noise, and a
-percentile interval of a skewed small rate from 40-odd seeds was measured too narrow (about 91%).
+the fairness summaries and the contrasts. The *reported* per-group intervals are Wilson score
+intervals on cluster-adjusted effective counts (:func:`faceaudit.stats.primary.wilson_effective`):
+the design effect is the bootstrap variance of the rate (FNMR, GFNMR, FTE), or its dyadic-robust
+variance (FMR, :mod:`faceaudit.stats.dyadic`; the product weight over-counts pair-level noise),
+over the binomial one, at least 1; they stay valid at 0-10 events, where a percentile or logit
+interval collapses to a point.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from faceaudit.stats.bootstrap import CI_METHOD, pair_quadform, percentile_ci
+from faceaudit.stats.bootstrap import pair_quadform
 from faceaudit.stats.data import ALL, Layout, ModelData, Side
-from faceaudit.stats.dyadic import DYADIC_METHOD, DyadicDesign, logit_interval, rate_influence
+from faceaudit.stats.dyadic import DyadicDesign, logit_interval, rate_influence
+from faceaudit.stats.primary import RATE_CI_METHOD, wilson_effective
 from faceaudit.stats import thresholds as T
 
 if TYPE_CHECKING:
@@ -42,11 +47,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ER_CI_METHOD", "PSEUDO_ERRORS", "PSEUDO_TRIALS", "fmr_key", "enrolled_nothing", "Count", "Ratio",
            "ModelRates", "GenuineRates", "genuine_rates", "compute_model_rates", "compute_model_rates_streamed",
-           "threshold_free", "fmr_ci", "error_rate_table", "seed_cell_matrix", "single_seed_count", "pair_count",
+           "threshold_free", "fmr_ci", "fmr_variance", "error_rate_table", "seed_cell_matrix", "single_seed_count", "pair_count",
            "genuine_by_set", "fmr_cell_masks"]
 
-#: error_rates rows: FNMR/GFNMR/FTE from the seed bootstrap, FMR from the dyadic-robust variance
-ER_CI_METHOD = f"{CI_METHOD}; fmr: {DYADIC_METHOD}, logit scale"
+#: error_rates rows: Wilson intervals on cluster-adjusted effective counts (faceaudit.stats.primary)
+ER_CI_METHOD = RATE_CI_METHOD
 
 #: pseudo-counts for rates that enter a ratio (max/min ratios, IR, ratio contrasts): (e + 0.5)/(n + 1)
 PSEUDO_ERRORS = 0.5
@@ -85,6 +90,7 @@ class Count:
     point: np.ndarray  # (G+1, C+1)
     boot: np.ndarray  # (B, G+1, C+1)
     seeds: np.ndarray | None = None  # (G+1, C+1) number of seeds contributing (denominators only)
+    per_seed: np.ndarray | None = None  # (S, G, C) per-seed sums (items of one seed: sign-flip p-values)
 
 
 @dataclass
@@ -136,7 +142,7 @@ def single_seed_count(W: np.ndarray, seed, group, cond, values, layout: Layout, 
         seeds[:G, C] = per.any(axis=2).sum(axis=0)
         seeds[G, :C] = per.any(axis=1).sum(axis=0)
         seeds[G, C] = per.any(axis=(1, 2)).sum()
-    return Count(point, boot, seeds)
+    return Count(point, boot, seeds, M.reshape(M.shape[0], G, C))
 
 
 def pair_count(W: np.ndarray, side: Side, values: np.ndarray, layout: Layout, with_seeds: bool = False) -> Count:
@@ -197,6 +203,18 @@ class ModelRates:
         """Per impostor pair: 1.0 for a false match at the global threshold of ``target``."""
         imp = self.md.impostor
         return (imp.ok & (imp.score >= self.thresholds[target])).astype(float)
+
+    def false_match_pairs(self, target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(seed_lo, seed_hi, group, cond)`` of every false match at ``target`` (the units of the
+        FMR sign test, :func:`faceaudit.stats.primary.discordant_pvalue`)."""
+        if self.imp is not None:
+            h = self.imp.hits[target]
+            a, b, cell = h.pair_arrays()
+            return np.minimum(a, b), np.maximum(a, b), cell // self.imp.C, cell % self.imp.C
+        imp = self.md.impostor
+        m = imp.ok & (imp.score >= self.thresholds[target])
+        a, b = imp.seed_a[m].astype(np.int64), imp.seed_b[m].astype(np.int64)
+        return np.minimum(a, b), np.maximum(a, b), imp.group[m].astype(np.int64), imp.cond[m].astype(np.int64)
 
 
 @dataclass
@@ -435,6 +453,9 @@ def fmr_cell_masks(mr: ModelRates):
 def fmr_ci(mr: ModelRates, target: float, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cell FMR, with a logit-scale interval from the dyadic-robust variance (not the bootstrap).
 
+    Kept for the dyadic-variance tests; ``error_rates`` reports the Wilson interval on effective
+    counts instead (:func:`fmr_variance`, :func:`faceaudit.stats.primary.wilson_effective`).
+
     The vertex bootstrap's product weight over-counts pair-level noise, and its percentile interval of
     a skewed small rate undercovered with 40 seeds (about 91% for 95%, tests/test_stats_dyadic.py).
     A rate's variance is ``V_D(hit - R ok) / n^2`` (delta method for a ratio of totals).
@@ -457,10 +478,53 @@ def fmr_ci(mr: ModelRates, target: float, level: float) -> tuple[np.ndarray, np.
     return est, lo, hi
 
 
-def _ci(ratio: Ratio, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fmr_variance(mr: ModelRates, target: float) -> np.ndarray:
+    """``(G+1, C+1)`` dyadic-robust variance of the FMR of every (group, condition) cell (NaN: no comparison).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> from faceaudit.stats.data import make_layout, prepare_model
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}), np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], list(SimSpec().groups))
+    >>> md = prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> mr = compute_model_rates(md, seed_weights(layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> fmr_variance(mr, 0.1).shape
+    (4, 4)
+    """
+    L = mr.md.layout
+    var = np.full((L.G + 1, L.C + 1), np.nan)
+    if mr.imp is not None:
+        from faceaudit.stats.impostors import dyadic_terms
+
+        d = dyadic_terms(mr.imp, target)
+        for g in range(L.G + 1):
+            for c in range(L.C + 1):
+                j = g * (L.C + 1) + c
+                if d.n[j] > 0:
+                    var[g, c] = d.variance([(j, 1.0, d.e[j] / d.n[j])]) / d.n[j] ** 2
+        return var
+    imp = mr.md.impostor
+    hit, ok = mr.false_match(target), imp.ok.astype(float)
+    for g, c, mask in fmr_cell_masks(mr):
+        u, e, n = rate_influence(hit, ok, mask)
+        if n > 0:
+            var[g, c] = mr.dyad.variance(u, mask & imp.ok) / n ** 2
+    return var
+
+
+def _wilson(ratio: Ratio, level: float, var: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rate and Wilson interval on effective counts (:func:`faceaudit.stats.primary.wilson_effective`);
+    ``var``: the clustered variance of each rate (default: variance of the seed-bootstrap replicates)."""
     est = ratio.rate()
-    lo, hi = percentile_ci(ratio.rate_boot(), level, axis=0)
-    return est, lo, hi
+    if var is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates of an empty cell
+            var = np.nanvar(ratio.rate_boot(), axis=0, ddof=1)
+    lo, hi = wilson_effective(ratio.num.point, ratio.den.point, var, level)
+    return est, lo.reshape(est.shape), hi.reshape(est.shape)
 
 
 def error_rate_table(mr: ModelRates, level: float, far_points: list[float]) -> pd.DataFrame:
@@ -511,13 +575,13 @@ def error_rate_table(mr: ModelRates, level: float, far_points: list[float]) -> p
         tf = threshold_free_streamed(mr.imp, L.groups, mr.gen_by_set, far_points, fmr_key).set_index("group")
     else:
         tf = threshold_free(mr.md, far_points).set_index("group")
-    fte_est, fte_lo, fte_hi = _ci(mr.fte, level)
+    fte_est, fte_lo, fte_hi = _wilson(mr.fte, level)
     n_imp = mr.fmr[next(iter(mr.fmr))].den.point
     rows = []
     for t in mr.thresholds:
-        fmr_e, fmr_lo, fmr_hi = fmr_ci(mr, t, level)
-        fnmr_e, fnmr_lo, fnmr_hi = _ci(mr.fnmr[t], level)
-        gf_e, gf_lo, gf_hi = _ci(mr.gfnmr[t], level)
+        fmr_e, fmr_lo, fmr_hi = _wilson(mr.fmr[t], level, fmr_variance(mr, t))
+        fnmr_e, fnmr_lo, fnmr_hi = _wilson(mr.fnmr[t], level)
+        gf_e, gf_lo, gf_hi = _wilson(mr.gfnmr[t], level)
         fm = mr.fmr[t].num.point
         fnm = mr.fnmr[t].num.point
         for gi, g in enumerate(groups):

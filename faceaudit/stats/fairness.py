@@ -168,17 +168,22 @@ def fairness_table(mr, alpha: float, level: float) -> pd.DataFrame:
     import pandas as pd
 
     from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci
+    from faceaudit.stats.primary import RATIO_SMOOTHING, REPORTABLE_MIN_EVENTS
 
     L = mr.md.layout
     G, C = L.G, L.C
     rows = []
 
-    def add(t, metric, est, reps, raw=None, worst=None, best=None):
+    def add(t, metric, est, reps, raw=None, worst=None, best=None, events=None):
         lo, hi = percentile_ci(reps, level)
-        rows.append({"model": mr.md.model, "target_fmr": t, "metric": metric, "estimate": float(est),
-                     "ci_lo": float(lo), "ci_hi": float(hi), "estimate_raw": float(est if raw is None else raw),
-                     "worst_group": worst, "best_group": best, "alpha": alpha, "n_groups": G,
-                     "ci_level": level, "ci_method": CI_METHOD})
+        row = {"model": mr.md.model, "target_fmr": t, "metric": metric, "estimate": float(est),
+               "ci_lo": float(lo), "ci_hi": float(hi), "estimate_raw": float(est if raw is None else raw),
+               "worst_group": worst, "best_group": best, "alpha": alpha, "n_groups": G,
+               "ci_level": level, "ci_method": CI_METHOD}
+        if events is not None:  # a ratio of smoothed rates: how many events it rests on
+            m = float(np.min(events))
+            row.update(n_events_min=m, reportable=bool(m >= REPORTABLE_MIN_EVENTS), smoothing=RATIO_SMOOTHING)
+        rows.append(row)
 
     def groups_of(rates) -> dict:
         # worst = highest error rate, best = lowest (None when undefined)
@@ -195,15 +200,17 @@ def fairness_table(mr, alpha: float, level: float) -> pd.DataFrame:
         for name, ratio in (("fmr", fmr_r), ("fnmr", fnmr_r), ("gfnmr", mr.gfnmr[t])):
             raw = ratio.rate()[:G, C]
             add(t, f"{name}_max_min_ratio", max_min_ratio(ratio.smoothed()[:G, C]),
-                max_min_ratio(ratio.smoothed_boot()[:, :G, C]), raw=max_min_ratio(raw), **groups_of(raw))
+                max_min_ratio(ratio.smoothed_boot()[:, :G, C]), raw=max_min_ratio(raw), **groups_of(raw),
+                events=ratio.num.point[:G, C])
         add(t, "fmr_max_diff", max_abs_diff(fmr), max_abs_diff(fmr_b), None, **groups_of(fmr))
         add(t, "fnmr_max_diff", max_abs_diff(fnmr), max_abs_diff(fnmr_b), None, **groups_of(fnmr))
         add(t, "fdr", fdr(fmr, fnmr, alpha), fdr(fmr_b, fnmr_b, alpha))
         add(t, "ir", inequity_rate(fmr_s, fnmr_s, alpha), inequity_rate(fmr_sb, fnmr_sb, alpha),
-            raw=inequity_rate(fmr, fnmr, alpha))
+            raw=inequity_rate(fmr, fnmr, alpha),
+            events=np.concatenate([fmr_r.num.point[:G, C], fnmr_r.num.point[:G, C]]))
         add(t, "garbe", garbe(fmr, fnmr, alpha), garbe(fmr_b, fnmr_b, alpha))
     fte = mr.fte
     raw = fte.rate()[:G, C]
     add(float("nan"), "fte_max_min_ratio", max_min_ratio(fte.smoothed()[:G, C]), max_min_ratio(fte.smoothed_boot()[:, :G, C]),
-        raw=max_min_ratio(raw), **groups_of(raw))
+        raw=max_min_ratio(raw), **groups_of(raw), events=fte.num.point[:G, C])
     return pd.DataFrame(rows)

@@ -408,6 +408,14 @@ class HitStats:
     gram_hh: np.ndarray  # (K, K) sum over seed pairs of hits(k) * hits(k')
     gram_hn: np.ndarray  # (K, K) sum over seed pairs of hits(k) * comparisons(k')
     boot: np.ndarray  # (B, K) sum over false matches of W[:, a] * W[:, b]
+    #: (seed_a, seed_b, cell) blocks of the false-matching pairs themselves (few: the FMR sign test)
+    pairs: list = field(default_factory=list)
+
+    def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.pairs:
+            e = np.zeros(0, dtype=np.int64)
+            return e, e, e
+        return tuple(np.concatenate([p[i] for p in self.pairs]).astype(np.int64) for i in range(3))
 
 
 @dataclass
@@ -601,6 +609,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
             h = hits[t]
             a, b, c = blk.seed_a[hm], blk.seed_b[hm], blk.cell[hm]
             h.count += np.bincount(c, minlength=K)
+            h.pairs.append((a, b, c))
             h.per_seed += _per_seed(a, b, c, S, K)
             XH, hkeys = _dyad_matrix(lo[hm], hi[hm], c, s0, s1, S, K)
             h.gram_hh += XH.T @ XH

@@ -20,7 +20,12 @@ Intervals: as for the cell contrasts: FNMR, genuine-score and FTE rows from the 
 bootstrap weights (the replicate of a combination is the combination of the replicates: every cell
 of a seed moves together, which is the pairing); FMR rows from the dyadic-robust variance of the
 linearised combination (:mod:`faceaudit.stats.dyadic`, :class:`faceaudit.stats.impostors.DyadicTerms`).
-Every row joins the run's single multiplicity family (Holm or BH over all contrasts).
+p-values: marginal rows use the run's paired sign-flip test (:mod:`faceaudit.stats.primary`: each
+seed's renderings at the level and at the reference, matched on the other attributes' levels, are
+swapped; FMR: the exact sign test of the discordant seed pairs). Interaction rows are exploratory
+and keep the p-value that inverts their interval (:data:`INTERACTION_PVALUE_METHOD`).
+Marginal rows are the primary contrasts of a crossed design (``analysis.primary``); interactions are
+exploratory (:func:`faceaudit.stats.primary.adjust_by_family`).
 """
 
 from __future__ import annotations
@@ -30,11 +35,18 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from faceaudit.stats.contrasts import _dyadic_row, _row
-from faceaudit.stats.dyadic import rate_influence
+from faceaudit.stats.bootstrap import resolved_pvalue
+from faceaudit.stats.contrasts import _dyadic_row, _FmrUnits, _row, _with_counts
+from faceaudit.stats.dyadic import normal_interval, rate_influence
+from faceaudit.stats.data import condition_label
+from faceaudit.stats.primary import PRIMARY_POOL, flip_matrix, seed_flip_pvalue
 from faceaudit.stats.error_rates import ModelRates, Ratio
 
-__all__ = ["parse_group", "fmr_combination", "intersectional_contrasts"]
+__all__ = ["parse_group", "fmr_combination", "intersectional_contrasts", "INTERACTION_PVALUE_METHOD"]
+
+#: interaction rows (exploratory) keep the p-value that inverts their interval
+INTERACTION_PVALUE_METHOD = ("interval inversion (interaction, exploratory): seed-bootstrap percentile inversion, "
+                             "normal with the bootstrap SE beyond the replicates; dyadic-robust normal for FMR")
 
 
 def parse_group(group: str) -> dict[str, str]:
@@ -42,11 +54,13 @@ def parse_group(group: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in group.split("|"))
 
 
-def _pooled(ratio: Ratio, cells: list[int], c: int, smoothed: bool = False) -> tuple[float, np.ndarray]:
-    num_p = ratio.num.point[cells, c].sum()
-    den_p = ratio.den.point[cells, c].sum()
-    num_b = ratio.num.boot[:, cells, c].sum(axis=1)
-    den_b = ratio.den.boot[:, cells, c].sum(axis=1)
+def _pooled(ratio: Ratio, cells: list[int], c, smoothed: bool = False) -> tuple[float, np.ndarray]:
+    """Rate pooled over ``cells`` in condition ``c`` (an index, or a list of indices pooled too)."""
+    cs = list(c) if isinstance(c, list) else [c]
+    num_p = ratio.num.point[np.ix_(cells, cs)].sum()
+    den_p = ratio.den.point[np.ix_(cells, cs)].sum()
+    num_b = ratio.num.boot[:, cells][:, :, cs].sum(axis=(1, 2))
+    den_b = ratio.den.boot[:, cells][:, :, cs].sum(axis=(1, 2))
     if smoothed:
         from faceaudit.stats.error_rates import PSEUDO_ERRORS, PSEUDO_TRIALS
 
@@ -73,18 +87,19 @@ def _log_combine(ratio: Ratio, terms: list[tuple[list[int], float]], c: int) -> 
     return float(np.exp(log_est)), np.exp(np.asarray(log_reps))
 
 
-def fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], float]], cond: int | None):
-    """``(estimate, se)`` of ``sum coef * FMR pooled over cells`` at the global threshold (dyadic-robust)."""
+def fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], float]], cond):
+    """``(estimate, se)`` of ``sum coef * FMR pooled over cells`` at the global threshold (dyadic-robust);
+    ``cond``: a condition index, a list of them (pooled), or None (every condition)."""
     L = mr.md.layout
     C = L.C
-    c = C if cond is None else cond
+    conds = [C] if cond is None else (list(cond) if isinstance(cond, list) else [cond])
     if mr.imp is not None:
         from faceaudit.stats.impostors import dyadic_terms
 
         d = dyadic_terms(mr.imp, target)
         est, parts = 0.0, []
         for cells, coef in terms:
-            js = [g * (C + 1) + c for g in cells]
+            js = [g * (C + 1) + c for g in cells for c in conds]
             e, n = float(sum(d.e[j] for j in js)), float(sum(d.n[j] for j in js))
             if n == 0:
                 return float("nan"), float("nan")
@@ -93,7 +108,7 @@ def fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], 
         return est, float(np.sqrt(d.variance(parts)))
     imp = mr.md.impostor
     hit, ok = mr.false_match(target), imp.ok.astype(float)
-    in_c = np.ones(len(imp), dtype=bool) if cond is None else imp.cond == c
+    in_c = np.ones(len(imp), dtype=bool) if cond is None else np.isin(imp.cond, conds)
     est, psi, mask = 0.0, np.zeros(len(imp)), np.zeros(len(imp), dtype=bool)
     for cells, coef in terms:
         m = in_c & np.isin(imp.group, cells)
@@ -106,8 +121,13 @@ def fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], 
     return est, float(np.sqrt(mr.dyad.variance(psi, mask)))
 
 
-def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, list[str], str]], level: float) -> pd.DataFrame:
-    """Marginal and interaction rows for one model (``attributes``: ``Protocol.group_attributes``)."""
+def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, list[str], str]], level: float,
+                             flips: np.ndarray | None = None, pool: list[int] | None = None) -> pd.DataFrame:
+    """Marginal and interaction rows for one model (``attributes``: ``Protocol.group_attributes``).
+
+    Marginal effects are given pooled over every condition (``condition == "all"``), within each
+    edit condition, and over the primary pool ``pool`` (condition indices; ``primary_pool``);
+    interactions pooled over every condition only. ``flips``: the run's sign-flip matrix."""
     L = mr.md.layout
     if len(attributes) < 2:
         return pd.DataFrame()
@@ -122,28 +142,73 @@ def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, li
     def seeds_of(ratio: Ratio, idx: list[int]) -> int:
         return int(min(ratio.den.seeds[i, C] for i in idx)) if ratio.den.seeds is not None else L.S
 
-    def add(attribute, label, ref_label, group, ref_group, terms, all_cells, metrics):
+    units = {t: _FmrUnits(mr, t) for t in mr.thresholds}
+    flips = flip_matrix(L.S, np.random.default_rng(0)) if flips is None else flips
+
+    def signature(group: int, attribute: str) -> tuple:
+        """the cell's levels of every attribute but ``attribute`` (pairs a level's cell with its reference cell)"""
+        return tuple(sorted((k, v) for k, v in cells[group].items() if k != attribute))
+
+    def marginal_p(prefix, name, kind, t, terms, cs):
+        pconds = None if cs == C else (cs if isinstance(cs, list) else [cs])
+        (lv_cells, _), (ref_cells, _) = terms
+        if name.startswith("fmr"):
+            sig = {s: i for i, s in enumerate(sorted({signature(i, prefix) for i in range(L.G)}))}
+            return units[t].pvalue_cells(lv_cells, ref_cells, np.array([sig[signature(i, prefix)] for i in range(L.G)]),
+                                         pconds)
+        ratio = {"gscore": mr.gscore, "fte": mr.fte}.get(kind) or mr.fnmr[t]
+        num, den = ratio.num.per_seed, ratio.den.per_seed
+        if pconds is not None:
+            num, den = num[:, :, pconds], den[:, :, pconds]
+        return seed_flip_pvalue(num[:, lv_cells].sum(axis=(1, 2)), den[:, lv_cells].sum(axis=(1, 2)),
+                                num[:, ref_cells].sum(axis=(1, 2)), den[:, ref_cells].sum(axis=(1, 2)), flips)
+
+    def counts(ratio, terms, cs):
+        (lv_cells, _), (ref_cells, _) = terms
+        cc = cs if isinstance(cs, list) else [cs]
+        pt = lambda x, cells: float(x.point[np.ix_(cells, cc)].sum())  # noqa: E731
+        return pt(ratio.num, lv_cells), pt(ratio.den, lv_cells), pt(ratio.num, ref_cells), pt(ratio.den, ref_cells)
+
+    def finish(row, prefix, name, kind, t, terms, ratio, null, reps=None, se=None, cs=C):
+        if prefix is not None:  # a marginal effect: the run's one p-value method
+            c = counts(ratio, terms, cs)
+            if name == "genuine_score_diff":
+                c = (float("nan"), c[1], float("nan"), c[3])
+            return _with_counts(row, marginal_p(prefix, name, kind, t, terms, cs), *c)
+        # an interaction (exploratory): no exchangeability makes a flip test exact for a difference
+        # of differences, so its p-value inverts its own interval
+        if reps is not None:
+            row["p_value"] = resolved_pvalue(reps, row["estimate"], null, log=name.endswith("ratio_interaction"))
+        else:
+            row["p_value"] = normal_interval(row["estimate"], se, level, null)[2]
+        row["p_method"] = INTERACTION_PVALUE_METHOD
+        return row
+
+    def add(attribute, label, ref_label, group, ref_group, terms, all_cells, metrics, prefix=None, cs=C,
+            cond_label="all"):
+        cc = cs if isinstance(cs, list) else [cs]
         for name, kind in metrics:
             if name.startswith("fmr"):
                 for t in mr.thresholds:
-                    est, se = fmr_combination(mr, t, terms, None)
+                    est, se = fmr_combination(mr, t, terms, None if cs == C else cs)
                     if np.isfinite(est):
-                        rows.append(_dyadic_row(model, attribute, group, ref_group, name, est, se, level, 0.0, t,
-                                                seeds_of(mr.fmr[t], all_cells), "all")
-                                    | {"level": label, "reference": ref_label})
+                        row = _dyadic_row(model, attribute, group, ref_group, name, est, se, level, 0.0, t,
+                                          seeds_of(mr.fmr[t], all_cells), cond_label) | {"level": label, "reference": ref_label}
+                        rows.append(finish(row, prefix, name, kind, t, terms, mr.fmr[t], 0.0, se=se, cs=cs))
                 continue
             for t in (mr.thresholds if kind in ("fnmr", "fnmr_ratio") else [float("nan")]):
                 ratio = {"fnmr": None, "fnmr_ratio": None, "gscore": mr.gscore, "fte": mr.fte}[kind] or mr.fnmr[t]
-                if any(ratio.den.point[i, C] == 0 for i in all_cells):
+                if any(ratio.den.point[np.ix_([i], cc)].sum() == 0 for i in all_cells):
                     continue
                 if kind == "fnmr_ratio":
-                    est, reps = _log_combine(ratio, terms, C)
+                    est, reps = _log_combine(ratio, terms, cs)
                     null = 1.0
                 else:
-                    est, reps = _combine(ratio, terms, C)
+                    est, reps = _combine(ratio, terms, cs)
                     null = 0.0
-                rows.append(_row(model, attribute, group, ref_group, name, est, reps, level, null, t,
-                                 seeds_of(ratio, all_cells), "all") | {"level": label, "reference": ref_label})
+                row = _row(model, attribute, group, ref_group, name, est, reps, level, null, t,
+                           seeds_of(ratio, all_cells), cond_label) | {"level": label, "reference": ref_label}
+                rows.append(finish(row, prefix, name, kind, t, terms, ratio, null, reps=reps, cs=cs))
 
     # marginal effects: each attribute's level against its reference, pooled over the other attributes
     for attribute, prefix, levels, ref in attributes:
@@ -155,7 +220,16 @@ def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, li
             terms = [(lv_cells, 1.0), (ref_cells, -1.0)]
             add(attribute, lv, ref, f"{prefix}={lv}", f"{prefix}={ref}", terms, lv_cells + ref_cells,
                 [("fnmr_diff", "fnmr"), ("fnmr_ratio", "fnmr_ratio"), ("fmr_diff", "fmr"),
-                 ("genuine_score_diff", "gscore"), ("fte_rate_diff", "fte")])
+                 ("genuine_score_diff", "gscore"), ("fte_rate_diff", "fte")], prefix=prefix)
+            if pool:
+                add(attribute, lv, ref, f"{prefix}={lv}", f"{prefix}={ref}", terms, lv_cells + ref_cells,
+                    [("fnmr_diff", "fnmr"), ("fnmr_ratio", "fnmr_ratio"), ("fmr_diff", "fmr"),
+                     ("genuine_score_diff", "gscore")], prefix=prefix, cs=list(pool), cond_label=PRIMARY_POOL)
+            for c, (eattr, elv) in enumerate(L.conditions):
+                cond = condition_label(eattr, elv)
+                add(f"{attribute}|{cond}", lv, ref, f"{prefix}={lv}", f"{prefix}={ref}", terms, lv_cells + ref_cells,
+                    [("fnmr_diff", "fnmr"), ("fmr_diff", "fmr"), ("genuine_score_diff", "gscore")], prefix=prefix,
+                    cs=c, cond_label=cond)
     for r in rows:
         r["contrast"] = "marginal"
     n_marginal = len(rows)
