@@ -670,7 +670,7 @@ def compare(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = None,
     >>> compare("no/such/a", "no/such/b")
     Traceback (most recent call last):
     ...
-    faceaudit.core.errors.BadInput: no/such/a: not a run directory (no protocol.yaml)
+    faceaudit.core.errors.BadInput: no/such/a: not a run directory (no such directory)
     """
     from faceaudit.stats.compare import compare_runs
 

