@@ -230,8 +230,10 @@ def test_audit_with_the_diffusion_generator_writes_every_table(tiny_dir, tmp_pat
     gen = json.loads((root / "results/generation.json").read_text())
     assert gen["faces_without_landmarks"] == len(faces) and gen["generator"]["identity_sharing"] == 0.8
     html = (root / "report.html").read_text()
-    assert html.count('Failure to enrol</div><div class="value">100.0%') == 1  # sface's card; color-hist: 0%
-    assert "| dark | 10.0% | 0 | 0 | – | – | 100.0%" in (root / "results/summary.md").read_text()
+    # one FTE tile per face detector: sface's YuNet finds no face in noise, the colour plugin needs none
+    assert 'Failure to enrol · detector YuNet</div><div class="value">light 100.0% (9/9)' in html
+    assert 'Failure to enrol · detector color-hist</div><div class="value">light 0% (0/9)' in html
+    assert "sface enrolled no face (FTE 100.0%)" in (root / "results/summary.md").read_text()
     # the same protocol again: nothing is redone
     again = pipeline.audit(parse_protocol(_protocol(str(tiny_dir))), out, progress=False)
     assert again.ran == [] and "generate" in again.skipped
@@ -398,3 +400,32 @@ def test_photometric_edit_applies_to_diffusion_images(tiny_dir, tmp_path):
     with pytest.raises(BadInput, match=r"no phrase for edit attribute 'lighting2'") as err:
         backend.check_protocol(bad)
     assert "\n" not in str(err.value)
+
+
+def test_random_weights_audit_where_no_model_enrols_a_face(tiny_dir, tmp_path, session_cache):
+    """The randomly initialised pipeline renders noise: SFace (the only model) enrols no face at all.
+    The audit still finishes (exit 0), the card and summary.md say the model enrolled no face, and a
+    gate bound on its rates is inconclusive (exit 3), not an internal error."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from faceaudit.cli import app
+
+    proto = _protocol(str(tiny_dir), models=["sface"])
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(proto))
+    out = tmp_path / "run"
+    cli = CliRunner()
+    res = cli.invoke(app, ["audit", str(path), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "results" / "summary.json").read_text())
+    assert summary["models"]["sface"]["enrolled_nothing"] is True
+    assert summary["models"]["sface"]["fte_rate"]["all"]["estimate"] == 1.0
+    assert "sface enrolled no face (FTE 100.0%)" in (out / "results" / "summary.md").read_text()
+    assert "sface enrolled no face: failure to enrol 100.0%" in " ".join((out / "report.html").read_text().split())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: tiny\nrules:\n  - metric: fnmr\n    model: sface\n    group: all\n    max: 0.5\n")
+    res = cli.invoke(app, ["gate", str(out), "--policy", str(policy)])
+    assert res.exit_code == 3, res.output

@@ -415,12 +415,12 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
         if em is not None and len(em):
             em = em.assign(label=[_forest_label(r) for _, r in em.iterrows()])
             figures["forest_exploratory"].append(F.forest_figure(
-                f"forest-exploratory-{m}", f"Exploratory: FNMR contrasts within each edit condition · {m}", em, [m],
+                f"forest-exploratory-{m}", f"FNMR contrasts within each edit condition · {m}", em, [m],
                 "label", SIGNIFICANCE, level, color_index=i))
     fairness_tables = [{"name": n, "table": _fairness_table(df, level), "n": len(df)}
                        for n in run.result_names if n.startswith("fairness") for df in [run.result(n)]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
-    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", *HUMAN_TABLES}
+    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", *HUMAN_TABLES}
     other = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
     cells = [p.smallest_cell for p in parts if p.smallest_cell is not None]
     summaries = [p.summary for p in parts]
@@ -464,15 +464,13 @@ def _forest_label(r: pd.Series) -> str:
 
 
 def _exploratory_fnmr(facts: RunFacts) -> Optional[pd.DataFrame]:
-    """FNMR contrasts within one edit condition at the primary target (exploratory rows when the run
-    marks a family)."""
+    """FNMR contrasts within each edit condition at the primary target, whichever family they belong
+    to (the default primary analysis declares the within-condition rows primary too; the headline shows
+    only their pooled estimate, so this plot is where each condition's contrast is seen)."""
     cc = facts.condition_contrasts
     if cc is None or cc.empty:
         return None
-    d = cc[(cc["metric"] == "fnmr_diff") & (cc["condition"] != "primary_pool")]
-    if "family" in d.columns:
-        d = d[d["family"] != "primary"]
-    return d
+    return cc[(cc["metric"] == "fnmr_diff") & (cc["condition"] != "primary_pool")]
 
 
 def build_card(run) -> Card:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.protocol import Protocol
+from faceaudit.protocol import Protocol, level_names
 from faceaudit.run import load_run
 from faceaudit.rundir import RunDir, write_json, write_table
 from faceaudit.stats import thresholds as T
@@ -323,7 +323,7 @@ def _protected_levels(proto: Protocol) -> dict[str, list[str]]:
     """Protected attribute -> its level names (generated designs; an import has none to measure)."""
     if proto.dataset is not None:
         return {}
-    return {p.attribute: [lv.name for lv in p.levels] for p in proto.protected_specs}
+    return {p.attribute: level_names(p) for p in proto.protected_specs}
 
 
 def detector_rows(contrasts: pd.DataFrame, face_fte: dict[str, np.ndarray],

@@ -112,6 +112,8 @@ def wilson_effective(events, n, var_cluster, level: float):
         half = z * np.sqrt(p * (1 - p) / ne + z * z / (4 * ne * ne)) / den
     lo = np.clip(centre - half, 0.0, 1.0)
     hi = np.clip(centre + half, 0.0, 1.0)
+    # at 0 (or n) events the bound is exactly 0 (or 1); rounding would leave 1e-17 and print as "0.000000%"
+    lo[k == 0], hi[k == n] = 0.0, 1.0
     bad = ~(n > 0)
     lo[bad], hi[bad] = np.nan, np.nan
     return lo, hi
