@@ -88,9 +88,14 @@ def test_causalface_import_gives_back_groups_seeds_and_edits(causalface_dir, tmp
     assert set(cells["reference"]) == {"asian|male"} and set(cells["reference_group"]) == {"race=asian|gender=male"}
     assert (cells["attribute"].str.startswith("race+gender")).all()
     # crossed attributes: each one's marginal effect and their interaction, paired within seed
-    marginal = c[c["contrast"] == "marginal"]
+    marginal = c[(c["contrast"] == "marginal") & (c["condition"] == "all")]
     assert set(zip(marginal["attribute"], marginal["level"], marginal["reference"])) == {
         ("race", "black", "asian"), ("gender", "female", "male")}
+    # ... and within each edit condition (attribute "<attr>|<condition>"), the same levels
+    per_condition = c[(c["contrast"] == "marginal") & ~c["condition"].isin(["all", "primary_pool"])]
+    assert set(per_condition["attribute"]) == {f"{a}|{cond}" for a in ("race", "gender")
+                                                for cond in per_condition["condition"].unique()}
+    assert set(zip(per_condition["level"], per_condition["reference"])) == {("black", "asian"), ("female", "male")}
     inter = c[c["contrast"] == "interaction"]
     assert set(inter["attribute"]) == {"race:gender"} and set(inter["level"]) == {"black:female"}
     summary = json.loads((run / "results" / "summary.json").read_text())

@@ -131,11 +131,15 @@ def test_bootstrap_intervals_equal_a_loop_over_replicates(pairs, cluster):
         reps[("s_fmr", g)] = ((w[:, in_g & fm]).sum(1) + 0.5) / ((w[:, in_g & ~gen]).sum(1) + 1)
     bg = er.by_group.set_index("group")
     for g in er.groups:
-        lo, hi = np.nanpercentile(reps[("fnmr", g)], q)
-        assert (bg.loc[g, "fnmr_lo"], bg.loc[g, "fnmr_hi"]) == pytest.approx((lo, hi), rel=1e-12)
-        if isinstance(cluster, str):  # one-way clusters: the FMR interval is the bootstrap's too
-            lo, hi = np.nanpercentile(reps[("fmr", g)], q)
-            assert (bg.loc[g, "fmr_lo"], bg.loc[g, "fmr_hi"]) == pytest.approx((lo, hi), rel=1e-12)
+        # rates: the audits' interval, Wilson on the effective counts whose design effect comes from the
+        # identity-clustered variance of the replicates (statsmodels' Wilson on those counts)
+        k, n = bg.loc[g, "false_non_matches"], bg.loc[g, "n_genuine"]
+        assert (bg.loc[g, "fnmr_lo"], bg.loc[g, "fnmr_hi"]) == pytest.approx(
+            _wilson_effective_by_statsmodels(k, n, np.nanvar(reps[("fnmr", g)], ddof=1), level), rel=1e-9)
+        if isinstance(cluster, str):  # one-way clusters: the FMR interval's variance is the bootstrap's too
+            k, n = bg.loc[g, "false_matches"], bg.loc[g, "n_impostor"]
+            assert (bg.loc[g, "fmr_lo"], bg.loc[g, "fmr_hi"]) == pytest.approx(
+                _wilson_effective_by_statsmodels(k, n, np.nanvar(reps[("fmr", g)], ddof=1), level), rel=1e-9)
     # paired difference and ratio of FNMR: the difference of the replicates
     d = er.difference().set_index(["group", "metric"])
     r = er.ratio().set_index(["group", "metric"])
@@ -155,6 +159,17 @@ def test_bootstrap_intervals_equal_a_loop_over_replicates(pairs, cluster):
         assert (m.loc[f"{side}_max_min", "ci_lo"], m.loc[f"{side}_max_min", "ci_hi"]) == pytest.approx(
             tuple(np.percentile(mm, q)), rel=1e-12)
         assert m.loc[f"{side}_max_min", "smoothing"] == "(errors + 0.5) / (trials + 1)"
+
+
+def _wilson_effective_by_statsmodels(k, n, variance, level):
+    """Wilson interval (statsmodels) of k events in n trials shrunk by the design effect
+    variance / (p (1 - p) / n), at least 1; exactly 0 / 1 at the ends."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    p = k / n
+    deff = max(variance / (p * (1 - p) / n), 1.0) if 0 < p < 1 and np.isfinite(variance) else 1.0
+    lo, hi = proportion_confint(k / deff, n / deff, alpha=1 - level, method="wilson")
+    return (0.0 if k == 0 else lo), (1.0 if k == n else hi)
 
 
 def _dyadic_variance_by_double_sum(a, b, psi) -> float:
@@ -184,7 +199,8 @@ def test_fmr_intervals_equal_the_dyadic_double_sum(pairs):
         hit[g] = (sub, h)
         rate = h.mean()
         se = np.sqrt(_dyadic_variance_by_double_sum(sub["identity_a"], sub["identity_b"], h - rate)) / len(h)
-        assert (bg.loc[g, "fmr_lo"], bg.loc[g, "fmr_hi"]) == pytest.approx(logit_interval(rate, se, level), rel=1e-10)
+        assert (bg.loc[g, "fmr_lo"], bg.loc[g, "fmr_hi"]) == pytest.approx(
+            _wilson_effective_by_statsmodels(h.sum(), len(h), se ** 2, level), rel=1e-9)
     # the paired difference: contributions of both groups summed per seed pair
     d = er.difference().set_index(["group", "metric"])
     z = norm.ppf((1 + level) / 2)

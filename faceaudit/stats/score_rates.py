@@ -35,7 +35,8 @@ import pandas as pd
 from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import (CI_METHOD, bootstrap_rng, pair_quadform, percentile_ci, resolved_pvalue,
                                        seed_weights)
-from faceaudit.stats.dyadic import DYADIC_METHOD, DyadicDesign, logit_interval, normal_interval, rate_influence
+from faceaudit.stats.dyadic import DYADIC_METHOD, DyadicDesign, normal_interval, rate_influence
+from faceaudit.stats.primary import wilson_effective
 
 __all__ = ["ErrorRates", "SMOOTHING", "BY_GROUP_COLUMNS", "simulate_score_pairs"]
 
@@ -47,6 +48,13 @@ BY_GROUP_COLUMNS = ["group", "threshold", "n_genuine", "n_impostor", "false_non_
                     "fnmr", "fnmr_lo", "fnmr_hi", "fmr", "fmr_lo", "fmr_hi", "n_identities", "ci_level",
                     "fnmr_ci_method", "fmr_ci_method"]
 _KINDS = ("genuine", "impostor")
+
+
+def _replicate_variance(replicates: np.ndarray) -> float:
+    """Variance of a rate's bootstrap replicates (NaN replicates of empty resamples left out)."""
+    r = np.asarray(replicates, dtype=float)
+    r = r[np.isfinite(r)]
+    return float(np.var(r, ddof=1)) if len(r) > 1 else float("nan")
 
 
 def _ratio(num, den):
@@ -93,6 +101,14 @@ class ErrorRates:
         One row per group: ``BY_GROUP_COLUMNS``.
     overall : pandas.DataFrame
         The same columns for every comparison pooled (one row, ``group == "all"``).
+
+    Notes
+    -----
+    Rates and their intervals are the audits' (``results/error_rates.parquet`` of ``faceaudit import
+    scores FILE --audit``: the same numbers); contrast intervals too. The p-values of
+    :meth:`difference` and :meth:`ratio` invert those intervals (bootstrap for FNMR, dyadic-robust
+    for FMR with two identity columns), whereas the audit's contrasts carry the identity sign-flip
+    test of its primary analysis (``p_method``); both are documented in docs/statistics.md.
 
     Raises
     ------
@@ -216,54 +232,64 @@ class ErrorRates:
         self.overall = self._overall()
 
     # ---- per group -------------------------------------------------------------------------
+    # Rates get the audits' interval (error_rates): a Wilson score interval on the cluster-adjusted
+    # effective counts, the design effect taken from the identity-clustered variance of the rate (the
+    # bootstrap's for FNMR and one-way FMR, the dyadic-robust identity-pair variance for two-way FMR).
+    _FNMR_METHOD = "wilson score interval on cluster-adjusted effective counts (identity-cluster bootstrap variance)"
+
     @property
     def _fmr_method(self) -> str:
-        return f"{DYADIC_METHOD}, logit scale" if self.dyadic else CI_METHOD.replace("seed", "identity")
+        variance = "dyadic-robust identity-pair variance" if self.dyadic else "identity-cluster bootstrap variance"
+        return f"wilson score interval on cluster-adjusted effective counts ({variance})"
+
+    def _wilson(self, errors, trials, variance) -> tuple[float, float]:
+        lo, hi = wilson_effective([errors], [trials], [variance], self.ci_level)
+        return float(lo[0]), float(hi[0])
+
+    def _fmr_variance(self, k: Optional[int]) -> float:
+        """Clustered variance of group ``k``'s FMR (``None``: every impostor pair)."""
+        if self.dyadic:
+            mask = np.ones(len(self._imp_hit), dtype=bool) if k is None else self._imp_group == k
+            u, _, n = rate_influence(self._imp_hit, np.ones(len(self._imp_hit)), mask)
+            return float(self._dyad.variance(u, mask)) / n ** 2
+        if k is None:
+            return _replicate_variance(_ratio(self._i_err_b.sum(axis=1), self._i_n_b.sum(axis=1)))
+        return _replicate_variance(_ratio(self._i_err_b[:, k], self._i_n_b[:, k]))
 
     def _fmr_interval(self, k: int) -> tuple[float, float]:
         if self._i_n[k] == 0:
             return float("nan"), float("nan")
-        if self.dyadic:
-            mask = self._imp_group == k
-            u, e, n = rate_influence(self._imp_hit, np.ones(len(self._imp_hit)), mask)
-            se = np.sqrt(self._dyad.variance(u, mask)) / n
-            return logit_interval(e / n, se, self.ci_level)
-        lo, hi = percentile_ci(_ratio(self._i_err_b[:, k], self._i_n_b[:, k]), self.ci_level)
-        return float(lo), float(hi)
+        return self._wilson(self._i_err[k], self._i_n[k], self._fmr_variance(k))
 
     def _table(self) -> pd.DataFrame:
         fnmr = _ratio(self._g_err, self._g_n)
-        fnmr_lo, fnmr_hi = percentile_ci(_ratio(self._g_err_b, self._g_n_b), self.ci_level, axis=0)
         fmr = _ratio(self._i_err, self._i_n)
         rows = []
         for k, g in enumerate(self.groups):
             flo, fhi = self._fmr_interval(k)
+            fnmr_lo, fnmr_hi = self._wilson(self._g_err[k], self._g_n[k],
+                                            _replicate_variance(_ratio(self._g_err_b[:, k], self._g_n_b[:, k])))
             rows.append({"group": g, "threshold": self.threshold, "n_genuine": int(self._g_n[k]),
                          "n_impostor": int(self._i_n[k]), "false_non_matches": int(self._g_err[k]),
-                         "false_matches": int(self._i_err[k]), "fnmr": float(fnmr[k]), "fnmr_lo": float(fnmr_lo[k]),
-                         "fnmr_hi": float(fnmr_hi[k]), "fmr": float(fmr[k]), "fmr_lo": flo, "fmr_hi": fhi,
+                         "false_matches": int(self._i_err[k]), "fnmr": float(fnmr[k]), "fnmr_lo": fnmr_lo,
+                         "fnmr_hi": fnmr_hi, "fmr": float(fmr[k]), "fmr_lo": flo, "fmr_hi": fhi,
                          "n_identities": int(self._ids[:, k].sum()), "ci_level": self.ci_level,
-                         "fnmr_ci_method": CI_METHOD.replace("seed", "identity"), "fmr_ci_method": self._fmr_method})
+                         "fnmr_ci_method": self._FNMR_METHOD, "fmr_ci_method": self._fmr_method})
         return pd.DataFrame(rows, columns=BY_GROUP_COLUMNS)
 
     def _overall(self) -> pd.DataFrame:
         g_err, g_n, i_err, i_n = self._g_err.sum(), self._g_n.sum(), self._i_err.sum(), self._i_n.sum()
-        lo, hi = percentile_ci(_ratio(self._g_err_b.sum(axis=1), self._g_n_b.sum(axis=1)), self.ci_level)
+        lo, hi = self._wilson(g_err, g_n, _replicate_variance(_ratio(self._g_err_b.sum(axis=1), self._g_n_b.sum(axis=1))))
         if i_n == 0:
             flo = fhi = float("nan")
-        elif self.dyadic:
-            mask = np.ones(len(self._imp_hit), dtype=bool)
-            u, e, n = rate_influence(self._imp_hit, np.ones(len(self._imp_hit)), mask)
-            flo, fhi = logit_interval(e / n, np.sqrt(self._dyad.variance(u, mask)) / n, self.ci_level)
         else:
-            flo, fhi = (float(x) for x in percentile_ci(_ratio(self._i_err_b.sum(axis=1), self._i_n_b.sum(axis=1)),
-                                                         self.ci_level))
+            flo, fhi = self._wilson(i_err, i_n, self._fmr_variance(None))
         row = {"group": "all", "threshold": self.threshold, "n_genuine": int(g_n), "n_impostor": int(i_n),
                "false_non_matches": int(g_err), "false_matches": int(i_err),
                "fnmr": float(_ratio(g_err, g_n)), "fnmr_lo": float(lo), "fnmr_hi": float(hi),
                "fmr": float(_ratio(i_err, i_n)), "fmr_lo": float(flo), "fmr_hi": float(fhi),
                "n_identities": int(self._ids.any(axis=1).sum()), "ci_level": self.ci_level,
-               "fnmr_ci_method": CI_METHOD.replace("seed", "identity"), "fmr_ci_method": self._fmr_method}
+               "fnmr_ci_method": self._FNMR_METHOD, "fmr_ci_method": self._fmr_method}
         return pd.DataFrame([row], columns=BY_GROUP_COLUMNS)
 
     # ---- contrasts -------------------------------------------------------------------------
