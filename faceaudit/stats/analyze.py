@@ -492,13 +492,18 @@ def _model_similarity(proto: Protocol, name: str, run: RunDir):
 
 def _fmr_matrix(run, proto: Protocol, layout, er: pd.DataFrame) -> pd.DataFrame:
     """``results/fmr_matrix.parquet``: the cross-group FMR matrix of every model whose embeddings are stored
-    (:mod:`faceaudit.stats.fmr_matrix`); a run of imported scores has none and gets an empty table."""
+    (:mod:`faceaudit.stats.fmr_matrix`); a run of imported scores, or a model whose similarity this
+    installation cannot rebuild, has none (an empty table, or no rows for that model)."""
     parts = []
     for model in (er["model"].unique() if len(er) and "model" in er.columns else []):
         if not run.dir.embeddings(model).exists():
             continue
+        try:
+            similarity = _model_similarity(proto, model, run.dir)
+        except BadInput:  # a model this installation cannot rebuild: its cross-group pairs cannot be scored
+            continue
         parts.append(fmr_matrix_table(model, run.faces, run.embeddings(model), layout, er,
-                                      similarity=_model_similarity(proto, model, run.dir), level=proto.analysis.ci_level))
+                                      similarity=similarity, level=proto.analysis.ci_level))
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else \
         pd.DataFrame({c: pd.Series(dtype=object) for c in FMR_MATRIX_COLUMNS})
