@@ -20,6 +20,7 @@ import pytest
 
 from faceaudit.stats.data import make_layout
 from faceaudit.stats.dyadic import DyadicDesign, rate_influence
+from faceaudit.stats.primary import RATIO_SMOOTHING
 from faceaudit.stats.fmr_matrix import FMR_MATRIX_COLUMNS, dyadic_rate_variance, fmr_matrix_table
 
 
@@ -93,7 +94,7 @@ def test_max_geomean_in_summary_equals_recomputation_from_error_rates(quick_run)
             expect = x.max() / np.exp(np.log(x).mean())
             assert summary["models"][model][key][f"{side}_max_geomean"]["estimate"] == expect
             row = fair[(fair["model"] == model) & (fair["target_fmr"] == t) & (fair["metric"] == f"{side}_max_geomean")]
-            assert row["smoothing"].iloc[0] == "(errors + 0.5) / (trials + 1)"
+            assert row["smoothing"].iloc[0] == RATIO_SMOOTHING
             assert row["n_events_min"].iloc[0] == g[e].min()
             assert bool(row["reportable"].iloc[0]) == (g[e].min() >= 10)
             mm = fair[(fair["model"] == model) & (fair["target_fmr"] == t) & (fair["metric"] == f"{side}_max_min_ratio")]

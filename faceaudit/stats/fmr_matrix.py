@@ -9,7 +9,8 @@ impostors drawn from two *different* groups. Here, per model and operating point
   comparison of a face of seed ``s`` in group ``a`` with a face of a *different* seed ``t`` in group
   ``b`` in the same edit condition (the matched-impostor design of :mod:`faceaudit.pairs` with the
   group constraint dropped), pooled over conditions; both faces must have enrolled. These pairs are not
-  in ``pairs.parquet``: they are scored from the embeddings with the model's own similarity, one
+  in ``pairs.parquet``: they are scored from the embeddings with the model's own similarity (a
+  cosine model's by one matrix product per block, equal to the row-wise score up to rounding), one
   condition and one block of seeds at a time (memory ``O(S^2)`` per group pair, never the number of
   comparisons).
 - ``kind == "twin"``: the prototype of seed ``s`` rendered at level ``a`` against its prototype at
@@ -42,7 +43,7 @@ __all__ = ["FMR_MATRIX_COLUMNS", "fmr_matrix_table", "dyadic_rate_variance"]
 FMR_MATRIX_COLUMNS = ["model", "kind", "group_a", "group_b", "threshold_source", "target_fmr", "threshold", "fmr",
                       "fmr_lo", "fmr_hi", "n_impostor", "n_false_match", "n_seeds", "ci_level", "ci_method"]
 #: comparisons scored per similarity call (bounds the memory of a row-wise similarity)
-_CHUNK = 500_000
+_CHUNK = 100_000
 
 
 def dyadic_rate_variance(hits: np.ndarray, trials: np.ndarray) -> float:
@@ -102,12 +103,21 @@ def _face_index(faces: pd.DataFrame, embeddings: pd.DataFrame, layout) -> tuple[
     return rows, mat, ok
 
 
+def _is_cosine(similarity) -> bool:
+    """The base class's cosine (every built-in but dlib): blocks can then be scored by matrix products."""
+    if isinstance(similarity, str):
+        return similarity == "cosine"
+    from faceaudit.models.base import FaceRecognizer
+
+    return getattr(similarity, "func", similarity) is FaceRecognizer.similarity
+
+
 def _scores(emb: np.ndarray, ra: np.ndarray, rb: np.ndarray, similarity: str | Callable) -> np.ndarray:
-    """Similarity of rows ``ra`` and ``rb`` (paired), in chunks."""
+    """Row-wise similarity of rows ``ra`` and ``rb`` (paired), in chunks."""
     out = np.empty(len(ra))
     for i in range(0, len(ra), _CHUNK):
         a, b = emb[ra[i:i + _CHUNK]], emb[rb[i:i + _CHUNK]]
-        if similarity == "cosine":
+        if isinstance(similarity, str):  # "cosine", as FaceRecognizer.similarity computes it
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
             out[i:i + _CHUNK] = (a64 * b64).sum(axis=1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
         else:
@@ -120,6 +130,11 @@ def _cross_counts(rows, emb, ok, ga: int, gb: int, thresholds: list[float], simi
     _, C, S = rows.shape
     trials = np.zeros((S, S))
     hits = [np.zeros((S, S)) for _ in thresholds]
+    unit = None
+    if _is_cosine(similarity):
+        e64 = emb.astype(np.float64)
+        norm = np.linalg.norm(e64, axis=1, keepdims=True)
+        unit = e64 / np.where(norm > 0, norm, 1.0)
     for c in range(C):
         ra_all, rb_all = rows[ga, c], rows[gb, c]
         sa = np.flatnonzero((ra_all >= 0) & ok[np.maximum(ra_all, 0)])
@@ -128,22 +143,26 @@ def _cross_counts(rows, emb, ok, ga: int, gb: int, thresholds: list[float], simi
             continue
         step = max(1, _CHUNK // len(sb))
         for i in range(0, len(sa), step):
+            # one dense block: seeds sa[i:i+step] of group ga x every seed of group gb (s != t)
             s, t = np.meshgrid(sa[i:i + step], sb, indexing="ij")
-            s, t = s.ravel(), t.ravel()
             keep = s != t
-            s, t = s[keep], t[keep]
-            if not len(s):
+            if not keep.any():
                 continue
-            sc = _scores(emb, ra_all[s], rb_all[t], similarity)
-            if not np.all(np.isfinite(sc)):
+            if unit is not None:  # cosine: one matrix product per block (equal to the row-wise value up to rounding)
+                sc = unit[ra_all[sa[i:i + step]]] @ unit[rb_all[sb]].T
+                sc[~keep] = -np.inf
+            else:
+                sc = np.full(s.shape, -np.inf)
+                sc[keep] = _scores(emb, ra_all[s[keep]], rb_all[t[keep]], similarity)
+            if not np.all(np.isfinite(sc[keep])):
                 from faceaudit.core.errors import BadInput
 
-                j = int(np.flatnonzero(~np.isfinite(sc))[0])
-                raise BadInput(f"similarity is NaN/inf for a cross-group impostor pair of seeds {s[j]}, {t[j]}")
-            np.add.at(trials, (s, t), 1.0)
+                j = np.argwhere(keep & ~np.isfinite(sc))[0]
+                raise BadInput(f"similarity is NaN/inf for a cross-group impostor pair of seeds {s[tuple(j)]}, {t[tuple(j)]}")
+            block = np.ix_(sa[i:i + step], sb)
+            trials[block] += keep
             for h, thr in zip(hits, thresholds):
-                m = sc >= thr
-                np.add.at(h, (s[m], t[m]), 1.0)
+                h[block] += sc >= thr
     return trials, hits
 
 
