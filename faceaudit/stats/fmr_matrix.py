@@ -158,7 +158,7 @@ def _cross_counts(rows, emb, ok, ga: int, gb: int, thresholds: list[float], simi
                 from faceaudit.core.errors import BadInput
 
                 j = np.argwhere(keep & ~np.isfinite(sc))[0]
-                raise BadInput(f"similarity is NaN/inf for a cross-group impostor pair of seeds {s[tuple(j)]}, {t[tuple(j)]}")
+                raise BadInput(f"similarity is NaN/inf for a cross-group impostor pair (seed indices {s[tuple(j)]}, {t[tuple(j)]})")
             block = np.ix_(sa[i:i + step], sb)
             trials[block] += keep
             for h, thr in zip(hits, thresholds):
