@@ -200,7 +200,7 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
 
 ANALYZE_OUTPUTS = ["results/error_rates.parquet", "results/contrasts.parquet", "results/dose_response.parquet",
                    "results/fairness.parquet", "results/roc.parquet", "results/score_hist.parquet",
-                   "results/summary.json"]
+                   "results/fmr_matrix.parquet", "results/summary.json"]
 
 
 def stage_analyze(ctx: StageContext) -> dict:

@@ -202,6 +202,8 @@ class Quantitative:
     smallest_cell: Optional[dict]
     fte: Table
     max_fte: float
+    #: counterfactual twins of results/fmr_matrix.parquet at the primary target (None: no such table)
+    fmr_twins: Optional[Table] = None
 
 
 @dataclass(frozen=True)
@@ -394,7 +396,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
     roc, hist, fairness = run.result("roc"), run.result("score_hist"), run.result("fairness")
     parts = [model_section(run, facts, m, roc, hist, fairness) for m in facts.models]
     figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": [],
-                                          "forest_exploratory": []}
+                                          "forest_exploratory": [], "fmr_matrix": []}
     for part in parts:
         for kind, items in part.figures.items():
             figures[kind] += items
@@ -417,10 +419,22 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
             figures["forest_exploratory"].append(F.forest_figure(
                 f"forest-exploratory-{m}", f"FNMR contrasts within each edit condition · {m}", em, [m],
                 "label", SIGNIFICANCE, level, color_index=i))
+    fmr_matrix = run.result("fmr_matrix")
+    twins = None
+    if fmr_matrix is not None and len(fmr_matrix):
+        at = fmr_matrix[np.isclose(fmr_matrix["target_fmr"].astype(float), facts.primary_target)]
+        if "threshold_source" in at.columns:
+            at = at[at["threshold_source"] == "target_fmr"]
+        for m in facts.models:
+            cells = at[(at["model"] == m) & (at["kind"] == "impostor")]
+            if len(cells):
+                figures["fmr_matrix"].append(F.fmr_matrix_figure(m, cells, facts.groups, facts.primary_target, level))
+        twins = _twins_table(at[at["kind"] == "twin"], level)
     fairness_tables = [{"name": n, "table": _fairness_table(df, level), "n": len(df)}
                        for n in run.result_names if n.startswith("fairness") for df in [run.result(n)]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
-    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", *HUMAN_TABLES}
+    known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", "fmr_matrix",
+             *HUMAN_TABLES}
     other = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
     cells = [p.smallest_cell for p in parts if p.smallest_cell is not None]
     summaries = [p.summary for p in parts]
@@ -437,7 +451,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
         n_contrasts_total=len(facts.contrasts) if facts.contrasts is not None else 0,
         dose_table=_dose_table(dose) if dose is not None else None,
         dose_fit_notes=_dose_fit_notes(dose),
-        fairness_tables=fairness_tables, other_results=other, summary_json=run.summary, figures=figures,
+        fairness_tables=fairness_tables, other_results=other, fmr_twins=twins, summary_json=run.summary, figures=figures,
         smallest_cell=min(cells, key=lambda c: c["n"]) if cells else None,
         fte=_fte_by_group(facts.emb_status, facts.faces, facts.models, facts.groups),
         max_fte=max((m.max_fte for m in summaries), default=0.0),
@@ -617,6 +631,18 @@ def _fairness_table(df: pd.DataFrame, level: float = 0.95) -> Table:
         ])
     return Table(["model", "target FMR", "metric", f"estimate [{level:.0%} CI]", "worst group", "best group"], rows,
                  [False, True, False, True, False, False])
+
+
+def _twins_table(tw: pd.DataFrame, level: float = 0.95) -> Optional[Table]:
+    """Counterfactual twins (the same seed's prototype at two protected levels) at the primary target."""
+    if not len(tw):
+        return None
+    ci = f"{level:.0%} CI"
+    rows = [[r["model"], fmt.group_label(r["group_a"]), fmt.group_label(r["group_b"]),
+             f"{fmt.rate_count(r['fmr'], r['n_false_match'], r['n_impostor'])} {fmt.ci(r['fmr_lo'], r['fmr_hi'])}"]
+            for _, r in tw.iterrows()]
+    return Table(["model", "level", "counterfactual level", f"twins matched [{ci}] (matches / seeds)"], rows,
+                 [False, False, False, True])
 
 
 def _dose_table(dr: pd.DataFrame) -> Table:

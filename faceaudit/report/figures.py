@@ -436,3 +436,44 @@ def dose_response_figure(model: str, curves: pd.DataFrame, groups: list[str], at
     return Figure(f"dose-{model}", f"Dose–response · {model}",
                   f"Mean similarity of each prototype to its edited version, by edit level and group; bands are "
                   f"{ci_level:.0%} CIs. " + source_note, dict(data=traces, layout=layout))
+
+
+def fmr_matrix_figure(model: str, cells: pd.DataFrame, groups: list[str], target_fmr: float,
+                      ci_level: float = 0.95) -> Figure:
+    """Cross-group impostor FMR of one model at one target FMR as a heatmap (log colour scale, counts in hover).
+
+    ``cells``: the model's ``results/fmr_matrix.parquet`` rows with ``kind == "impostor"`` at ``target_fmr``
+    (unordered pairs; drawn symmetric). A cell without a false match is drawn at half a false match
+    (``0.5 / impostor pairs``) so the log scale can show it; the hover gives the true count.
+    """
+    labels = [fmt.group_label(g) for g in groups]
+    G = len(groups)
+    z = [[None] * G for _ in range(G)]
+    text = [[""] * G for _ in range(G)]
+    for r in cells.itertuples():
+        if r.group_a not in groups or r.group_b not in groups or not r.n_impostor:
+            continue
+        i, j = groups.index(r.group_a), groups.index(r.group_b)
+        shown = max(float(r.fmr), 0.5 / float(r.n_impostor))
+        hover = (f"FMR {fmt.pct(r.fmr)} [{fmt.pct(r.fmr_lo)}, {fmt.pct(r.fmr_hi)}]<br>"
+                 f"{int(r.n_false_match):,} false matches / {int(r.n_impostor):,} impostor pairs"
+                 + ("<br>(within the group: the per-group FMR)" if i == j else "<br>(different seeds, same edit condition)"))
+        for a, b in ((i, j), (j, i)):
+            z[a][b] = math.log10(shown)
+            text[a][b] = hover
+    finite = [v for row in z for v in row if v is not None]
+    lo, hi = (min(finite), max(finite)) if finite else (-4.0, 0.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    ticks = [t for t in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0) if lo - 1e-9 <= math.log10(t) <= hi + 1e-9] or [10 ** lo]
+    trace = dict(type="heatmap", z=z, x=labels, y=labels, text=text, zmin=lo, zmax=hi, colorscale="Viridis",
+                 hovertemplate="%{y} × %{x}<br>%{text}<extra></extra>", xgap=2, ygap=2,
+                 colorbar=dict(title=dict(text="FMR"), tickvals=[math.log10(t) for t in ticks],
+                               ticktext=[fmt.pct(t) for t in ticks]))
+    layout = _layout(120 + 60 * G, xaxis=dict(AXIS, showgrid=False, title=dict(text="group of the second face")),
+                     yaxis=dict(AXIS, showgrid=False, autorange="reversed", title=dict(text="group of the first face")))
+    return Figure(f"fmr-matrix-{model}", f"Cross-group impostor FMR · {model} · target FMR {fmt.pct(target_fmr)}",
+                  "False match rate of impostor pairs (two different seeds in the same edit condition) whose faces come "
+                  "from the row's and the column's group, at the model's global threshold (log colour scale; hover for "
+                  f"the counts and {ci_level:.0%} CI). The diagonal is the per-group FMR. A cell with no false match is "
+                  "coloured as half a false match.", dict(data=[trace], layout=layout))

@@ -205,11 +205,12 @@ def _group_rows(u: pd.DataFrame, groups: list[str], checks: list[dict], model: s
     return rows
 
 
-RATIO_METRICS = (("fmr_max_min_ratio", "FMR max / min"), ("fnmr_max_min_ratio", "FNMR max / min"))
+RATIO_METRICS = (("fmr_max_min_ratio", "FMR max / min"), ("fmr_max_geomean", "FMR max / geometric mean"),
+                 ("fnmr_max_min_ratio", "FNMR max / min"), ("fnmr_max_geomean", "FNMR max / geometric mean"))
 
 
 def _ratios(fair: Optional[pd.DataFrame], model: str, target: float, checks: list[dict]) -> list[dict]:
-    """Max/min ratios: a value only where the analysis marked it reportable; the smoothing stated."""
+    """Max/min and max/geometric-mean ratios (NIST FRTE Part 8): a value only where the analysis marked it reportable; the smoothing stated."""
     out = []
     if fair is None or not {"model", "metric", "estimate"} <= set(fair.columns):
         return out

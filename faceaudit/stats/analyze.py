@@ -40,6 +40,7 @@ from faceaudit.stats.dose_response import dose_response_table
 from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,
                                          error_rate_table, fmr_key)
 from faceaudit.stats.impostors import ArraySource, embedding_source
+from faceaudit.stats.fmr_matrix import FMR_MATRIX_COLUMNS, fmr_matrix_table
 from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
 from faceaudit.stats.intersectional import intersectional_contrasts
 
@@ -489,6 +490,25 @@ def _model_similarity(proto: Protocol, name: str, run: RunDir):
                    "pairs (pairs.impostor_sample)")
 
 
+def _fmr_matrix(run, proto: Protocol, layout, er: pd.DataFrame) -> pd.DataFrame:
+    """``results/fmr_matrix.parquet``: the cross-group FMR matrix of every model whose embeddings are stored
+    (:mod:`faceaudit.stats.fmr_matrix`); a run of imported scores, or a model whose similarity this
+    installation cannot rebuild, has none (an empty table, or no rows for that model)."""
+    parts = []
+    for model in (er["model"].unique() if len(er) and "model" in er.columns else []):
+        if not run.dir.embeddings(model).exists():
+            continue
+        try:
+            similarity = _model_similarity(proto, model, run.dir)
+        except BadInput:  # a model this installation cannot rebuild: its cross-group pairs cannot be scored
+            continue
+        parts.append(fmr_matrix_table(model, run.faces, run.embeddings(model), layout, er,
+                                      similarity=similarity, level=proto.analysis.ci_level))
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else \
+        pd.DataFrame({c: pd.Series(dtype=object) for c in FMR_MATRIX_COLUMNS})
+
+
 #: how impostor statistics are computed: "stream" (blocks, bounded memory; the default) or "exact"
 #: (every impostor pair at once: the reference implementation the streamed one is tested against)
 METHODS = ("stream", "exact")
@@ -582,6 +602,7 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
             if det:
                 detectors[name] = det
     out, summary = analyze_design(proto, layout, model_data(), faces=faces, detectors=detectors)
+    out["fmr_matrix"] = _fmr_matrix(run, proto, layout, out["error_rates"])
     if write:
         for name, df in out.items():
             write_table(rd.results / f"{name}.parquet", df)

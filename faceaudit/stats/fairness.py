@@ -7,6 +7,9 @@ Formulas (``x_i`` = rate of group ``i``, ``n`` groups, ``alpha`` = protocol ``fa
 - max/min ratio: ``max_i x_i / min_i x_i`` on *smoothed* rates ``(errors + 0.5) / (trials + 1)`` so a
   group with zero errors gives a finite ratio (the unsmoothed value, possibly ``inf``, is reported
   next to it as ``estimate_raw``);
+- max/geometric-mean ratio (NIST FRTE Part 8 demographics): ``max_i x_i / exp(mean_i log x_i)`` on the
+  same smoothed rates (``estimate_raw``: on the raw rates, ``inf`` when some group has no error and
+  another has, 1 when none has). Between 1 and the max/min ratio; less driven by one best group;
 - FDR (de Freitas Pereira & Marcel 2021): ``1 - (alpha * A + (1 - alpha) * B)`` with
   ``A = max_ij |FMR_i - FMR_j|``, ``B = max_ij |FNMR_i - FNMR_j|`` (raw rates; 1 = perfectly fair);
 - IR, inequity rate (NIST FRVT Part 8 product form): ``(max FMR / min FMR)^alpha * (max FNMR / min FNMR)^(1-alpha)``
@@ -21,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["max_min_ratio", "max_abs_diff", "fdr", "inequity_rate", "gini", "garbe", "fairness_table",
+__all__ = ["max_min_ratio", "max_geomean", "max_abs_diff", "fdr", "inequity_rate", "gini", "garbe", "fairness_table",
            "THRESHOLD_FAIRNESS_METRICS", "THRESHOLD_FREE_FAIRNESS_METRICS"]
 
 #: the summaries :func:`fairness_table` writes at each target FMR, and those that need no threshold
 THRESHOLD_FAIRNESS_METRICS = ("fmr_max_min_ratio", "fnmr_max_min_ratio", "gfnmr_max_min_ratio", "fmr_max_diff",
-                              "fnmr_max_diff", "fdr", "ir", "garbe")
+                              "fnmr_max_diff", "fdr", "ir", "garbe", "fmr_max_geomean", "fnmr_max_geomean")
 THRESHOLD_FREE_FAIRNESS_METRICS = ("fte_max_min_ratio",)
 
 
@@ -45,6 +48,37 @@ def max_min_ratio(x: np.ndarray) -> np.ndarray:
         r = x.max(axis=-1) / x.min(axis=-1)
     # 0/0: every group has no errors -> equal
     return np.where((x.max(axis=-1) == 0), 1.0, r)
+
+
+def max_geomean(x: np.ndarray) -> np.ndarray:
+    """Largest rate over the geometric mean of the rates along the last axis (1 when every rate is 0).
+
+    NIST FRTE Part 8's demographic summary. Called on smoothed rates ``(errors + 0.5) / (trials + 1)``
+    (never 0); on raw rates a group with no error gives ``inf``. The one implementation behind
+    ``results/fairness.parquet`` and :meth:`faceaudit.stats.score_rates.ErrorRates.max_geomean`.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Rates, groups along the last axis (leading axes: e.g. bootstrap replicates).
+
+    Returns
+    -------
+    numpy.ndarray
+        One ratio per leading index.
+
+    Examples
+    --------
+    >>> round(float(max_geomean(np.array([0.01, 0.04]))), 6)
+    2.0
+    >>> max_geomean(np.array([[0.0, 0.0], [0.0, 0.1]])).tolist()
+    [1.0, inf]
+    """
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = x.max(axis=-1) / np.exp(np.log(x).mean(axis=-1))
+    # 0/0: every group has no errors -> equal
+    return np.where(x.max(axis=-1) == 0, 1.0, r)
 
 
 def max_abs_diff(x: np.ndarray) -> np.ndarray:
@@ -209,6 +243,11 @@ def fairness_table(mr, alpha: float, level: float) -> pd.DataFrame:
             raw=inequity_rate(fmr, fnmr, alpha),
             events=np.concatenate([fmr_r.num.point[:G, C], fnmr_r.num.point[:G, C]]))
         add(t, "garbe", garbe(fmr, fnmr, alpha), garbe(fmr_b, fnmr_b, alpha))
+        for name, ratio in (("fmr", fmr_r), ("fnmr", fnmr_r)):
+            raw = ratio.rate()[:G, C]
+            add(t, f"{name}_max_geomean", max_geomean(ratio.smoothed()[:G, C]),
+                max_geomean(ratio.smoothed_boot()[:, :G, C]), raw=max_geomean(raw), **groups_of(raw),
+                events=ratio.num.point[:G, C])
     fte = mr.fte
     raw = fte.rate()[:G, C]
     add(float("nan"), "fte_max_min_ratio", max_min_ratio(fte.smoothed()[:G, C]), max_min_ratio(fte.smoothed_boot()[:, :G, C]),

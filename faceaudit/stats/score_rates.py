@@ -36,6 +36,7 @@ from faceaudit.stats import thresholds as T
 from faceaudit.stats.bootstrap import (CI_METHOD, bootstrap_rng, pair_quadform, percentile_ci, resolved_pvalue,
                                        seed_weights)
 from faceaudit.stats.dyadic import DYADIC_METHOD, DyadicDesign, normal_interval, rate_influence
+from faceaudit.stats.fairness import max_geomean
 from faceaudit.stats.primary import wilson_effective
 
 __all__ = ["ErrorRates", "SMOOTHING", "BY_GROUP_COLUMNS", "simulate_score_pairs"]
@@ -441,9 +442,7 @@ class ErrorRates:
             raw = _ratio(err[keep], n[keep])
             for summary in ("max_geomean", "max_min"):
                 if summary == "max_geomean":
-                    def f(x):
-                        with np.errstate(divide="ignore", invalid="ignore"):
-                            return x.max(axis=-1) / np.exp(np.log(x).mean(axis=-1))
+                    f = max_geomean  # the audit's fairness.parquet uses the same function
                 else:
                     def f(x):
                         with np.errstate(divide="ignore", invalid="ignore"):
