@@ -33,13 +33,13 @@ import statsmodels.formula.api as smf
 from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci
 from faceaudit.stats.error_rates import ModelRates
 
-__all__ = ["dose_response_table", "mean_rows", "model_rows", "SINGULAR_REL"]
+__all__ = ["dose_response_table", "model_rows", "SINGULAR_REL"]
 
 #: singular when the seed share of the variance (ICC) is below this
 SINGULAR_REL = 1e-4
 
 
-def mean_rows(mr: ModelRates, level: float) -> pd.DataFrame:
+def _mean_rows(mr: ModelRates, level: float) -> pd.DataFrame:
     L = mr.md.layout
     est = mr.gscore.rate()
     lo, hi = percentile_ci(mr.gscore.rate_boot(), level)
@@ -153,4 +153,4 @@ def model_rows(mr: ModelRates, reference_group: str, level: float) -> pd.DataFra
 
 
 def dose_response_table(mr: ModelRates, reference_group: str, level: float) -> pd.DataFrame:
-    return pd.concat([mean_rows(mr, level), model_rows(mr, reference_group, level)], ignore_index=True)
+    return pd.concat([_mean_rows(mr, level), model_rows(mr, reference_group, level)], ignore_index=True)

@@ -31,7 +31,7 @@ from faceaudit.core.errors import BadInput
 from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME, rescale_same
 
 __all__ = ["PASS_IDENTICAL", "PASS_DIFFERENT", "DEFAULT_MIN_PASS", "DECISION", "rater_quality",
-           "quasi_binomial_dispersion", "wilson_interval", "consensus_identity", "agreement", "human_vs_machine",
+           "consensus_identity", "agreement", "human_vs_machine",
            "genuine_weights"]
 
 PASS_IDENTICAL = (4, 5)
@@ -66,7 +66,7 @@ def _same_ratings(annotations: pd.DataFrame, keep_raters: Optional[set] = None) 
     return a.assign(score=rescale_same(a["value"].astype(float)))
 
 
-def quasi_binomial_dispersion(groups: pd.core.groupby.SeriesGroupBy) -> float:
+def _quasi_binomial_dispersion(groups: pd.core.groupby.SeriesGroupBy) -> float:
     """Pearson estimate of phi in Var = phi * mu (1 - mu), pooled over items with 0 < mean < 1."""
     stats = groups.agg(["mean", "var", "size"])
     inner = stats[(stats["size"] > 1) & (stats["mean"] > 0) & (stats["mean"] < 1)]
@@ -77,7 +77,7 @@ def quasi_binomial_dispersion(groups: pd.core.groupby.SeriesGroupBy) -> float:
     return float(np.clip(phi, 1e-3, 1.0))
 
 
-def wilson_interval(mean: np.ndarray, n_eff: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def _wilson_interval(mean: np.ndarray, n_eff: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a proportion ``mean`` out of ``n_eff`` (possibly fractional) trials."""
     from statsmodels.stats.proportion import proportion_confint
 
@@ -94,9 +94,9 @@ def consensus_identity(annotations: pd.DataFrame, pairs: Optional[pd.DataFrame] 
     if r.empty:
         return pd.DataFrame(columns=cols)
     g = r.groupby("item")["score"]
-    phi = quasi_binomial_dispersion(g)
+    phi = _quasi_binomial_dispersion(g)
     agg = g.agg(["size", "mean", "std"]).reset_index()
-    lo, hi = wilson_interval(agg["mean"].to_numpy(), agg["size"].to_numpy() / phi, level)
+    lo, hi = _wilson_interval(agg["mean"].to_numpy(), agg["size"].to_numpy() / phi, level)
     if pairs is not None:  # items are pair ids as text: map them back to the run's own ids (and dtype)
         pair_id = agg["item"].map({str(p): p for p in pairs["pair_id"]})
         if pair_id.isna().any():

@@ -46,7 +46,7 @@ from faceaudit.stats.bootstrap import pair_quadform
 from faceaudit.stats.dyadic import logit_interval, small_sample_factor
 
 __all__ = ["FINE_BINS", "BLOCK_PAIRS", "KEEP_WHOLE", "DET_MAX_POINTS", "ImpostorBlock", "ImpostorSource",
-           "ArraySource", "EmbeddingSource", "bin_index", "ScoreDistribution", "HitStats", "ImpostorStats",
+           "ArraySource", "EmbeddingSource", "bin_index", "ScoreDistribution", "ImpostorStats",
            "reduce_impostors", "dyadic_terms", "DyadicTerms", "fmr_ci_streamed", "fmr_contrast_streamed",
            "threshold_free_streamed", "group_threshold_streamed", "roc_table_streamed", "embedding_source"]
 
@@ -400,7 +400,7 @@ class ScoreDistribution:
 
 
 @dataclass
-class HitStats:
+class _HitStats:
     """False matches at one global threshold."""
 
     count: np.ndarray  # (K,) per base cell
@@ -425,7 +425,7 @@ class ImpostorStats:
     hist_counts: np.ndarray | None  # (G, 60) coarse histogram of the report
     hist_edges: np.ndarray | None
     thresholds: dict[float, float] = field(default_factory=dict)
-    hits: dict[float, HitStats] = field(default_factory=dict)
+    hits: dict[float, _HitStats] = field(default_factory=dict)
     _terms: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -587,7 +587,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
     thresholds = {t: dists[G].first_t(t, gen_all_sorted) for t in targets}
 
     # pass 4: false matches at each threshold
-    hits = {t: HitStats(np.zeros(K, dtype=np.int64), np.zeros((S, K)), np.zeros((K, K)), np.zeros((K, K)), np.zeros((B, K)))
+    hits = {t: _HitStats(np.zeros(K, dtype=np.int64), np.zeros((S, K)), np.zeros((K, K)), np.zeros((K, K)), np.zeros((B, K)))
             for t in targets}
     step = max(1, 4_000_000 // max(B, 1))
     for s0, s1, blk in source.blocks():

@@ -34,7 +34,7 @@ from faceaudit.stats.contrasts import _dyadic_row, _row
 from faceaudit.stats.dyadic import rate_influence
 from faceaudit.stats.error_rates import ModelRates, Ratio
 
-__all__ = ["parse_group", "fmr_combination", "intersectional_contrasts"]
+__all__ = ["parse_group", "intersectional_contrasts"]
 
 
 def parse_group(group: str) -> dict[str, str]:
@@ -73,7 +73,7 @@ def _log_combine(ratio: Ratio, terms: list[tuple[list[int], float]], c: int) -> 
     return float(np.exp(log_est)), np.exp(np.asarray(log_reps))
 
 
-def fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], float]], cond: int | None):
+def _fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], float]], cond: int | None):
     """``(estimate, se)`` of ``sum coef * FMR pooled over cells`` at the global threshold (dyadic-robust)."""
     L = mr.md.layout
     C = L.C
@@ -126,7 +126,7 @@ def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, li
         for name, kind in metrics:
             if name.startswith("fmr"):
                 for t in mr.thresholds:
-                    est, se = fmr_combination(mr, t, terms, None)
+                    est, se = _fmr_combination(mr, t, terms, None)
                     if np.isfinite(est):
                         rows.append(_dyadic_row(model, attribute, group, ref_group, name, est, se, level, 0.0, t,
                                                 seeds_of(mr.fmr[t], all_cells), "all")

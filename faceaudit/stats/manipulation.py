@@ -26,6 +26,9 @@ import pandas as pd
 from faceaudit.core.errors import BadInput
 from faceaudit.measure import EXPOSURE_MEASURES, MEASURES
 
+__all__ = ["manipulation_check", "COLUMNS", "TARGETS", "SKIN_EDIT", "GENDER_EDIT", "IN_BIN", "SKIN_BIN_KEPT",
+           "INDEPENDENT_IN_BIN", "INDEPENDENT_ORDER", "PROTECTED_COLUMNS", "PERCEIVED_MEASURES"]
+
 SKIN_EDIT = "skin_tone"
 COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target",
            "max_abs_change"]
