@@ -38,7 +38,22 @@ __all__ = ["parse_group", "intersectional_contrasts"]
 
 
 def parse_group(group: str) -> dict[str, str]:
-    """``skin=dark|gender=female`` -> ``{"skin": "dark", "gender": "female"}``."""
+    """The levels of a crossed group name, by attribute prefix.
+
+    Parameters
+    ----------
+    group : str
+        ``prefix=level`` parts joined by ``|``.
+
+    Returns
+    -------
+    dict of str to str
+
+    Examples
+    --------
+    >>> parse_group("skin=dark|gender=female")
+    {'skin': 'dark', 'gender': 'female'}
+    """
     return dict(part.split("=", 1) for part in group.split("|"))
 
 
@@ -107,7 +122,40 @@ def _fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int],
 
 
 def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, list[str], str]], level: float) -> pd.DataFrame:
-    """Marginal and interaction rows for one model (``attributes``: ``Protocol.group_attributes``)."""
+    """Marginal and interaction rows for one model.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        The model's rates; its groups are the cells of the crossed design.
+    attributes : list of (str, str, list of str, str)
+        ``(attribute, group prefix, levels, reference level)`` per protected attribute
+        (``Protocol.group_attributes``).
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Contrast rows (columns of the contrasts table plus ``level``, ``reference``, ``contrast``);
+        empty with fewer than two attributes.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> cells = ("skin=light|gender=male", "skin=dark|gender=male", "skin=light|gender=female", "skin=dark|gender=female")
+    >>> md = example_model_data(n_seeds=8, groups=cells)  # only the dark/female cell's genuine scores drop
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> attrs = [("skin_tone", "skin", ["light", "dark"], "light"), ("gender", "gender", ["male", "female"], "male")]
+    >>> t = intersectional_contrasts(mr, attrs, 0.95)
+    >>> t.groupby("contrast").size().to_dict()
+    {'interaction': 4, 'marginal': 10}
+    >>> row = t[t["metric"] == "genuine_score_interaction"].iloc[0]
+    >>> row["level"], bool(row["estimate"] < -0.1)
+    ('dark:female', True)
+    """
     L = mr.md.layout
     if len(attributes) < 2:
         return pd.DataFrame()
