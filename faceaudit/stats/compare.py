@@ -264,6 +264,16 @@ def comparison_summary(table: pd.DataFrame) -> dict:
     FMR key -> "<metric>_change" -> group -> {estimate, ci_lo, ci_hi, p_value}`` (plus the
     ``target_fmr``/``threshold`` keys the gate uses to recognise operating points).
 
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A comparison table (:func:`compare_runs`).
+
+    Returns
+    -------
+    dict
+        JSON-ready; non-finite numbers become ``None``.
+
     Examples
     --------
     >>> t = pd.DataFrame([{"model_a": "m", "model_b": "m", "target_fmr": 0.01, "metric": "fnmr", "group": "all",

@@ -41,7 +41,28 @@ DECISION = 0.5
 
 
 def rater_quality(annotations: pd.DataFrame, min_pass: float = DEFAULT_MIN_PASS) -> pd.DataFrame:
-    """Per rater: ratings, attention checks answered and passed, pass rate, ``flagged``."""
+    """Per rater: ratings, attention checks answered and passed, pass rate, ``flagged``.
+
+    Parameters
+    ----------
+    annotations : pandas.DataFrame
+        The exported ratings (``rater, question, value, check_kind``, ...).
+    min_pass : float
+        A rater passing a smaller share of the attention checks is flagged.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rater, n_ratings, n_checks, n_checks_passed, check_pass_rate, flagged``.
+
+    Examples
+    --------
+    >>> from faceaudit.rating_scales import SAME
+    >>> a = pd.DataFrame({"rater": ["r1", "r1", "r2", "r2"], "question": SAME.key, "value": [5, 1, 1, 5],
+    ...                   "check_kind": ["identical", "different"] * 2})
+    >>> rater_quality(a)[["rater", "check_pass_rate", "flagged"]].values.tolist()
+    [['r1', 1.0, False], ['r2', 0.0, True]]
+    """
     a = annotations
     raters = sorted(a["rater"].unique())
     checks = a[(a["question"] == SAME.key) & a["check_kind"].isin(["identical", "different"])]
@@ -195,6 +216,28 @@ def genuine_weights(pairs: pd.DataFrame, human: pd.DataFrame, mode: str = "filte
     ``filter``: genuine pairs whose consensus is below ``min_consensus`` get 0 (humans say the edit
     changed the identity), others 1; ``weight``: genuine pairs get their consensus. Impostor and
     unrated pairs keep weight 1. Indexed like ``pairs``.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The run's pairs (``pair_id, kind``).
+    human : pandas.DataFrame
+        Consensus per rated pair (:func:`consensus_identity`: ``pair_id, consensus``).
+    mode : {"filter", "weight"}
+        How the consensus becomes a weight.
+    min_consensus : float
+        With ``filter``: the smallest consensus a genuine pair keeps weight 1 with.
+
+    Returns
+    -------
+    pandas.Series
+
+    Examples
+    --------
+    >>> pairs = pd.DataFrame({"pair_id": [1, 2, 3, 4], "kind": ["genuine", "genuine", "impostor", "genuine"]})
+    >>> human = pd.DataFrame({"pair_id": [1, 2, 3], "consensus": [0.9, 0.25, 0.1]})
+    >>> genuine_weights(pairs, human).tolist(), genuine_weights(pairs, human, mode="weight").tolist()
+    ([1.0, 0.0, 1.0, 1.0], [0.9, 0.25, 1.0, 1.0])
     """
     if mode not in ("filter", "weight"):
         raise ValueError(f"mode must be 'filter' or 'weight', got {mode!r}")

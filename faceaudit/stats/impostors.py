@@ -203,7 +203,25 @@ class EmbeddingSource(ImpostorSource):
 
 
 def bin_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Bin ``k`` with ``edges[k] <= x < edges[k+1]`` (the last bin is closed), exactly against ``edges``."""
+    """Bin ``k`` with ``edges[k] <= x < edges[k+1]`` (the last bin is closed), exactly against ``edges``.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray
+        Equally spaced bin edges, ascending.
+    x : array_like
+        Values; those outside the edges go to the first or last bin.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 bin indices.
+
+    Examples
+    --------
+    >>> bin_index(np.linspace(0.0, 1.0, 5), [0.0, 0.25, 0.49, 1.0, 7.0]).tolist()
+    [0, 1, 1, 3, 3]
+    """
     nb = len(edges) - 1
     x = np.asarray(x, dtype=float)
     w = (edges[-1] - edges[0]) / nb
