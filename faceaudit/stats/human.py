@@ -144,7 +144,28 @@ def _alpha(matrix: np.ndarray, level: str) -> float:
 
 
 def agreement(annotations: pd.DataFrame, keep_raters: Optional[set] = None) -> pd.DataFrame:
-    """Krippendorff's alpha per question (attention checks excluded): ``question, level, alpha, n_items, n_raters, n_ratings``."""
+    """Krippendorff's alpha per question (attention checks excluded).
+
+    Parameters
+    ----------
+    annotations : pandas.DataFrame
+        The exported ratings.
+    keep_raters : set, optional
+        Only these raters' ratings count.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``question, level, alpha, n_items, n_raters, n_ratings``.
+
+    Examples
+    --------
+    >>> from faceaudit.rating_scales import SAME
+    >>> a = pd.DataFrame({"rater": ["r1"] * 3 + ["r2"] * 3, "item": ["1", "2", "3"] * 2, "question": SAME.key,
+    ...                   "value": [5, 1, 4] * 2, "check_kind": None, "kind": "pair"})
+    >>> agreement(a)[["level", "alpha", "n_items"]].values.tolist()  # two raters who always agree
+    [['ordinal', 1.0, 3], ['interval', 1.0, 3]]
+    """
     a = annotations[(annotations["check_kind"].fillna("") == "") & (annotations["question"] != "comment")]
     if keep_raters is not None:
         a = a[a["rater"].isin(keep_raters)]
