@@ -108,7 +108,36 @@ def _wilson_interval(mean: np.ndarray, n_eff: np.ndarray, level: float = 0.95) -
 
 def consensus_identity(annotations: pd.DataFrame, pairs: Optional[pd.DataFrame] = None,
                        quality: Optional[pd.DataFrame] = None, level: float = 0.95) -> pd.DataFrame:
-    """results/human_identity: one row per rated pair (attention checks excluded)."""
+    """results/human_identity: one row per rated pair (attention checks excluded).
+
+    Parameters
+    ----------
+    annotations : pandas.DataFrame
+        The exported ratings.
+    pairs : pandas.DataFrame, optional
+        The run's pairs: item ids are mapped back to its ``pair_id`` and its columns joined.
+    quality : pandas.DataFrame, optional
+        :func:`rater_quality`; flagged raters are left out.
+    level : float
+        Confidence level of the Wilson interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``pair_id, n_raters, consensus, ci_lo, ci_hi, sd, share_same, dispersion`` (plus the pair's
+        ``kind, group, edit_attr, edit_level`` with ``pairs``).
+
+    Examples
+    --------
+    >>> from faceaudit.rating_scales import SAME
+    >>> a = pd.DataFrame({"rater": ["r1", "r2", "r3"] * 2, "item": ["7"] * 3 + ["8"] * 3, "question": SAME.key,
+    ...                   "value": [5, 5, 4, 1, 2, 1], "check_kind": None, "kind": "pair"})
+    >>> h = consensus_identity(a)
+    >>> h["pair_id"].tolist(), h["consensus"].round(3).tolist(), h["n_raters"].tolist()
+    ([7, 8], [0.917, 0.083], [3, 3])
+    >>> bool(((h["ci_lo"] < h["consensus"]) & (h["consensus"] < h["ci_hi"])).all())
+    True
+    """
     keep = set(quality.loc[~quality["flagged"], "rater"]) if quality is not None else None
     r = _same_ratings(annotations, keep)
     cols = ["pair_id", "n_raters", "consensus", "ci_lo", "ci_hi", "sd", "share_same", "dispersion"]
@@ -196,7 +225,32 @@ def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def human_vs_machine(human: pd.DataFrame, scores: dict[str, pd.DataFrame], thresholds: dict[str, float]) -> pd.DataFrame:
-    """Per model and group (plus ``all``): how the model's scores agree with the human consensus."""
+    """Per model and group (plus ``all``): how the model's scores agree with the human consensus.
+
+    Parameters
+    ----------
+    human : pandas.DataFrame
+        :func:`consensus_identity` with the pairs' columns (``pair_id, consensus, kind, group``).
+    scores : dict of str to pandas.DataFrame
+        Per model: its scores (``pair_id, score, status``).
+    thresholds : dict of str to float
+        Per model: its decision threshold; models without one are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (model, group): AUC, correlations, decision agreement, human and machine
+        FNMR/FMR (see the module docstring).
+
+    Examples
+    --------
+    >>> human = pd.DataFrame({"pair_id": [1, 2, 3, 4], "consensus": [0.9, 0.2, 0.8, 0.1],
+    ...                       "kind": ["genuine", "genuine", "genuine", "impostor"], "group": "g"})
+    >>> sc = pd.DataFrame({"pair_id": [1, 2, 3, 4], "score": [0.7, 0.6, 0.2, 0.1], "status": "ok"})
+    >>> r = human_vs_machine(human, {"m": sc}, {"m": 0.5}).set_index("group")
+    >>> r.loc["all", ["n_pairs", "human_fnmr", "machine_fnmr", "machine_fnmr_confirmed"]].tolist()
+    [4.0, 0.3333333333333333, 0.3333333333333333, 0.5]
+    """
     rows = []
     for model, sc in scores.items():
         if model not in thresholds:
