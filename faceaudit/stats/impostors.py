@@ -65,7 +65,26 @@ DET_MAX_POINTS = 300
 
 @dataclass
 class ImpostorBlock:
-    """Impostor comparisons of a set of seed pairs (indices into the run's layout)."""
+    """Impostor comparisons of a set of seed pairs (indices into the run's layout).
+
+    Parameters
+    ----------
+    seed_a, seed_b : numpy.ndarray
+        Seed indices of the two faces.
+    cell : numpy.ndarray
+        Base cell ``group * C + condition``.
+    score : numpy.ndarray
+        Similarity, NaN where not ``ok``.
+    ok : numpy.ndarray
+        Both faces enrolled.
+
+    Examples
+    --------
+    >>> blk = ImpostorBlock(np.array([0, 0]), np.array([1, 2]), np.array([0, 0]), np.array([0.1, np.nan]),
+    ...                     np.array([True, False]))
+    >>> int(blk.ok.sum()), float(np.nanmax(blk.score))
+    (1, 0.1)
+    """
 
     seed_a: np.ndarray
     seed_b: np.ndarray
@@ -80,6 +99,23 @@ class ImpostorSource:
     Contract: ``blocks()`` yields ``(lo_start, lo_stop, block)`` where the block holds every comparison
     whose smaller seed index is in ``[lo_start, lo_stop)`` (so all comparisons of one unordered seed
     pair are in one block), ranges consecutive; every call yields the same blocks (deterministic).
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds of the run (attribute of a subclass).
+    n_cells : int
+        Base cells ``G * C`` (attribute of a subclass).
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp = md.layout, md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C,
+    ...                   block_pairs=50)
+    >>> isinstance(src, ImpostorSource), [(lo, hi) for lo, hi, _ in src.blocks()]
+    (True, [(0, 1), (1, 2), (2, 3), (3, 5), (5, 8)])
     """
 
     n_seeds: int
@@ -94,7 +130,33 @@ class ImpostorSource:
 
 
 class ArraySource(ImpostorSource):
-    """Impostor comparisons already in memory (a run's pairs + scores tables): blocks by seed range."""
+    """Impostor comparisons already in memory (a run's pairs + scores tables): blocks by seed range.
+
+    Parameters
+    ----------
+    seed_a, seed_b : array_like
+        Seed indices of each pair's faces.
+    cell : array_like
+        Base cell ``group * C + condition`` of each pair.
+    score : array_like
+        Similarity, NaN where not ``ok``.
+    ok : array_like
+        Both faces enrolled.
+    n_seeds, n_cells : int
+        Seeds of the run; base cells ``G * C``.
+    block_pairs : int
+        About the most pairs in a block (a block never splits one smaller seed's pairs).
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp = md.layout, md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C,
+    ...                   block_pairs=50)
+    >>> sum(len(blk.score) for _, _, blk in src.blocks()) == len(imp)  # every pair, once
+    True
+    """
 
     def __init__(self, seed_a, seed_b, cell, score, ok, n_seeds: int, n_cells: int, block_pairs: int = BLOCK_PAIRS):
         self.seed_a, self.seed_b = np.asarray(seed_a, np.int64), np.asarray(seed_b, np.int64)
@@ -479,9 +541,57 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
                      gen_by_set: list[np.ndarray], far_points: list[float], gen_all_scores: np.ndarray,
                      hist_bins: int = 60, fine_bins: int = FINE_BINS, keep_whole: int = KEEP_WHOLE,
                      timings: dict | None = None) -> ImpostorStats:
-    """Four passes over ``source`` (module docstring). ``gen_by_set``: sorted genuine ok scores per group, then all.
+    """Four passes over ``source`` (module docstring): the impostor statistics of one model.
 
-    ``timings``: if given, receives the seconds of each pass (``pass1_counts`` ... ``pass4_false_matches``).
+    Parameters
+    ----------
+    source : ImpostorSource
+        The model's impostor comparisons.
+    G, C : int
+        Groups and edit conditions of the layout.
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed-bootstrap weights.
+    targets : list of float
+        Target FMRs; the global threshold of each is found exactly.
+    gen_by_set : list of numpy.ndarray
+        Sorted genuine ok scores per group, then of all groups.
+    far_points : list of float
+        FARs of the TAR-at-FAR columns.
+    gen_all_scores : numpy.ndarray
+        Every compared genuine score (for the common histogram edges and the threshold candidates).
+    hist_bins, fine_bins : int
+        Bins of the report's histogram and of the exact-threshold histogram.
+    keep_whole : int
+        A group set with at most this many impostor scores is collected whole.
+    timings : dict, optional
+        Receives the seconds of each pass (``pass1_counts`` ... ``pass4_false_matches``).
+
+    Returns
+    -------
+    ImpostorStats
+
+    Raises
+    ------
+    ValueError
+        No impostor comparison enrolled.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp = md.layout, md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C,
+    ...                   block_pairs=50)
+    >>> gen = md.genuine
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> st.thresholds[0.1] == T.threshold_at_fmr(imp.score, 0.1, candidates=gen.score)  # as in memory
+    True
+    >>> int(st.n_ok.sum()), st.auc[-1] == T.roc_auc(gen.score, imp.score)
+    (168, True)
     """
     import time
 
