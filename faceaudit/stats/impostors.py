@@ -295,7 +295,32 @@ def bin_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 class ScoreDistribution:
-    """The impostor scores of one group set: fine histogram, then the exact values of needed bins."""
+    """The impostor scores of one group set: fine histogram, then the exact values of needed bins.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray
+        Bin edges (:func:`bin_index`).
+    hist : numpy.ndarray
+        Scores per bin.
+    lo, hi : float
+        The exact smallest and largest score.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = st.dists[-1]  # all groups
+    >>> d.n, d.count_ge(0.2) == int((imp.score >= 0.2).sum()), d.eer(gen_by_set[-1]) == T.eer(gen.score, imp.score)
+    (168, True, True)
+    """
 
     def __init__(self, edges: np.ndarray, hist: np.ndarray, lo: float, hi: float):
         self.edges, self.hist = edges, hist.astype(np.int64)
@@ -492,6 +517,46 @@ class _HitStats:
 
 @dataclass
 class ImpostorStats:
+    """What :func:`reduce_impostors` keeps of a model's impostor comparisons (module docstring).
+
+    Parameters
+    ----------
+    S, G, C : int
+        Seeds, groups and edit conditions.
+    n_ok, n_fte : numpy.ndarray
+        Per base cell: comparisons made, and impostor pairs with a face that failed to enrol.
+    per_seed_ok : numpy.ndarray
+        ``(S, K)`` comparisons each seed takes part in.
+    gram_nn : numpy.ndarray
+        ``(K, K)`` Gram matrix of the per-seed-pair comparison counts.
+    trial_boot : numpy.ndarray
+        ``(B, K)`` bootstrap sums of the comparisons.
+    dists : list of ScoreDistribution
+        Per group, then all groups.
+    auc : list of float
+        Per group, then all groups.
+    hist_counts, hist_edges : numpy.ndarray or None
+        The report's coarse score histogram.
+    thresholds : dict of float to float
+        Global threshold per target FMR.
+    hits : dict
+        False-match statistics per target FMR.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> st.K, int(st.n_ok.sum()), st.aggregation().shape  # base cells -> (group + all) x (condition + all)
+    (6, 168, (6, 12))
+    """
+
     S: int
     G: int
     C: int
@@ -764,13 +829,65 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
 
 
 def dyadic_terms(st: ImpostorStats, target: float) -> "DyadicTerms":
+    """The :class:`DyadicTerms` of one threshold, computed once and kept on ``st``.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+
+    Returns
+    -------
+    DyadicTerms
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = dyadic_terms(st, 0.1)
+    >>> d is dyadic_terms(st, 0.1), float(d.n[-1]), float(d.e[-1])  # cached; all groups, all conditions
+    (True, 168.0, 16.0)
+    """
     if target not in st._terms:
         st._terms[target] = DyadicTerms(st, target)
     return st._terms[target]
 
 
 class DyadicTerms:
-    """Per (group + all, condition + all) cell: counts, per-seed totals and Gram matrices of one threshold."""
+    """Per (group + all, condition + all) cell: counts, per-seed totals and Gram matrices of one threshold.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = DyadicTerms(st, 0.1)
+    >>> j = d.n.size - 1  # all groups, all conditions
+    >>> d.variance([(j, 1.0, d.e[j] / d.n[j])]) > 0
+    True
+    """
 
     def __init__(self, st: ImpostorStats, target: float):
         M = st.aggregation()
@@ -805,6 +922,40 @@ class DyadicTerms:
 
 
 def fmr_ci_streamed(st: ImpostorStats, target: float, level: float, est: np.ndarray):
+    """Dyadic-robust logit intervals of the FMR of every (group + all, condition + all) cell.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+    level : float
+        Confidence level.
+    est : numpy.ndarray
+        ``(G+1, C+1)`` FMR estimates, returned as they are.
+
+    Returns
+    -------
+    est, lo, hi : numpy.ndarray
+        ``(G+1, C+1)``; NaN where a cell has no comparison.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = dyadic_terms(st, 0.1)
+    >>> est, lo, hi = fmr_ci_streamed(st, 0.1, 0.95, (d.e / d.n).reshape(L.G + 1, L.C + 1))
+    >>> bool(lo[-1, -1] < est[-1, -1] < hi[-1, -1])
+    True
+    """
     G, C = st.G, st.C
     d = dyadic_terms(st, target)
     lo = np.full((G + 1, C + 1), np.nan)
@@ -821,6 +972,39 @@ def fmr_ci_streamed(st: ImpostorStats, target: float, level: float, est: np.ndar
 
 
 def fmr_contrast_streamed(st: ImpostorStats, target: float, g: int, r: int, cond: int | None):
+    """FMR difference and smoothed ratio of group ``g`` against group ``r``, with dyadic-robust SEs.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+    g, r : int
+        Group indices (``r``: the reference).
+    cond : int or None
+        Condition index; None pools the conditions.
+
+    Returns
+    -------
+    diff, se_diff, ratio, se_log : float
+        The difference and its SE; the ratio of smoothed rates and the SE of its log.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> diff, se_diff, ratio, se_log = fmr_contrast_streamed(st, 0.1, 1, 0, None)
+    >>> float(diff), float(ratio), bool(se_diff > 0 and se_log > 0)
+    (0.0, 1.0, True)
+    """
     C = st.C
     c = C if cond is None else cond
     d = dyadic_terms(st, target)
@@ -840,6 +1024,42 @@ def fmr_contrast_streamed(st: ImpostorStats, target: float, g: int, r: int, cond
 
 def threshold_free_streamed(st: ImpostorStats, groups: list[str], gen_by_set: list[np.ndarray],
                             far_points: list[float], fmr_key) -> pd.DataFrame:
+    """Threshold-free rows (AUC, EER, TAR at FAR) per group and ``all``, exactly as in memory.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    groups : list of str
+        Group names.
+    gen_by_set : list of numpy.ndarray
+        Sorted genuine ok scores per group, then all.
+    far_points : list of float
+        FARs of the ``tar_at_far_*`` columns.
+    fmr_key : callable
+        Column suffix of a FAR.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> t = threshold_free_streamed(st, L.groups, gen_by_set, [0.1], lambda f: f"{f:g}")
+    >>> t["group"].tolist(), t.columns.tolist()[1:]
+    (['skin=light', 'skin=dark', 'all'], ['auc', 'eer', 'eer_threshold', 'tar_at_far_0.1'])
+    >>> (t.loc[2, "eer"], t.loc[2, "eer_threshold"]) == T.eer(gen.score, imp.score)
+    True
+    """
     rows = []
     for si, name in enumerate(groups + ["all"]):
         gs, d = gen_by_set[si], st.dists[si]
@@ -854,6 +1074,39 @@ def threshold_free_streamed(st: ImpostorStats, groups: list[str], gen_by_set: li
 
 
 def group_threshold_streamed(st: ImpostorStats, g: int, target: float, gen: np.ndarray) -> float:
+    """The threshold at ``target`` on group ``g``'s impostor scores alone (diagnostic).
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    g : int
+        Group index (``G``: all groups).
+    target : float
+        Target FMR.
+    gen : numpy.ndarray
+        Sorted genuine scores, the other threshold candidates.
+
+    Returns
+    -------
+    float
+        NaN when the group has no impostor comparison.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> t = group_threshold_streamed(st, 0, 0.1, gen_by_set[0])
+    >>> t == T.threshold_at_fmr(imp.score[imp.group == 0], 0.1, candidates=gen_by_set[0])
+    True
+    """
     d = st.dists[g]
     if d.n == 0:
         return float("nan")
@@ -861,6 +1114,39 @@ def group_threshold_streamed(st: ImpostorStats, g: int, target: float, gen: np.n
 
 
 def roc_table_streamed(st: ImpostorStats, model: str, groups: list[str], gen_by_set: list[np.ndarray]) -> pd.DataFrame:
+    """The thinned error curve of each group and ``all`` (:func:`faceaudit.stats.thresholds.det_points`).
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    model : str
+        Written in the ``model`` column.
+    groups : list of str
+        Group names.
+    gen_by_set : list of numpy.ndarray
+        Sorted genuine ok scores per group, then all.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, group, threshold, fmr, fnmr, n_genuine, n_impostor``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> r = roc_table_streamed(st, "sim", L.groups, gen_by_set)
+    >>> r["group"].unique().tolist(), bool((r.groupby("group")["fmr"].max() == 1.0).all())
+    (['skin=light', 'skin=dark', 'all'], True)
+    """
     parts = []
     for si, name in enumerate(groups + ["all"]):
         gs, d = gen_by_set[si], st.dists[si]
