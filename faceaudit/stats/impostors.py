@@ -189,6 +189,38 @@ class EmbeddingSource(ImpostorSource):
     within one (group, condition) cell. ``cell_seeds[k]`` are the seed indices present in cell ``k``
     (sorted) and ``cell_rows[k]`` the matching rows of ``emb``/``face_ok``. ``similarity``: ``"cosine"``
     (one matrix product per block) or a row-wise callable ``f(a, b)`` (a model's ``similarity``).
+
+    Parameters
+    ----------
+    cell_seeds : list of numpy.ndarray
+        Per base cell: the sorted seed indices present.
+    cell_rows : list of numpy.ndarray
+        Per base cell: the matching rows of ``emb`` and ``face_ok``.
+    emb : numpy.ndarray
+        ``(faces, dim)`` embeddings.
+    face_ok : numpy.ndarray
+        Per face: enrolled.
+    n_seeds : int
+        Seeds of the run.
+    similarity : "cosine" or callable
+        How two embeddings are scored.
+    block_pairs : int
+        About the most pairs in a block.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.data import make_layout
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> faces = simulate_run_tables(SimSpec(n_seeds=5, groups=("skin=light",), edits={"yaw": (1.0,)}),
+    ...                             np.random.default_rng(0))["faces"]
+    >>> vectors = np.random.default_rng(1).normal(size=(len(faces), 4))
+    >>> emb = pd.DataFrame({"face_id": faces["face_id"], "status": "ok", "embedding": list(vectors)})
+    >>> src = embedding_source(faces, emb, make_layout(faces, ["skin=light"]))
+    >>> isinstance(src, EmbeddingSource), src.n_pairs()  # C(5, 2) pairs in each of 2 conditions
+    (True, 20)
+    >>> blk = next(iter(src.blocks()))[2]
+    >>> bool(np.all(np.abs(blk.score) <= 1.0 + 1e-12))  # cosine similarities
+    True
     """
 
     def __init__(self, cell_seeds: list[np.ndarray], cell_rows: list[np.ndarray], emb: np.ndarray, face_ok: np.ndarray,
@@ -1161,7 +1193,44 @@ def roc_table_streamed(st: ImpostorStats, model: str, groups: list[str], gen_by_
 def embedding_source(faces: pd.DataFrame, embeddings: pd.DataFrame, layout, similarity: str | Callable = "cosine",
                      block_pairs: int = BLOCK_PAIRS, where: str = "embeddings") -> EmbeddingSource:
     """The matched-impostor design of ``faces`` (:func:`faceaudit.pairs.impostor_pairs`, no cap) over one
-    model's ``embeddings`` table (``face_id``, ``status``, ``embedding``), as an :class:`EmbeddingSource`."""
+    model's ``embeddings`` table (``face_id``, ``status``, ``embedding``), as an :class:`EmbeddingSource`.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        The run's faces table.
+    embeddings : pandas.DataFrame
+        One model's embeddings (``face_id, status, embedding``).
+    layout : faceaudit.stats.data.Layout
+        The run's index space.
+    similarity : "cosine" or callable
+        How two embeddings are scored.
+    block_pairs : int
+        About the most pairs in a block.
+    where : str
+        Where ``embeddings`` came from, for error messages.
+
+    Returns
+    -------
+    EmbeddingSource
+
+    Raises
+    ------
+    BadInput
+        A missing column, or a face without an embedding.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.data import make_layout
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> faces = simulate_run_tables(SimSpec(n_seeds=5, groups=("skin=light",), edits={"yaw": (1.0,)}),
+    ...                             np.random.default_rng(0))["faces"]
+    >>> vectors = np.random.default_rng(1).normal(size=(len(faces), 4))
+    >>> emb = pd.DataFrame({"face_id": faces["face_id"], "status": "ok", "embedding": list(vectors)})
+    >>> src = embedding_source(faces, emb, make_layout(faces, ["skin=light"]))
+    >>> sum(len(blk.score) for _, _, blk in src.blocks()) == src.n_pairs() == 20
+    True
+    """
     from faceaudit.core.errors import BadInput
 
     missing = [c for c in ("face_id", "status", "embedding") if c not in embeddings.columns]
