@@ -103,7 +103,7 @@ class Run:
     run when they are missing; results tables (``error_rates``, ``contrasts``, ...) are ``None``
     when the analysis did not write them. Open one with :func:`load_run`.
 
-    Attributes
+    Parameters
     ----------
     root : Path
         The run directory.
@@ -111,6 +111,18 @@ class Run:
         The resolved ``protocol.yaml`` (schema-checked; model specs are not resolved).
     manifest : dict
         ``manifest.json`` (``{"stages": {}}`` when there is none yet).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> spec = SimSpec(n_seeds=4, groups=("skin=light", "skin=dark"), edits={"yaw": (1.0,)})
+    >>> run = load_run(write_sim_run(tempfile.mkdtemp(), spec, np.random.default_rng(0)))
+    >>> run.models, len(run.pairs), run.scored_pairs("sim")["status"].unique().tolist()
+    (['sim'], 32, ['ok'])
+    >>> run.contrasts is None  # not analysed yet
+    True
     """
 
     root: Path

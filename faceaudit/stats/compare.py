@@ -39,7 +39,7 @@ from faceaudit.stats.data import ALL, make_layout, prepare_model
 from faceaudit.stats.dyadic import DYADIC_METHOD, normal_interval, rate_influence
 from faceaudit.stats.error_rates import PSEUDO_ERRORS, ModelRates, compute_model_rates, fmr_key
 
-__all__ = ["COMPARE_COLUMNS", "compare_runs", "compare_model_rates", "match_models", "comparison_summary"]
+__all__ = ["COMPARE_COLUMNS", "compare_runs", "_compare_model_rates", "match_models", "comparison_summary"]
 
 COMPARE_COLUMNS = ["model_a", "model_b", "target_fmr", "metric", "group", "reference", "value_a", "value_b",
                    "change", "change_kind", "ci_lo", "ci_hi", "p_value", "significant", "ci_level", "ci_method"]
@@ -140,7 +140,7 @@ def _fmr_parts(mr: ModelRates, target: float, g: int):
     return rate_influence(mr.false_match(target), imp.ok.astype(float), mask)
 
 
-def compare_model_rates(ra: ModelRates, rb: ModelRates, level: float, reference: str) -> list[dict]:
+def _compare_model_rates(ra: ModelRates, rb: ModelRates, level: float, reference: str) -> list[dict]:
     L = ra.md.layout
     groups = L.groups + [ALL]
     C = L.C  # the pooled-condition margin
@@ -255,7 +255,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, model_a: Optional[str] = 
             mds.append(prepare_model(m, run.pairs, run.run.score_table(m), run.run.enrolment_status(m), run.faces, layout,
                                      scores_where=f"{run.root}/scores/{m}", status_where=f"{run.root}/embeddings/{m}"))
         ra, rb = (compute_model_rates(md, W, targets) for md in mds)
-        rows += compare_model_rates(ra, rb, level, proto.reference_group)
+        rows += _compare_model_rates(ra, rb, level, proto.reference_group)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
@@ -263,6 +263,16 @@ def comparison_summary(table: pd.DataFrame) -> dict:
     """The comparison in summary.json's shape, for the gate: ``models -> run B's model -> target
     FMR key -> "<metric>_change" -> group -> {estimate, ci_lo, ci_hi, p_value}`` (plus the
     ``target_fmr``/``threshold`` keys the gate uses to recognise operating points).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A comparison table (:func:`compare_runs`).
+
+    Returns
+    -------
+    dict
+        JSON-ready; non-finite numbers become ``None``.
 
     Examples
     --------

@@ -26,7 +26,25 @@ ALL = "all"
 
 
 def condition_label(attr: str, level: float) -> str:
-    """``lighting=+2``, ``yaw=-1.5``; the prototype condition is ``none``."""
+    """The label of an edit condition, as the results tables write it.
+
+    Parameters
+    ----------
+    attr : str
+        Edited attribute (``none`` for the prototype).
+    level : float
+        Edit level.
+
+    Returns
+    -------
+    str
+        ``attr=<signed level>``, or ``none`` for the prototype.
+
+    Examples
+    --------
+    >>> condition_label("lighting", 2), condition_label("yaw", -1.5), condition_label("none", 0.0)
+    ('lighting=+2', 'yaw=-1.5', 'none')
+    """
     if attr == "none":
         return "none"
     return f"{attr}={float(level):+g}"
@@ -34,7 +52,25 @@ def condition_label(attr: str, level: float) -> str:
 
 @dataclass
 class Layout:
-    """The index space shared by every model of a run (so bootstrap weights line up)."""
+    """The index space shared by every model of a run (so bootstrap weights line up).
+
+    Parameters
+    ----------
+    seeds : numpy.ndarray
+        Sorted seed ids; a seed's index is its position here.
+    groups : list of str
+        Protected groups in protocol order.
+    conditions : list of (str, float)
+        ``(edit_attr, edit_level)`` of every condition, ``("none", 0.0)`` first.
+
+    Examples
+    --------
+    >>> layout = Layout(np.array([3, 7]), ["skin=light", "skin=dark"], [("none", 0.0), ("yaw", 1.0)])
+    >>> layout.S, layout.G, layout.C, layout.condition_labels
+    (2, 2, 2, ['none', 'yaw=+1'])
+    >>> layout.seed_index([7, 3], "example").tolist(), layout.group_index(["skin=dark"], "example").tolist()
+    ([1, 0], [1])
+    """
 
     seeds: np.ndarray  # sorted seed ids
     groups: list[str]  # protected groups, protocol order; reference first is not assumed
@@ -93,6 +129,32 @@ class Layout:
 
 
 def make_layout(faces: pd.DataFrame, groups: list[str]) -> Layout:
+    """The layout of a run's faces table: its seeds, the given groups and every edit condition.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        The faces table (``face_id, seed, group, edit_attr, edit_level``).
+    groups : list of str
+        The protocol's group names, in order.
+
+    Returns
+    -------
+    Layout
+
+    Raises
+    ------
+    BadInput
+        A column of ``faces`` is missing.
+
+    Examples
+    --------
+    >>> faces = pd.DataFrame({"face_id": ["a", "b", "c"], "seed": [5, 5, 2], "group": ["g"] * 3,
+    ...                       "edit_attr": ["yaw", "none", "none"], "edit_level": [1.0, float("nan"), 0.0]})
+    >>> layout = make_layout(faces, ["g"])
+    >>> layout.seeds.tolist(), layout.conditions
+    ([2, 5], [('none', 0.0), ('yaw', 1.0)])
+    """
     _require(faces, FACE_COLUMNS, "faces.parquet")
     seeds = np.unique(faces["seed"].to_numpy(dtype=np.int64))
     lv = np.where(faces["edit_attr"].to_numpy() == "none", 0.0, faces["edit_level"].to_numpy(dtype=float))
@@ -102,7 +164,28 @@ def make_layout(faces: pd.DataFrame, groups: list[str]) -> Layout:
 
 @dataclass
 class Side:
-    """One kind of comparison (genuine or impostor) of one model, index-encoded."""
+    """One kind of comparison (genuine or impostor) of one model, index-encoded.
+
+    Parameters
+    ----------
+    pair_id : numpy.ndarray
+        The pairs' ids.
+    seed_a, seed_b : numpy.ndarray
+        Seed indices of the two faces (equal for genuine pairs).
+    group, cond : numpy.ndarray
+        Group and condition indices.
+    score : numpy.ndarray
+        Similarity, NaN where not ``ok``.
+    ok : numpy.ndarray
+        Both faces enrolled and the score is valid.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> gen = example_model_data(n_seeds=8).genuine
+    >>> len(gen), bool((gen.seed_a == gen.seed_b).all())
+    (32, True)
+    """
 
     pair_id: np.ndarray
     seed_a: np.ndarray  # seed index
@@ -118,6 +201,29 @@ class Side:
 
 @dataclass
 class ModelData:
+    """One model's comparisons and enrolments, validated and index-encoded (:func:`prepare_model`).
+
+    Parameters
+    ----------
+    model : str
+        The model's name.
+    layout : Layout
+        The run's index space.
+    genuine, impostor : Side
+        The model's genuine and impostor comparisons.
+    face_seed, face_group, face_cond : numpy.ndarray
+        Per face: seed, group and condition index.
+    face_fte : numpy.ndarray
+        Per face: failed to enrol.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> md.model, len(md.face_seed) == md.layout.S * md.layout.G * md.layout.C
+    ('sim', True)
+    """
+
     model: str
     layout: Layout
     genuine: Side
@@ -138,7 +244,49 @@ def _require(df: pd.DataFrame, cols: list[str], where: str) -> None:
 def prepare_model(model: str, pairs: pd.DataFrame, scores: pd.DataFrame, face_status: pd.DataFrame,
                   faces: pd.DataFrame, layout: Layout, scores_where: str = "scores",
                   status_where: str = "embeddings") -> ModelData:
-    """Join pairs with one model's scores and faces with its enrolment status; validate; encode."""
+    """Join pairs with one model's scores and faces with its enrolment status; validate; encode.
+
+    Parameters
+    ----------
+    model : str
+        The model's name (in error messages and the result).
+    pairs : pandas.DataFrame
+        The run's pairs table (``PAIR_COLUMNS``).
+    scores : pandas.DataFrame
+        The model's scores (``pair_id, score, status``), one row per pair.
+    face_status : pandas.DataFrame
+        The model's enrolment status per face (``face_id, status``).
+    faces : pandas.DataFrame
+        The run's faces table (``FACE_COLUMNS``).
+    layout : Layout
+        The run's index space (:func:`make_layout`).
+    scores_where, status_where : str
+        Where ``scores`` and ``face_status`` came from, for error messages.
+
+    Returns
+    -------
+    ModelData
+
+    Raises
+    ------
+    BadInput
+        A missing column or score, an unknown status, kind, seed, group or condition, a duplicate
+        pair, a NaN score marked ``ok``, or a genuine pair across two seeds.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> tb = simulate_run_tables(SimSpec(n_seeds=4, groups=("skin=light",), edits={"yaw": (1.0,)}),
+    ...                          np.random.default_rng(0))
+    >>> layout = make_layout(tb["faces"], ["skin=light"])
+    >>> md = prepare_model("m", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)
+    >>> len(md.genuine), len(md.impostor)  # 4 seeds x 1 edit; C(4, 2) x 2 conditions
+    (4, 12)
+    >>> prepare_model("m", tb["pairs"], tb["scores"].iloc[1:], tb["status"], tb["faces"], layout)
+    Traceback (most recent call last):
+    ...
+    faceaudit.core.errors.BadInput: scores: model m: no score for pair_id 0
+    """
     _require(pairs, PAIR_COLUMNS, "pairs.parquet")
     _require(scores, SCORE_COLUMNS, scores_where)
     _require(face_status, ["face_id", "status"], status_where)

@@ -33,13 +33,13 @@ import statsmodels.formula.api as smf
 from faceaudit.stats.bootstrap import CI_METHOD, percentile_ci
 from faceaudit.stats.error_rates import ModelRates
 
-__all__ = ["dose_response_table", "mean_rows", "model_rows", "SINGULAR_REL"]
+__all__ = ["dose_response_table", "model_rows", "SINGULAR_REL"]
 
 #: singular when the seed share of the variance (ICC) is below this
 SINGULAR_REL = 1e-4
 
 
-def mean_rows(mr: ModelRates, level: float) -> pd.DataFrame:
+def _mean_rows(mr: ModelRates, level: float) -> pd.DataFrame:
     L = mr.md.layout
     est = mr.gscore.rate()
     lo, hi = percentile_ci(mr.gscore.rate_boot(), level)
@@ -109,6 +109,36 @@ def _fit(formula: str, data: pd.DataFrame):
 
 
 def model_rows(mr: ModelRates, reference_group: str, level: float) -> pd.DataFrame:
+    """The ``slope`` and ``interaction`` rows: one mixed model per edited attribute (module docstring).
+
+    Parameters
+    ----------
+    mr : ModelRates
+        The model's rates (:func:`faceaudit.stats.error_rates.compute_model_rates`).
+    reference_group : str
+        The group whose slopes are the ``slope`` rows.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (attribute, term) for the reference group and per (attribute, other group, term);
+        empty when no attribute has enough data.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data(n_seeds=8)
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> rows = model_rows(mr, "skin=light", 0.95)
+    >>> rows[["row_type", "group", "term", "method"]].values.tolist()
+    [['slope', 'skin=light', 'edit_level', 'mixedlm'], ['interaction', 'skin=dark', 'skin=dark:edit_level', 'mixedlm']]
+    >>> bool((rows["ci_lo"] <= rows["estimate"]).all() and (rows["estimate"] <= rows["ci_hi"]).all())
+    True
+    """
     md = mr.md
     L = md.layout
     gen = md.genuine
@@ -153,4 +183,33 @@ def model_rows(mr: ModelRates, reference_group: str, level: float) -> pd.DataFra
 
 
 def dose_response_table(mr: ModelRates, reference_group: str, level: float) -> pd.DataFrame:
-    return pd.concat([mean_rows(mr, level), model_rows(mr, reference_group, level)], ignore_index=True)
+    """``results/dose_response``: the ``mean`` rows, then the fitted ``slope``/``interaction`` rows.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        The model's rates (:func:`faceaudit.stats.error_rates.compute_model_rates`).
+    reference_group : str
+        The group whose slopes are the ``slope`` rows.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data(n_seeds=8)  # skin=dark genuine scores planted 0.2 lower
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> t = dose_response_table(mr, "skin=light", 0.95)
+    >>> t["row_type"].value_counts().to_dict()
+    {'mean': 4, 'slope': 1, 'interaction': 1}
+    >>> means = t[t["row_type"] == "mean"].groupby("group")["mean_score"].mean()
+    >>> bool(means["skin=dark"] < means["skin=light"])
+    True
+    """
+    return pd.concat([_mean_rows(mr, level), model_rows(mr, reference_group, level)], ignore_index=True)

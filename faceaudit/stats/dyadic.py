@@ -44,14 +44,48 @@ DYADIC_METHOD = "dyadic-robust (seed-pair) variance, normal"
 
 
 def small_sample_factor(n_seeds: int) -> float:
-    """``n(n-1)/((n-2)(n-3))``: makes the centred ``V_D`` unbiased in a complete design; NaN below 4 seeds."""
+    """``n(n-1)/((n-2)(n-3))``: makes the centred ``V_D`` unbiased in a complete design; NaN below 4 seeds.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds taking part in the pairs.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> small_sample_factor(6), round(small_sample_factor(40), 4), small_sample_factor(3)
+    (2.5, 1.1095, nan)
+    """
     n = float(n_seeds)
     return n * (n - 1) / ((n - 2) * (n - 3)) if n >= 4 else float("nan")
 
 
 @dataclass
 class DyadicDesign:
-    """The seed pairs of a model's impostor pairs, indexed once (``np.unique``) and reused per cell."""
+    """The seed pairs of a model's impostor pairs, indexed once (``np.unique``) and reused per cell.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds of the run.
+    dyad : numpy.ndarray
+        Per impostor pair: its dyad (unordered seed pair) index.
+    lo, hi : numpy.ndarray
+        Per dyad: the smaller and larger seed index.
+
+    Examples
+    --------
+    >>> d = DyadicDesign.from_pairs([0, 1, 2, 0], [1, 0, 3, 2], n_seeds=4)
+    >>> d.dyad.tolist(), d.lo.tolist(), d.hi.tolist()  # (0, 1) and (1, 0) are one dyad
+    ([0, 0, 2, 1], [0, 0, 2], [1, 2, 3])
+    >>> psi = np.array([1.0, -1.0, 0.5, -0.5])
+    >>> d.variance(psi, np.ones(4, dtype=bool)) >= 0
+    True
+    """
 
     n_seeds: int
     dyad: np.ndarray  # (P,) dyad index of each impostor pair
@@ -92,6 +126,28 @@ def rate_influence(hit: np.ndarray, ok: np.ndarray, mask: np.ndarray) -> tuple[n
     Returns ``(u, e, n)`` with ``u_p = hit_p - R * ok_p`` inside ``mask`` (0 outside), ``R = e / n``. The
     delta method for a ratio of totals: ``Var(rate) ~ Var(sum u) / n^2``, and for the log of the
     smoothed rate ``(e + 0.5)/(n + 1)``, ``Var(log) ~ Var(sum u) / (e + 0.5)^2``.
+
+    Parameters
+    ----------
+    hit : numpy.ndarray
+        Per pair: 1.0 for an error (a false match), else 0.0.
+    ok : numpy.ndarray
+        Per pair: 1.0 where the pair was compared.
+    mask : numpy.ndarray
+        The pairs of the rate.
+
+    Returns
+    -------
+    u : numpy.ndarray
+        Centred contributions, summing to 0 over ``mask``.
+    e, n : float
+        Errors and compared pairs in ``mask``.
+
+    Examples
+    --------
+    >>> u, e, n = rate_influence(np.array([1.0, 0.0, 0.0, 1.0]), np.ones(4), np.array([True, True, True, False]))
+    >>> u.round(3).tolist(), e, n
+    ([0.667, -0.333, -0.333, 0.0], 1.0, 3.0)
     """
     m = mask & (ok > 0)
     e = float(hit[m].sum())
@@ -106,6 +162,32 @@ def normal_interval(est, se, level: float, null: float, log: bool = False) -> tu
     ``log``: ``est`` is a ratio and ``se`` the standard error of its log (interval exp-transformed,
     null tested on the log scale). ``se == 0`` means no false match (or no correct rejection) in any
     cell involved: no information, interval ``[est, est]`` and ``p = 1``.
+
+    Parameters
+    ----------
+    est : float
+        The estimate (a difference, or a ratio with ``log``).
+    se : float
+        Its standard error (of its log with ``log``).
+    level : float
+        Confidence level.
+    null : float
+        The value tested.
+    log : bool
+        ``est`` is a ratio.
+
+    Returns
+    -------
+    lo, hi, p : float
+        The interval and the two-sided p-value (NaN when ``est`` or ``se`` is not finite).
+
+    Examples
+    --------
+    >>> lo, hi, p = normal_interval(0.1, 0.05, 0.95, 0.0)
+    >>> round(lo, 4), round(hi, 4), round(p, 4)
+    (0.002, 0.198, 0.0455)
+    >>> normal_interval(2.0, 0.0, 0.95, 1.0, log=True)
+    (2.0, 2.0, 1.0)
     """
     if not np.isfinite(est) or not np.isfinite(se):
         return float("nan"), float("nan"), float("nan")
@@ -124,7 +206,27 @@ def normal_interval(est, se, level: float, null: float, log: bool = False) -> tu
 
 def logit_interval(p: float, se: float, level: float) -> tuple[float, float]:
     """Interval for a rate on the logit scale (delta method), so it stays in (0, 1) and follows the skew of a
-    small rate; ``[p, p]`` when ``se == 0`` (no error in the cell, or no correct rejection)."""
+    small rate; ``[p, p]`` when ``se == 0`` (no error in the cell, or no correct rejection).
+
+    Parameters
+    ----------
+    p : float
+        The rate.
+    se : float
+        Its standard error.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    lo, hi : float
+
+    Examples
+    --------
+    >>> lo, hi = logit_interval(0.01, 0.005, 0.95)
+    >>> 0 < lo < 0.01 < hi, hi - 0.01 > 0.01 - lo  # inside (0, 1), skewed upward
+    (True, True)
+    """
     if not np.isfinite(p) or not np.isfinite(se):
         return float("nan"), float("nan")
     if se == 0 or p <= 0 or p >= 1:

@@ -31,7 +31,7 @@ from faceaudit.core.errors import BadInput
 from faceaudit.rating_scales import IMAGE_QUESTIONS, SAME, rescale_same
 
 __all__ = ["PASS_IDENTICAL", "PASS_DIFFERENT", "DEFAULT_MIN_PASS", "DECISION", "rater_quality",
-           "quasi_binomial_dispersion", "wilson_interval", "consensus_identity", "agreement", "human_vs_machine",
+           "consensus_identity", "agreement", "human_vs_machine",
            "genuine_weights"]
 
 PASS_IDENTICAL = (4, 5)
@@ -41,7 +41,28 @@ DECISION = 0.5
 
 
 def rater_quality(annotations: pd.DataFrame, min_pass: float = DEFAULT_MIN_PASS) -> pd.DataFrame:
-    """Per rater: ratings, attention checks answered and passed, pass rate, ``flagged``."""
+    """Per rater: ratings, attention checks answered and passed, pass rate, ``flagged``.
+
+    Parameters
+    ----------
+    annotations : pandas.DataFrame
+        The exported ratings (``rater, question, value, check_kind``, ...).
+    min_pass : float
+        A rater passing a smaller share of the attention checks is flagged.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rater, n_ratings, n_checks, n_checks_passed, check_pass_rate, flagged``.
+
+    Examples
+    --------
+    >>> from faceaudit.rating_scales import SAME
+    >>> a = pd.DataFrame({"rater": ["r1", "r1", "r2", "r2"], "question": SAME.key, "value": [5, 1, 1, 5],
+    ...                   "check_kind": ["identical", "different"] * 2})
+    >>> rater_quality(a)[["rater", "check_pass_rate", "flagged"]].values.tolist()
+    [['r1', 1.0, False], ['r2', 0.0, True]]
+    """
     a = annotations
     raters = sorted(a["rater"].unique())
     checks = a[(a["question"] == SAME.key) & a["check_kind"].isin(["identical", "different"])]
@@ -66,7 +87,7 @@ def _same_ratings(annotations: pd.DataFrame, keep_raters: Optional[set] = None) 
     return a.assign(score=rescale_same(a["value"].astype(float)))
 
 
-def quasi_binomial_dispersion(groups: pd.core.groupby.SeriesGroupBy) -> float:
+def _quasi_binomial_dispersion(groups: pd.core.groupby.SeriesGroupBy) -> float:
     """Pearson estimate of phi in Var = phi * mu (1 - mu), pooled over items with 0 < mean < 1."""
     stats = groups.agg(["mean", "var", "size"])
     inner = stats[(stats["size"] > 1) & (stats["mean"] > 0) & (stats["mean"] < 1)]
@@ -77,7 +98,7 @@ def quasi_binomial_dispersion(groups: pd.core.groupby.SeriesGroupBy) -> float:
     return float(np.clip(phi, 1e-3, 1.0))
 
 
-def wilson_interval(mean: np.ndarray, n_eff: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def _wilson_interval(mean: np.ndarray, n_eff: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for a proportion ``mean`` out of ``n_eff`` (possibly fractional) trials."""
     from statsmodels.stats.proportion import proportion_confint
 
@@ -87,16 +108,45 @@ def wilson_interval(mean: np.ndarray, n_eff: np.ndarray, level: float = 0.95) ->
 
 def consensus_identity(annotations: pd.DataFrame, pairs: Optional[pd.DataFrame] = None,
                        quality: Optional[pd.DataFrame] = None, level: float = 0.95) -> pd.DataFrame:
-    """results/human_identity: one row per rated pair (attention checks excluded)."""
+    """results/human_identity: one row per rated pair (attention checks excluded).
+
+    Parameters
+    ----------
+    annotations : pandas.DataFrame
+        The exported ratings.
+    pairs : pandas.DataFrame, optional
+        The run's pairs: item ids are mapped back to its ``pair_id`` and its columns joined.
+    quality : pandas.DataFrame, optional
+        :func:`rater_quality`; flagged raters are left out.
+    level : float
+        Confidence level of the Wilson interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``pair_id, n_raters, consensus, ci_lo, ci_hi, sd, share_same, dispersion`` (plus the pair's
+        ``kind, group, edit_attr, edit_level`` with ``pairs``).
+
+    Examples
+    --------
+    >>> from faceaudit.rating_scales import SAME
+    >>> a = pd.DataFrame({"rater": ["r1", "r2", "r3"] * 2, "item": ["7"] * 3 + ["8"] * 3, "question": SAME.key,
+    ...                   "value": [5, 5, 4, 1, 2, 1], "check_kind": None, "kind": "pair"})
+    >>> h = consensus_identity(a)
+    >>> h["pair_id"].tolist(), h["consensus"].round(3).tolist(), h["n_raters"].tolist()
+    ([7, 8], [0.917, 0.083], [3, 3])
+    >>> bool(((h["ci_lo"] < h["consensus"]) & (h["consensus"] < h["ci_hi"])).all())
+    True
+    """
     keep = set(quality.loc[~quality["flagged"], "rater"]) if quality is not None else None
     r = _same_ratings(annotations, keep)
     cols = ["pair_id", "n_raters", "consensus", "ci_lo", "ci_hi", "sd", "share_same", "dispersion"]
     if r.empty:
         return pd.DataFrame(columns=cols)
     g = r.groupby("item")["score"]
-    phi = quasi_binomial_dispersion(g)
+    phi = _quasi_binomial_dispersion(g)
     agg = g.agg(["size", "mean", "std"]).reset_index()
-    lo, hi = wilson_interval(agg["mean"].to_numpy(), agg["size"].to_numpy() / phi, level)
+    lo, hi = _wilson_interval(agg["mean"].to_numpy(), agg["size"].to_numpy() / phi, level)
     if pairs is not None:  # items are pair ids as text: map them back to the run's own ids (and dtype)
         pair_id = agg["item"].map({str(p): p for p in pairs["pair_id"]})
         if pair_id.isna().any():
@@ -123,7 +173,28 @@ def _alpha(matrix: np.ndarray, level: str) -> float:
 
 
 def agreement(annotations: pd.DataFrame, keep_raters: Optional[set] = None) -> pd.DataFrame:
-    """Krippendorff's alpha per question (attention checks excluded): ``question, level, alpha, n_items, n_raters, n_ratings``."""
+    """Krippendorff's alpha per question (attention checks excluded).
+
+    Parameters
+    ----------
+    annotations : pandas.DataFrame
+        The exported ratings.
+    keep_raters : set, optional
+        Only these raters' ratings count.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``question, level, alpha, n_items, n_raters, n_ratings``.
+
+    Examples
+    --------
+    >>> from faceaudit.rating_scales import SAME
+    >>> a = pd.DataFrame({"rater": ["r1"] * 3 + ["r2"] * 3, "item": ["1", "2", "3"] * 2, "question": SAME.key,
+    ...                   "value": [5, 1, 4] * 2, "check_kind": None, "kind": "pair"})
+    >>> agreement(a)[["level", "alpha", "n_items"]].values.tolist()  # two raters who always agree
+    [['ordinal', 1.0, 3], ['interval', 1.0, 3]]
+    """
     a = annotations[(annotations["check_kind"].fillna("") == "") & (annotations["question"] != "comment")]
     if keep_raters is not None:
         a = a[a["rater"].isin(keep_raters)]
@@ -154,7 +225,32 @@ def _corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def human_vs_machine(human: pd.DataFrame, scores: dict[str, pd.DataFrame], thresholds: dict[str, float]) -> pd.DataFrame:
-    """Per model and group (plus ``all``): how the model's scores agree with the human consensus."""
+    """Per model and group (plus ``all``): how the model's scores agree with the human consensus.
+
+    Parameters
+    ----------
+    human : pandas.DataFrame
+        :func:`consensus_identity` with the pairs' columns (``pair_id, consensus, kind, group``).
+    scores : dict of str to pandas.DataFrame
+        Per model: its scores (``pair_id, score, status``).
+    thresholds : dict of str to float
+        Per model: its decision threshold; models without one are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (model, group): AUC, correlations, decision agreement, human and machine
+        FNMR/FMR (see the module docstring).
+
+    Examples
+    --------
+    >>> human = pd.DataFrame({"pair_id": [1, 2, 3, 4], "consensus": [0.9, 0.2, 0.8, 0.1],
+    ...                       "kind": ["genuine", "genuine", "genuine", "impostor"], "group": "g"})
+    >>> sc = pd.DataFrame({"pair_id": [1, 2, 3, 4], "score": [0.7, 0.6, 0.2, 0.1], "status": "ok"})
+    >>> r = human_vs_machine(human, {"m": sc}, {"m": 0.5}).set_index("group")
+    >>> r.loc["all", ["n_pairs", "human_fnmr", "machine_fnmr", "machine_fnmr_confirmed"]].tolist()
+    [4.0, 0.3333333333333333, 0.3333333333333333, 0.5]
+    """
     rows = []
     for model, sc in scores.items():
         if model not in thresholds:
@@ -195,6 +291,28 @@ def genuine_weights(pairs: pd.DataFrame, human: pd.DataFrame, mode: str = "filte
     ``filter``: genuine pairs whose consensus is below ``min_consensus`` get 0 (humans say the edit
     changed the identity), others 1; ``weight``: genuine pairs get their consensus. Impostor and
     unrated pairs keep weight 1. Indexed like ``pairs``.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The run's pairs (``pair_id, kind``).
+    human : pandas.DataFrame
+        Consensus per rated pair (:func:`consensus_identity`: ``pair_id, consensus``).
+    mode : {"filter", "weight"}
+        How the consensus becomes a weight.
+    min_consensus : float
+        With ``filter``: the smallest consensus a genuine pair keeps weight 1 with.
+
+    Returns
+    -------
+    pandas.Series
+
+    Examples
+    --------
+    >>> pairs = pd.DataFrame({"pair_id": [1, 2, 3, 4], "kind": ["genuine", "genuine", "impostor", "genuine"]})
+    >>> human = pd.DataFrame({"pair_id": [1, 2, 3], "consensus": [0.9, 0.25, 0.1]})
+    >>> genuine_weights(pairs, human).tolist(), genuine_weights(pairs, human, mode="weight").tolist()
+    ([1.0, 0.0, 1.0, 1.0], [0.9, 0.25, 1.0, 1.0])
     """
     if mode not in ("filter", "weight"):
         raise ValueError(f"mode must be 'filter' or 'weight', got {mode!r}")

@@ -46,7 +46,7 @@ from faceaudit.stats.bootstrap import pair_quadform
 from faceaudit.stats.dyadic import logit_interval, small_sample_factor
 
 __all__ = ["FINE_BINS", "BLOCK_PAIRS", "KEEP_WHOLE", "DET_MAX_POINTS", "ImpostorBlock", "ImpostorSource",
-           "ArraySource", "EmbeddingSource", "bin_index", "ScoreDistribution", "HitStats", "ImpostorStats",
+           "ArraySource", "EmbeddingSource", "bin_index", "ScoreDistribution", "ImpostorStats",
            "reduce_impostors", "dyadic_terms", "DyadicTerms", "fmr_ci_streamed", "fmr_contrast_streamed",
            "threshold_free_streamed", "group_threshold_streamed", "roc_table_streamed", "embedding_source"]
 
@@ -65,7 +65,26 @@ DET_MAX_POINTS = 300
 
 @dataclass
 class ImpostorBlock:
-    """Impostor comparisons of a set of seed pairs (indices into the run's layout)."""
+    """Impostor comparisons of a set of seed pairs (indices into the run's layout).
+
+    Parameters
+    ----------
+    seed_a, seed_b : numpy.ndarray
+        Seed indices of the two faces.
+    cell : numpy.ndarray
+        Base cell ``group * C + condition``.
+    score : numpy.ndarray
+        Similarity, NaN where not ``ok``.
+    ok : numpy.ndarray
+        Both faces enrolled.
+
+    Examples
+    --------
+    >>> blk = ImpostorBlock(np.array([0, 0]), np.array([1, 2]), np.array([0, 0]), np.array([0.1, np.nan]),
+    ...                     np.array([True, False]))
+    >>> int(blk.ok.sum()), float(np.nanmax(blk.score))
+    (1, 0.1)
+    """
 
     seed_a: np.ndarray
     seed_b: np.ndarray
@@ -80,6 +99,23 @@ class ImpostorSource:
     Contract: ``blocks()`` yields ``(lo_start, lo_stop, block)`` where the block holds every comparison
     whose smaller seed index is in ``[lo_start, lo_stop)`` (so all comparisons of one unordered seed
     pair are in one block), ranges consecutive; every call yields the same blocks (deterministic).
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds of the run (attribute of a subclass).
+    n_cells : int
+        Base cells ``G * C`` (attribute of a subclass).
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp = md.layout, md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C,
+    ...                   block_pairs=50)
+    >>> isinstance(src, ImpostorSource), [(lo, hi) for lo, hi, _ in src.blocks()]
+    (True, [(0, 1), (1, 2), (2, 3), (3, 5), (5, 8)])
     """
 
     n_seeds: int
@@ -94,7 +130,33 @@ class ImpostorSource:
 
 
 class ArraySource(ImpostorSource):
-    """Impostor comparisons already in memory (a run's pairs + scores tables): blocks by seed range."""
+    """Impostor comparisons already in memory (a run's pairs + scores tables): blocks by seed range.
+
+    Parameters
+    ----------
+    seed_a, seed_b : array_like
+        Seed indices of each pair's faces.
+    cell : array_like
+        Base cell ``group * C + condition`` of each pair.
+    score : array_like
+        Similarity, NaN where not ``ok``.
+    ok : array_like
+        Both faces enrolled.
+    n_seeds, n_cells : int
+        Seeds of the run; base cells ``G * C``.
+    block_pairs : int
+        About the most pairs in a block (a block never splits one smaller seed's pairs).
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp = md.layout, md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C,
+    ...                   block_pairs=50)
+    >>> sum(len(blk.score) for _, _, blk in src.blocks()) == len(imp)  # every pair, once
+    True
+    """
 
     def __init__(self, seed_a, seed_b, cell, score, ok, n_seeds: int, n_cells: int, block_pairs: int = BLOCK_PAIRS):
         self.seed_a, self.seed_b = np.asarray(seed_a, np.int64), np.asarray(seed_b, np.int64)
@@ -127,6 +189,38 @@ class EmbeddingSource(ImpostorSource):
     within one (group, condition) cell. ``cell_seeds[k]`` are the seed indices present in cell ``k``
     (sorted) and ``cell_rows[k]`` the matching rows of ``emb``/``face_ok``. ``similarity``: ``"cosine"``
     (one matrix product per block) or a row-wise callable ``f(a, b)`` (a model's ``similarity``).
+
+    Parameters
+    ----------
+    cell_seeds : list of numpy.ndarray
+        Per base cell: the sorted seed indices present.
+    cell_rows : list of numpy.ndarray
+        Per base cell: the matching rows of ``emb`` and ``face_ok``.
+    emb : numpy.ndarray
+        ``(faces, dim)`` embeddings.
+    face_ok : numpy.ndarray
+        Per face: enrolled.
+    n_seeds : int
+        Seeds of the run.
+    similarity : "cosine" or callable
+        How two embeddings are scored.
+    block_pairs : int
+        About the most pairs in a block.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.data import make_layout
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> faces = simulate_run_tables(SimSpec(n_seeds=5, groups=("skin=light",), edits={"yaw": (1.0,)}),
+    ...                             np.random.default_rng(0))["faces"]
+    >>> vectors = np.random.default_rng(1).normal(size=(len(faces), 4))
+    >>> emb = pd.DataFrame({"face_id": faces["face_id"], "status": "ok", "embedding": list(vectors)})
+    >>> src = embedding_source(faces, emb, make_layout(faces, ["skin=light"]))
+    >>> isinstance(src, EmbeddingSource), src.n_pairs()  # C(5, 2) pairs in each of 2 conditions
+    (True, 20)
+    >>> blk = next(iter(src.blocks()))[2]
+    >>> bool(np.all(np.abs(blk.score) <= 1.0 + 1e-12))  # cosine similarities
+    True
     """
 
     def __init__(self, cell_seeds: list[np.ndarray], cell_rows: list[np.ndarray], emb: np.ndarray, face_ok: np.ndarray,
@@ -203,7 +297,25 @@ class EmbeddingSource(ImpostorSource):
 
 
 def bin_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Bin ``k`` with ``edges[k] <= x < edges[k+1]`` (the last bin is closed), exactly against ``edges``."""
+    """Bin ``k`` with ``edges[k] <= x < edges[k+1]`` (the last bin is closed), exactly against ``edges``.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray
+        Equally spaced bin edges, ascending.
+    x : array_like
+        Values; those outside the edges go to the first or last bin.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 bin indices.
+
+    Examples
+    --------
+    >>> bin_index(np.linspace(0.0, 1.0, 5), [0.0, 0.25, 0.49, 1.0, 7.0]).tolist()
+    [0, 1, 1, 3, 3]
+    """
     nb = len(edges) - 1
     x = np.asarray(x, dtype=float)
     w = (edges[-1] - edges[0]) / nb
@@ -215,7 +327,32 @@ def bin_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 class ScoreDistribution:
-    """The impostor scores of one group set: fine histogram, then the exact values of needed bins."""
+    """The impostor scores of one group set: fine histogram, then the exact values of needed bins.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray
+        Bin edges (:func:`bin_index`).
+    hist : numpy.ndarray
+        Scores per bin.
+    lo, hi : float
+        The exact smallest and largest score.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = st.dists[-1]  # all groups
+    >>> d.n, d.count_ge(0.2) == int((imp.score >= 0.2).sum()), d.eer(gen_by_set[-1]) == T.eer(gen.score, imp.score)
+    (168, True, True)
+    """
 
     def __init__(self, edges: np.ndarray, hist: np.ndarray, lo: float, hi: float):
         self.edges, self.hist = edges, hist.astype(np.int64)
@@ -400,7 +537,7 @@ class ScoreDistribution:
 
 
 @dataclass
-class HitStats:
+class _HitStats:
     """False matches at one global threshold."""
 
     count: np.ndarray  # (K,) per base cell
@@ -420,6 +557,46 @@ class HitStats:
 
 @dataclass
 class ImpostorStats:
+    """What :func:`reduce_impostors` keeps of a model's impostor comparisons (module docstring).
+
+    Parameters
+    ----------
+    S, G, C : int
+        Seeds, groups and edit conditions.
+    n_ok, n_fte : numpy.ndarray
+        Per base cell: comparisons made, and impostor pairs with a face that failed to enrol.
+    per_seed_ok : numpy.ndarray
+        ``(S, K)`` comparisons each seed takes part in.
+    gram_nn : numpy.ndarray
+        ``(K, K)`` Gram matrix of the per-seed-pair comparison counts.
+    trial_boot : numpy.ndarray
+        ``(B, K)`` bootstrap sums of the comparisons.
+    dists : list of ScoreDistribution
+        Per group, then all groups.
+    auc : list of float
+        Per group, then all groups.
+    hist_counts, hist_edges : numpy.ndarray or None
+        The report's coarse score histogram.
+    thresholds : dict of float to float
+        Global threshold per target FMR.
+    hits : dict
+        False-match statistics per target FMR.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> st.K, int(st.n_ok.sum()), st.aggregation().shape  # base cells -> (group + all) x (condition + all)
+    (6, 168, (6, 12))
+    """
+
     S: int
     G: int
     C: int
@@ -433,7 +610,7 @@ class ImpostorStats:
     hist_counts: np.ndarray | None  # (G, 60) coarse histogram of the report
     hist_edges: np.ndarray | None
     thresholds: dict[float, float] = field(default_factory=dict)
-    hits: dict[float, HitStats] = field(default_factory=dict)
+    hits: dict[float, _HitStats] = field(default_factory=dict)
     _terms: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -469,9 +646,57 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
                      gen_by_set: list[np.ndarray], far_points: list[float], gen_all_scores: np.ndarray,
                      hist_bins: int = 60, fine_bins: int = FINE_BINS, keep_whole: int = KEEP_WHOLE,
                      timings: dict | None = None) -> ImpostorStats:
-    """Four passes over ``source`` (module docstring). ``gen_by_set``: sorted genuine ok scores per group, then all.
+    """Four passes over ``source`` (module docstring): the impostor statistics of one model.
 
-    ``timings``: if given, receives the seconds of each pass (``pass1_counts`` ... ``pass4_false_matches``).
+    Parameters
+    ----------
+    source : ImpostorSource
+        The model's impostor comparisons.
+    G, C : int
+        Groups and edit conditions of the layout.
+    W : numpy.ndarray
+        ``(n_boot, n_seeds)`` seed-bootstrap weights.
+    targets : list of float
+        Target FMRs; the global threshold of each is found exactly.
+    gen_by_set : list of numpy.ndarray
+        Sorted genuine ok scores per group, then of all groups.
+    far_points : list of float
+        FARs of the TAR-at-FAR columns.
+    gen_all_scores : numpy.ndarray
+        Every compared genuine score (for the common histogram edges and the threshold candidates).
+    hist_bins, fine_bins : int
+        Bins of the report's histogram and of the exact-threshold histogram.
+    keep_whole : int
+        A group set with at most this many impostor scores is collected whole.
+    timings : dict, optional
+        Receives the seconds of each pass (``pass1_counts`` ... ``pass4_false_matches``).
+
+    Returns
+    -------
+    ImpostorStats
+
+    Raises
+    ------
+    ValueError
+        No impostor comparison enrolled.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp = md.layout, md.impostor
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C,
+    ...                   block_pairs=50)
+    >>> gen = md.genuine
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> st.thresholds[0.1] == T.threshold_at_fmr(imp.score, 0.1, candidates=gen.score)  # as in memory
+    True
+    >>> int(st.n_ok.sum()), st.auc[-1] == T.roc_auc(gen.score, imp.score)
+    (168, True)
     """
     import time
 
@@ -595,7 +820,7 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
     thresholds = {t: dists[G].first_t(t, gen_all_sorted) for t in targets}
 
     # pass 4: false matches at each threshold
-    hits = {t: HitStats(np.zeros(K, dtype=np.int64), np.zeros((S, K)), np.zeros((K, K)), np.zeros((K, K)), np.zeros((B, K)))
+    hits = {t: _HitStats(np.zeros(K, dtype=np.int64), np.zeros((S, K)), np.zeros((K, K)), np.zeros((K, K)), np.zeros((B, K)))
             for t in targets}
     step = max(1, 4_000_000 // max(B, 1))
     for s0, s1, blk in source.blocks():
@@ -645,13 +870,65 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
 
 
 def dyadic_terms(st: ImpostorStats, target: float) -> "DyadicTerms":
+    """The :class:`DyadicTerms` of one threshold, computed once and kept on ``st``.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+
+    Returns
+    -------
+    DyadicTerms
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = dyadic_terms(st, 0.1)
+    >>> d is dyadic_terms(st, 0.1), float(d.n[-1]), float(d.e[-1])  # cached; all groups, all conditions
+    (True, 168.0, 16.0)
+    """
     if target not in st._terms:
         st._terms[target] = DyadicTerms(st, target)
     return st._terms[target]
 
 
 class DyadicTerms:
-    """Per (group + all, condition + all) cell: counts, per-seed totals and Gram matrices of one threshold."""
+    """Per (group + all, condition + all) cell: counts, per-seed totals and Gram matrices of one threshold.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = DyadicTerms(st, 0.1)
+    >>> j = d.n.size - 1  # all groups, all conditions
+    >>> d.variance([(j, 1.0, d.e[j] / d.n[j])]) > 0
+    True
+    """
 
     def __init__(self, st: ImpostorStats, target: float):
         M = st.aggregation()
@@ -686,6 +963,40 @@ class DyadicTerms:
 
 
 def fmr_ci_streamed(st: ImpostorStats, target: float, level: float, est: np.ndarray):
+    """Dyadic-robust logit intervals of the FMR of every (group + all, condition + all) cell.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+    level : float
+        Confidence level.
+    est : numpy.ndarray
+        ``(G+1, C+1)`` FMR estimates, returned as they are.
+
+    Returns
+    -------
+    est, lo, hi : numpy.ndarray
+        ``(G+1, C+1)``; NaN where a cell has no comparison.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> d = dyadic_terms(st, 0.1)
+    >>> est, lo, hi = fmr_ci_streamed(st, 0.1, 0.95, (d.e / d.n).reshape(L.G + 1, L.C + 1))
+    >>> bool(lo[-1, -1] < est[-1, -1] < hi[-1, -1])
+    True
+    """
     G, C = st.G, st.C
     d = dyadic_terms(st, target)
     lo = np.full((G + 1, C + 1), np.nan)
@@ -702,6 +1013,39 @@ def fmr_ci_streamed(st: ImpostorStats, target: float, level: float, est: np.ndar
 
 
 def fmr_contrast_streamed(st: ImpostorStats, target: float, g: int, r: int, cond: int | None):
+    """FMR difference and smoothed ratio of group ``g`` against group ``r``, with dyadic-robust SEs.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    target : float
+        A target FMR of ``st`` (its global threshold).
+    g, r : int
+        Group indices (``r``: the reference).
+    cond : int or None
+        Condition index; None pools the conditions.
+
+    Returns
+    -------
+    diff, se_diff, ratio, se_log : float
+        The difference and its SE; the ratio of smoothed rates and the SE of its log.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> diff, se_diff, ratio, se_log = fmr_contrast_streamed(st, 0.1, 1, 0, None)
+    >>> float(diff), float(ratio), bool(se_diff > 0 and se_log > 0)
+    (0.0, 1.0, True)
+    """
     C = st.C
     c = C if cond is None else cond
     d = dyadic_terms(st, target)
@@ -721,6 +1065,42 @@ def fmr_contrast_streamed(st: ImpostorStats, target: float, g: int, r: int, cond
 
 def threshold_free_streamed(st: ImpostorStats, groups: list[str], gen_by_set: list[np.ndarray],
                             far_points: list[float], fmr_key) -> pd.DataFrame:
+    """Threshold-free rows (AUC, EER, TAR at FAR) per group and ``all``, exactly as in memory.
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    groups : list of str
+        Group names.
+    gen_by_set : list of numpy.ndarray
+        Sorted genuine ok scores per group, then all.
+    far_points : list of float
+        FARs of the ``tar_at_far_*`` columns.
+    fmr_key : callable
+        Column suffix of a FAR.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> t = threshold_free_streamed(st, L.groups, gen_by_set, [0.1], lambda f: f"{f:g}")
+    >>> t["group"].tolist(), t.columns.tolist()[1:]
+    (['skin=light', 'skin=dark', 'all'], ['auc', 'eer', 'eer_threshold', 'tar_at_far_0.1'])
+    >>> (t.loc[2, "eer"], t.loc[2, "eer_threshold"]) == T.eer(gen.score, imp.score)
+    True
+    """
     rows = []
     for si, name in enumerate(groups + ["all"]):
         gs, d = gen_by_set[si], st.dists[si]
@@ -735,6 +1115,39 @@ def threshold_free_streamed(st: ImpostorStats, groups: list[str], gen_by_set: li
 
 
 def group_threshold_streamed(st: ImpostorStats, g: int, target: float, gen: np.ndarray) -> float:
+    """The threshold at ``target`` on group ``g``'s impostor scores alone (diagnostic).
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    g : int
+        Group index (``G``: all groups).
+    target : float
+        Target FMR.
+    gen : numpy.ndarray
+        Sorted genuine scores, the other threshold candidates.
+
+    Returns
+    -------
+    float
+        NaN when the group has no impostor comparison.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> t = group_threshold_streamed(st, 0, 0.1, gen_by_set[0])
+    >>> t == T.threshold_at_fmr(imp.score[imp.group == 0], 0.1, candidates=gen_by_set[0])
+    True
+    """
     d = st.dists[g]
     if d.n == 0:
         return float("nan")
@@ -742,6 +1155,39 @@ def group_threshold_streamed(st: ImpostorStats, g: int, target: float, gen: np.n
 
 
 def roc_table_streamed(st: ImpostorStats, model: str, groups: list[str], gen_by_set: list[np.ndarray]) -> pd.DataFrame:
+    """The thinned error curve of each group and ``all`` (:func:`faceaudit.stats.thresholds.det_points`).
+
+    Parameters
+    ----------
+    st : ImpostorStats
+        The reduced statistics (:func:`reduce_impostors`).
+    model : str
+        Written in the ``model`` column.
+    groups : list of str
+        Group names.
+    gen_by_set : list of numpy.ndarray
+        Sorted genuine ok scores per group, then all.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, group, threshold, fmr, fnmr, n_genuine, n_impostor``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats import thresholds as T
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data(n_seeds=8)
+    >>> L, imp, gen = md.layout, md.impostor, md.genuine
+    >>> src = ArraySource(imp.seed_a, imp.seed_b, imp.group * L.C + imp.cond, imp.score, imp.ok, L.S, L.G * L.C)
+    >>> gen_by_set = [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(L.G)] + [np.sort(gen.score[gen.ok])]
+    >>> st = reduce_impostors(src, L.G, L.C, seed_weights(L.S, 20, bootstrap_rng(0)), [0.1], gen_by_set, [0.1],
+    ...                       gen.score[gen.ok])
+    >>> r = roc_table_streamed(st, "sim", L.groups, gen_by_set)
+    >>> r["group"].unique().tolist(), bool((r.groupby("group")["fmr"].max() == 1.0).all())
+    (['skin=light', 'skin=dark', 'all'], True)
+    """
     parts = []
     for si, name in enumerate(groups + ["all"]):
         gs, d = gen_by_set[si], st.dists[si]
@@ -756,7 +1202,44 @@ def roc_table_streamed(st: ImpostorStats, model: str, groups: list[str], gen_by_
 def embedding_source(faces: pd.DataFrame, embeddings: pd.DataFrame, layout, similarity: str | Callable = "cosine",
                      block_pairs: int = BLOCK_PAIRS, where: str = "embeddings") -> EmbeddingSource:
     """The matched-impostor design of ``faces`` (:func:`faceaudit.pairs.impostor_pairs`, no cap) over one
-    model's ``embeddings`` table (``face_id``, ``status``, ``embedding``), as an :class:`EmbeddingSource`."""
+    model's ``embeddings`` table (``face_id``, ``status``, ``embedding``), as an :class:`EmbeddingSource`.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        The run's faces table.
+    embeddings : pandas.DataFrame
+        One model's embeddings (``face_id, status, embedding``).
+    layout : faceaudit.stats.data.Layout
+        The run's index space.
+    similarity : "cosine" or callable
+        How two embeddings are scored.
+    block_pairs : int
+        About the most pairs in a block.
+    where : str
+        Where ``embeddings`` came from, for error messages.
+
+    Returns
+    -------
+    EmbeddingSource
+
+    Raises
+    ------
+    BadInput
+        A missing column, or a face without an embedding.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.data import make_layout
+    >>> from faceaudit.stats.simulate import SimSpec, simulate_run_tables
+    >>> faces = simulate_run_tables(SimSpec(n_seeds=5, groups=("skin=light",), edits={"yaw": (1.0,)}),
+    ...                             np.random.default_rng(0))["faces"]
+    >>> vectors = np.random.default_rng(1).normal(size=(len(faces), 4))
+    >>> emb = pd.DataFrame({"face_id": faces["face_id"], "status": "ok", "embedding": list(vectors)})
+    >>> src = embedding_source(faces, emb, make_layout(faces, ["skin=light"]))
+    >>> sum(len(blk.score) for _, _, blk in src.blocks()) == src.n_pairs() == 20
+    True
+    """
     from faceaudit.core.errors import BadInput
 
     missing = [c for c in ("face_id", "status", "embedding") if c not in embeddings.columns]

@@ -26,6 +26,9 @@ import pandas as pd
 from faceaudit.core.errors import BadInput
 from faceaudit.measure import EXPOSURE_MEASURES, MEASURES
 
+__all__ = ["manipulation_check", "COLUMNS", "TARGETS", "SKIN_EDIT", "GENDER_EDIT", "IN_BIN", "SKIN_BIN_KEPT",
+           "INDEPENDENT_IN_BIN", "INDEPENDENT_ORDER", "PROTECTED_COLUMNS", "PERCEIVED_MEASURES"]
+
 SKIN_EDIT = "skin_tone"
 COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target",
            "max_abs_change"]
@@ -94,6 +97,43 @@ def manipulation_check(
     ``gender_levels`` / ``gender_reference``: the protected gender levels (``name, p_male_min,
     p_male_max, target``); with them every gender level gets the same rows as a skin level (paired
     within seed and skin level; target ``measured_gender_pmale``) plus its classification shares.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        The faces table with its ``measured_*`` columns.
+    embeddings_by_model : dict of str to pandas.DataFrame, optional
+        Per model: ``face_id, status, embedding``; adds the ``identity_sim:<model>`` rows.
+    reference : str, optional
+        The skin level the others are compared with.
+    levels : list, optional
+        The protected skin levels.
+    gender_levels : list, optional
+        The protected gender levels.
+    gender_reference : str, optional
+        The gender level the others are compared with.
+    prompt_references : dict of str to str, optional
+        Per attribute only a prompt sets (perceived race, age group): its reference level; every
+        measure's change against it is reported.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``COLUMNS``, one row per (edit, level, measure).
+
+    Raises
+    ------
+    BadInput
+        A needed column of ``faces`` is missing.
+
+    Examples
+    --------
+    >>> faces = pd.DataFrame({"face_id": list("abcd"), "seed": [0, 0, 1, 1], "group": "skin=light",
+    ...                       "edit_attr": ["none", "lighting"] * 2, "edit_level": [0.0, 1.0] * 2,
+    ...                       "measured_lighting": [0.1, 0.5, 0.0, 0.6], "measured_yaw": [2.0, 2.0, -1.0, -0.5]})
+    >>> t = manipulation_check(faces)
+    >>> t[["measure", "mean_change", "n", "is_target"]].values.tolist()  # the target moved; yaw leaked a little
+    [['measured_yaw', 0.25, 2, False], ['measured_lighting', 0.5, 2, True]]
     """
     needed = {"face_id", "seed", "group", "edit_attr", "edit_level"}
     missing = needed - set(faces.columns)

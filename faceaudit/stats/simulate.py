@@ -24,11 +24,45 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-__all__ = ["SimSpec", "simulate_run_tables", "write_sim_run"]
+__all__ = ["SimSpec", "simulate_run_tables", "write_sim_run", "example_model_data"]
 
 
 @dataclass
 class SimSpec:
+    """The design and the planted effects of a simulated run (score model: module docstring).
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds (identities); every seed is rendered in every group and edit condition.
+    groups : tuple of str
+        Protected groups (``skin=<level>`` names for :func:`write_sim_run`).
+    edits : dict of str to tuple of float
+        Edit levels per nuisance attribute (the prototype, level 0, is always added).
+    gen_mean, imp_mean : float
+        Mean genuine and impostor score.
+    gen_shift, imp_shift : dict of str to float
+        Per group: shift of the genuine (impostor) scores.
+    abs_slope : dict
+        Per group, per attribute: change of the genuine score per unit ``|level|``.
+    signed_slope : dict of str to float
+        Per group: change of the genuine score per unit signed level.
+    default_abs_slope : float
+        The ``|level|`` slope where ``abs_slope`` names none.
+    seed_sd, imp_seed_sd, noise_sd : float
+        SDs of the genuine seed effect, the impostor seed effect and the pair noise.
+    max_impostors_per_condition : int, optional
+        Subsample the impostor pairs of each (group, condition) to at most this many.
+    fte_prob : float
+        Chance that a face fails to enrol (its pairs get status ``fte``).
+
+    Examples
+    --------
+    >>> spec = SimSpec(n_seeds=4, groups=("skin=light",), edits={"yaw": (1.0,)})
+    >>> spec.n_seeds, spec.gen_mean, spec.edits
+    (4, 0.6, {'yaw': (1.0,)})
+    """
+
     n_seeds: int = 60
     groups: tuple[str, ...] = ("skin=light", "skin=intermediate", "skin=dark")
     edits: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"lighting": (-2.0, -1.0, 1.0, 2.0)})
@@ -53,7 +87,34 @@ def _conditions(spec: SimSpec) -> list[tuple[str, float]]:
 
 
 def simulate_run_tables(spec: SimSpec, rng: np.random.Generator, model: str = "sim") -> dict[str, pd.DataFrame]:
-    """``{"faces", "pairs", "scores", "status"}`` DataFrames with run-directory columns."""
+    """Simulated tables of one model, with the columns of a run directory's tables.
+
+    Parameters
+    ----------
+    spec : SimSpec
+        Design and planted effects.
+    rng : numpy.random.Generator
+        Source of every random draw (scores, FTEs, impostor subsampling).
+    model : str
+        Written in the scores table's ``model`` column.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``faces`` (one row per face), ``pairs`` (genuine, then impostor pairs), ``scores`` (per
+        pair: ``score``, ``status``) and ``status`` (per face: enrolment status).
+
+    Examples
+    --------
+    >>> spec = SimSpec(n_seeds=5, groups=("skin=light", "skin=dark"), edits={"lighting": (-1.0, 1.0)})
+    >>> tb = simulate_run_tables(spec, np.random.default_rng(0))
+    >>> len(tb["faces"])  # seeds x groups x (prototype + 2 edits)
+    30
+    >>> tb["pairs"]["kind"].value_counts().to_dict()  # 5*2*2 genuine; C(5,2) per group and condition
+    {'impostor': 60, 'genuine': 20}
+    >>> bool((tb["scores"]["status"] == "ok").all())
+    True
+    """
     conds = _conditions(spec)
     S, G, C = spec.n_seeds, len(spec.groups), len(conds)
     seeds = np.arange(S, dtype=np.int64)
@@ -120,6 +181,40 @@ def write_sim_run(root, spec: SimSpec, rng: np.random.Generator, models: tuple[s
 
     Every model gets its own score draw on the same faces and pairs. ``spec.groups`` must be
     ``skin=<level>`` names matching the protocol's default levels (light, intermediate, dark).
+
+    Parameters
+    ----------
+    root : str or Path
+        The run directory to write (created if missing).
+    spec : SimSpec
+        Design and planted effects.
+    rng : numpy.random.Generator
+        Source of the random draws.
+    models : tuple of str
+        Model names; each gets its own scores and enrolment table.
+    n_boot : int
+        The protocol's ``analysis.n_boot``.
+    target_fmr : tuple of float
+        The protocol's ``analysis.target_fmr``.
+    seed : int
+        The protocol's seed (it seeds the analysis' bootstrap).
+    **analysis
+        Further ``analysis`` settings of the protocol.
+
+    Returns
+    -------
+    Path
+        The run directory, ready for :func:`faceaudit.stats.analyze_run`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from faceaudit.run import load_run
+    >>> spec = SimSpec(n_seeds=6, groups=("skin=light", "skin=dark"), edits={"lighting": (1.0,)})
+    >>> root = write_sim_run(tempfile.mkdtemp(), spec, np.random.default_rng(0), models=("a", "b"))
+    >>> run = load_run(root)
+    >>> run.models, run.protocol.n_seeds, len(run.faces)
+    (['a', 'b'], 6, 24)
     """
     from pathlib import Path
 
@@ -142,3 +237,40 @@ def write_sim_run(root, spec: SimSpec, rng: np.random.Generator, models: tuple[s
         write_table(run.scores(m), tb["scores"])
         write_table(run.embeddings(m), tb["status"])
     return Path(run.root)
+
+
+def example_model_data(n_seeds: int = 8, groups: tuple[str, ...] = ("skin=light", "skin=dark"), seed: int = 0,
+                       **spec):
+    """A small simulated model, index-encoded, for examples and quick experiments.
+
+    The design has edit levels ``lighting`` -1 and +1, and the last group's genuine scores are
+    planted 0.2 lower than the others' (unless ``spec`` says otherwise).
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds (identities).
+    groups : tuple of str
+        Protected groups, the first is the reference in the examples.
+    seed : int
+        Seed of the score draws.
+    **spec
+        Further :class:`SimSpec` fields (they replace the defaults above).
+
+    Returns
+    -------
+    faceaudit.stats.data.ModelData
+        Model ``"sim"``, as :func:`faceaudit.stats.data.prepare_model` returns it.
+
+    Examples
+    --------
+    >>> md = example_model_data(n_seeds=8)
+    >>> md.layout.S, md.layout.groups, len(md.genuine), len(md.impostor)
+    (8, ['skin=light', 'skin=dark'], 32, 168)
+    """
+    from faceaudit.stats.data import make_layout, prepare_model
+
+    fields = {"edits": {"lighting": (-1.0, 1.0)}, "gen_shift": {groups[-1]: -0.2}, **spec}
+    tb = simulate_run_tables(SimSpec(n_seeds=n_seeds, groups=tuple(groups), **fields), np.random.default_rng(seed))
+    layout = make_layout(tb["faces"], list(groups))
+    return prepare_model("sim", tb["pairs"], tb["scores"], tb["status"], tb["faces"], layout)

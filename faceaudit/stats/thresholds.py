@@ -75,6 +75,17 @@ def threshold_at_fmr(impostor, target_fmr: float, candidates=None) -> float:
 def fmr_at(impostor, t: float) -> float:
     """False match rate at threshold ``t``: the share of impostor scores ``>= t`` (NaN when none).
 
+    Parameters
+    ----------
+    impostor : array_like
+        Impostor scores (higher = more similar).
+    t : float
+        Threshold; a comparison matches when ``score >= t``.
+
+    Returns
+    -------
+    float
+
     Examples
     --------
     >>> fmr_at([0.1, 0.5, 0.9], 0.5)
@@ -86,6 +97,17 @@ def fmr_at(impostor, t: float) -> float:
 
 def fnmr_at(genuine, t: float) -> float:
     """False non-match rate at threshold ``t``: the share of genuine scores ``< t`` (NaN when none).
+
+    Parameters
+    ----------
+    genuine : array_like
+        Genuine scores (higher = more similar).
+    t : float
+        Threshold; a comparison matches when ``score >= t``.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -100,6 +122,18 @@ def error_curve(genuine, impostor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(thresholds ascending, FMR, FNMR)`` at every distinct score and at ``+inf``.
 
     The same points pyeer's ``calculate_roc`` returns (plus the ``+inf`` end where FMR = 0, FNMR = 1).
+
+    Parameters
+    ----------
+    genuine : array_like
+        Genuine scores (higher = more similar).
+    impostor : array_like
+        Impostor scores (higher = more similar).
+
+    Returns
+    -------
+    thresholds, fmr, fnmr : numpy.ndarray
+        Ascending thresholds and the rates at each.
 
     Examples
     --------
@@ -118,6 +152,20 @@ def error_curve(genuine, impostor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def eer(genuine, impostor) -> tuple[float, float]:
     """``(EER, threshold)`` by the FVC2000/pyeer convention (see module docstring).
 
+    Parameters
+    ----------
+    genuine : array_like
+        Genuine scores (higher = more similar).
+    impostor : array_like
+        Impostor scores (higher = more similar).
+
+    Returns
+    -------
+    eer : float
+        The equal error rate.
+    threshold : float
+        The threshold where it is attained.
+
     Examples
     --------
     >>> eer([0.8, 0.9], [0.1, 0.2])
@@ -135,6 +183,17 @@ def roc_auc(genuine, impostor) -> float:
     """Area under the ROC curve: the chance that a genuine score exceeds an impostor score (ties
     count one half); NaN without scores of both kinds.
 
+    Parameters
+    ----------
+    genuine : array_like
+        Genuine scores (higher = more similar).
+    impostor : array_like
+        Impostor scores (higher = more similar).
+
+    Returns
+    -------
+    float
+
     Examples
     --------
     >>> roc_auc([0.8, 0.9], [0.1, 0.85])
@@ -150,6 +209,20 @@ def roc_auc(genuine, impostor) -> float:
 
 def tar_at_far(genuine, impostor, far: float) -> float:
     """True accept rate ``1 - FNMR(t)`` at the threshold for FMR <= ``far`` (candidates: all scores).
+
+    Parameters
+    ----------
+    genuine : array_like
+        Genuine scores (higher = more similar).
+    impostor : array_like
+        Impostor scores (higher = more similar).
+    far : float
+        The largest false accept (match) rate allowed.
+
+    Returns
+    -------
+    float
+        NaN without scores of both kinds.
 
     Examples
     --------
@@ -170,6 +243,20 @@ def det_points(genuine, impostor, max_points: int = 300) -> tuple[np.ndarray, np
 
     Keeps the first point at or below each of ~``max_points/2`` log-spaced FMR levels and each of
     ~``max_points/2`` log-spaced FNMR levels, plus both ends, so both tails stay resolved on log axes.
+
+    Parameters
+    ----------
+    genuine : array_like
+        Genuine scores (higher = more similar).
+    impostor : array_like
+        Impostor scores (higher = more similar).
+    max_points : int
+        About the most points kept.
+
+    Returns
+    -------
+    thresholds, fmr, fnmr : numpy.ndarray
+        A subset of the points of :func:`error_curve` (all of them when there are at most ``max_points``).
 
     Examples
     --------
