@@ -19,6 +19,7 @@ def result_dict(result: GateResult) -> dict:
         "error": result.error,
         "counts": result.counts(),
         "checks": [{"rule": c.rule_index + 1, "metric": c.rule.metric, "model": c.model, "target_fmr": c.target_fmr,
+                    "threshold_source": c.rule.threshold_source,
                     "group": c.group, "estimate": c.estimate, "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
                     "bound": c.rule.bound, "kind": c.rule.kind, "on": c.rule.on, "decision": c.decision,
                     "reason": c.reason} for c in result.checks],
