@@ -196,3 +196,18 @@ def test_a_changed_calibration_run_redoes_the_analysis(ops_run, calibration_run,
     scores.to_parquet(cal / "scores" / "sface.parquet")
     api.analyze(run)
     assert json.loads((run / "manifest.json").read_text())["stages"]["analyze"]["inputs_hash"] != first
+
+
+def test_card_shows_the_operating_points_and_the_operating_note(ops_run, quick_run):
+    import re
+
+    html = api.report(ops_run).read_text()
+    body = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html[html.index("<body"):]))
+    head = body[:body.index("Model details")]
+    assert "At the fixed threshold" in head and "At thresholds calibrated on the real calibration run" in head
+    assert 'id="operating-points"' in html and "calibration run, FMR" in body
+    assert re.search(r"the audit operates at FNMR [\d.]+% \(dlib\), [\d.]+% \(sface\)", head)
+    # without a calibration run the first screen says one is needed to interpret the rates
+    plain = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (Path(quick_run) / "report.html").read_text()))
+    assert "a real calibration run (analysis.thresholds: {calibration_run: RUN}) is needed to interpret these rates" in plain
+    assert "At the fixed threshold" not in plain
