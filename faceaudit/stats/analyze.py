@@ -515,6 +515,8 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
         out["contrasts"] = detector_rows(out["contrasts"], face_fte, detectors)
     primary_contrast = "marginal" if len(proto.group_attributes) > 1 else "cell"
     out["contrasts"] = mark_family(out["contrasts"], list(a.primary.metrics), tested, primary_contrast)
+    if "threshold_source" not in out["contrasts"].columns:  # written empty: no model enrolled a comparison
+        out["contrasts"]["threshold_source"] = pd.Series(dtype=str)
     extra = (out["contrasts"]["threshold_source"].isin(["fixed", "calibration_run"])).to_numpy()
     if extra.any():  # the extra operating points repeat the family's questions: exploratory, adjusted apart
         out["contrasts"].loc[extra, "family"] = "exploratory:" + out["contrasts"].loc[extra, "threshold_source"]
