@@ -58,7 +58,10 @@ def write_junit(result: GateResult, path: str | Path) -> None:
 def _rows(result: GateResult) -> list[list[str]]:
     rows = []
     for ch in result.checks:
-        rows.append([str(ch.rule_index + 1), ch.model, "" if ch.target_fmr is None else f"{ch.target_fmr:.0e}",
+        point = "" if ch.target_fmr is None else f"{ch.target_fmr:.0e}"
+        if ch.rule.threshold_source != "target_fmr":  # the operating point the rule names
+            point = "fixed" if ch.rule.threshold_source == "fixed" else f"{point} (calibration run)"
+        rows.append([str(ch.rule_index + 1), ch.model, point,
                      ch.group or "", ch.rule.metric, format_value(ch.estimate), f"[{format_value(ch.ci_lo)}, {format_value(ch.ci_hi)}]",
                      f"{'<=' if ch.rule.kind == 'max' else '>='} {ch.rule.bound:g}", ch.rule.on or "", ch.decision.upper()])
     return rows
