@@ -51,6 +51,20 @@ def _check_models(protocol: Protocol, where: str) -> None:
     from faceaudit.models.registry import check_model_specs
 
     check_model_specs(protocol.models, where)
+    _check_threshold_models(protocol, where)
+
+
+def _check_threshold_models(protocol: Protocol, where: str) -> None:
+    """A fixed threshold (``analysis.thresholds``) must name one of the protocol's models. A plugin or
+    ONNX model's name is only known once it is built, so with one of those the analysis checks instead."""
+    from faceaudit.models.registry import BUILTIN
+    from faceaudit.stats.operating_points import check_fixed_thresholds
+
+    fixed = protocol.analysis.fixed_thresholds
+    if not fixed or not all(spec.split(":")[0] in BUILTIN for spec in protocol.models):
+        return
+    names = list(protocol.models) + [s.split(":")[0] for s in protocol.models if s.split(":")[0] not in protocol.models]
+    check_fixed_thresholds(fixed, names, where)
 
 
 def validate(protocol: str | Path) -> Protocol:

@@ -14,6 +14,7 @@ models; :func:`faceaudit.models.registry.check_model_specs` checks the models al
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -339,6 +340,11 @@ class AnalysisSpec(_Strict):
     far_points: list[Probability] = Field(default_factory=lambda: [1e-4, 1e-3, 1e-2])
     #: the declared primary analysis and its multiplicity family
     primary: PrimarySpec = Field(default_factory=PrimarySpec)
+    #: extra operating points besides ``target_fmr`` (docs/statistics.md, "Operating points"):
+    #: ``MODEL: 0.363`` a fixed threshold in the model's own similarity convention, and/or
+    #: ``calibration_run: RUN`` a run of real photographs (``faceaudit import folder``) whose
+    #: impostors set each model's threshold at every target FMR
+    thresholds: dict[str, Union[float, str]] = Field(default_factory=dict)
 
     @field_validator("target_fmr")
     @classmethod
@@ -346,6 +352,32 @@ class AnalysisSpec(_Strict):
         if not v or any(not 0 < x < 1 for x in v):
             raise ValueError("each target_fmr must be in (0, 1)")
         return v
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        for key, value in v.items():
+            if key == "calibration_run":
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"calibration_run must be the path of a run directory, not {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{key}: a fixed threshold must be a number, not {value!r}")
+            elif not math.isfinite(float(value)):
+                raise ValueError(f"{key}: a fixed threshold must be a finite number, not {value!r}")
+        return {k: (str(x) if k == "calibration_run" else float(x)) for k, x in v.items()}
+
+    @property
+    def fixed_thresholds(self) -> dict[str, float]:
+        """Model -> the fixed threshold a user deploys (``analysis.thresholds`` without ``calibration_run``)."""
+        return {k: float(x) for k, x in self.thresholds.items() if k != "calibration_run"}
+
+    @property
+    def calibration_run(self) -> Optional[str]:
+        """The reference run of real photographs that calibrates thresholds, if any."""
+        value = self.thresholds.get("calibration_run")
+        return None if value is None else str(value)
 
     @field_validator("ci_level")
     @classmethod

@@ -39,7 +39,10 @@ def _thresholds(run: RunDir) -> dict[str, float]:
     path = run.results / "error_rates.parquet"
     if not path.exists():
         return {}
-    er = pd.read_parquet(path, columns=["model", "threshold", "target_fmr"])
+    er = pd.read_parquet(path)
+    if "threshold_source" in er.columns:  # the protocol's target FMRs, not the extra operating points
+        er = er[er["threshold_source"] == "target_fmr"]
+    er = er[["model", "threshold", "target_fmr"]]
     targets = sorted(er["target_fmr"].dropna().unique())
     try:
         from faceaudit.protocol import load_protocol

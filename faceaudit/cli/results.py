@@ -28,6 +28,10 @@ def gate(
     Exit 0 pass, 1 fail (a bound is violated with confidence: the only way this command exits 1),
     2 bad input (one line on stderr: policy, run directory, summary or --junit path), 3 inconclusive
     (the CI straddles a bound: collect more seeds), 4 internal error.
+
+    A rule applies at the protocol's target FMRs unless it names another operating point of
+    analysis.thresholds: `threshold_source: fixed` (the deployed threshold) or
+    `threshold_source: calibration_run` (thresholds set on a real calibration run).
     """
     from faceaudit import api
 

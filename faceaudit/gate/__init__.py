@@ -7,6 +7,8 @@ Policy file (unknown keys are errors)::
       - metric: fnmr_max_min_ratio   # a key of summary.json (see docs/statistics.md)
         model: "*"                   # fnmatch pattern over the run's models (default "*")
         target_fmr: 1e-3             # operating point; omitted = every target FMR of the run
+        threshold_source: target_fmr # target_fmr (default) | fixed | calibration_run: the protocol's
+                                     # analysis.thresholds operating point the bound applies to
         group: "*"                   # for per-group metrics (fnmr, fnmr_diff, ...): a group or "*"
         max: 1.25                    # exactly one of max / min
         on: ci_upper                 # estimate | ci_upper | ci_lower (default: the conservative end)

@@ -91,9 +91,19 @@ def _lookup(model_block: dict, key: Optional[str], metric: str) -> Optional[Any]
     return value if isinstance(value, dict) else None
 
 
-def _fmr_keys(model_block: dict) -> dict[str, float]:
-    return {k: float(v["target_fmr"]) for k, v in model_block.items()
+def _fmr_keys(model_block: dict) -> dict[str, Optional[float]]:
+    # a fixed threshold's block has no target FMR (null)
+    return {k: (None if v["target_fmr"] is None else float(v["target_fmr"])) for k, v in model_block.items()
             if isinstance(v, dict) and "target_fmr" in v and "threshold" in v}
+
+
+def _operating_point_block(model_block: dict, source: str, where: str, model: str) -> dict:
+    """The blocks of one extra operating point (summary.json ``operating_points``), or one BadInput line."""
+    points = model_block.get("operating_points") or {}
+    if source not in points:
+        raise BadInput(f"{where}: threshold_source {source!r} was not analysed for model {model} "
+                       f"(set analysis.thresholds in the protocol; run has {sorted(points) or 'none'})")
+    return points[source]
 
 
 def evaluate(summary: dict, policy: Policy) -> GateResult:
@@ -108,6 +118,8 @@ def evaluate(summary: dict, policy: Policy) -> GateResult:
             raise BadInput(f"{where}: model pattern {rule.model!r} matches none of the run's models {sorted(models)}")
         for m in matched:
             block = models[m]
+            if rule.threshold_source != "target_fmr":
+                block = _operating_point_block(block, rule.threshold_source, where, m)
             keys = _fmr_keys(block)
             model_level = isinstance(block.get(rule.metric), dict)
             if rule.target_fmr is not None:
@@ -120,7 +132,7 @@ def evaluate(summary: dict, policy: Policy) -> GateResult:
                 # threshold-free metric (fte_rate, genuine_score_diff, ...): evaluated once
                 targets = [None]
             else:
-                targets = sorted(keys, key=lambda k: keys[k])
+                targets = sorted(keys, key=lambda k: -1.0 if keys[k] is None else keys[k])
             for key in targets:
                 value = _lookup(block, key, rule.metric)
                 if value is None:

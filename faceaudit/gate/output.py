@@ -19,6 +19,7 @@ def result_dict(result: GateResult) -> dict:
         "error": result.error,
         "counts": result.counts(),
         "checks": [{"rule": c.rule_index + 1, "metric": c.rule.metric, "model": c.model, "target_fmr": c.target_fmr,
+                    "threshold_source": c.rule.threshold_source,
                     "group": c.group, "estimate": c.estimate, "ci_lo": c.ci_lo, "ci_hi": c.ci_hi,
                     "bound": c.rule.bound, "kind": c.rule.kind, "on": c.rule.on, "decision": c.decision,
                     "reason": c.reason} for c in result.checks],
@@ -57,7 +58,10 @@ def write_junit(result: GateResult, path: str | Path) -> None:
 def _rows(result: GateResult) -> list[list[str]]:
     rows = []
     for ch in result.checks:
-        rows.append([str(ch.rule_index + 1), ch.model, "" if ch.target_fmr is None else f"{ch.target_fmr:.0e}",
+        point = "" if ch.target_fmr is None else f"{ch.target_fmr:.0e}"
+        if ch.rule.threshold_source != "target_fmr":  # the operating point the rule names
+            point = "fixed" if ch.rule.threshold_source == "fixed" else f"{point} (calibration run)"
+        rows.append([str(ch.rule_index + 1), ch.model, point,
                      ch.group or "", ch.rule.metric, format_value(ch.estimate), f"[{format_value(ch.ci_lo)}, {format_value(ch.ci_hi)}]",
                      f"{'<=' if ch.rule.kind == 'max' else '>='} {ch.rule.bound:g}", ch.rule.on or "", ch.decision.upper()])
     return rows

@@ -24,6 +24,8 @@ class Rule(BaseModel):
     metric: str
     model: str = "*"
     target_fmr: Optional[float] = None
+    #: the operating point the bound applies to (docs/statistics.md, "Operating points")
+    threshold_source: Literal["target_fmr", "fixed", "calibration_run"] = "target_fmr"
     group: Optional[str] = None
     max: Optional[float] = None
     min: Optional[float] = None
@@ -58,7 +60,8 @@ class Rule(BaseModel):
 
     def label(self) -> str:
         op = "<=" if self.kind == "max" else ">="
-        return f"{self.metric} {op} {self.bound:g} (on {self.on})"
+        at = "" if self.threshold_source == "target_fmr" else f" at the {self.threshold_source.replace('_', ' ')} threshold"
+        return f"{self.metric} {op} {self.bound:g} (on {self.on}){at}"
 
 
 class Policy(BaseModel):

@@ -203,6 +203,25 @@ ANALYZE_OUTPUTS = ["results/error_rates.parquet", "results/contrasts.parquet", "
                    "results/fmr_matrix.parquet", "results/summary.json"]
 
 
+def _operating_point_inputs(ctx: StageContext, names: list[str], inputs: str) -> str:
+    """The analysis's inputs hash with the extra operating points checked and included: a fixed
+    threshold must name an analysed model, and a calibration run's scores (and pairs) enter the hash,
+    so a changed calibration run redoes the analysis. Without ``analysis.thresholds`` the hash is unchanged."""
+    from faceaudit.stats.operating_points import calibration_scores_path, check_fixed_thresholds
+
+    a = ctx.protocol.analysis
+    check_fixed_thresholds(a.fixed_thresholds, names, str(ctx.run.protocol))
+    if not a.calibration_run:
+        return inputs
+    root = Path(a.calibration_run)
+    files = {n: calibration_scores_path(root, n) for n in names}
+    files["pairs.parquet"] = root / "pairs.parquet"
+    files["protocol.yaml"] = root / "protocol.yaml"
+    # a missing file is reported by the analysis itself (one line naming it)
+    return sha256_json({"base": inputs, "calibration_run": str(root.resolve()),
+                        "calibration": {k: (sha256_file(p) if p.is_file() else None) for k, p in files.items()}})
+
+
 def stage_analyze(ctx: StageContext) -> dict:
     names = _model_names(ctx)
     for n in names:
@@ -221,6 +240,7 @@ def stage_analyze(ctx: StageContext) -> dict:
     )
     if ctx.protocol.pairs.impostor_sample is not None:  # impostors are scored from the embeddings
         inputs = sha256_json({"base": inputs, "emb": {n: sha256_file(ctx.run.embeddings(n)) for n in names}})
+    inputs = _operating_point_inputs(ctx, names, inputs)
     result: dict = {}
 
     def work() -> dict:

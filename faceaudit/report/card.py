@@ -30,6 +30,7 @@ from faceaudit.report.headline import Headline, ci_method_text, headline_section
 from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.tables import Table, format_table, json_value
 from faceaudit.stats.error_rates import enrolled_nothing
+from faceaudit.stats.operating_points import main_operating_point
 
 ERROR_RATE_COLUMNS = ["model", "group", "threshold", "target_fmr", "n_genuine", "n_impostor", "fmr", "fmr_lo", "fmr_hi",
                       "fnmr", "fnmr_lo", "fnmr_hi", "fte_rate"]
@@ -145,6 +146,9 @@ class RunFacts:
     primary_contrasts: Optional[pd.DataFrame]
     condition_contrasts: Optional[pd.DataFrame]
     emb_status: pd.DataFrame
+    #: pooled rows at the extra operating points of analysis.thresholds (threshold_source fixed or
+    #: calibration_run); None when the protocol sets none
+    operating_points: Optional[pd.DataFrame] = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,8 @@ class Quantitative:
     max_fte: float
     #: counterfactual twins of results/fmr_matrix.parquet at the primary target (None: no such table)
     fmr_twins: Optional[Table] = None
+    #: section 7.1's rows at the extra operating points (None: analysis.thresholds sets none)
+    operating_points_table: Optional[Table] = None
 
 
 @dataclass(frozen=True)
@@ -229,11 +235,17 @@ class Card:
 def run_facts(run) -> RunFacts:
     """Read and check the tables the card is built from; the required ones raise :class:`BadInput`."""
     protocol, faces = run.protocol, run.faces
-    er = run.error_rates
-    if er is None:
+    er_every = run.error_rates
+    if er_every is None:
         raise BadInput(f"{run.root / 'results' / 'error_rates.parquet'}: missing; run the `analyze` stage first")
-    _require_columns(er, ERROR_RATE_COLUMNS, "results/error_rates.parquet")
-    contrasts = run.contrasts
+    _require_columns(er_every, ERROR_RATE_COLUMNS, "results/error_rates.parquet")
+    # the card's sections read the protocol's target FMRs; the extra operating points have their own blocks
+    er = main_operating_point(er_every)
+    extra = None
+    if "threshold_source" in er_every.columns:
+        extra = er_every[er_every["threshold_source"].isin(["fixed", "calibration_run"])
+                         & (er_every["edit_attr"] == ALL)].reset_index(drop=True)
+    contrasts = main_operating_point(run.contrasts)
     if contrasts is not None and contrasts.empty:  # written empty: no model enrolled a comparison
         contrasts = None
     if contrasts is not None:
@@ -254,7 +266,8 @@ def run_facts(run) -> RunFacts:
                     groups=[g for g in groups_order if g in present], attrs=[e.attribute for e in protocol.edits],
                     targets=targets, primary_target=primary_target, error_rates=er, unitary_all=unitary_all,
                     unitary=unitary, inter=inter, contrasts=contrasts, primary_contrasts=primary_c,
-                    condition_contrasts=condition_c, emb_status=run.embeddings_status)
+                    condition_contrasts=condition_c, emb_status=run.embeddings_status,
+                    operating_points=extra if extra is not None and len(extra) else None)
 
 
 def header_section(run, facts: RunFacts) -> Header:
@@ -391,9 +404,33 @@ def _unitary_table(facts: RunFacts) -> Table:
     return Table(cols, rows, [False, False] + [True] * (len(cols) - 2))
 
 
+def _operating_points_table(facts: RunFacts) -> Optional[Table]:
+    """Section 7.1's second table: per-group rates at the extra operating points (``analysis.thresholds``),
+    one block of rows per model and threshold source, with counts."""
+    d = facts.operating_points
+    if d is None or not len(d):
+        return None
+    order = facts.groups_order
+    d = d[d["model"].isin(facts.models)].copy()
+    d["_m"] = d["model"].map({m: i for i, m in enumerate(facts.models)})
+    d["_s"] = d["threshold_source"].map({"fixed": 0, "calibration_run": 1})
+    d["_g"] = d["group"].map({g: i for i, g in enumerate(order)}).fillna(len(order))
+    d = d.sort_values(["_m", "_s", "target_fmr", "_g"], kind="stable")
+    ci = f"{facts.protocol.analysis.ci_level:.0%} CI"
+    rows = []
+    for _, r in d.iterrows():
+        source = "fixed" if r["threshold_source"] == "fixed" else f"calibration run, FMR {fmt.pct(r['target_fmr'])}"
+        rows.append([str(r["model"]), source, fmt.num(float(r["threshold"]), 4),
+                     "all groups" if r["group"] == ALL else fmt.group_label(r["group"]),
+                     rate_cell(r, "fmr", "n_false_match", "n_impostor"), rate_cell(r, "fnmr", "n_false_non_match", "n_genuine")])
+    cols = ["model", "operating point", "threshold", "group", f"FMR [{ci}] (false matches / impostor pairs)",
+            f"FNMR [{ci}] (false non-matches / genuine pairs)"]
+    return Table(cols, rows, [False, False, True, False, True, True])
+
+
 def quantitative_section(run, facts: RunFacts) -> Quantitative:
     """Section 7: per-model parts, contrasts, dose-response, fairness summaries and other results."""
-    roc, hist, fairness = run.result("roc"), run.result("score_hist"), run.result("fairness")
+    roc, hist, fairness = run.result("roc"), run.result("score_hist"), main_operating_point(run.result("fairness"))
     parts = [model_section(run, facts, m, roc, hist, fairness) for m in facts.models]
     figures: dict[str, list[F.Figure]] = {"det": [], "scores": [], "fnmr_cond": [], "forest": [], "dose": [],
                                           "forest_exploratory": [], "fmr_matrix": []}
@@ -431,7 +468,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
                 figures["fmr_matrix"].append(F.fmr_matrix_figure(m, cells, facts.groups, facts.primary_target, level))
         twins = _twins_table(at[at["kind"] == "twin"], level)
     fairness_tables = [{"name": n, "table": _fairness_table(df, level), "n": len(df)}
-                       for n in run.result_names if n.startswith("fairness") for df in [run.result(n)]]
+                       for n in run.result_names if n.startswith("fairness") for df in [main_operating_point(run.result(n))]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", "fmr_matrix",
              *HUMAN_TABLES}
@@ -444,6 +481,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
         thresholds=Table(["model", "target FMR", "global threshold", "achieved FMR (pooled impostors)", "impostor pairs"],
                          [r for p in parts for r in p.threshold_rows], [False, True, True, True, True]),
         unitary_table=_unitary_table(facts),
+        operating_points_table=_operating_points_table(facts),
         inter_tables=[{"model": p.summary.name, "table": p.inter_table, "enrolled_nothing": p.summary.enrolled_nothing,
                        "finding": _cell_range(facts, p.summary.name)} for p in parts],
         contrasts_table=_contrasts_table(pc, level=level) if pc is not None else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -59,6 +59,8 @@ class ModelHeadline:
     points: list[OperatingPoint]
     omitted: list[str]  # why a target FMR is not shown
     n_significant: Optional[int]  # this model's primary contrasts with adjusted p < alpha
+    #: the extra operating points of analysis.thresholds, one compact block per threshold_source
+    extra_points: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Headline:
     policy: Optional[str]  # the gate policy's name when colours come from one
     discussion: list[str]
     ci_method: str
+    #: the first screen's sentence on the FNMR the audit operates at (and what interpreting it needs)
+    operating_note: str = ""
 
 
 def _close(a: Any, b: float) -> bool:
@@ -115,9 +119,12 @@ def load_policy_checks(run) -> tuple[Optional[str], list[dict]]:
     return str(data.get("policy") or "policy"), list(data.get("checks") or [])
 
 
-def _decision(checks: list[dict], model: str, metric: str, target: Optional[float], group: Optional[str]) -> Optional[str]:
+def _decision(checks: list[dict], model: str, metric: str, target: Optional[float], group: Optional[str],
+              source: str = "target_fmr") -> Optional[str]:
     for c in checks:
         if c.get("metric") != metric or c.get("model") != model:
+            continue
+        if c.get("threshold_source", "target_fmr") != source:  # a check at another operating point
             continue
         if target is not None and c.get("target_fmr") is not None and not _close(c["target_fmr"], target):
             continue
@@ -377,7 +384,8 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
         n_sig = None
         if mrows is not None and "p_adjusted" in mrows.columns and fam:
             n_sig = int((mrows["p_adjusted"] < alpha).sum())
-        models.append(ModelHeadline(name=m, enrolled_nothing=nothing, points=points, omitted=omitted, n_significant=n_sig))
+        models.append(ModelHeadline(name=m, enrolled_nothing=nothing, points=points, omitted=omitted, n_significant=n_sig,
+                                    extra_points=_extra_points(facts, m, checks)))
     family = None
     if fam:
         method = str(fam.get("method", "?"))
@@ -386,4 +394,65 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
                   "text": f"{int(fam.get('n_significant', 0))} of {int(fam.get('size', 0))} primary contrasts, {method.capitalize() if method == 'holm' else method}"}
     return Headline(models=models, ftes=_fte_tiles(run, facts, facts.models), family=family, family_note=note,
                     policy=policy, discussion=ordering_discussion(facts, resolution_text),
-                    ci_method=ci_method_text(run, facts.error_rates))
+                    ci_method=ci_method_text(run, facts.error_rates), operating_note=operating_note(facts))
+
+
+SOURCE_TITLES = {"fixed": "At the fixed threshold (analysis.thresholds)",
+                 "calibration_run": "At thresholds calibrated on the real calibration run"}
+
+
+def _extra_points(facts, model: str, checks: list[dict]) -> list[dict]:
+    """One block per extra operating point source: per group FMR and FNMR with counts and CIs."""
+    ops = getattr(facts, "operating_points", None)
+    if ops is None or not len(ops):
+        return []
+    blocks = []
+    d = ops[ops["model"] == model]
+    for source in ("fixed", "calibration_run"):
+        ds = d[d["threshold_source"] == source]
+        if ds.empty:
+            continue
+        rows = []
+        for target, dt in ds.groupby(ds["target_fmr"].fillna(-1.0), sort=True):
+            at = "" if target < 0 else f"FMR {fmt.pct(target)} on real impostors · "
+            point = f"{at}threshold {fmt.num(float(dt['threshold'].iloc[0]), 4)}"
+            for r in _group_rows(dt, facts.groups + [ALL], [c for c in checks if c.get("threshold_source") == source],
+                                 model, None if target < 0 else float(target)):
+                rows.append({"point": point, **r})
+        blocks.append({"source": source, "title": SOURCE_TITLES[source], "rows": rows})
+    return blocks
+
+
+def operating_note(facts) -> str:
+    """The first screen's statement of the FNMR the audit operates at, and, for synthetic faces without
+    a calibration run, that a real calibration run is needed to interpret it.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from faceaudit.protocol import Protocol
+    >>> u = pd.DataFrame({"model": ["sface"], "group": ["all"], "fnmr": [0.31], "target_fmr": [1e-3]})
+    >>> f = SimpleNamespace(unitary=u, models=["sface"], primary_target=1e-3, operating_points=None,
+    ...                     protocol=Protocol.model_validate({"name": "x", "n_seeds": 4, "edits": []}))
+    >>> operating_note(f)  # doctest: +ELLIPSIS
+    "At its global threshold (FMR 0.100% on the audit's own impostors) the audit operates at FNMR 31.0% (sface); ...is needed to interpret these rates."
+    """
+    u = facts.unitary
+    parts = []
+    for m in facts.models:
+        r = u[(u["model"] == m) & (u["group"] == ALL)]
+        if len(r) and pd.notna(r["fnmr"].iloc[0]):
+            parts.append(f"{fmt.pct(float(r['fnmr'].iloc[0]))} ({m})")
+    if not parts:
+        return ""
+    text = (f"At its global threshold (FMR {fmt.pct(facts.primary_target)} on the audit's own impostors) the audit "
+            f"operates at FNMR {', '.join(parts)}; ")
+    proto = facts.protocol
+    calibrated = proto.analysis.calibration_run is not None
+    synthetic = proto.dataset is None or proto.dataset.design == "experimental"
+    if calibrated:
+        return text + "the thresholds calibrated on real photographs are shown under each model."
+    if synthetic:
+        return text + ("a deployed system works at a threshold set on real photographs, so a real calibration run "
+                       "(analysis.thresholds: {calibration_run: RUN}) is needed to interpret these rates.")
+    return text.rstrip("; ") + "."

@@ -43,6 +43,8 @@ from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fmr_matrix import FMR_MATRIX_COLUMNS, fmr_matrix_table
 from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
 from faceaudit.stats.intersectional import intersectional_contrasts
+from faceaudit.stats.operating_points import (calibration_thresholds, check_fixed_thresholds, main_operating_point,
+                                              operating_points)
 
 __all__ = ["analyze_run", "analyze_design", "detector_rows", "build_summary", "unenrolled_rows", "roc_table", "score_hist_table",
            "METHODS", "SUMMARY_SCHEMA"]
@@ -256,6 +258,9 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
         "versions": _versions(),
     }
     alpha = 1 - level
+    extra_er, extra_fair = er, fair
+    extra_contrasts = _per_model_view(contrasts) if len(contrasts) else contrasts
+    er, contrasts, fair = main_operating_point(er), main_operating_point(contrasts), main_operating_point(fair)
     family = family_summary(contrasts, proto.analysis.adjust, alpha) if len(contrasts) else \
         {"size": 0, "method": proto.analysis.adjust, "n_significant": 0, "alpha": alpha, "models": {}}
     summary["primary_family"] = {k: v for k, v in family.items() if k != "models"}
@@ -301,6 +306,9 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
             m[fmr_key(t)] = k
         if m["enrolled_nothing"]:
             _null_metrics(m, primary, proto)
+        points = _operating_point_blocks(model, extra_er, extra_contrasts, extra_fair, m["fte_rate"])
+        if points:
+            m["operating_points"] = points
         # the tiles' "k of n": the model's rows of the primary family (one Holm/BH family for the run)
         fam = family["models"].get(model, {"size": 0, "n_significant": 0})
         m["primary_family"] = fam
@@ -315,6 +323,42 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
                                                                     "family", "events", "n", "events_ref", "n_ref",
                                                                     "reportable", "n_events_min")})
     return summary
+
+
+def _operating_point_blocks(model: str, er: pd.DataFrame, contrasts: pd.DataFrame, fair: pd.DataFrame,
+                            fte_rate: dict) -> dict:
+    """summary.json's ``operating_points`` of one model: ``{source: {key: block}}`` for the extra
+    operating points (``fixed``: key ``fixed``; ``calibration_run``: one key per target FMR), each block
+    shaped like a target-FMR block (``threshold``, per-group rates, fairness summaries, contrasts)."""
+    if "threshold_source" not in er.columns:
+        return {}
+    out: dict[str, dict] = {}
+    e = er[(er["model"] == model) & (er["edit_attr"] == ALL) & er["threshold_source"].isin(["fixed", "calibration_run"])]
+    for (source, target), et in e.groupby(["threshold_source", e["target_fmr"].fillna(-1.0)], sort=False):
+        fixed = source == "fixed"
+        et = et.set_index("group")
+        k: dict[str, Any] = {"threshold_source": source, "target_fmr": None if fixed else float(target),
+                             "threshold": _num(et["threshold"].iloc[0])}
+        for rate in ("fmr", "fnmr", "gfnmr"):
+            k[rate] = {g: _ci(r[rate], r[f"{rate}_lo"], r[f"{rate}_hi"]) for g, r in et.iterrows()}
+        k["fte_rate"] = fte_rate
+
+        def at(df: pd.DataFrame) -> pd.DataFrame:
+            if not len(df) or "threshold_source" not in df.columns:
+                return df.iloc[0:0] if len(df.columns) else df
+            d = df[(df["model"] == model) & (df["threshold_source"] == source)]
+            return d[d["target_fmr"].isna()] if fixed else d[np.isclose(d["target_fmr"].fillna(-1.0), target)]
+
+        for r in at(fair).itertuples():
+            k[r.metric] = _ci(r.estimate, r.ci_lo, r.ci_hi)
+        c = at(contrasts)
+        if len(c):
+            c = c[c["condition"] == ALL]
+        for r in c.itertuples() if len(c) else []:
+            k.setdefault(r.metric, {})[r.group] = _ci(r.estimate, r.ci_lo, r.ci_hi, p_value=r.p_value,
+                                                       p_adjusted=r.p_adjusted)
+        out.setdefault(source, {})["fixed" if fixed else fmr_key(target)] = k
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +413,8 @@ def detector_rows(contrasts: pd.DataFrame, face_fte: dict[str, np.ndarray],
 
 
 def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None = None,
-                   detectors: dict[str, str] | None = None, **reduce_options) -> tuple[dict[str, pd.DataFrame], dict]:
+                   detectors: dict[str, str] | None = None, calibrated: dict | None = None,
+                   **reduce_options) -> tuple[dict[str, pd.DataFrame], dict]:
     """The result tables and summary of one design; ``models`` yields ``(ModelData, source, where)``, or
     ``(None, unenrolled_rows, where)`` for a model that enrolled no impostor comparison at all.
 
@@ -390,6 +435,10 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
         (``results/leakage.parquet``) decides the primary pool; without it every edit is pooled.
     detectors : dict, optional
         Model -> detector name, for the detector-level FTE rows (:func:`detector_rows`).
+    calibrated : dict, optional
+        ``{model: {target FMR: threshold}}`` set on a calibration run
+        (:func:`faceaudit.stats.operating_points.calibration_thresholds`); with the protocol's fixed
+        thresholds, the extra operating points every threshold-dependent row is repeated at.
     **reduce_options
         Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
 
@@ -455,18 +504,78 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
         tables["score_hist"].append(score_hist_table(md, mr))
+        for point in operating_points(a.fixed_thresholds, calibrated, md.model):
+            _operating_point_rows(tables, proto, md, source, W, point, ref_group, pool, flips, reduce_options, where)
 
     out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
+    for name in ("error_rates", "contrasts", "fairness"):
+        out[name] = _label_source(out[name], name)
     if not tables["contrasts"]:  # no model enrolled a comparison: an empty table, with its columns
         out["contrasts"] = pd.DataFrame({c: pd.Series(dtype=object) for c in CONTRAST_COLUMNS})
     else:
         out["contrasts"] = detector_rows(out["contrasts"], face_fte, detectors)
     primary_contrast = "marginal" if len(proto.group_attributes) > 1 else "cell"
     out["contrasts"] = mark_family(out["contrasts"], list(a.primary.metrics), tested, primary_contrast)
+    if "threshold_source" not in out["contrasts"].columns:  # written empty: no model enrolled a comparison
+        out["contrasts"]["threshold_source"] = pd.Series(dtype=str)
+    extra = (out["contrasts"]["threshold_source"].isin(["fixed", "calibration_run"])).to_numpy()
+    if extra.any():  # the extra operating points repeat the family's questions: exploratory, adjusted apart
+        out["contrasts"].loc[extra, "family"] = "exploratory:" + out["contrasts"].loc[extra, "threshold_source"]
     out["contrasts"] = adjust_by_family(out["contrasts"], a.adjust)
     out["leakage"] = leakage
     summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
     return out, summary
+
+
+def _label_source(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Give every row a ``threshold_source``: rows of the extra operating points already have one; the
+    others are at the protocol's target FMRs (``target_fmr``), or need no threshold (``none``)."""
+    if not len(df) and not len(df.columns):
+        return df
+    df = df.copy()
+    given = df["threshold_source"] if "threshold_source" in df.columns else pd.Series(np.nan, index=df.index, dtype=object)
+    if name == "error_rates":
+        default = pd.Series("target_fmr", index=df.index)
+    else:
+        default = pd.Series(np.where(df["target_fmr"].isna(), "none", "target_fmr"), index=df.index)
+    df["threshold_source"] = given.where(given.notna(), default).astype(str)
+    return df
+
+
+def _operating_point_rows(tables: dict, proto: Protocol, md, source, W, point, ref_group, pool, flips,
+                          reduce_options: dict, where: str) -> None:
+    """Append one model's error rates, contrasts and fairness summaries at one extra operating point
+    (:mod:`faceaudit.stats.operating_points`); rows that need no threshold are not repeated."""
+    a = proto.analysis
+    try:
+        if source is not None:
+            mr = compute_model_rates_streamed(md, source, W, [], list(a.far_points), thresholds=point.thresholds,
+                                              **reduce_options)
+        else:
+            mr = compute_model_rates(md, W, [], thresholds=point.thresholds)
+    except ValueError as err:
+        raise BadInput(f"{where}: {err}") from None
+
+    def tag(df: pd.DataFrame, threshold_dependent: bool = True) -> pd.DataFrame:
+        df = df.copy()
+        if threshold_dependent:
+            df = df[df["target_fmr"].notna()]
+        df["target_fmr"] = pd.to_numeric(df["target_fmr"], errors="coerce").astype(float)
+        if point.source == "fixed":
+            df["target_fmr"] = np.nan
+        if "group_threshold" in df.columns and point.source == "fixed":
+            df["group_threshold"] = np.nan
+        df["threshold_source"] = point.source
+        return df
+
+    tables["error_rates"].append(tag(error_rate_table(mr, a.ci_level, list(a.far_points)), threshold_dependent=False))
+    cell_rows = model_contrasts(mr, proto.protected_attribute, ref_group, a.ci_level, pool=pool, flips=flips)
+    cell_rows["contrast"] = "cell"
+    tables["contrasts"].append(tag(cell_rows))
+    if len(proto.group_attributes) > 1:
+        tables["contrasts"].append(tag(intersectional_contrasts(mr, proto.group_attributes, a.ci_level, flips=flips,
+                                                                pool=pool)))
+    tables["fairness"].append(tag(fairness_table(mr, a.fairness_alpha, a.ci_level)))
 
 
 def _model_similarity(proto: Protocol, name: str, run: RunDir):
@@ -601,7 +710,10 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
             det = record.get("detector") or ("yunet" if "YuNet" in str(record.get("alignment", "")) else None)
             if det:
                 detectors[name] = det
-    out, summary = analyze_design(proto, layout, model_data(), faces=faces, detectors=detectors)
+    analysed = list(run.model_scores(models))
+    check_fixed_thresholds(a.fixed_thresholds, analysed, str(rd.protocol))
+    calibrated = calibration_thresholds(a.calibration_run, analysed, list(a.target_fmr)) if a.calibration_run else None
+    out, summary = analyze_design(proto, layout, model_data(), faces=faces, detectors=detectors, calibrated=calibrated)
     out["fmr_matrix"] = _fmr_matrix(run, proto, layout, out["error_rates"])
     if write:
         for name, df in out.items():

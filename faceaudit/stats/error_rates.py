@@ -279,7 +279,8 @@ def genuine_rates(md: ModelData, W: np.ndarray, thresholds: dict[float, float]) 
     return GenuineRates(fnmr, gfnmr, fte, gscore, g_all)
 
 
-def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> ModelRates:
+def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float],
+                        thresholds: dict | None = None) -> ModelRates:
     """Every rate of one model, in memory: the global threshold at each target FMR (on the pooled
     impostor scores), then FNMR, GFNMR, FMR and FTE per (group + all, condition + all) cell with
     their bootstrap replicates (the reference computation the streamed one is tested against).
@@ -292,6 +293,10 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> M
         ``(n_boot, n_seeds)`` seed-bootstrap weights shared by every model of the run.
     targets : list of float
         Target FMRs (the protocol's ``analysis.target_fmr``).
+    thresholds : dict, optional
+        ``{target FMR: threshold}`` given instead of set on the impostors (an operating point
+        of :mod:`faceaudit.stats.operating_points`, whose key ``FIXED_KEY`` marks a fixed threshold;
+        ``targets`` is then ignored).
 
     Returns
     -------
@@ -326,7 +331,8 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> M
         raise ValueError(f"model {md.model}: no impostor comparisons (every impostor pair failed to enrol)")
     imp_scores = imp.score[imp.ok]
     all_scores = np.concatenate([imp_scores, gen.score[gen.ok]])
-    thresholds = {t: T.threshold_at_fmr(imp_scores, t, candidates=all_scores) for t in targets}
+    if thresholds is None:
+        thresholds = {t: T.threshold_at_fmr(imp_scores, t, candidates=all_scores) for t in targets}
     gr = genuine_rates(md, W, thresholds)
 
     i_den = pair_count(W, imp, imp.ok.astype(float), L, with_seeds=True)
@@ -336,7 +342,7 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float]) -> M
         fm = (imp.ok & (imp.score >= thr)).astype(float)
         fmr[t] = Ratio(pair_count(W, imp, fm, L), i_den)
         # Diagnostic: the threshold each group would need on its own impostors.
-        gthr[t] = np.array([_group_threshold(md, g, t) for g in range(L.G)] + [thr])
+        gthr[t] = np.array([_group_threshold(md, g, t) if t > 0 else np.nan for g in range(L.G)] + [thr])
 
     dyad = DyadicDesign.from_pairs(imp.seed_a, imp.seed_b, L.S)
     return ModelRates(md, thresholds, gr.fnmr, gr.gfnmr, fmr, gr.fte, gr.gscore, gr.n_genuine_all, i_fte, gthr, dyad)
@@ -349,7 +355,7 @@ def genuine_by_set(md: ModelData) -> list[np.ndarray]:
 
 
 def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: list[float], far_points: list[float],
-                                 **reduce_options) -> ModelRates:
+                                 thresholds: dict | None = None, **reduce_options) -> ModelRates:
     """:func:`compute_model_rates` with the impostor side reduced block by block from ``source``
     (an :class:`faceaudit.stats.impostors.ImpostorSource`); same numbers, memory bounded.
 
@@ -365,6 +371,8 @@ def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: 
         Target FMRs.
     far_points : list of float
         FARs of the threshold-free TAR columns.
+    thresholds : dict, optional
+        Given thresholds, as in :func:`compute_model_rates`.
     **reduce_options
         Passed to :func:`faceaudit.stats.impostors.reduce_impostors`.
 
@@ -398,6 +406,9 @@ def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: 
     G, C, B = L.G, L.C, W.shape[0]
     gen = md.genuine
     gsets = genuine_by_set(md)
+    if thresholds is not None:
+        targets = [t for t in thresholds if t > 0]
+        reduce_options = {**reduce_options, "given_thresholds": thresholds}
     st = reduce_impostors(source, G, C, W, list(targets), gsets, list(far_points), gen.score[gen.ok], **reduce_options)
     thresholds = dict(st.thresholds)
     gr = genuine_rates(md, W, thresholds)
@@ -409,7 +420,8 @@ def compute_model_rates_streamed(md: ModelData, source, W: np.ndarray, targets: 
     for t, thr in thresholds.items():
         h = st.hits[t]
         fmr[t] = Ratio(Count(_margins(h.count.astype(float).reshape(G, C)), _margins(h.boot.reshape(B, G, C))), i_den)
-        gthr[t] = np.array([group_threshold_streamed(st, gi, t, gsets[gi]) for gi in range(G)] + [thr])
+        gthr[t] = np.array([group_threshold_streamed(st, gi, t, gsets[gi]) if t > 0 else np.nan
+                            for gi in range(G)] + [thr])
 
     return ModelRates(md, thresholds, gr.fnmr, gr.gfnmr, fmr, gr.fte, gr.gscore, gr.n_genuine_all, i_fte, gthr, None, st, gsets)
 

@@ -645,7 +645,7 @@ def _per_seed(a: np.ndarray, b: np.ndarray, cell: np.ndarray, S: int, K: int) ->
 def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targets: list[float],
                      gen_by_set: list[np.ndarray], far_points: list[float], gen_all_scores: np.ndarray,
                      hist_bins: int = 60, fine_bins: int = FINE_BINS, keep_whole: int = KEEP_WHOLE,
-                     timings: dict | None = None) -> ImpostorStats:
+                     timings: dict | None = None, given_thresholds: dict | None = None) -> ImpostorStats:
     """Four passes over ``source`` (module docstring): the impostor statistics of one model.
 
     Parameters
@@ -670,6 +670,9 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
         A group set with at most this many impostor scores is collected whole.
     timings : dict, optional
         Receives the seconds of each pass (``pass1_counts`` ... ``pass4_false_matches``).
+    given_thresholds : dict, optional
+        ``{target FMR: threshold}`` used instead of the thresholds at ``targets`` (an operating point
+        of :mod:`faceaudit.stats.operating_points`).
 
     Returns
     -------
@@ -818,10 +821,12 @@ def reduce_impostors(source: ImpostorSource, G: int, C: int, W: np.ndarray, targ
     lap("pass3_exact_bins")
     gen_all_sorted = np.sort(np.asarray(gen_all_scores, dtype=float))
     thresholds = {t: dists[G].first_t(t, gen_all_sorted) for t in targets}
+    if given_thresholds is not None:  # an operating point set elsewhere (faceaudit.stats.operating_points)
+        thresholds = dict(given_thresholds)
 
     # pass 4: false matches at each threshold
     hits = {t: _HitStats(np.zeros(K, dtype=np.int64), np.zeros((S, K)), np.zeros((K, K)), np.zeros((K, K)), np.zeros((B, K)))
-            for t in targets}
+            for t in thresholds}
     step = max(1, 4_000_000 // max(B, 1))
     for s0, s1, blk in source.blocks():
         ok = blk.ok
