@@ -102,7 +102,7 @@ def test_report_makes_no_network_request(browser_run):
 def test_every_plotly_figure_rendered(browser_run):
     html, dom, _, _ = browser_run
     expected = len(re.findall(r'<div class="fa-plot"', html))
-    assert expected == 12  # 6 per model: DET, scores, FNMR by condition, dose, primary and exploratory forests
+    assert expected == 14  # 7 per model: DET, scores, FNMR by condition, dose, primary and within-condition forests, cross-group FMR matrix
     plotted = re.findall(r'<div class="fa-plot js-plotly-plot"[^>]*>\s*<div class="plot-container', dom)
     assert len(plotted) == expected
     # each figure drew its traces into SVG (a failed newPlot leaves an empty div)
