@@ -515,7 +515,8 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     else:
         out["contrasts"] = detector_rows(out["contrasts"], face_fte, detectors)
     primary_contrast = "marginal" if len(proto.group_attributes) > 1 else "cell"
-    out["contrasts"] = mark_family(out["contrasts"], list(a.primary.metrics), tested, primary_contrast)
+    out["contrasts"] = mark_family(out["contrasts"], list(a.primary.metrics), tested, primary_contrast,
+                                   primary_target=float(a.target_fmr[0]))
     if "threshold_source" not in out["contrasts"].columns:  # written empty: no model enrolled a comparison
         out["contrasts"]["threshold_source"] = pd.Series(dtype=str)
     extra = (out["contrasts"]["threshold_source"].isin(["fixed", "calibration_run"])).to_numpy()

@@ -375,10 +375,14 @@ def primary_conditions(conditions: list[str], spec_conditions, leakage: pd.DataF
     return list(conditions), pooled
 
 
-def mark_family(contrasts: pd.DataFrame, metrics: list[str], tested: list[str], primary_contrast: str) -> pd.DataFrame:
+def mark_family(contrasts: pd.DataFrame, metrics: list[str], tested: list[str], primary_contrast: str,
+                primary_target: float | None = None) -> pd.DataFrame:
     """Add ``family``: ``primary`` for the declared metrics x (tested conditions + ``primary_pool``)
-    rows of the level-vs-reference contrasts (``contrast == primary_contrast``), ``exploratory`` for
-    every other row (FTE rows, ``all``-condition rows, ratios, interactions, ...).
+    rows of the level-vs-reference contrasts (``contrast == primary_contrast``) at the primary target
+    FMR (the protocol's first ``target_fmr``; rows without a target, such as threshold-free ones,
+    qualify), ``exploratory`` for every other row (other targets, FTE rows, ``all``-condition rows,
+    ratios, interactions, ...). One operating point makes the primary family: the other targets are
+    reported beside it, so the family's size does not grow with the number of targets.
 
     Examples
     --------
@@ -394,6 +398,9 @@ def mark_family(contrasts: pd.DataFrame, metrics: list[str], tested: list[str], 
     conds = set(tested) | {PRIMARY_POOL}
     model_ok = ~df["model"].astype(str).str.startswith("detector:")
     prim = df["metric"].isin(metrics) & df["condition"].isin(conds) & (df["contrast"] == primary_contrast) & model_ok
+    if primary_target is not None and "target_fmr" in df.columns:
+        t = pd.to_numeric(df["target_fmr"], errors="coerce")
+        prim &= t.isna() | np.isclose(t.fillna(-1.0), primary_target)
     df["family"] = np.where(prim, "primary", "exploratory")
     return df
 
