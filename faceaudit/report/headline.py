@@ -353,7 +353,8 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
         mrows = rows[rows["model"] == m] if rows is not None else None
         eligible = [t for t in facts.targets
                     if _omission(u_all[np.isclose(u_all["target_fmr"], t)], facts.groups, t) is None]
-        for t in facts.targets:
+        # the primary operating point first (its contrasts are the primary family), then the others
+        for t in sorted(facts.targets, key=lambda x: (not _close(x, facts.primary_target), x)):
             u = u_all[np.isclose(u_all["target_fmr"], t)]
             why = _omission(u, facts.groups, t)
             warning = None

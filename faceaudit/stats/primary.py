@@ -445,5 +445,5 @@ def family_summary(contrasts: pd.DataFrame, method: str, alpha: float) -> dict:
     models = {}
     for m, d in prim.groupby("model", sort=False):
         models[str(m)] = {"size": int(len(d)), "n_significant": int((d["p_adjusted"] < alpha).sum())}
-    return {"size": int(len(prim)), "method": method, "n_significant": int(sig.sum()), "alpha": float(alpha),
+    return {"size": int(len(prim)), "method": method, "n_significant": int(sig.sum()), "alpha": round(float(alpha), 12),
             "models": models}
