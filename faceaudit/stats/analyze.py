@@ -316,6 +316,44 @@ def _per_model_view(contrasts: pd.DataFrame) -> pd.DataFrame:
 
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
+    """The summary.json dict of a run: run metadata, then per model its counts, rates, fairness
+    summaries and contrasts at each operating point (main operating point only).
+
+    Parameters
+    ----------
+    proto : Protocol
+        The run's protocol.
+    n_seeds : int
+        Number of seeds (identities) of the design.
+    er : pandas.DataFrame
+        ``error_rates`` rows of every model.
+    contrasts : pandas.DataFrame
+        ``contrasts`` rows of every model (may be empty).
+    fair : pandas.DataFrame
+        ``fairness`` rows of every model (may be empty).
+
+    Returns
+    -------
+    dict
+        Not yet strict JSON (numpy scalars, NaN); :func:`analyze_design` cleans it.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> run = load_run(write_sim_run(tempfile.mkdtemp(), SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}),
+    ...                              np.random.default_rng(0), n_boot=100))
+    >>> layout = make_layout(run.faces, run.protocol.group_names)
+    >>> md = prepare_model("sim", run.pairs, run.score_table("sim"), run.enrolment_status("sim"), run.faces, layout)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
+    ...     tables, _ = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
+    ...     s = build_summary(run.protocol, layout.S, tables["error_rates"], tables["contrasts"], tables["fairness"])
+    >>> s["n_seeds"], s["reference_group"], list(s["models"]), s["target_fmr"]
+    (8, 'skin=light', ['sim'], [0.01])
+    >>> s["models"]["sim"]["n_genuine"], s["models"]["sim"]["n_impostor"]
+    (48, 252)
+    """
     ref_group = proto.reference_group
     level = proto.analysis.ci_level
     summary: dict[str, Any] = {
