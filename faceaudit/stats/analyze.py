@@ -58,6 +58,29 @@ HIST_BINS = 60
 
 
 def roc_table(md, mr=None) -> pd.DataFrame:
+    """DET/ROC points of one model per group (and ``all``): FMR and FNMR at every threshold.
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data.
+    mr : ModelRates, optional
+        The model's rates; when streamed (``mr.imp`` set) the points come from the impostor statistics.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model``, ``group``, ``threshold``, ``fmr``, ``fnmr``, ``n_genuine``, ``n_impostor``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> roc = roc_table(example_model_data())
+    >>> roc["group"].unique().tolist()
+    ['skin=light', 'skin=dark', 'all']
+    >>> bool(roc["fmr"].between(0, 1).all() and roc["fnmr"].between(0, 1).all())
+    True
+    """
     if mr is not None and mr.imp is not None:
         from faceaudit.stats.impostors import roc_table_streamed
 
@@ -96,6 +119,29 @@ def _score_hist_streamed(md, st) -> pd.DataFrame:
 
 
 def score_hist_table(md, mr=None) -> pd.DataFrame:
+    """Histograms of the compared genuine and impostor scores of one model per group, on common edges.
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data.
+    mr : ModelRates, optional
+        The model's rates; when streamed (``mr.imp`` set) the impostor histogram comes from it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model``, ``group``, ``kind``, ``bin_lo``, ``bin_hi``, ``count``, ``density``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> md = example_model_data()
+    >>> h = score_hist_table(md)
+    >>> n = h.groupby("kind")["count"].sum()
+    >>> int(n["genuine"]) == int(md.genuine.ok.sum()), int(n["impostor"]) == int(md.impostor.ok.sum())
+    (True, True)
+    """
     if mr is not None and mr.imp is not None:
         return _score_hist_streamed(md, mr.imp)
     gen, imp = md.genuine, md.impostor
@@ -173,7 +219,41 @@ def _versions() -> dict:
 def unenrolled_rows(model: str, faces: pd.DataFrame, status: pd.DataFrame, pairs: pd.DataFrame, groups: list[str],
                     targets: list[float], level: float) -> pd.DataFrame:
     """``error_rates`` rows of a model none of whose impostor comparisons enrolled: per group (and
-    ``all``) the FTE rate with an exact (Clopper-Pearson) interval; rates that need a threshold are NaN."""
+    ``all``) the FTE rate with an exact (Clopper-Pearson) interval; rates that need a threshold are NaN.
+
+    Parameters
+    ----------
+    model : str
+        Model name.
+    faces : pandas.DataFrame
+        Faces (``face_id``, ``seed``, ``group``).
+    status : pandas.DataFrame
+        Enrolment status of each face (``face_id``, ``status``; missing counts as FTE).
+    pairs : pandas.DataFrame
+        Pairs (``group``, ``kind``); every one is counted as a failure to enrol.
+    groups : list of str
+        Group names.
+    targets : list of float
+        Target FMRs (one row per group and target).
+    level : float
+        Confidence level of the FTE interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``error_rates`` rows.
+
+    Examples
+    --------
+    >>> faces = pd.DataFrame({"face_id": list("abcd"), "seed": [1, 1, 2, 2], "group": ["x", "y", "x", "y"]})
+    >>> status = pd.DataFrame({"face_id": list("abcd"), "status": ["fte", "fte", "fte", "ok"]})
+    >>> pairs = pd.DataFrame({"group": ["x", "y"], "kind": ["genuine", "impostor"]})
+    >>> u = unenrolled_rows("m", faces, status, pairs, ["x", "y"], [0.01], 0.95)
+    >>> u[["group", "fte_rate", "n_faces", "n_genuine_fte", "n_impostor_fte"]].values.tolist()
+    [['x', 1.0, 2, 1, 0], ['y', 0.5, 2, 0, 1], ['all', 0.75, 4, 1, 1]]
+    >>> bool(u["fmr"].isna().all()), bool((u["fte_lo"] <= u["fte_rate"]).all())
+    (True, True)
+    """
     from statsmodels.stats.proportion import proportion_confint
 
     st = faces[["face_id", "seed", "group"]].merge(status[["face_id", "status"]], on="face_id", how="left")
@@ -236,6 +316,44 @@ def _per_model_view(contrasts: pd.DataFrame) -> pd.DataFrame:
 
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
+    """The summary.json dict of a run: run metadata, then per model its counts, rates, fairness
+    summaries and contrasts at each operating point (main operating point only).
+
+    Parameters
+    ----------
+    proto : Protocol
+        The run's protocol.
+    n_seeds : int
+        Number of seeds (identities) of the design.
+    er : pandas.DataFrame
+        ``error_rates`` rows of every model.
+    contrasts : pandas.DataFrame
+        ``contrasts`` rows of every model (may be empty).
+    fair : pandas.DataFrame
+        ``fairness`` rows of every model (may be empty).
+
+    Returns
+    -------
+    dict
+        Not yet strict JSON (numpy scalars, NaN); :func:`analyze_design` cleans it.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> from faceaudit.stats.simulate import SimSpec, write_sim_run
+    >>> run = load_run(write_sim_run(tempfile.mkdtemp(), SimSpec(n_seeds=8, edits={"lighting": (-1.0, 1.0)}),
+    ...                              np.random.default_rng(0), n_boot=100))
+    >>> layout = make_layout(run.faces, run.protocol.group_names)
+    >>> md = prepare_model("sim", run.pairs, run.score_table("sim"), run.enrolment_status("sim"), run.faces, layout)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
+    ...     tables, _ = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
+    ...     s = build_summary(run.protocol, layout.S, tables["error_rates"], tables["contrasts"], tables["fairness"])
+    >>> s["n_seeds"], s["reference_group"], list(s["models"]), s["target_fmr"]
+    (8, 'skin=light', ['sim'], [0.01])
+    >>> s["models"]["sim"]["n_genuine"], s["models"]["sim"]["n_impostor"]
+    (48, 252)
+    """
     ref_group = proto.reference_group
     level = proto.analysis.ci_level
     summary: dict[str, Any] = {

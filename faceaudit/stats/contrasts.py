@@ -116,6 +116,37 @@ def fmr_contrast(mr: ModelRates, target: float, g: int, r: int, cond):
     The influence of each impostor pair on the paired contrast is summed per seed pair over *both*
     groups before the dyadic variance: the same two identities are an impostor pair in every group,
     and their correlation between groups is exactly what the pairing removes.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates (in memory or streamed).
+    target : float
+        Target FMR (a key of ``mr.thresholds``).
+    g, r : int
+        Index of the compared group and of the reference group.
+    cond : int, list of int or None
+        Condition index, indices pooled together, or ``None`` for every condition.
+
+    Returns
+    -------
+    tuple of float
+        ``(diff, se_diff, ratio, se_log_ratio)``: FMR difference and its dyadic-robust standard
+        error, ratio of smoothed FMRs ``(e + 0.5)/(n + 1)`` and the standard error of its log.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> diff, se_diff, ratio, se_log = fmr_contrast(mr, 0.1, 1, 0, None)
+    >>> rate = mr.fmr[0.1].rate()
+    >>> bool(np.isclose(diff, rate[1, -1] - rate[0, -1])), bool(se_diff > 0), bool(se_log > 0)
+    (True, True, True)
+    >>> bool(se_diff < fmr_contrast(mr, 0.1, 1, 0, 0)[1])  # one condition: fewer pairs, wider
+    True
     """
     conds = _conds(cond)
     if mr.imp is not None:

@@ -61,6 +61,16 @@ PSEUDO_TRIALS = 1.0
 def fmr_key(target: float) -> str:
     """Key of a target FMR in summary.json and policies: ``1e-03``.
 
+    Parameters
+    ----------
+    target : float
+        A target FMR.
+
+    Returns
+    -------
+    str
+        ``target`` in one-digit scientific notation.
+
     Examples
     --------
     >>> fmr_key(0.001), fmr_key(1e-2)
@@ -72,6 +82,15 @@ def fmr_key(target: float) -> str:
 def enrolled_nothing(rows: pd.DataFrame) -> bool:
     """Whether a model's ``error_rates`` rows say it enrolled no comparison at all (every face failed
     to enrol): no genuine or impostor comparison was made and no threshold exists.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        The model's ``error_rates`` rows (columns ``n_genuine``, ``n_impostor``, ``threshold``).
+
+    Returns
+    -------
+    bool
 
     Examples
     --------
@@ -85,7 +104,25 @@ def enrolled_nothing(rows: pd.DataFrame) -> bool:
 
 @dataclass
 class Count:
-    """A count per (group + all, condition + all) cell: point value and bootstrap replicates."""
+    """A count per (group + all, condition + all) cell: point value and bootstrap replicates.
+
+    Parameters
+    ----------
+    point : numpy.ndarray
+        ``(G+1, C+1)`` point counts; the last group / condition is the margin (all).
+    boot : numpy.ndarray
+        ``(B, G+1, C+1)`` bootstrap replicates.
+    seeds : numpy.ndarray, optional
+        ``(G+1, C+1)`` number of seeds contributing (denominators only).
+    per_seed : numpy.ndarray, optional
+        ``(S, G, C)`` per-seed sums.
+
+    Examples
+    --------
+    >>> c = Count(np.array([[2.0, 2.0], [1.0, 1.0]]), np.zeros((5, 2, 2)))
+    >>> c.point[-1, -1], c.boot.shape, c.seeds is None
+    (np.float64(1.0), (5, 2, 2), True)
+    """
 
     point: np.ndarray  # (G+1, C+1)
     boot: np.ndarray  # (B, G+1, C+1)
@@ -95,6 +132,26 @@ class Count:
 
 @dataclass
 class Ratio:
+    """A rate as a ratio of two :class:`Count` s, with its bootstrap replicates.
+
+    Parameters
+    ----------
+    num : Count
+        Numerator counts (errors).
+    den : Count
+        Denominator counts (trials); a cell with no trial has a NaN rate.
+
+    Examples
+    --------
+    >>> num = Count(np.array([[1.0, 0.0]]), np.array([[[1.0, 0.0]], [[2.0, 0.0]]]))
+    >>> den = Count(np.array([[4.0, 0.0]]), np.array([[[4.0, 0.0]], [[4.0, 0.0]]]))
+    >>> r = Ratio(num, den)
+    >>> r.rate().tolist(), r.rate_boot()[:, 0, 0].tolist()
+    ([[0.25, nan]], [0.25, 0.5])
+    >>> r.smoothed()[0, 0].item()  # (1 + 0.5) / (4 + 1)
+    0.3
+    """
+
     num: Count
     den: Count
 
@@ -120,7 +177,32 @@ def _margins(x: np.ndarray) -> np.ndarray:
 
 
 def seed_cell_matrix(seed: np.ndarray, group: np.ndarray, cond: np.ndarray, values: np.ndarray, layout: Layout) -> np.ndarray:
-    """``(S, G*C)`` matrix of per-seed sums of ``values`` in each (group, condition) cell."""
+    """``(S, G*C)`` matrix of per-seed sums of ``values`` in each (group, condition) cell.
+
+    Parameters
+    ----------
+    seed, group, cond : numpy.ndarray
+        Integer seed, group and condition index of each item.
+    values : numpy.ndarray
+        Value of each item.
+    layout : Layout
+        Sizes ``S``, ``G``, ``C``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(S, G*C)`` sums; cell ``g*C + c``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> gen = md.genuine
+    >>> m = seed_cell_matrix(gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), md.layout)
+    >>> m.shape == (md.layout.S, md.layout.G * md.layout.C), int(m.sum()) == len(gen)
+    (True, True)
+    """
     S, G, C = layout.S, layout.G, layout.C
     flat = seed * (G * C) + group * C + cond
     m = np.bincount(flat, weights=np.asarray(values, dtype=float), minlength=S * G * C)
@@ -128,7 +210,36 @@ def seed_cell_matrix(seed: np.ndarray, group: np.ndarray, cond: np.ndarray, valu
 
 
 def single_seed_count(W: np.ndarray, seed, group, cond, values, layout: Layout, with_seeds: bool = False) -> Count:
-    """Cell counts for items that belong to one seed (genuine pairs, faces): one matrix product."""
+    """Cell counts for items that belong to one seed (genuine pairs, faces): one matrix product.
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        ``(B, S)`` seed-bootstrap weights.
+    seed, group, cond : numpy.ndarray
+        Integer seed, group and condition index of each item.
+    values : numpy.ndarray
+        Value of each item (1.0 to count items).
+    layout : Layout
+        Sizes ``S``, ``G``, ``C``.
+    with_seeds : bool, default False
+        Also count the seeds contributing to each cell.
+
+    Returns
+    -------
+    Count
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> W = seed_weights(md.layout.S, 50, bootstrap_rng(0))
+    >>> gen = md.genuine
+    >>> c = single_seed_count(W, gen.seed_a, gen.group, gen.cond, np.ones(len(gen)), md.layout, with_seeds=True)
+    >>> int(c.point[-1, -1]) == len(gen), c.boot.shape, int(c.seeds[-1, -1]) == md.layout.S
+    (True, (50, 3, 4), True)
+    """
     G, C = layout.G, layout.C
     M = seed_cell_matrix(seed, group, cond, values, layout)
     point = _margins(M.sum(axis=0).reshape(G, C))
@@ -146,7 +257,35 @@ def single_seed_count(W: np.ndarray, seed, group, cond, values, layout: Layout, 
 
 
 def pair_count(W: np.ndarray, side: Side, values: np.ndarray, layout: Layout, with_seeds: bool = False) -> Count:
-    """Cell counts for impostor pairs (two seeds): one quadratic form per (group, condition) cell."""
+    """Cell counts for impostor pairs (two seeds): one quadratic form per (group, condition) cell.
+
+    Parameters
+    ----------
+    W : numpy.ndarray
+        ``(B, S)`` seed-bootstrap weights.
+    side : Side
+        The impostor pairs (``md.impostor``).
+    values : numpy.ndarray
+        Value of each pair.
+    layout : Layout
+        Sizes ``S``, ``G``, ``C``.
+    with_seeds : bool, default False
+        Also count the seeds contributing to each cell.
+
+    Returns
+    -------
+    Count
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> imp = md.impostor
+    >>> c = pair_count(seed_weights(md.layout.S, 50, bootstrap_rng(0)), imp, np.ones(len(imp)), md.layout)
+    >>> int(c.point[-1, -1]) == len(imp), c.boot.shape
+    (True, (50, 3, 4))
+    """
     G, C, B = layout.G, layout.C, W.shape[0]
     values = np.asarray(values, dtype=float)
     cell = side.group * C + side.cond
@@ -182,7 +321,46 @@ def pair_count(W: np.ndarray, side: Side, values: np.ndarray, layout: Layout, wi
 
 @dataclass
 class ModelRates:
-    """Everything rate-like for one model: shared bootstrap weights, one entry per target FMR."""
+    """Everything rate-like for one model: shared bootstrap weights, one entry per target FMR.
+
+    Built by :func:`compute_model_rates` or :func:`compute_model_rates_streamed`.
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data.
+    thresholds : dict
+        ``{target FMR: global threshold}``.
+    fnmr, gfnmr, fmr : dict
+        ``{target FMR: Ratio}``.
+    fte : Ratio
+        FTE rate of faces.
+    gscore : Ratio
+        Mean genuine score.
+    n_genuine_all : Count
+        Every genuine pair.
+    n_impostor_fte : numpy.ndarray
+        ``(G+1, C+1)`` impostor pairs with a failure to enrol.
+    group_thresholds : dict
+        ``{target FMR: (G+1,) per-group thresholds}`` (diagnostic).
+    dyad : DyadicDesign, optional
+        Seed pairs of the impostor pairs.
+    imp : ImpostorStats, optional
+        Streamed impostor statistics.
+    gen_by_set : list, optional
+        Sorted genuine scores per group, then all.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> sorted(mr.thresholds), mr.fmr[0.1].rate().shape
+    ([0.1], (3, 4))
+    >>> int(mr.false_match(0.1).sum()) == int(mr.fmr[0.1].num.point[-1, -1])
+    True
+    """
 
     md: ModelData
     thresholds: dict[float, float]
@@ -220,7 +398,28 @@ class ModelRates:
 @dataclass
 class GenuineRates:
     """The rates of one model that need no impostor pair: FNMR and GFNMR at each threshold, the FTE
-    rate of faces and the mean genuine score, with ``n_genuine_all`` (every genuine pair)."""
+    rate of faces and the mean genuine score, with ``n_genuine_all`` (every genuine pair).
+
+    Parameters
+    ----------
+    fnmr, gfnmr : dict
+        ``{target FMR: Ratio}``.
+    fte : Ratio
+        FTE rate of faces.
+    gscore : Ratio
+        Mean genuine score.
+    n_genuine_all : Count
+        Every genuine pair.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> g = genuine_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), {0.1: 0.5})
+    >>> isinstance(g, GenuineRates), int(g.n_genuine_all.point[-1, -1]) == len(md.genuine)
+    (True, True)
+    """
 
     fnmr: dict[float, Ratio]
     gfnmr: dict[float, Ratio]
@@ -349,7 +548,29 @@ def compute_model_rates(md: ModelData, W: np.ndarray, targets: list[float],
 
 
 def genuine_by_set(md: ModelData) -> list[np.ndarray]:
-    """Sorted compared genuine scores of each group, then of all groups."""
+    """Sorted compared genuine scores of each group, then of all groups.
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``G + 1`` sorted score arrays.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> sets = genuine_by_set(md)
+    >>> len(sets) == md.layout.G + 1, len(sets[-1]) == sum(len(x) for x in sets[:-1])
+    (True, True)
+    >>> bool((np.diff(sets[-1]) >= 0).all())
+    True
+    """
     gen = md.genuine
     return [np.sort(gen.score[gen.ok & (gen.group == g)]) for g in range(md.layout.G)] + [np.sort(gen.score[gen.ok])]
 
@@ -436,7 +657,31 @@ def _group_threshold(md: ModelData, g: int, target: float) -> float:
 
 
 def threshold_free(md: ModelData, far_points: list[float]) -> pd.DataFrame:
-    """Per group (and all): ROC AUC, EER and TAR at each FAR on the group's own scores (point estimates)."""
+    """Per group (and all): ROC AUC, EER and TAR at each FAR on the group's own scores (point estimates).
+
+    Parameters
+    ----------
+    md : ModelData
+        The model's data.
+    far_points : list of float
+        FARs of the ``tar_at_far_*`` columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group, then ``all``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> tf = threshold_free(md, [0.1])
+    >>> tf.columns.tolist()
+    ['group', 'auc', 'eer', 'eer_threshold', 'tar_at_far_1e-01']
+    >>> tf["group"].iloc[-1], bool(tf["auc"].between(0, 1).all())
+    ('all', True)
+    """
     gen, imp = md.genuine, md.impostor
     rows = []
     for g, name in enumerate(md.layout.groups + [ALL]):
@@ -454,7 +699,28 @@ def threshold_free(md: ModelData, far_points: list[float]) -> pd.DataFrame:
 
 
 def fmr_cell_masks(mr: ModelRates):
-    """``(g, c, mask)`` over impostor pairs for every (group + all, condition + all) cell."""
+    """``(g, c, mask)`` over impostor pairs for every (group + all, condition + all) cell.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's in-memory rates (``mr.md.impostor`` is read).
+
+    Returns
+    -------
+    generator of tuple
+        ``(g, c, mask)``, ``mask`` a boolean array over impostor pairs.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> cells = list(fmr_cell_masks(mr))
+    >>> len(cells) == (md.layout.G + 1) * (md.layout.C + 1), bool(cells[-1][2].all())
+    (True, True)
+    """
     L, imp = mr.md.layout, mr.md.impostor
     for g in range(L.G + 1):
         gm = (imp.group == g) if g < L.G else np.ones(len(imp), dtype=bool)
@@ -471,6 +737,30 @@ def fmr_ci(mr: ModelRates, target: float, level: float) -> tuple[np.ndarray, np.
     The vertex bootstrap's product weight over-counts pair-level noise, and its percentile interval of
     a skewed small rate undercovered with 40 seeds (about 91% for 95%, tests/test_stats_dyadic.py).
     A rate's variance is ``V_D(hit - R ok) / n^2`` (delta method for a ratio of totals).
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates.
+    target : float
+        Target FMR (a key of ``mr.thresholds``).
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(estimate, lo, hi)``, each ``(G+1, C+1)``.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> est, lo, hi = fmr_ci(mr, 0.1, 0.9)
+    >>> est.shape, bool(np.nanmin(hi - lo) > 0)
+    ((3, 4), True)
     """
     if mr.imp is not None:
         from faceaudit.stats.impostors import fmr_ci_streamed
@@ -492,6 +782,18 @@ def fmr_ci(mr: ModelRates, target: float, level: float) -> tuple[np.ndarray, np.
 
 def fmr_variance(mr: ModelRates, target: float) -> np.ndarray:
     """``(G+1, C+1)`` dyadic-robust variance of the FMR of every (group, condition) cell (NaN: no comparison).
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates.
+    target : float
+        Target FMR (a key of ``mr.thresholds``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(G+1, C+1)`` variances.
 
     Examples
     --------
