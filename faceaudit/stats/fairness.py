@@ -36,6 +36,16 @@ THRESHOLD_FREE_FAIRNESS_METRICS = ("fte_max_min_ratio",)
 def max_min_ratio(x: np.ndarray) -> np.ndarray:
     """Largest over smallest rate along the last axis (1 when every rate is 0).
 
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Rates, groups along the last axis (leading axes: e.g. bootstrap replicates).
+
+    Returns
+    -------
+    numpy.ndarray
+        One ratio per leading index (``inf`` when only some rates are 0).
+
     Examples
     --------
     >>> max_min_ratio(np.array([0.02, 0.05, 0.04])).round(6).tolist()
@@ -84,6 +94,16 @@ def max_geomean(x: np.ndarray) -> np.ndarray:
 def max_abs_diff(x: np.ndarray) -> np.ndarray:
     """Largest minus smallest rate along the last axis.
 
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Rates, groups along the last axis (leading axes: e.g. bootstrap replicates).
+
+    Returns
+    -------
+    numpy.ndarray
+        One difference per leading index.
+
     Examples
     --------
     >>> round(float(max_abs_diff(np.array([0.02, 0.05, 0.04]))), 6)
@@ -118,6 +138,18 @@ def fdr(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
 def inequity_rate(fmr_smoothed: np.ndarray, fnmr_smoothed: np.ndarray, alpha: float) -> np.ndarray:
     """Inequity rate, NIST FRVT Part 8 product form (1 = fair), on smoothed rates.
 
+    Parameters
+    ----------
+    fmr_smoothed, fnmr_smoothed : numpy.ndarray
+        Smoothed per-group rates along the last axis.
+    alpha : float
+        Weight of the FMR ratio (the protocol's ``analysis.fairness_alpha``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(max/min FMR)^alpha * (max/min FNMR)^(1-alpha)`` per leading index.
+
     Examples
     --------
     >>> round(float(inequity_rate(np.array([0.01, 0.04]), np.array([0.1, 0.1]), 0.5)), 6)
@@ -128,6 +160,16 @@ def inequity_rate(fmr_smoothed: np.ndarray, fnmr_smoothed: np.ndarray, alpha: fl
 
 def gini(x: np.ndarray) -> np.ndarray:
     """Sample-corrected Gini coefficient along the last axis (0 = equal; 0 when every rate is 0).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Rates, groups along the last axis (leading axes: e.g. bootstrap replicates).
+
+    Returns
+    -------
+    numpy.ndarray
+        One coefficient per leading index (zeros when there are fewer than two groups).
 
     Examples
     --------
@@ -149,6 +191,18 @@ def gini(x: np.ndarray) -> np.ndarray:
 
 def garbe(fmr: np.ndarray, fnmr: np.ndarray, alpha: float) -> np.ndarray:
     """GARBE (Howard et al. 2022): ``alpha * G(FMR) + (1 - alpha) * G(FNMR)``; 0 = fair.
+
+    Parameters
+    ----------
+    fmr, fnmr : numpy.ndarray
+        Per-group rates along the last axis.
+    alpha : float
+        Weight of the FMR Gini coefficient (the protocol's ``analysis.fairness_alpha``).
+
+    Returns
+    -------
+    numpy.ndarray
+        One GARBE value per leading index.
 
     Examples
     --------

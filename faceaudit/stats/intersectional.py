@@ -50,7 +50,25 @@ INTERACTION_PVALUE_METHOD = ("interval inversion (interaction, exploratory): see
 
 
 def parse_group(group: str) -> dict[str, str]:
-    """``skin=dark|gender=female`` -> ``{"skin": "dark", "gender": "female"}``."""
+    """``skin=dark|gender=female`` -> ``{"skin": "dark", "gender": "female"}``.
+
+    Parameters
+    ----------
+    group : str
+        A group name: ``prefix=level`` parts joined by ``|``.
+
+    Returns
+    -------
+    dict
+        Prefix -> level, in the order of the parts.
+
+    Examples
+    --------
+    >>> parse_group("skin=dark|gender=female")
+    {'skin': 'dark', 'gender': 'female'}
+    >>> parse_group("skin=light")
+    {'skin': 'light'}
+    """
     return dict(part.split("=", 1) for part in group.split("|"))
 
 
@@ -89,7 +107,37 @@ def _log_combine(ratio: Ratio, terms: list[tuple[list[int], float]], c: int) -> 
 
 def fmr_combination(mr: ModelRates, target: float, terms: list[tuple[list[int], float]], cond):
     """``(estimate, se)`` of ``sum coef * FMR pooled over cells`` at the global threshold (dyadic-robust);
-    ``cond``: a condition index, a list of them (pooled), or None (every condition)."""
+    ``cond``: a condition index, a list of them (pooled), or None (every condition).
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates (:func:`faceaudit.stats.error_rates.compute_model_rates`).
+    target : float
+        Target FMR (a key of ``mr.thresholds``).
+    terms : list of (list of int, float)
+        ``(cell indices, coefficient)``: each term's FMR is pooled over its cells.
+    cond : int, list of int or None
+        Condition index, indices pooled together, or None for every condition.
+
+    Returns
+    -------
+    (float, float)
+        Estimate and its dyadic-robust standard error; ``(nan, nan)`` when a term has no comparison.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> md = example_model_data()
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> est, se = fmr_combination(mr, 0.1, [([0, 1], 1.0)], None)  # FMR over both groups: near the target
+    >>> round(est, 4), se > 0
+    (0.0952, True)
+    >>> fmr_combination(mr, 0.1, [([1], 1.0), ([1], -1.0)], 0)  # a cell against itself
+    (0.0, 0.0)
+    """
     L = mr.md.layout
     C = L.C
     conds = [C] if cond is None else (list(cond) if isinstance(cond, list) else [cond])
@@ -127,7 +175,46 @@ def intersectional_contrasts(mr: ModelRates, attributes: list[tuple[str, str, li
 
     Marginal effects are given pooled over every condition (``condition == "all"``), within each
     edit condition, and over the primary pool ``pool`` (condition indices; ``primary_pool``);
-    interactions pooled over every condition only. ``flips``: the run's sign-flip matrix."""
+    interactions pooled over every condition only. ``flips``: the run's sign-flip matrix.
+
+    Parameters
+    ----------
+    mr : ModelRates
+        One model's rates (:func:`faceaudit.stats.error_rates.compute_model_rates`) on a crossed design.
+    attributes : list of (str, str, list of str, str)
+        ``(attribute, group-name prefix, levels, reference level)`` per protected attribute.
+    level : float
+        Confidence level.
+    flips : numpy.ndarray, optional
+        The run's sign-flip matrix (:func:`faceaudit.stats.primary.flip_matrix`); default: from seed 0.
+    pool : list of int, optional
+        Condition indices of the primary pool; None: no ``primary_pool`` rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``contrasts.parquet`` rows (``attribute``, ``level``, ``reference``, ``metric``, ``estimate``,
+        ``ci_lo``, ``ci_hi``, ``p_value``, ``condition``, ...); empty with fewer than two attributes.
+
+    Examples
+    --------
+    >>> from faceaudit.stats.simulate import example_model_data
+    >>> from faceaudit.stats.error_rates import compute_model_rates
+    >>> from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    >>> groups = ("skin=light|gender=male", "skin=dark|gender=male", "skin=light|gender=female",
+    ...           "skin=dark|gender=female")
+    >>> md = example_model_data(groups=groups)  # genuine scores of the last cell planted lower
+    >>> mr = compute_model_rates(md, seed_weights(md.layout.S, 50, bootstrap_rng(0)), [0.1])
+    >>> attrs = [("skin_tone", "skin", ["light", "dark"], "light"), ("gender", "gender", ["male", "female"], "male")]
+    >>> d = intersectional_contrasts(mr, attrs, 0.95)
+    >>> sorted(d.loc[d["condition"] == "all", "attribute"].unique())
+    ['gender', 'skin_tone', 'skin_tone:gender']
+    >>> i = d[d["metric"] == "genuine_score_interaction"].iloc[0]
+    >>> i["level"], i["reference"], bool(i["estimate"] < 0)
+    ('dark:female', 'light:male', True)
+    >>> intersectional_contrasts(mr, attrs[:1], 0.95).empty
+    True
+    """
     L = mr.md.layout
     if len(attributes) < 2:
         return pd.DataFrame()

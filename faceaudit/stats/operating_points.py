@@ -39,7 +39,21 @@ FIXED_KEY = -1.0
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """Extra thresholds of one model: ``source`` and ``{target FMR (FIXED_KEY when fixed): threshold}``."""
+    """Extra thresholds of one model: ``source`` and ``{target FMR (FIXED_KEY when fixed): threshold}``.
+
+    Parameters
+    ----------
+    source : str
+        ``fixed`` or ``calibration_run`` (a value of :data:`THRESHOLD_SOURCES`).
+    thresholds : dict
+        ``{target FMR: threshold}``; a fixed threshold is keyed by :data:`FIXED_KEY`.
+
+    Examples
+    --------
+    >>> p = OperatingPoint("fixed", {FIXED_KEY: 0.363})
+    >>> p.source, p.thresholds[FIXED_KEY]
+    ('fixed', 0.363)
+    """
 
     source: str
     thresholds: dict
@@ -47,6 +61,24 @@ class OperatingPoint:
 
 def check_fixed_thresholds(fixed: dict, models: list[str], where: str) -> None:
     """One-line :class:`BadInput` for a fixed threshold naming a model the run does not analyse.
+
+    Parameters
+    ----------
+    fixed : dict
+        ``analysis.thresholds``' fixed thresholds, ``{model: threshold}``.
+    models : list of str
+        The run's models.
+    where : str
+        Prefix of the error message (e.g. the protocol file).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    BadInput
+        When a key of ``fixed`` is not in ``models``.
 
     Examples
     --------
@@ -62,7 +94,25 @@ def check_fixed_thresholds(fixed: dict, models: list[str], where: str) -> None:
 
 
 def calibration_scores_path(run_root: str | Path, model: str) -> Path:
-    """Where a calibration run keeps ``model``'s scores (``RUN/scores/MODEL.parquet``)."""
+    """Where a calibration run keeps ``model``'s scores (``RUN/scores/MODEL.parquet``).
+
+    Parameters
+    ----------
+    run_root : str or Path
+        The calibration run's directory.
+    model : str
+        Model name.
+
+    Returns
+    -------
+    pathlib.Path
+        The scores file (not checked to exist).
+
+    Examples
+    --------
+    >>> calibration_scores_path("runs/cal", "sface").as_posix()
+    'runs/cal/scores/sface.parquet'
+    """
     return Path(run_root) / "scores" / f"{model}.parquet"
 
 
@@ -133,6 +183,20 @@ def calibration_thresholds(run_root: str | Path, models: list[str], targets: lis
 def operating_points(fixed: dict[str, float], calibrated: Optional[dict[str, dict[float, float]]], model: str) -> list[OperatingPoint]:
     """The extra operating points of one model, in report order (fixed, then calibration run).
 
+    Parameters
+    ----------
+    fixed : dict
+        ``{model: fixed threshold}``.
+    calibrated : dict or None
+        ``{model: {target: threshold}}`` (:func:`calibration_thresholds`), or None.
+    model : str
+        The model.
+
+    Returns
+    -------
+    list of OperatingPoint
+        Empty when the model has neither.
+
     Examples
     --------
     >>> [(p.source, p.thresholds) for p in operating_points({"sface": 0.363}, {"sface": {0.01: 0.41}}, "sface")]
@@ -151,6 +215,17 @@ def operating_points(fixed: dict[str, float], calibrated: Optional[dict[str, dic
 def main_operating_point(df: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
     """The rows of a result table at the protocol's target FMRs (and those needing no threshold):
     what every reader that predates operating points expects.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame or None
+        A result table, optionally with ``threshold_source``.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The rows with ``threshold_source`` ``target_fmr``, ``none`` or missing, index reset;
+        ``df`` itself when it is None or has no ``threshold_source`` column.
 
     Examples
     --------

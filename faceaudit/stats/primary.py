@@ -49,6 +49,11 @@ PROTECTED_MEASURES = {"skin_tone": "measured_skin_ita", "gender": "measured_gend
 def ci_method_text() -> dict:
     """The interval and p-value methods of a run, as ``summary.json`` and the card state them.
 
+    Parameters
+    ----------
+    None
+        The methods are the module's constants.
+
     Returns
     -------
     dict
@@ -126,6 +131,20 @@ def wilson_effective(events, n, var_cluster, level: float):
 def flip_matrix(n_seeds: int, rng: np.random.Generator, n_flips: int = N_FLIPS) -> np.ndarray:
     """``(n_flips, n_seeds)`` 0/1 matrix: which seeds swap level and reference in each random flip.
 
+    Parameters
+    ----------
+    n_seeds : int
+        Number of seeds (columns).
+    rng : numpy.random.Generator
+        Source of the random flips.
+    n_flips : int, optional
+        Number of random flips (rows); default :data:`N_FLIPS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` matrix of 0 (keep) and 1 (swap).
+
     Examples
     --------
     >>> flip_matrix(4, np.random.default_rng(0), 3).shape
@@ -202,6 +221,20 @@ def discordant_pvalue(level_only: int, ref_only: int, deff: float = 1.0) -> floa
     shrinks both counts to effective counts, and the binomial tail is taken on them through the
     regularized incomplete beta function (the binomial CDF for real-valued counts).
 
+    Parameters
+    ----------
+    level_only : int
+        Discordant seed pairs that falsely match at the level only.
+    ref_only : int
+        Discordant seed pairs that falsely match at the reference only.
+    deff : float, optional
+        Design effect of the discordance count (values below 1 or non-finite count as 1).
+
+    Returns
+    -------
+    float
+        Two-sided p-value in [0, 1] (1 when there is no discordant pair).
+
     Examples
     --------
     >>> discordant_pvalue(0, 2)
@@ -232,6 +265,21 @@ def discordant_design_effect(sign: np.ndarray, seed_lo: np.ndarray, seed_hi: np.
     dyadic-robust variance of ``D`` is ``sum_s T_s^2 - sum_dyads E_d^2`` (``T_s``: the signs of the
     comparisons seed ``s`` takes part in, ``E_d``: of one seed pair, over conditions); with
     independent comparisons it is the number of discordant comparisons, the sign test's variance.
+
+    Parameters
+    ----------
+    sign : numpy.ndarray
+        +1 or -1 per discordant comparison.
+    seed_lo, seed_hi : numpy.ndarray
+        The two seeds (integer indices below ``n_seeds``) of each comparison.
+    n_seeds : int
+        Number of seeds.
+
+    Returns
+    -------
+    float
+        Dyadic-robust variance of ``D`` over the number of discordant comparisons, at least 1
+        (1 when there is none).
 
     Examples
     --------
@@ -357,6 +405,20 @@ def primary_conditions(conditions: list[str], spec_conditions, leakage: pd.DataF
     ``pooled`` in ``leakage`` (the prototype condition ``none`` and edits without a leakage row
     included). A list: exactly those conditions, tested and pooled.
 
+    Parameters
+    ----------
+    conditions : list of str
+        The run's edit conditions (``none`` and ``attr=level``).
+    spec_conditions : "auto" or list of str
+        The protocol's ``analysis.primary.conditions``.
+    leakage : pandas.DataFrame or None
+        :func:`leakage_table` (``edit_attr``, ``pooled``).
+
+    Returns
+    -------
+    (list of str, list of str)
+        Tested and pooled conditions, in the order of ``conditions``.
+
     Examples
     --------
     >>> leak = pd.DataFrame({"edit_attr": ["exposure", "yaw"], "pooled": [False, True]})
@@ -384,6 +446,24 @@ def mark_family(contrasts: pd.DataFrame, metrics: list[str], tested: list[str], 
     ratios, interactions, ...). One operating point makes the primary family: the other targets are
     reported beside it, so the family's size does not grow with the number of targets.
 
+    Parameters
+    ----------
+    contrasts : pandas.DataFrame
+        Contrast rows (``metric``, ``condition``, ``contrast``, ``model``, optionally ``target_fmr``).
+    metrics : list of str
+        The declared primary metrics.
+    tested : list of str
+        Edit conditions tested one by one (:func:`primary_conditions`).
+    primary_contrast : str
+        The ``contrast`` value of the level-vs-reference contrasts.
+    primary_target : float, optional
+        The primary target FMR; None: every target qualifies.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``contrasts`` with ``family`` added.
+
     Examples
     --------
     >>> c = pd.DataFrame({"metric": ["fnmr_diff", "fnmr_diff", "fnmr_ratio"], "condition": ["primary_pool", "all", "primary_pool"],
@@ -407,6 +487,18 @@ def mark_family(contrasts: pd.DataFrame, metrics: list[str], tested: list[str], 
 
 def adjust_by_family(df: pd.DataFrame, method: str) -> pd.DataFrame:
     """Fill ``p_adjusted`` with Holm or Benjamini-Hochberg within each ``family`` separately.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows with ``p_value`` and ``family`` (:func:`mark_family`).
+    method : str
+        A :func:`statsmodels.stats.multitest.multipletests` method (``holm``, ``fdr_bh``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``df`` with ``adjust`` (the method) and ``p_adjusted`` (NaN where ``p_value`` is NaN).
 
     Examples
     --------
@@ -432,6 +524,20 @@ def adjust_by_family(df: pd.DataFrame, method: str) -> pd.DataFrame:
 
 def family_summary(contrasts: pd.DataFrame, method: str, alpha: float) -> dict:
     """``summary.json``'s ``primary_family``: size, method, significant count and alpha, run-wide and per model.
+
+    Parameters
+    ----------
+    contrasts : pandas.DataFrame
+        Contrast rows with ``model``, ``family`` and ``p_adjusted`` (:func:`adjust_by_family`).
+    method : str
+        The adjustment method, as reported.
+    alpha : float
+        Significance level applied to ``p_adjusted``.
+
+    Returns
+    -------
+    dict
+        ``size, method, n_significant, alpha, models`` (model -> ``size, n_significant``).
 
     Examples
     --------
