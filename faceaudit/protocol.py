@@ -99,7 +99,8 @@ class ProtectedSpec(_Strict):
 
 
 class GenderLevel(_Strict):
-    """One perceived gender presentation, defined on faceres P(male) (faceaudit.measure.perceived).
+    """One perceived gender presentation, defined on the placing classifier's P(male)
+    (``GenderSpec.placed_by``; faceaudit.measure.perceived).
 
     A face belongs to the level when ``p_male_min <= P(male) < p_male_max`` (``p_male_max`` 1 is
     inclusive); the generator moves each seed along the conditional gender direction towards
@@ -136,13 +137,29 @@ class GenderSpec(_Strict):
             GenderLevel(name="male", p_male_min=0.5, p_male_max=1.0, target=0.75),
         ]
     )
-    #: seeds whose gender search cannot reach a level within this many steps are excluded
+    #: extra renders per cell the joint skin and gender placement may use (on top of
+    #: ``generator.max_skin_steps``) before the seed is excluded
     max_steps: int = Field(8, ge=1, le=100)
+    #: the classifier whose P(male) places the cells (the levels' bins are on it); the other one
+    #: validates (faces columns ``measured_gender_pmale`` and ``measured_gender_pmale_validation``)
+    placed_by: Literal["faceres", "oarriaga"] = "faceres"
 
     @model_validator(mode="after")
     def _check_levels(self) -> "GenderSpec":
         _check_level_names([lv.name for lv in self.levels], self.reference)
         return self
+
+    @property
+    def validated_by(self) -> str:
+        """The gender classifier that checks the placement (the one that does not place)."""
+        return GENDER_VALIDATOR[self.placed_by]
+
+
+#: each gender classifier's check: the other one
+GENDER_VALIDATOR = {"faceres": "oarriaga", "oarriaga": "faceres"}
+#: audited recognizers that share a graph with a gender classifier: auditing one on faces placed by
+#: its own gender head is circular (the cells are defined by the model under audit)
+GENDER_CLASSIFIER_RECOGNIZER = {"faceres": "faceres"}
 
 
 class PromptAttributeSpec(_Strict):
@@ -463,6 +480,18 @@ class Protocol(_Strict):
                 raise ValueError(f"protected: {prompt_only[0]!r} is a prompt slot; only the diffusion generator renders it")
             if any(e.attribute == "glasses" for e in self.edits):
                 raise ValueError("edits: 'glasses' is a prompt edit; only the diffusion generator renders it")
+        return self
+
+    @model_validator(mode="after")
+    def _not_placed_by_an_audited_model(self) -> "Protocol":
+        gspec = self.protected_spec("gender")
+        shared = GENDER_CLASSIFIER_RECOGNIZER.get(gspec.placed_by) if gspec is not None else None
+        # a model spec's base name (``faceres``, ``insightface:buffalo_m`` -> ``insightface``)
+        if shared is not None and shared in [m.split(":")[0] for m in self.models]:
+            raise ValueError(
+                f"models: {shared!r} shares its graph with the gender classifier that places the cells "
+                f"(protected gender placed_by: {gspec.placed_by}), so its audit would be circular; audit it with "
+                f"placed_by: {GENDER_VALIDATOR[gspec.placed_by]}, or drop it from models")
         return self
 
     @field_validator("models")

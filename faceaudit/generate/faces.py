@@ -20,11 +20,20 @@ if TYPE_CHECKING:
 #: the columns every generated faces table starts with (a gender column follows skin_tone when
 #: gender is protected; a prompted design puts its own protected columns there)
 FACE_COLUMNS = ["face_id", "seed", "group", "skin_tone", "edit_attr", "edit_level", "path", "sha256", "source"]
-#: faceres P(male) is clipped to this range before its logit is taken
+#: P(male) is clipped to this range before its logit is taken
 P_CLIP = (0.01, 0.99)
-#: every column :func:`perceived_columns` writes, in order
+#: the two gender classifiers (faceaudit.measure.perceived) and their ``predict`` columns
+GENDER_CLASSIFIERS = {"faceres": "p_male", "oarriaga": "p_male_independent"}
+#: every column :func:`perceived_columns` writes, in order. ``measured_gender_pmale`` and
+#: ``measured_gender_logit`` are the *placing* classifier's (``GenderSpec.placed_by``, faceres
+#: unless a protocol says otherwise), ``measured_gender_pmale_validation`` the other one's;
+#: ``measured_gender_pmale_independent`` is kept for readers of older runs and equals the validation
+#: column; ``measured_gender_pmale_faceres`` / ``_oarriaga`` name each classifier outright. A design
+#: that places gender also writes :data:`GENDER_PLACEMENT_COLUMNS` (which classifier was which)
 PERCEIVED_COLUMNS = ["measured_gender_pmale", "measured_age", "measured_gender_pmale_independent",
-                     "measured_age_independent", "measured_gender_logit"]
+                     "measured_age_independent", "measured_gender_logit", "measured_gender_pmale_validation",
+                     "measured_gender_pmale_faceres", "measured_gender_pmale_oarriaga"]
+GENDER_PLACEMENT_COLUMNS = ["gender_placed_by", "gender_validated_by"]
 
 
 def format_level(level: float) -> str:
@@ -100,14 +109,47 @@ def gender_logit(p_male: np.ndarray | pd.Series) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
-def perceived_columns(pred: pd.DataFrame) -> pd.DataFrame:
-    """faces-table columns from :meth:`PerceivedAttributes.predict` output (NaN where no face)."""
+def perceived_columns(pred: pd.DataFrame, placed_by: str = "faceres") -> pd.DataFrame:
+    """faces-table columns from :meth:`PerceivedAttributes.predict` output (NaN where no face).
+
+    Parameters
+    ----------
+    pred : DataFrame
+        ``PerceivedAttributes.predict`` output (``p_male``, ``age``, ``p_male_independent``,
+        ``age_independent``, ``perceived_ok``).
+    placed_by : {"faceres", "oarriaga"}
+        The gender classifier that places the cells: its P(male) becomes ``measured_gender_pmale``
+        and its logit ``measured_gender_logit``; the other one's is the validation column.
+
+    Returns
+    -------
+    DataFrame
+        The :data:`PERCEIVED_COLUMNS`, one row per image.
+
+    Examples
+    --------
+    >>> pred = pd.DataFrame({"p_male": [0.9], "age": [30.0], "p_male_independent": [0.2],
+    ...                      "age_independent": [28.0], "perceived_ok": [True]})
+    >>> out = perceived_columns(pred, placed_by="oarriaga")
+    >>> out[["measured_gender_pmale", "measured_gender_pmale_validation", "measured_gender_pmale_faceres"]].values.tolist()
+    [[0.2, 0.9, 0.9]]
+    """
     from faceaudit.measure.perceived import FACES_COLUMNS
 
+    if placed_by not in GENDER_CLASSIFIERS:
+        raise ValueError(f"placed_by: one of {sorted(GENDER_CLASSIFIERS)}, got {placed_by!r}")
+    validated_by = next(c for c in GENDER_CLASSIFIERS if c != placed_by)  # there are two
+    placing = pred[GENDER_CLASSIFIERS[placed_by]].to_numpy(dtype=np.float64)
+    validating = pred[GENDER_CLASSIFIERS[validated_by]].to_numpy(dtype=np.float64)
     out = pd.DataFrame({FACES_COLUMNS[k]: pred[k].to_numpy(dtype=np.float64) for k in FACES_COLUMNS})
-    out["measured_gender_logit"] = gender_logit(pred["p_male"])
+    out["measured_gender_pmale"] = placing
+    out["measured_gender_pmale_independent"] = validating
+    out["measured_gender_logit"] = gender_logit(placing)
     out.loc[~pred["perceived_ok"].to_numpy(dtype=bool), "measured_gender_logit"] = np.nan
-    return out
+    out["measured_gender_pmale_validation"] = validating
+    for name, col in GENDER_CLASSIFIERS.items():
+        out[f"measured_gender_pmale_{name}"] = pred[col].to_numpy(dtype=np.float64)
+    return out[PERCEIVED_COLUMNS]
 
 
 def remove_stale_images(run: "RunDir", keep: set[str]) -> None:

@@ -148,7 +148,9 @@ def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
     for lv in gspec.levels:
         p = protos[protos["gender"] == lv.name]
         pm = p["measured_gender_pmale"].to_numpy(dtype=float)
-        pi = p["measured_gender_pmale_independent"].to_numpy(dtype=float)
+        # the validating classifier (the one that did not place the cells); older runs name it "independent"
+        pi = p["measured_gender_pmale_validation" if "measured_gender_pmale_validation" in p.columns
+               else "measured_gender_pmale_independent"].to_numpy(dtype=float)
         info = g.get(lv.name, {})
         row = {"level": lv.name, "reference": lv.name == gspec.reference,
                "bin": f"[{fmt.num(lv.p_male_min)}, {fmt.num(lv.p_male_max)}{']' if lv.p_male_max >= 1 else ')'}",

@@ -237,13 +237,15 @@ def _gender_rows(protos: pd.DataFrame, levels: list, reference: str, add_rows, r
     prototypes where the level says."""
     by_name = {lv.name: lv for lv in levels}
     ref = by_name[reference]
+    # the validating classifier (the one that did not place the cells); older runs name it "independent"
+    validation = next(c for c in ("measured_gender_pmale_validation", "measured_gender_pmale_independent") if c in protos.columns)
     ref_rows = protos[protos["gender"] == reference].set_index(pair)
     for lv in levels:
         lv_rows = protos[protos["gender"] == lv.name].set_index(pair)
         label = f"{lv.name} vs {reference}" if lv.name != reference else f"{reference} (reference)"
         p = lv_rows["measured_gender_pmale"].to_numpy(dtype=np.float64)
         level_value = float(np.nanmean(p)) if np.isfinite(p).any() else float("nan")
-        for measure, col in ((IN_BIN, "measured_gender_pmale"), (INDEPENDENT_IN_BIN, "measured_gender_pmale_independent")):
+        for measure, col in ((IN_BIN, "measured_gender_pmale"), (INDEPENDENT_IN_BIN, validation)):
             v = lv_rows[col].to_numpy(dtype=np.float64)
             known = np.isfinite(v)
             share = float(np.mean([lv.contains(x) for x in v[known]])) if known.any() else float("nan")
@@ -256,7 +258,7 @@ def _gender_rows(protos: pd.DataFrame, levels: list, reference: str, add_rows, r
         add_rows(GENDER_EDIT, label, level_value, a, b, "measured_gender_pmale")
         # the independent classifier's P(male) moved in the direction of the level's target, per seed
         # (its prototypes' mean over the other protected levels, so one noisy render does not decide)
-        col = "measured_gender_pmale_independent"
+        col = validation
         d = (b[col].groupby(level="seed").mean() - a[col].groupby(level="seed").mean()).to_numpy(dtype=np.float64)
         known = np.isfinite(d)
         share = float((np.sign(d[known]) == np.sign(lv.target - ref.target)).mean()) if known.any() else float("nan")

@@ -37,9 +37,9 @@ from faceaudit.core.progress import Progress
 from faceaudit.generate.chunks import Chunk, finish_chunks, run_chunks, split_seeds
 from faceaudit.generate.dcgan.batching import render_and_measure
 from faceaudit.generate.dcgan.directions import Directions, default_directions_path, load_directions
-from faceaudit.generate.dcgan.editing import SKIN_ATTRIBUTE, search_skin_levels
+from faceaudit.generate.dcgan.editing import SKIN_ATTRIBUTE, SkinSearchResult, search_skin_levels
 from faceaudit.generate.dcgan.generator import DCGANGenerator
-from faceaudit.generate.faces import FACE_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
+from faceaudit.generate.faces import FACE_COLUMNS, GENDER_PLACEMENT_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
 from faceaudit.generate.photometric import apply_pixel_edit, is_pixel_edit
 from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
 from faceaudit.measure.parallel import PooledMeasurer, measure_workers
@@ -49,6 +49,8 @@ from faceaudit.rundir import RunDir, sha256_bytes, sha256_file, write_json
 #: seeds per resumable chunk
 CHUNK_SEEDS = 25
 DESIGN_VERSION = "2"
+#: the crossed skin x gender design's placement (joint search since "joint1")
+GENDER_PLACEMENT = "joint1"
 
 #: how each prototype was reached (latent distances along the chroma, skin and border-luma unit
 #: directions; with the recolor mechanism, skin_shift is the recolouring's change of skin L*)
@@ -59,6 +61,7 @@ def _directions_for(protocol: Protocol) -> tuple[Directions, Path]:
     path = Path(protocol.generator.directions) if protocol.generator.directions else default_directions_path()
     directions = load_directions(path)
     needed = [SKIN_ATTRIBUTE] + [e.attribute for e in protocol.edits if not is_pixel_edit(e.attribute)]
+    # placed_by: oarriaga moves along ``gender_oarriaga`` where the file has it, else along ``gender``
     needed += [p.attribute for p in protocol.protected_specs if p.attribute == "gender"]
     missing = [a for a in needed if a not in directions.attributes]
     if missing:
@@ -68,85 +71,69 @@ def _directions_for(protocol: Protocol) -> tuple[Directions, Path]:
 
 def _place_prototypes(gen, measurer, perceived, protocol: Protocol, directions: Directions, z0: np.ndarray,
                       base_images: np.ndarray, base_measures: pd.DataFrame, bar: Any, tasks: dict[str, int]):
-    """Every seed in every protected cell: ``[(gender level or None, gender shifts [S], SkinSearchResult)]``
-    plus the per-seed gender exclusions. Without a gender attribute there is one entry (no shift)."""
+    """Every seed in every protected cell: ``([(gender level or None, SkinSearchResult)], gender search or None)``.
+
+    Without a gender attribute there is one entry (the skin search, or the recolouring). With gender
+    and the latent mechanism, one joint search places each seed in all skin x gender cells
+    (:mod:`faceaudit.generate.dcgan.joint_placement`); each gender level's entry carries its cells'
+    ``gender_shifts``. With gender and the recolor mechanism the gender search moves the latent first
+    (:mod:`faceaudit.generate.dcgan.gender_search`) and the skin is recoloured on each gender-placed face.
+    """
     skin = protocol.skin
     gspec = protocol.protected_spec("gender")
+    on_resolved = lambda k: bar.advance(tasks["search"], k)  # noqa: E731
     if gspec is None:
-        entries = [(None, np.zeros(len(z0)), z0, base_images, base_measures)]
-        gfound = None
-    else:
-        from faceaudit.generate.dcgan.gender_search import search_gender_levels
-
-        gfound = search_gender_levels(gen, perceived, z0, gspec.levels, directions, gspec.max_steps)
-        u_g = directions["gender"].unit
-        entries = []
-        for k, glv in enumerate(gspec.levels):
-            shift = np.nan_to_num(gfound.shifts[:, k])
-            zb = z0 + shift[:, None] * u_g
-            imgs, meas = render_and_measure(gen, measurer, zb)
-            entries.append((glv, shift, zb, imgs, meas))
-    border_ref = base_measures["measured_border_luma"].to_numpy(dtype=np.float64)
-    placed = []
-    for glv, shift, zb, imgs, meas in entries:
         if skin.mechanism == "recolor":
             from faceaudit.generate.dcgan.recolor import recolor_skin_levels
 
-            found = recolor_skin_levels(
-                measurer, zb, imgs, meas, skin.levels, protocol.generator.max_skin_steps,
-                on_resolved=lambda k: bar.advance(tasks["search"], k),
-            )
+            found = recolor_skin_levels(measurer, z0, base_images, base_measures, skin.levels,
+                                        protocol.generator.max_skin_steps, on_resolved=on_resolved)
         else:
-            found = search_skin_levels(
-                gen, measurer, zb, skin.levels, directions, protocol.generator.max_skin_steps,
-                base_images=imgs, base_measures=meas,
-                on_resolved=lambda k: bar.advance(tasks["search"], k),
-                exposure_tolerance=protocol.generator.exposure_tolerance,
-                # every gender level is held at the exposure of the seed's own face
-                exposure_reference=None if glv is None else border_ref,
-            )
-        if glv is not None:
-            _hold_gender(gen, measurer, perceived, found, glv, skin.levels, directions, protocol, border_ref)
-        placed.append((glv, shift, found))
-    return placed, gfound
+            found = search_skin_levels(gen, measurer, z0, skin.levels, directions, protocol.generator.max_skin_steps,
+                                       base_images=base_images, base_measures=base_measures, on_resolved=on_resolved,
+                                       exposure_tolerance=protocol.generator.exposure_tolerance)
+        return [(None, found)], None
+    if skin.mechanism == "recolor":
+        return _recolor_gender_cells(gen, measurer, perceived, protocol, directions, z0, on_resolved)
+    from faceaudit.generate.dcgan.joint_placement import place_cells
+
+    jp = place_cells(gen, measurer, perceived, z0, skin.levels, gspec.levels, directions,
+                     protocol.generator.max_skin_steps + gspec.max_steps,
+                     exposure_tolerance=protocol.generator.exposure_tolerance, placed_by=gspec.placed_by,
+                     base_images=base_images, base_measures=base_measures, on_resolved=on_resolved)
+    placed = []
+    for k, glv in enumerate(gspec.levels):
+        found = SkinSearchResult(
+            base_latents=jp.base_latents, chroma_shifts=jp.chroma_shifts, shifts=jp.skin_shifts[:, k],
+            exposure_shifts=jp.exposure_shifts[:, k], latents=jp.latents[:, k], success=jp.success[:, k],
+            steps=jp.steps[:, k], reasons=jp.reasons[:, k], images=jp.images[:, k],
+            measures=[jp.measures[s][k] for s in range(len(z0))], gender_shifts=jp.gender_shifts[:, k])
+        placed.append((glv, found))
+    placed[0][1].probe_renders = jp.probe_renders
+    return placed, None
 
 
-def _hold_gender(gen, measurer, perceived, found, glv, skin_levels, directions, protocol, border_ref) -> None:
-    """Re-measure the gender level's prototypes after the skin search; pull back those that left the
-    gender bin (faceaudit.generate.dcgan.gender_search.hold_gender) or mark them failed. Updates ``found``
-    in place (its latents, images, measures; ``found.gender_extra`` holds the extra shifts)."""
-    from faceaudit.generate.dcgan.gender_search import REASON_GENDER_LOST, GenderBand, hold_gender
+def _recolor_gender_cells(gen, measurer, perceived, protocol, directions, z0, on_resolved):
+    """Recolor mechanism with gender: the gender search places each level in the latent, then every
+    gender-placed face is recoloured to each skin level (pixels only, so P(male) is re-measured by
+    the classifiers on the final faces, not held)."""
+    from faceaudit.generate.dcgan.gender_search import search_gender_levels
+    from faceaudit.generate.dcgan.recolor import recolor_skin_levels
 
-    S, L = found.success.shape
-    found.gender_extra = np.zeros((S, L))
-    band = GenderBand.from_level(glv)
-    tol = protocol.generator.exposure_tolerance
+    gspec = protocol.protected_spec("gender")
+    gfound = search_gender_levels(gen, perceived, z0, gspec.levels, directions, gspec.max_steps,
+                                  placed_by=gspec.placed_by)
     u_g = directions["gender"].unit
-    for j, lv in enumerate(skin_levels):
-        idx = np.flatnonzero(found.success[:, j])
-        if not len(idx):
-            continue
-        logit = perceived_columns(perceived.predict(list(found.images[idx, j])))["measured_gender_logit"].to_numpy()
-        borders = border_ref[idx]
-
-        def in_skin_bin(row, lv=lv) -> bool:
-            return lv.ita_min <= float(row["measured_skin_ita"]) < lv.ita_max
-
-        def exposure_ok(k, row, borders=borders) -> bool:
-            return tol is None or abs(float(row["measured_border_luma"]) - borders[k]) <= tol / 2
-
-        ok, extra, imgs, new_meas, _ = hold_gender(gen, measurer, perceived, found.latents[idx, j], found.images[idx, j],
-                                                  logit, band, directions, in_skin_bin, exposure_ok)
-        for k, i in enumerate(idx):
-            if not ok[k]:
-                found.success[i, j] = False
-                found.reasons[i, j] = REASON_GENDER_LOST
-                continue
-            if new_meas[k] is not None:
-                found.images[i, j] = imgs[k]
-                found.measures[i][j] = new_meas[k]
-                found.latents[i, j] = found.latents[i, j] + extra[k] * u_g
-                found.gender_extra[i, j] = extra[k]
+    placed = []
+    for k, glv in enumerate(gspec.levels):
+        shift = np.nan_to_num(gfound.shifts[:, k])
+        zb = z0 + shift[:, None] * u_g
+        imgs, meas = render_and_measure(gen, measurer, zb)
+        found = recolor_skin_levels(measurer, zb, imgs, meas, protocol.skin.levels, protocol.generator.max_skin_steps,
+                                    on_resolved=on_resolved)
+        found.gender_shifts = np.repeat(shift[:, None], len(protocol.skin.levels), axis=1)
+        placed.append((glv, found))
+    return placed, gfound
 
 
 def _cell_name(skin_level: str, gender_level) -> str:
@@ -165,6 +152,7 @@ def _chunk_rows(
 ) -> Chunk:
     """Render, measure and place one chunk of seeds: its rows, bookkeeping and PNG files."""
     levels = protocol.skin.levels
+    gspec = protocol.protected_spec("gender")
     edits = [(e.attribute, float(v)) for e in protocol.edits for v in e.levels]
     z0 = gen.latents(seeds)
     base_images, base_measures = render_and_measure(gen, measurer, z0)
@@ -173,13 +161,13 @@ def _chunk_rows(
     kept = np.ones(len(seeds), dtype=bool)
     excluded = []
     if gfound is not None:
-        for k, (glv, _, _) in enumerate(placed):
+        for k, (glv, _) in enumerate(placed):
             for i, s in enumerate(seeds):
                 if not gfound.success[i, k]:
                     kept[i] = False
                     excluded.append({"seed": s, "level": glv.name, "reason": str(gfound.reasons[i, k]),
                                      "steps": int(gfound.steps[i, k])})
-    for k, (glv, _, found) in enumerate(placed):
+    for k, (glv, found) in enumerate(placed):
         kept &= found.success.all(axis=1)
         for i, s in enumerate(seeds):
             if gfound is not None and not gfound.success[i, k]:
@@ -201,7 +189,7 @@ def _chunk_rows(
     for i, s in enumerate(seeds):
         if not kept[i]:
             continue
-        for glv, gshift, found in placed:
+        for glv, found in placed:
             for j, lv in enumerate(levels):
                 cell = {"skin_tone": lv.name} if glv is None else {"skin_tone": lv.name, "gender": glv.name}
                 common = {
@@ -214,7 +202,9 @@ def _chunk_rows(
                     "skin_search_steps": int(found.steps[i, j]),
                 }
                 if glv is not None:
-                    common["gender_shift"] = float(gshift[i] + found.gender_extra[i, j])
+                    common["gender_shift"] = float(found.gender_shifts[i, j])
+                    common["gender_placed_by"] = gspec.placed_by
+                    common["gender_validated_by"] = gspec.validated_by
                 name = _cell_name(lv.name, glv)
                 records.append({**common, "face_id": face_id(s, name), "edit_attr": "none", "edit_level": 0.0})
                 images.append(found.images[i, j])
@@ -239,7 +229,7 @@ def _chunk_rows(
         for k, (slot, *_rest) in enumerate(pixel_edits):
             images[slot] = pix[k]
             measure_rows[slot] = pix_measures.iloc[k]
-    if edit_latents and placed[0][2].recolor is not None:
+    if edit_latents and placed[0][1].recolor is not None:
         # recolor mechanism: the edited face gets its prototype's skin colour change
         from faceaudit.generate.dcgan.recolor import recolor_edits
 
@@ -268,7 +258,7 @@ def _chunk_rows(
             meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
         parts = [df.reset_index(drop=True), meas]
         if perceived is not None:
-            parts.append(perceived_columns(perceived.predict(images)))
+            parts.append(perceived_columns(perceived.predict(images), placed_by=gspec.placed_by if gspec else "faceres"))
         paths, hashes = [], []
         for fid, img in zip(df["face_id"], images):
             data = encode_png(img)
@@ -283,24 +273,29 @@ def _chunk_rows(
     else:
         df = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     df = df[columns]
-    gnames = [None] if placed[0][0] is None else [g.name for g, _, _ in placed]
+    gnames = [None] if placed[0][0] is None else [g.name for g, _ in placed]
     info = {
         "seeds": [int(s) for s in seeds],
         "kept": [int(s) for s, k in zip(seeds, kept) if k],
         "excluded": excluded,
-        "reached": {lv.name: int(np.logical_and.reduce([f.success[:, j] for _, _, f in placed]).sum())
+        "reached": {lv.name: int(np.logical_and.reduce([f.success[:, j] for _, f in placed]).sum())
                     for j, lv in enumerate(levels)},
-        "steps": {lv.name: [int(x) for _, _, f in placed for x in f.steps[:, j]] for j, lv in enumerate(levels)},
-        "warmed": int(sum((f.chroma_shifts > 0).sum() for _, _, f in placed)),
-        "images_rendered": int(len(seeds) + sum((f.chroma_shifts > 0).sum() + f.steps.sum() for _, _, f in placed)
-                               + len(edit_latents) + len(pixel_edits)),
+        "steps": {lv.name: [int(x) for _, f in placed for x in f.steps[:, j]] for j, lv in enumerate(levels)},
+        # one warm-up per seed (the joint placement shares it between the gender levels)
+        "warmed": int(sum((f.chroma_shifts > 0).sum() for _, f in (placed if gfound is not None else placed[:1]))),
+        "images_rendered": int(len(seeds) + sum(f.steps.sum() for _, f in placed)
+                               + sum((f.chroma_shifts > 0).sum() for _, f in (placed if gfound is not None else placed[:1]))
+                               + getattr(placed[0][1], "probe_renders", 0) + len(edit_latents) + len(pixel_edits)),
     }
-    if gfound is not None:
-        info["gender_reached"] = {g: int(gfound.success[:, k].sum()) for k, g in enumerate(gnames)}
-        info["gender_steps"] = {g: [int(x) for x in gfound.steps[:, k]] for k, g in enumerate(gnames)}
-        info["cells_reached"] = {f"{lv.name}|{g}": int((gfound.success[:, k] & f.success[:, j]).sum())
-                                 for k, (g, (_, _, f)) in enumerate(zip(gnames, placed)) for j, lv in enumerate(levels)}
-        info["images_rendered"] += int(gfound.steps.sum()) + len(seeds) * len(gnames)
+    if gspec is not None:
+        g_ok = [gfound.success[:, k] if gfound is not None else np.ones(len(seeds), dtype=bool) for k in range(len(gnames))]
+        # a seed reaches a gender level when it is placed in that level's cell at every skin level
+        info["gender_reached"] = {g: int((g_ok[k] & f.success.all(axis=1)).sum()) for k, (g, (_, f)) in enumerate(zip(gnames, placed))}
+        info["cells_reached"] = {f"{lv.name}|{g}": int((g_ok[k] & f.success[:, j]).sum())
+                                 for k, (g, (_, f)) in enumerate(zip(gnames, placed)) for j, lv in enumerate(levels)}
+        if gfound is not None:
+            info["gender_steps"] = {g: [int(x) for x in gfound.steps[:, k]] for k, g in enumerate(gnames)}
+            info["images_rendered"] += int(gfound.steps.sum()) + len(seeds) * len(gnames)
     return Chunk(df, info, files)
 
 
@@ -309,7 +304,7 @@ def face_columns(protocol: Protocol) -> list[str]:
     gender = protocol.protected_spec("gender") is not None
     cols = FACE_COLUMNS[:4] + (["gender"] if gender else []) + FACE_COLUMNS[4:] + ALL_COLUMNS + DESIGN_COLUMNS
     if gender:
-        cols.append("gender_shift")
+        cols += ["gender_shift"] + GENDER_PLACEMENT_COLUMNS
     if needs_perceived(protocol):
         cols += PERCEIVED_COLUMNS
     return cols
@@ -329,6 +324,8 @@ def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) 
             "directions": sha256_file(directions_path),
             "model": f"{gen.name}:{gen.version}:{gen.device}",
             "chunk_seeds": CHUNK_SEEDS,
+            # how a crossed design places its cells (skin-only designs keep their key)
+            **({"gender_placement": GENDER_PLACEMENT} if protocol.protected_spec("gender") is not None else {}),
         }
     )
 
@@ -459,6 +456,7 @@ def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, 
     gspec = protocol.protected_spec("gender")
     if gspec is not None:
         extra["gender_levels"] = _gender_summary(gspec, faces, infos, n_req)
+        extra["gender_validation"] = gender_validation_agreement(faces, gspec) if len(faces) else {}
         extra["cells_reached"] = {c: sum(info["cells_reached"][c] for info in infos) for c in infos[0]["cells_reached"]} if infos else {}
     return {
         **extra,
@@ -489,14 +487,64 @@ def _gender_summary(gspec, faces: pd.DataFrame, infos: list[dict], n_req: int) -
         reached = sum(info["gender_reached"][lv.name] for info in infos)
         p = protos[protos["gender"] == lv.name] if len(protos) else protos
         entry: dict[str, Any] = {"p_male_min": lv.p_male_min, "p_male_max": lv.p_male_max, "target": lv.target,
+                                 "placed_by": gspec.placed_by, "validated_by": gspec.validated_by,
                                  "seeds_reaching": reached, "reach_rate": reached / n_req if n_req else 0.0}
         if len(p):
             pm = p["measured_gender_pmale"].to_numpy(dtype=float)
             entry["prototype_p_male_mean"] = float(np.nanmean(pm))
             entry["classified_as_level"] = float(np.mean([lv.contains(x) for x in pm if np.isfinite(x)]))
-            pi = p["measured_gender_pmale_independent"].to_numpy(dtype=float)
-            entry["independent_p_male_mean"] = float(np.nanmean(pi))
+            pv = p["measured_gender_pmale_validation"].to_numpy(dtype=float)
+            entry["validation_p_male_mean"] = float(np.nanmean(pv))
+            entry["validation_classified_as_level"] = float(np.mean([lv.contains(x) for x in pv if np.isfinite(x)]))
         out[lv.name] = entry
+    return out
+
+
+def gender_validation_agreement(faces: pd.DataFrame, gspec) -> dict[str, Any]:
+    """Within-seed agreement of the validating classifier with the placement.
+
+    For every non-reference gender level and every kept seed and skin level: does the validating
+    classifier's P(male) differ from the reference level's prototype in the direction the levels'
+    targets do (``P(male | male cell) > P(male | female cell)`` for the default levels)?
+
+    Parameters
+    ----------
+    faces : DataFrame
+        The faces table of a crossed skin x gender design.
+    gspec : GenderSpec
+        The protocol's gender spec.
+
+    Returns
+    -------
+    dict
+        ``placed_by``, ``validated_by``, and per level ``{share, n}`` plus the pooled ``share`` and ``n``.
+
+    Examples
+    --------
+    >>> from faceaudit.protocol import GenderSpec
+    >>> faces = pd.DataFrame({"edit_attr": "none", "seed": [0, 0, 1, 1], "skin_tone": "light",
+    ...                       "gender": ["female", "male"] * 2,
+    ...                       "measured_gender_pmale_validation": [0.2, 0.7, 0.6, 0.4]})
+    >>> gender_validation_agreement(faces, GenderSpec(attribute="gender"))["share"]
+    0.5
+    """
+    col = "measured_gender_pmale_validation"
+    protos = faces[faces["edit_attr"] == "none"]
+    pair = ["seed"] + [c for c in ("skin_tone",) if c in protos.columns]
+    ref_level = next(lv for lv in gspec.levels if lv.name == gspec.reference)
+    ref = protos[protos["gender"] == gspec.reference].set_index(pair)[col]
+    out: dict[str, Any] = {"placed_by": gspec.placed_by, "validated_by": gspec.validated_by, "levels": {}}
+    hits, total = 0, 0
+    for lv in gspec.levels:
+        if lv.name == gspec.reference:
+            continue
+        cur = protos[protos["gender"] == lv.name].set_index(pair)[col]
+        d = (cur - ref).dropna()
+        agree = int((np.sign(d) == np.sign(lv.target - ref_level.target)).sum())
+        out["levels"][lv.name] = {"share": agree / len(d) if len(d) else None, "n": int(len(d))}
+        hits, total = hits + agree, total + len(d)
+    out["share"] = hits / total if total else None
+    out["n"] = int(total)
     return out
 
 

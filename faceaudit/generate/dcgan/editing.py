@@ -130,6 +130,10 @@ class SkinSearchResult:
     #: prototype, and the base faces' landmarks [S, 68, 2]
     recolor: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    #: crossed skin x gender designs only: [S, L] latent distance along the gender unit direction of
+    #: each prototype, and the renders spent on the seeds' Jacobians (faceaudit.generate.dcgan.joint_placement)
+    gender_shifts: np.ndarray | None = None
+    probe_renders: int = 0
 
 
 def _propose(p: _Pair, slope_avg: float, max_step: float) -> float:

@@ -1,22 +1,22 @@
 """Placing a seed at a perceived-gender level: a search along the conditional gender direction.
 
-Like the skin search (:mod:`faceaudit.generate.dcgan.editing`), but the measure is a classifier: faceres
-P(male), worked on as its logit. For every seed and gender level:
+The latent design places skin and gender together (:mod:`faceaudit.generate.dcgan.joint_placement`,
+which uses :class:`GenderBand` from here); this one-coordinate search serves the recolor mechanism,
+where skin is a pixel recolouring applied after gender is placed in the latent.
+
+Like the skin search (:mod:`faceaudit.generate.dcgan.editing`), but the measure is a classifier: the
+placing classifier's P(male) (``GenderSpec.placed_by``, faceres by default), worked on as its logit.
+For every seed and gender level:
 
 * start at the seed's own face (``t = 0``); a face already inside the level's *acceptance band*
   keeps ``t = 0``;
 * otherwise jump towards the level's target logit with the directions file's average slope, then
   use the secant through the seed's own renders (regula falsi once the target is bracketed);
 * accept the first render whose P(male) lies in the band: inside the level's bin and at least half
-  as far from the bin's edges (in logit) as the target is. The margin is there because the skin
-  search that follows moves the face again, and the gender direction is only *linearly* independent
-  of skin tone;
+  as far from the bin's edges (in logit) as the target is. The margin keeps the placed faces away
+  from the classifier's decision boundary, where the validating classifier disagrees most;
 * give up after ``max_steps`` renders, or when the shift would leave ``MAX_GENDER_SHIFT_SD`` SDs
   (far outside the faces the generator renders well): the seed is excluded, and counted.
-
-After the skin search, :func:`hold_gender` re-measures every cell's prototype and moves those that
-drifted out of the level's bin back along the gender direction (up to ``HOLD_STEPS`` renders),
-keeping the skin-tone bin and the exposure hold; a prototype that cannot be held excludes its seed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from faceaudit.generate.dcgan.editing import secant_step
 from faceaudit.generate.faces import gender_logit, perceived_columns
@@ -34,11 +33,12 @@ GENDER_ATTRIBUTE = "gender"
 #: largest shift along the gender direction, in SDs of the gender logit (about 3 latent units per SD)
 MAX_GENDER_SHIFT_SD = 6.0
 MAX_STEP_SD = 2.0
-#: renders allowed per prototype to pull it back into its gender bin after the skin search
-HOLD_STEPS = 3
+#: the oarriaga classifier's logit slope relative to faceres', for the directions-file average only
+#: (the gender direction was fitted on faceres; its calibration moved the oarriaga P(male) by 0.45
+#: SD per faceres SD, docs/generator.md); the joint placement replaces it by every seed's own probe
+OARRIAGA_SLOPE_FRACTION = 0.45
 REASON_GENDER_NOT_REACHED = "gender_not_reached"
 REASON_GENDER_NO_FACE = "gender_no_face"
-REASON_GENDER_LOST = "gender_lost_in_skin_search"
 
 
 def _logit(p: float) -> float:
@@ -56,13 +56,14 @@ class GenderBand:
     accept_hi: float
 
     @classmethod
-    def from_level(cls, level) -> "GenderBand":
+    def from_level(cls, level, margin: float = 0.5) -> "GenderBand":
+        """The level's band; ``margin``: the fraction of the target's distance from each finite edge
+        (in logit) that an accepted face must keep from it (0 = the whole bin)."""
         lo = -np.inf if level.p_male_min <= 0 else _logit(level.p_male_min)
         hi = np.inf if level.p_male_max >= 1 else _logit(level.p_male_max)
         t = _logit(level.target)
-        # half the target's distance from each finite edge
-        a_lo = lo if not np.isfinite(lo) else lo + 0.5 * (t - lo)
-        a_hi = hi if not np.isfinite(hi) else hi - 0.5 * (hi - t)
+        a_lo = lo if not np.isfinite(lo) else lo + margin * (t - lo)
+        a_hi = hi if not np.isfinite(hi) else hi - margin * (hi - t)
         return cls(lo, hi, t, a_lo, a_hi)
 
     def in_bin(self, x: float) -> bool:
@@ -89,12 +90,15 @@ def search_gender_levels(
     directions,
     max_steps: int,
     on_resolved: Callable[[int], None] | None = None,
+    placed_by: str = "faceres",
 ) -> GenderSearchResult:
     """For every seed (rows of ``base_latents``) and gender level: a shift along the gender unit
-    direction whose render faceres classifies inside the level's acceptance band."""
+    direction whose render the placing classifier (``placed_by``) puts inside the level's acceptance band."""
     d = directions[GENDER_ATTRIBUTE]
     u = d.unit
-    slope_avg = directions.per_unit(GENDER_ATTRIBUTE)  # logit per latent unit
+    slope_avg = directions.per_unit(GENDER_ATTRIBUTE)  # faceres logit per latent unit
+    if placed_by == "oarriaga":
+        slope_avg *= OARRIAGA_SLOPE_FRACTION
     max_shift, max_step = MAX_GENDER_SHIFT_SD * d.step, MAX_STEP_SD * d.step
     S, K = len(base_latents), len(levels)
     bands = [GenderBand.from_level(lv) for lv in levels]
@@ -104,7 +108,8 @@ def search_gender_levels(
     reasons = np.full((S, K), "", dtype=object)
     points: dict[tuple[int, int], list[tuple[float, float]]] = {(s, k): [] for s in range(S) for k in range(K)}
 
-    base = perceived_columns(perceived.predict(list(generator.render_latents(base_latents))))["measured_gender_logit"].to_numpy()
+    base = perceived_columns(perceived.predict(list(generator.render_latents(base_latents))),
+                             placed_by=placed_by)["measured_gender_logit"].to_numpy()
     pending: list[tuple[int, int, float]] = []
     for s in range(S):
         for k, band in enumerate(bands):
@@ -130,7 +135,7 @@ def search_gender_levels(
         if not batch:
             break
         imgs = generator.render_latents(np.stack([base_latents[s] + t * u for s, _, t in batch]))
-        x = perceived_columns(perceived.predict(list(imgs)))["measured_gender_logit"].to_numpy()
+        x = perceived_columns(perceived.predict(list(imgs)), placed_by=placed_by)["measured_gender_logit"].to_numpy()
         pending, newly = [], 0
         for (s, k, t), xi in zip(batch, x):
             steps[s, k] += 1
@@ -154,53 +159,3 @@ def search_gender_levels(
     success = np.isfinite(shifts)
     reasons[~success & (reasons == "")] = REASON_GENDER_NOT_REACHED
     return GenderSearchResult(shifts, success, steps, reasons, logits)
-
-
-def hold_gender(
-    generator,
-    measurer,
-    perceived,
-    latents: np.ndarray,
-    images: np.ndarray,
-    logit: np.ndarray,
-    band: GenderBand,
-    directions,
-    in_skin_bin: Callable[[pd.Series], bool],
-    exposure_ok: Callable[[int, pd.Series], bool],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[pd.Series | None], np.ndarray]:
-    """Pull prototypes whose P(male) left the level's bin back along the gender direction.
-
-    ``latents [N, 100]``, ``images``, ``logit [N]``: the skin search's prototypes of one gender level.
-    Returns ``(ok [N], extra_shift [N], images, new measures (None = unchanged), logit)``.
-    """
-    d = directions[GENDER_ATTRIBUTE]
-    slope = directions.per_unit(GENDER_ATTRIBUTE)
-    n = len(latents)
-    ok = np.array([np.isfinite(x) and band.in_bin(float(x)) for x in logit])
-    extra = np.zeros(n)
-    images = images.copy()
-    logit = logit.astype(float).copy()
-    new_measures: list[pd.Series | None] = [None] * n
-    todo = [i for i in range(n) if not ok[i] and np.isfinite(logit[i])]
-    for _ in range(HOLD_STEPS):
-        if not todo:
-            break
-        t = np.array([extra[i] + np.clip((band.target - logit[i]) / slope, -MAX_STEP_SD * d.step, MAX_STEP_SD * d.step)
-                      for i in todo])
-        imgs = generator.render_latents(np.stack([latents[i] + ti * d.unit for i, ti in zip(todo, t)]))
-        meas = measurer.measure(imgs)
-        x = perceived_columns(perceived.predict(list(imgs)))["measured_gender_logit"].to_numpy()
-        nxt = []
-        for j, i in enumerate(todo):
-            row = meas.iloc[j]
-            if not np.isfinite(x[j]) or not bool(row["measured_ok"]):
-                continue  # lost the face: the seed is excluded
-            extra[i], logit[i] = t[j], x[j]
-            if band.in_bin(float(x[j])) and in_skin_bin(row) and exposure_ok(i, row):
-                ok[i] = True
-                images[i] = imgs[j]
-                new_measures[i] = row
-            else:
-                nxt.append(i)
-        todo = nxt
-    return ok, extra, images, new_measures, logit

@@ -150,3 +150,109 @@ def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibr
         "fit_seconds": round(time.perf_counter() - t0, 1),
     }
     return Directions(attributes=out, metadata=metadata)
+
+
+#: the gender direction fitted on the oarriaga classifier (``GenderSpec.placed_by: oarriaga``), and
+#: the logit it is fitted on (oarriaga P(male), clipped like faceres')
+OARRIAGA_GENDER = "gender_oarriaga"
+OARRIAGA_GENDER_MEASURE = "measured_gender_logit_oarriaga"
+
+
+def learn_oarriaga_gender_direction(base: Directions, n_samples: int = 1500, n_calibration: int = 256,
+                                    device: str = "cpu", progress: bool = True) -> Directions:
+    """``base`` plus a ``gender_oarriaga`` direction: the gender recipe (same conditioning as
+    ``gender``) fitted on the oarriaga classifier's logit P(male), for designs placed by it.
+
+    The faceres-fitted ``gender`` direction is left as it is. The calibration's leakage includes
+    faceres' logit (``gender``) and ``gender_independent`` is the oarriaga P(male) itself.
+
+    Parameters
+    ----------
+    base : Directions
+        A directions file with the pixel directions the gender direction is conditioned on.
+    n_samples, n_calibration : int
+        Fitting latents (the first ``n_samples`` of the base file's fitting stream) and fresh
+        latents for the step calibration.
+    device : str
+        Torch / onnxruntime device.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Directions
+        ``base`` with ``gender_oarriaga`` added and its fit recorded under metadata ``perceived_oarriaga``.
+    """
+    from faceaudit.core.progress import Progress
+    from faceaudit.generate.dcgan.generator import DCGANGenerator
+    from faceaudit.generate.faces import gender_logit
+    from faceaudit.measure import FaceMeasurer
+    from faceaudit.measure.perceived import PerceivedAttributes
+
+    md = base.metadata
+    seed, truncation = int(md.get("seed", 0)), float(md.get("truncation", 2.5))
+    others = list(PERCEIVED_CONDITIONING["gender"])
+    missing = [b for b in others if b not in base.attributes]
+    if missing:
+        raise BadInput(f"directions fit-perceived: the base directions file lacks {missing}")
+    t0 = time.perf_counter()
+    gen = DCGANGenerator(truncation=truncation, device=device)
+    measurer, perceived = FaceMeasurer(), PerceivedAttributes(device=device)
+    latents = fit_latents(n_samples + n_calibration, seed, truncation)
+    z_fit, z_cal = latents[:n_samples], latents[n_samples:]
+
+    def render_measure(z: np.ndarray, bar, task) -> pd.DataFrame:
+        tables = []
+        for start in range(0, len(z), 256):
+            images = gen.render_latents(z[start : start + 256])
+            tables.append(measure_all(measurer, perceived, images))
+            bar.advance(task, len(images))
+        m = pd.concat(tables, ignore_index=True)
+        m[OARRIAGA_GENDER_MEASURE] = gender_logit(m["measured_gender_pmale_oarriaga"])
+        m.loc[~np.isfinite(m["measured_gender_pmale_oarriaga"].to_numpy(dtype=float)), OARRIAGA_GENDER_MEASURE] = np.nan
+        return m
+
+    with Progress(progress) as bar:
+        task = bar.add_task("directions: render + classify", total=n_samples + 2 * n_calibration)
+        m = render_measure(z_fit, bar, task)
+        ok = m["measured_ok"].to_numpy(dtype=bool) & np.isfinite(m[OARRIAGA_GENDER_MEASURE].to_numpy())
+        y = _winsorise(m.loc[ok, OARRIAGA_GENDER_MEASURE].to_numpy(dtype=np.float64))
+        mean, sd = float(y.mean()), float(y.std())
+        coef, alpha, r2_train, r2_cv = _ridge(z_fit[ok], (y - mean) / sd)
+        unconditional = coef / np.linalg.norm(coef)
+        u = _project_out(unconditional, [base[b].unconditional for b in others])
+        u /= np.linalg.norm(u)
+        predicted_step = 1.0 / float(coef @ u)
+        m_plus = render_measure(z_cal + predicted_step * u, bar, task)
+        m_minus = render_measure(z_cal - predicted_step * u, bar, task)
+    leak_cols = {**_COLUMNS, **PERCEIVED_MEASURES, **INDEPENDENT_MEASURES, OARRIAGA_GENDER: OARRIAGA_GENDER_MEASURE}
+    both = (m_plus["measured_ok"] & m_minus["measured_ok"]).to_numpy(dtype=bool)
+    leakage = {}
+    for b, c in leak_cols.items():
+        if c not in m.columns:
+            continue
+        sd_b = float(np.nanstd(_winsorise(m.loc[ok, c].dropna().to_numpy(dtype=np.float64))))
+        if not sd_b > 0:
+            continue
+        delta = (m_plus[c].to_numpy(dtype=float) - m_minus[c].to_numpy(dtype=float))[both] / 2.0 / sd_b
+        delta = delta[np.isfinite(delta)]
+        if len(delta):
+            leakage[b] = float(np.mean(_winsorise(delta)))
+    gain = leakage[OARRIAGA_GENDER]
+    if not gain > 0.05:
+        raise BadInput(f"directions fit-perceived: the {OARRIAGA_GENDER} direction does not move its measure "
+                       f"(gain {gain:.3f} SD per step); try more samples")
+    out = dict(base.attributes)
+    out[OARRIAGA_GENDER] = AttributeDirection(
+        attribute=OARRIAGA_GENDER, measure=OARRIAGA_GENDER_MEASURE, unit=u, unconditional=unconditional,
+        step=predicted_step / gain, predicted_step=predicted_step, mean=mean, sd=sd, r2_train=r2_train, r2_cv=r2_cv,
+        ridge_alpha=alpha, conditioned_on=others, leakage={b: v / gain for b, v in leakage.items()},
+        calibration_n=int(both.sum()),
+    )
+    metadata = dict(md)
+    metadata["perceived_oarriaga"] = {
+        "classifier": perceived.version, "measure": OARRIAGA_GENDER_MEASURE, "conditioning": others,
+        "n_samples": int(n_samples), "n_used": int(ok.sum()), "n_calibration": int(n_calibration),
+        "p_clip": list(P_CLIP), "fit_seconds": round(time.perf_counter() - t0, 1),
+    }
+    return Directions(attributes=out, metadata=metadata)
