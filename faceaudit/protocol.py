@@ -132,7 +132,8 @@ class GenderSpec(_Strict):
     levels: list[GenderLevel] = Field(
         default_factory=lambda: [
             # the classifier's decision boundary splits the levels; targets leave a margin so the
-            # skin search that follows cannot push a face across it (docs/generator.md)
+            # placed faces stay away from it, where the validating classifier disagrees most
+            # (docs/generator.md, "Perceived gender")
             GenderLevel(name="female", p_male_min=0.0, p_male_max=0.5, target=0.25),
             GenderLevel(name="male", p_male_min=0.5, p_male_max=1.0, target=0.75),
         ]

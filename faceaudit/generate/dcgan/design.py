@@ -10,7 +10,10 @@ For every requested seed (0 .. n_seeds-1):
    With ``generator.exposure_tolerance`` set (default 5/255), the search also holds the border luma
    of every prototype near the seed's own face, so the levels differ in skin, not in exposure.
    With ``protected.mechanism: recolor`` the prototypes are instead the seed's own face with its
-   skin pixels recoloured (:mod:`faceaudit.generate.dcgan.recolor`); nothing else in the image changes;
+   skin pixels recoloured (:mod:`faceaudit.generate.dcgan.recolor`); nothing else in the image changes.
+   With perceived gender protected too, one joint search places every seed in every skin x gender
+   cell (:mod:`faceaudit.generate.dcgan.joint_placement`: ITA, the placing classifier's P(male) and
+   the border luma at once); the faces table records the placing and the validating classifier;
 3. for every nuisance edit and signed level: ``prototype + level * step * unit`` (one step = one SD
    of the attribute's measure on average, conditional direction); the exposure edit is applied to
    the prototype's pixels instead (:mod:`faceaudit.generate.photometric`).
