@@ -44,6 +44,8 @@ class EvaluationData:
     manipulation_flags: dict
     #: where the leakage shares come from (results/leakage.parquet, or the card's own fallback)
     manipulation_source: str = ""
+    #: the caveat shown wherever GEAR perceived-race numbers appear (None: the check has none)
+    race_caveat: Optional[str] = None
 
 
 def _generation_info(run, faces: pd.DataFrame) -> dict:
@@ -284,6 +286,7 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
     gap = _skin_gap(faces)
     out["gap"] = gap
     out["source"] = "results/leakage.parquet" if use_leakage else "computed by the card from results/manipulation_check.parquet"
+    has_monk = bool((mc["measure"] == "monk_changed").any())
     rows = []
     for attr in attrs:
         d = mc[mc["edit_attr"] == attr]
@@ -304,15 +307,22 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
             out["non_monotone"].append(attr)
         if leaky:
             out["leaky"].append(f"{attr} → skin ITA")
+        # Monk beside ITA: share of the edit's faces whose Monk class moved off their prototype's
+        monk = d[d["measure"] == "monk_changed"].sort_values("edit_level")
+        monk_text = ", ".join(f"{fmt.level(lv)}: {fmt.pct(c)}" for lv, c in zip(monk["edit_level"], monk["mean_change"])
+                              if np.isfinite(c)) or "–"
         rows.append([attr, str(target["measure"].iloc[0]) if len(target) else "–",
                      ", ".join(f"{fmt.level(lv)}: {fmt.signed(c)}" for lv, c in zip(target["edit_level"], changes)) or "–",
                      "yes" if monotone else "no", f"{fmt.num(max_ita)}°" if np.isfinite(max_ita) else "–",
                      fmt.pct(share) if np.isfinite(share) else "–", "yes" if leaky else "no"]
-                    + ([("yes" if pooled else "no") if pooled is not None else "–"] if use_leakage else []))
+                    + ([("yes" if pooled else "no") if pooled is not None else "–"] if use_leakage else [])
+                    + ([monk_text] if has_monk else []))
     out["table"] = Table(["edit", "target measure", "mean change from prototype, by level", "monotone",
                           "largest skin-ITA change", "share of skin-level gap", "leakage flagged"]
-                         + (["pooled into the primary estimate"] if use_leakage else []),
-                         rows, [False, False, False, False, True, True, False] + ([False] if use_leakage else []))
+                         + (["pooled into the primary estimate"] if use_leakage else [])
+                         + (["Monk class changed, by level"] if has_monk else []),
+                         rows, [False, False, False, False, True, True, False] + ([False] if use_leakage else [])
+                         + ([False] if has_monk else []))
     long = mc.copy()
     out["long"] = format_table(long, [c for c in ["edit_attr", "edit_label", "edit_level", "measure", "mean_change",
                                                   "sd_change", "n", "is_target"] if c in long.columns])
@@ -321,7 +331,8 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
 
 #: protected-level manipulation check: the measures shown, in this order (others stay in the long table)
 PROTECTED_CHECK_MEASURES = [
-    ("in_bin", "prototypes in bin"), ("measured_skin_ita", "ITA °"), ("measured_border_luma", "border luma /255"),
+    ("in_bin", "prototypes in bin"), ("measured_skin_ita", "ITA °"), ("monk_mean", "Monk, mean (1-10)"),
+    ("monk_median", "Monk, median"), ("measured_monk", "Monk change"), ("measured_border_luma", "border luma /255"),
     ("measured_background_luma", "non-face luma /255"), ("measured_hair_luma", "hair-band luma /255"),
     ("measured_white_balance", "white balance log2(R/B)"), ("measured_brightness", "image L*"),
     ("measured_lighting", "lighting"), ("measured_yaw", "yaw"), ("measured_smile", "smile"),
@@ -329,6 +340,8 @@ PROTECTED_CHECK_MEASURES = [
     ("in_bin_independent", "independent classifier agrees"), ("independent_order", "seeds moved as intended (independent)"),
     ("measured_gender_pmale", "P(male)"), ("measured_gender_pmale_independent", "P(male), independent"),
     ("measured_age", "age (years)"), ("measured_age_independent", "age, independent (years)"),
+    # perceived race (GEAR; a race level's in_bin is the share whose top class is the level's class)
+    *[(f"measured_race_{c}", f"P({c}), GEAR") for c in ("white", "black", "asian", "indian", "other")],
 ]
 #: shares among the protected-check measures (shown in %)
 _SHARE_MEASURES = {"in_bin", "in_bin_independent", "independent_order"}
@@ -339,7 +352,7 @@ def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
     other measure (mean change; exposure included), identity drift per model (mean cosine similarity)."""
     if mc is None or mc.empty or not MANIPULATION_COLUMNS <= set(mc.columns):
         return None
-    d = mc[mc["edit_attr"].isin(["skin_tone", "gender"])]
+    d = mc[mc["edit_attr"].isin(["skin_tone", "gender", "race"])]
     if d.empty:
         return None
     models = sorted(m.split(":", 1)[1] for m in d["measure"].unique() if str(m).startswith("identity_sim:"))
@@ -357,6 +370,8 @@ def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
                 cells.append(fmt.pct(v))
             elif m.startswith("identity_sim:"):
                 cells.append(f"{v:.3f}")
+            elif m in ("monk_mean", "monk_median"):
+                cells.append(fmt.num(v))
             else:
                 cells.append(fmt.signed(v))
         rows.append(cells)
@@ -392,4 +407,34 @@ def evaluation_section(run, groups: list[str], attrs: list[str]) -> EvaluationDa
         manipulation_long=manip["long"], manipulation_gap=manip["gap"],
         manipulation_flags={"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
         manipulation_source=manip.get("source", ""),
+        race_caveat=race_caveat(run.manipulation_check),
     )
+
+
+#: shown wherever GEAR perceived-race numbers appear on the card
+RACE_CAVEAT = (
+    "Perceived race is the output of GEAR (human-models `gear`), a small classifier trained on UTKFace, "
+    "whose five classes (white, black, asian, indian, other) are that dataset's annotators' labels and "
+    "whose data is for non-commercial research only. It is weak and crop-sensitive: an indicative signal "
+    "of whether a race prompt changed what a classifier sees, not ground truth about anyone's race or "
+    "ethnicity. On real photographs it could be checked only for stability and for gender agreement, not "
+    "for race accuracy (docs/measures.md)."
+)
+
+
+def race_caveat(mc: Optional[pd.DataFrame]) -> Optional[str]:
+    """:data:`RACE_CAVEAT` when the manipulation check holds GEAR race numbers, else None.
+
+    Examples
+    --------
+    >>> race_caveat(pd.DataFrame({"edit_attr": ["yaw"], "measure": ["measured_race_black"]})) == RACE_CAVEAT
+    True
+    >>> race_caveat(pd.DataFrame({"edit_attr": ["yaw"], "measure": ["measured_yaw"]})) is None
+    True
+    """
+    if mc is None or mc.empty or "measure" not in mc.columns:
+        return None
+    race = mc["measure"].astype(str).str.startswith("measured_race_")
+    if "edit_attr" in mc.columns:
+        race |= (mc["edit_attr"] == "race") & (mc["measure"] == "in_bin")
+    return RACE_CAVEAT if race.any() else None
