@@ -126,6 +126,7 @@ def test_quick_audit_has_race_and_monk_columns_and_the_card_caveat(quick_run):
     assert {"monk_mean", "monk_median", "monk_changed"} <= set(mc["measure"])
     html = (quick_run / "report.html").read_text()
     assert "Monk class changed, by level" in html and "Monk, mean (1-10)" in html
+    assert "Monk Skin Tone of prototypes (mean; median)" in html  # beside ITA in the skin-tone table
     # GEAR race probabilities are among the manipulation check's rows, so the caveat is on the card
     assert "Perceived race (GEAR): indicative, not ground truth." in html
     assert "an indicative signal, not ground truth" in html  # beside the long table too

@@ -97,15 +97,32 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
     }
 
 
-def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
-    """How well measured ITA matches the protected bins, and how much lighting edits move it."""
+def _monk_by_level(mc: Optional[pd.DataFrame]) -> dict[str, str]:
+    """Skin level -> "mean; median" Monk class of its prototypes, from the manipulation check's
+    ``monk_mean`` / ``monk_median`` rows (labels ``"<level> vs <ref>"`` / ``"<ref> (reference)"``)."""
+    if mc is None or mc.empty or not {"edit_attr", "edit_label", "measure", "mean_change"} <= set(mc.columns):
+        return {}
+    d = mc[(mc["edit_attr"] == "skin_tone") & mc["measure"].isin(["monk_mean", "monk_median"])]
+    out: dict[str, str] = {}
+    for label, block in d.groupby("edit_label", sort=False):
+        v = block.set_index("measure")["mean_change"]
+        out[str(label).split(" ")[0]] = f"{fmt.num(v.get('monk_mean', np.nan))}; {fmt.num(v.get('monk_median', np.nan))}"
+    return out
+
+
+def _ita_facts(faces: pd.DataFrame, protocol, mc: Optional[pd.DataFrame] = None) -> dict:
+    """How well measured ITA matches the protected bins, and how much lighting edits move it; with the
+    manipulation check, the Monk Skin Tone class of each level's prototypes beside ITA."""
     skin_spec = protocol.skin
     out: dict[str, Any] = {"rows": [], "in_bin_all": None, "in_bin_edited": None, "lighting_shift": None,
                            "exposure_max": None, "mechanism": skin_spec.mechanism if skin_spec else None,
-                           "exposure_tolerance": getattr(protocol.generator, "exposure_tolerance", None)}  # DCGAN only
+                           "exposure_tolerance": getattr(protocol.generator, "exposure_tolerance", None),  # DCGAN only
+                           "has_monk": False}
     if "measured_skin_ita" not in faces.columns or skin_spec is None or "skin_tone" not in faces.columns:
         return out
     levels = {lv.name: lv for lv in skin_spec.levels}
+    monk = _monk_by_level(mc)
+    out["has_monk"] = bool(monk)
     skin = faces["skin_tone"].astype(str)
     in_bin = pd.Series(False, index=faces.index)
     for name, lv in levels.items():
@@ -119,6 +136,7 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
             "level": name, "bin": f"[{fmt.num(lv.ita_min)}°, {fmt.num(lv.ita_max)}°)", "target": f"{fmt.num(lv.target)}°",
             "reference": name == skin_spec.reference,
             "proto_ita": f"{fmt.num(ita_p.mean())}° ± {fmt.num(ita_p.std())}" if len(ita_p) > 1 else "–",
+            "proto_monk": monk.get(name, "–"),
             "in_bin_proto": fmt.pct(in_bin[m & protos].mean()) if (m & protos).any() else "–",
             "in_bin_edited": fmt.pct(in_bin[m & ~protos].mean()) if (m & ~protos).any() else "–",
             **_exposure_vs_reference(faces, name, skin_spec.reference),
@@ -398,7 +416,7 @@ def evaluation_section(run, groups: list[str], attrs: list[str]) -> EvaluationDa
         pair_table=Table(["group", "genuine pairs", "impostor pairs"],
                          [[r["group"], f"{r['genuine']:,}", f"{r['impostor']:,}"] for r in pair_counts], [False, True, True]),
         n_faces=len(faces), n_pairs=len(pairs), pair_counts=pair_counts,
-        ita=_ita_facts(faces, protocol), gender=_gender_facts(run, faces, protocol), edit_rows=_edit_rows(faces, protocol),
+        ita=_ita_facts(faces, protocol, run.manipulation_check), gender=_gender_facts(run, faces, protocol), edit_rows=_edit_rows(faces, protocol),
         grids=counterfactual_grids(run.root, faces, groups_order),
         sources=sorted(str(s) for s in faces["source"].dropna().unique()) if "source" in faces.columns else [],
         has_gender=protocol.protected_spec("gender") is not None if protocol.dataset is None else False,
