@@ -163,23 +163,52 @@ GENDER_VALIDATOR = {"faceres": "oarriaga", "oarriaga": "faceres"}
 GENDER_CLASSIFIER_RECOGNIZER = {"faceres": "faceres"}
 
 
+#: the classes of the perceived-race measure (faceaudit.measure.gear: GEAR's race head, UTKFace labels)
+RACE_MEASURE_CLASSES = ("white", "black", "asian", "indian", "other")
+#: default race level name -> GEAR class, for level names that say the same thing (others: unmapped)
+DEFAULT_RACE_CLASSES = {"white": "white", "black": "black", "asian": "asian", "east_asian": "asian",
+                        "indian": "indian", "south_asian": "indian"}
+
+
 class PromptAttributeSpec(_Strict):
     """A protected attribute that only a text-conditioned generator can render: its levels are
-    prompt slots (``generator.slots``). Perceived race/ethnicity has no pixel measure; the
-    manipulation check reports the measured skin tone and perceived gender/age of each level."""
+    prompt slots (``generator.slots``). The manipulation check reports the measured skin tone and
+    perceived gender/age of each level; a race level is also checked by GEAR's perceived race
+    (``in_level``: GEAR's most probable class is the level's ``race_classes`` entry).
+
+    ``race_classes`` maps a race level to one of :data:`RACE_MEASURE_CLASSES` (or null: no check).
+    Levels not given use :data:`DEFAULT_RACE_CLASSES` by name; a level neither names is unmapped,
+    and its ``in_level`` is missing (the generation summary says why). GEAR's classes come from
+    UTKFace's annotators: an indicative signal, not ground truth (docs/measures.md)."""
 
     attribute: Literal["race", "age_group"]
     reference: str
     levels: list[str] = Field(min_length=2)
+    race_classes: dict[str, Optional[str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_levels(self) -> "PromptAttributeSpec":
         _check_level_names(list(self.levels), self.reference)
+        if self.race_classes and self.attribute != "race":
+            raise ValueError(f"race_classes: only a race attribute has them, not {self.attribute}")
+        unknown = sorted(set(self.race_classes) - set(self.levels))
+        if unknown:
+            raise ValueError(f"race_classes: {unknown} are not levels of {self.attribute} ({self.levels})")
+        bad = sorted(str(v) for v in self.race_classes.values() if v is not None and v not in RACE_MEASURE_CLASSES)
+        if bad:
+            raise ValueError(f"race_classes: {bad} are not perceived-race classes {list(RACE_MEASURE_CLASSES)}")
         return self
 
     @property
     def level_names(self) -> list[str]:
         return list(self.levels)
+
+    @property
+    def measured_classes(self) -> dict[str, Optional[str]]:
+        """Level -> the GEAR class that puts a face in it (None: no check); empty for age_group."""
+        if self.attribute != "race":
+            return {}
+        return {lv: self.race_classes.get(lv, DEFAULT_RACE_CLASSES.get(lv)) for lv in self.levels}
 
 
 def _protected_name(value: Any) -> str:

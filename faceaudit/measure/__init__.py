@@ -3,6 +3,7 @@
 ``FaceMeasurer().measure(images)`` returns one row per image with
 
 * ``measured_skin_ita``   skin tone, ITA degrees from cheek + forehead patches
+* ``measured_monk``       Monk Skin Tone class 1..10 of the same skin pixels (nearest swatch, CIEDE2000)
 * ``measured_yaw``        head yaw, nose-tip offset / half face width (unitless, signed)
 * ``measured_lighting``   left/right luminance asymmetry of the face, -1..1 (signed)
 * ``measured_smile``      mouth width / inter-ocular distance
@@ -24,10 +25,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from faceaudit.measure.attributes import brightness_contrast, lighting_asymmetry, mouth_geometry, skin_ita, yaw_offset
+from faceaudit.measure.attributes import brightness_contrast, lighting_asymmetry, mouth_geometry, skin_ita, skin_masks, yaw_offset
 from faceaudit.measure.color import srgb_to_lab
 from faceaudit.measure.exposure import exposure_measures
 from faceaudit.measure.landmarks import LandmarkDetector, LandmarkResult
+from faceaudit.measure.monk import monk_class, skin_lab
 
 #: attribute name -> faces-table column, for the six headline measures
 MEASURES = {
@@ -53,9 +55,11 @@ EXPOSURE_MEASURES = {
 MEASURE_COLUMNS = list(MEASURES.values())
 EXTRA_COLUMNS = ["measured_skin_lightness", "measured_skin_b", "measured_corner_lift", "measured_mouth_open", "measured_face_score"]
 EXPOSURE_COLUMNS = list(EXPOSURE_MEASURES.values())
-ALL_COLUMNS = MEASURE_COLUMNS + ["measured_ok"] + EXTRA_COLUMNS + EXPOSURE_COLUMNS
+#: Monk Skin Tone class (faceaudit.measure.monk), 1..10 as float64 (NaN without landmarks)
+MONK_COLUMN = "measured_monk"
+ALL_COLUMNS = MEASURE_COLUMNS + ["measured_ok"] + EXTRA_COLUMNS + EXPOSURE_COLUMNS + [MONK_COLUMN]
 #: bump when any measure's definition changes (tables computed with another version differ)
-MEASURE_VERSION = "2"
+MEASURE_VERSION = "3"
 
 
 def measures_from_landmarks(images: np.ndarray, marks: LandmarkResult) -> pd.DataFrame:
@@ -81,12 +85,14 @@ def measures_from_landmarks(images: np.ndarray, marks: LandmarkResult) -> pd.Dat
             "measured_mouth_open": mouth["open"],
             "measured_face_score": marks.scores.astype(np.float64),
             **{f"measured_{k}": v for k, v in exposure_measures(images, pts).items()},
+            # the ITA measure's skin pixels (mask recomputed: cheap, and keeps skin_ita's signature)
+            MONK_COLUMN: monk_class(skin_lab(lab, skin_masks(pts, lab.shape[1:3]))),
         }
     )
     # a measure that came out NaN despite landmarks (degenerate geometry) also marks the row not ok
     landmark_cols = ["measured_skin_ita", "measured_yaw", "measured_lighting", "measured_smile"]
     df["measured_ok"] = df["measured_ok"] & df[landmark_cols].notna().all(axis=1)
-    df.loc[~df["measured_ok"], landmark_cols + EXTRA_COLUMNS[:4] + EXPOSURE_COLUMNS[1:]] = np.nan
+    df.loc[~df["measured_ok"], landmark_cols + EXTRA_COLUMNS[:4] + EXPOSURE_COLUMNS[1:] + [MONK_COLUMN]] = np.nan
     return df
 
 
@@ -117,4 +123,4 @@ def measure_images(images: Sequence[np.ndarray] | np.ndarray) -> pd.DataFrame:
     return FaceMeasurer().measure(images)
 
 
-__all__ = ["FaceMeasurer", "MEASURES", "AUX_MEASURES", "EXPOSURE_MEASURES", "MEASURE_COLUMNS", "ALL_COLUMNS", "measure_images", "measures_from_landmarks"]
+__all__ = ["FaceMeasurer", "MONK_COLUMN", "MEASURES", "AUX_MEASURES", "EXPOSURE_MEASURES", "MEASURE_COLUMNS", "ALL_COLUMNS", "measure_images", "measures_from_landmarks"]

@@ -180,7 +180,7 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
                                         if not isinstance(ctx.protocol.protected, list)
                                         else [p.model_dump(mode="json") for p in ctx.protocol.protected])})
 
-    skin, gender = ctx.protocol.skin, ctx.protocol.protected_spec("gender")
+    skin, gender, race = ctx.protocol.skin, ctx.protocol.protected_spec("gender"), ctx.protocol.protected_spec("race")
 
     def work() -> dict:
         from faceaudit.stats.manipulation import manipulation_check
@@ -190,7 +190,8 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
                                    gender_levels=gender.levels if gender else None,
                                    gender_reference=gender.reference if gender else None,
                                    prompt_references={p.attribute: p.reference for p in ctx.protocol.protected_specs
-                                                      if p.attribute in ("race", "age_group")})
+                                                      if p.attribute in ("race", "age_group")},
+                                   race_classes=race.measured_classes if race else None)
         write_table(ctx.run.manipulation_check, table)
         return {}
 

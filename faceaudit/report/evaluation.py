@@ -44,6 +44,8 @@ class EvaluationData:
     manipulation_flags: dict
     #: where the leakage shares come from (results/leakage.parquet, or the card's own fallback)
     manipulation_source: str = ""
+    #: the caveat shown wherever GEAR perceived-race numbers appear (None: the check has none)
+    race_caveat: Optional[str] = None
 
 
 def _generation_info(run, faces: pd.DataFrame) -> dict:
@@ -95,15 +97,32 @@ def _generation_info(run, faces: pd.DataFrame) -> dict:
     }
 
 
-def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
-    """How well measured ITA matches the protected bins, and how much lighting edits move it."""
+def _monk_by_level(mc: Optional[pd.DataFrame]) -> dict[str, str]:
+    """Skin level -> "mean; median" Monk class of its prototypes, from the manipulation check's
+    ``monk_mean`` / ``monk_median`` rows (labels ``"<level> vs <ref>"`` / ``"<ref> (reference)"``)."""
+    if mc is None or mc.empty or not {"edit_attr", "edit_label", "measure", "mean_change"} <= set(mc.columns):
+        return {}
+    d = mc[(mc["edit_attr"] == "skin_tone") & mc["measure"].isin(["monk_mean", "monk_median"])]
+    out: dict[str, str] = {}
+    for label, block in d.groupby("edit_label", sort=False):
+        v = block.set_index("measure")["mean_change"]
+        out[str(label).split(" ")[0]] = f"{fmt.num(v.get('monk_mean', np.nan))}; {fmt.num(v.get('monk_median', np.nan))}"
+    return out
+
+
+def _ita_facts(faces: pd.DataFrame, protocol, mc: Optional[pd.DataFrame] = None) -> dict:
+    """How well measured ITA matches the protected bins, and how much lighting edits move it; with the
+    manipulation check, the Monk Skin Tone class of each level's prototypes beside ITA."""
     skin_spec = protocol.skin
     out: dict[str, Any] = {"rows": [], "in_bin_all": None, "in_bin_edited": None, "lighting_shift": None,
                            "exposure_max": None, "mechanism": skin_spec.mechanism if skin_spec else None,
-                           "exposure_tolerance": getattr(protocol.generator, "exposure_tolerance", None)}  # DCGAN only
+                           "exposure_tolerance": getattr(protocol.generator, "exposure_tolerance", None),  # DCGAN only
+                           "has_monk": False}
     if "measured_skin_ita" not in faces.columns or skin_spec is None or "skin_tone" not in faces.columns:
         return out
     levels = {lv.name: lv for lv in skin_spec.levels}
+    monk = _monk_by_level(mc)
+    out["has_monk"] = bool(monk)
     skin = faces["skin_tone"].astype(str)
     in_bin = pd.Series(False, index=faces.index)
     for name, lv in levels.items():
@@ -117,6 +136,7 @@ def _ita_facts(faces: pd.DataFrame, protocol) -> dict:
             "level": name, "bin": f"[{fmt.num(lv.ita_min)}°, {fmt.num(lv.ita_max)}°)", "target": f"{fmt.num(lv.target)}°",
             "reference": name == skin_spec.reference,
             "proto_ita": f"{fmt.num(ita_p.mean())}° ± {fmt.num(ita_p.std())}" if len(ita_p) > 1 else "–",
+            "proto_monk": monk.get(name, "–"),
             "in_bin_proto": fmt.pct(in_bin[m & protos].mean()) if (m & protos).any() else "–",
             "in_bin_edited": fmt.pct(in_bin[m & ~protos].mean()) if (m & ~protos).any() else "–",
             **_exposure_vs_reference(faces, name, skin_spec.reference),
@@ -286,6 +306,7 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
     gap = _skin_gap(faces)
     out["gap"] = gap
     out["source"] = "results/leakage.parquet" if use_leakage else "computed by the card from results/manipulation_check.parquet"
+    has_monk = bool((mc["measure"] == "monk_changed").any())
     rows = []
     for attr in attrs:
         d = mc[mc["edit_attr"] == attr]
@@ -306,15 +327,22 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
             out["non_monotone"].append(attr)
         if leaky:
             out["leaky"].append(f"{attr} → skin ITA")
+        # Monk beside ITA: share of the edit's faces whose Monk class moved off their prototype's
+        monk = d[d["measure"] == "monk_changed"].sort_values("edit_level")
+        monk_text = ", ".join(f"{fmt.level(lv)}: {fmt.pct(c)}" for lv, c in zip(monk["edit_level"], monk["mean_change"])
+                              if np.isfinite(c)) or "–"
         rows.append([attr, str(target["measure"].iloc[0]) if len(target) else "–",
                      ", ".join(f"{fmt.level(lv)}: {fmt.signed(c)}" for lv, c in zip(target["edit_level"], changes)) or "–",
                      "yes" if monotone else "no", f"{fmt.num(max_ita)}°" if np.isfinite(max_ita) else "–",
                      fmt.pct(share) if np.isfinite(share) else "–", "yes" if leaky else "no"]
-                    + ([("yes" if pooled else "no") if pooled is not None else "–"] if use_leakage else []))
+                    + ([("yes" if pooled else "no") if pooled is not None else "–"] if use_leakage else [])
+                    + ([monk_text] if has_monk else []))
     out["table"] = Table(["edit", "target measure", "mean change from prototype, by level", "monotone",
                           "largest skin-ITA change", "share of skin-level gap", "leakage flagged"]
-                         + (["pooled into the primary estimate"] if use_leakage else []),
-                         rows, [False, False, False, False, True, True, False] + ([False] if use_leakage else []))
+                         + (["pooled into the primary estimate"] if use_leakage else [])
+                         + (["Monk class changed, by level"] if has_monk else []),
+                         rows, [False, False, False, False, True, True, False] + ([False] if use_leakage else [])
+                         + ([False] if has_monk else []))
     long = mc.copy()
     out["long"] = format_table(long, [c for c in ["edit_attr", "edit_label", "edit_level", "measure", "mean_change",
                                                   "sd_change", "n", "is_target"] if c in long.columns])
@@ -323,7 +351,8 @@ def manipulation_summary(mc: Optional[pd.DataFrame], faces: pd.DataFrame, attrs:
 
 #: protected-level manipulation check: the measures shown, in this order (others stay in the long table)
 PROTECTED_CHECK_MEASURES = [
-    ("in_bin", "prototypes in bin"), ("measured_skin_ita", "ITA °"), ("measured_border_luma", "border luma /255"),
+    ("in_bin", "prototypes in bin"), ("measured_skin_ita", "ITA °"), ("monk_mean", "Monk, mean (1-10)"),
+    ("monk_median", "Monk, median"), ("measured_monk", "Monk change"), ("measured_border_luma", "border luma /255"),
     ("measured_background_luma", "non-face luma /255"), ("measured_hair_luma", "hair-band luma /255"),
     ("measured_white_balance", "white balance log2(R/B)"), ("measured_brightness", "image L*"),
     ("measured_lighting", "lighting"), ("measured_yaw", "yaw"), ("measured_smile", "smile"),
@@ -331,6 +360,8 @@ PROTECTED_CHECK_MEASURES = [
     ("in_bin_independent", "independent classifier agrees"), ("independent_order", "seeds moved as intended (independent)"),
     ("measured_gender_pmale", "P(male)"), ("measured_gender_pmale_independent", "P(male), independent"),
     ("measured_age", "age (years)"), ("measured_age_independent", "age, independent (years)"),
+    # perceived race (GEAR; a race level's in_bin is the share whose top class is the level's class)
+    *[(f"measured_race_{c}", f"P({c}), GEAR") for c in ("white", "black", "asian", "indian", "other")],
 ]
 #: shares among the protected-check measures (shown in %)
 _SHARE_MEASURES = {"in_bin", "in_bin_independent", "independent_order"}
@@ -341,7 +372,7 @@ def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
     other measure (mean change; exposure included), identity drift per model (mean cosine similarity)."""
     if mc is None or mc.empty or not MANIPULATION_COLUMNS <= set(mc.columns):
         return None
-    d = mc[mc["edit_attr"].isin(["skin_tone", "gender"])]
+    d = mc[mc["edit_attr"].isin(["skin_tone", "gender", "race"])]
     if d.empty:
         return None
     models = sorted(m.split(":", 1)[1] for m in d["measure"].unique() if str(m).startswith("identity_sim:"))
@@ -359,6 +390,8 @@ def protected_check_table(mc: Optional[pd.DataFrame]) -> Optional[Table]:
                 cells.append(fmt.pct(v))
             elif m.startswith("identity_sim:"):
                 cells.append(f"{v:.3f}")
+            elif m in ("monk_mean", "monk_median"):
+                cells.append(fmt.num(v))
             else:
                 cells.append(fmt.signed(v))
         rows.append(cells)
@@ -385,7 +418,7 @@ def evaluation_section(run, groups: list[str], attrs: list[str]) -> EvaluationDa
         pair_table=Table(["group", "genuine pairs", "impostor pairs"],
                          [[r["group"], f"{r['genuine']:,}", f"{r['impostor']:,}"] for r in pair_counts], [False, True, True]),
         n_faces=len(faces), n_pairs=len(pairs), pair_counts=pair_counts,
-        ita=_ita_facts(faces, protocol), gender=_gender_facts(run, faces, protocol), edit_rows=_edit_rows(faces, protocol),
+        ita=_ita_facts(faces, protocol, run.manipulation_check), gender=_gender_facts(run, faces, protocol), edit_rows=_edit_rows(faces, protocol),
         grids=counterfactual_grids(run.root, faces, groups_order),
         sources=sorted(str(s) for s in faces["source"].dropna().unique()) if "source" in faces.columns else [],
         has_gender=protocol.protected_spec("gender") is not None if protocol.dataset is None else False,
@@ -394,4 +427,34 @@ def evaluation_section(run, groups: list[str], attrs: list[str]) -> EvaluationDa
         manipulation_long=manip["long"], manipulation_gap=manip["gap"],
         manipulation_flags={"non_monotone": manip["non_monotone"], "leaky": manip["leaky"]},
         manipulation_source=manip.get("source", ""),
+        race_caveat=race_caveat(run.manipulation_check),
     )
+
+
+#: shown wherever GEAR perceived-race numbers appear on the card
+RACE_CAVEAT = (
+    "Perceived race is the output of GEAR (human-models `gear`), a small classifier trained on UTKFace, "
+    "whose five classes (white, black, asian, indian, other) are that dataset's annotators' labels and "
+    "whose data is for non-commercial research only. It is weak and crop-sensitive: an indicative signal "
+    "of whether a race prompt changed what a classifier sees, not ground truth about anyone's race or "
+    "ethnicity. On real photographs it could be checked only for stability and for gender agreement, not "
+    "for race accuracy (docs/measures.md)."
+)
+
+
+def race_caveat(mc: Optional[pd.DataFrame]) -> Optional[str]:
+    """:data:`RACE_CAVEAT` when the manipulation check holds GEAR race numbers, else None.
+
+    Examples
+    --------
+    >>> race_caveat(pd.DataFrame({"edit_attr": ["yaw"], "measure": ["measured_race_black"]})) == RACE_CAVEAT
+    True
+    >>> race_caveat(pd.DataFrame({"edit_attr": ["yaw"], "measure": ["measured_yaw"]})) is None
+    True
+    """
+    if mc is None or mc.empty or "measure" not in mc.columns:
+        return None
+    race = mc["measure"].astype(str).str.startswith("measured_race_")
+    if "edit_attr" in mc.columns:
+        race |= (mc["edit_attr"] == "race") & (mc["measure"] == "in_bin")
+    return RACE_CAVEAT if race.any() else None

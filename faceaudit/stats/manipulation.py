@@ -16,6 +16,13 @@ With the protected ``levels``, two share rows say whether targets were reached:
 ``measure = "in_bin"`` (protected levels: share of seeds whose prototype's measured ITA lies in the
 level's bin) and ``measure = "skin_bin_kept"`` (nuisance edits: share of edited faces whose ITA is
 still in their group's bin); their ``mean_change`` is the share.
+
+Monk Skin Tone (``measured_monk``, 1..10) sits beside ITA: every skin level gets ``monk_mean`` and
+``monk_median`` rows (the Monk class of its prototypes; ``mean_change`` holds the value) and every
+nuisance edit level a ``monk_changed`` row (share of edited faces whose Monk class differs from
+their prototype's). A prompted race level gets an ``in_bin`` row too when ``race_classes`` maps it
+to a GEAR class: the share of its prototypes whose most probable GEAR perceived-race class is that
+class (an indicative check, not ground truth); the GEAR probabilities' changes are leakage rows.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.core.errors import BadInput
-from faceaudit.measure import EXPOSURE_MEASURES, MEASURES
+from faceaudit.measure import EXPOSURE_MEASURES, MEASURES, MONK_COLUMN
+from faceaudit.measure.gear import COLUMNS as GEAR_COLUMNS, top_class
 
 __all__ = ["manipulation_check", "COLUMNS", "TARGETS", "SKIN_EDIT", "GENDER_EDIT", "IN_BIN", "SKIN_BIN_KEPT",
-           "INDEPENDENT_IN_BIN", "INDEPENDENT_ORDER", "PROTECTED_COLUMNS", "PERCEIVED_MEASURES"]
+           "INDEPENDENT_IN_BIN", "INDEPENDENT_ORDER", "PROTECTED_COLUMNS", "PERCEIVED_MEASURES", "MONK_MEAN",
+           "MONK_MEDIAN", "MONK_CHANGED"]
 
 SKIN_EDIT = "skin_tone"
 COLUMNS = ["edit_attr", "edit_label", "edit_level", "measure", "mean_change", "sd_change", "n", "is_target",
@@ -48,6 +57,11 @@ PERCEIVED_MEASURES = ["measured_gender_pmale", "measured_gender_pmale_independen
 #: prototypes at the level) moved from the reference level the way the level's target did
 INDEPENDENT_IN_BIN = "in_bin_independent"
 INDEPENDENT_ORDER = "independent_order"
+#: Monk Skin Tone beside ITA: a skin level's mean / median Monk class, and the share of an edit's
+#: faces whose Monk class changed from their prototype's
+MONK_MEAN = "monk_mean"
+MONK_MEDIAN = "monk_median"
+MONK_CHANGED = "monk_changed"
 
 
 def _stats(values: np.ndarray) -> tuple[float, float, int, float]:
@@ -87,6 +101,7 @@ def manipulation_check(
     gender_levels: list | None = None,
     gender_reference: str | None = None,
     prompt_references: dict[str, str] | None = None,
+    race_classes: dict[str, str | None] | None = None,
 ) -> pd.DataFrame:
     """Long table ``edit_attr, edit_label, edit_level, measure, mean_change, sd_change, n, is_target,
     max_abs_change``.
@@ -115,6 +130,9 @@ def manipulation_check(
     prompt_references : dict of str to str, optional
         Per attribute only a prompt sets (perceived race, age group): its reference level; every
         measure's change against it is reported.
+    race_classes : dict of str to str or None, optional
+        Race level -> GEAR class (``PromptAttributeSpec.measured_classes``); a mapped level gets an
+        ``in_bin`` row (share of its prototypes whose top GEAR class is the mapped one).
 
     Returns
     -------
@@ -139,7 +157,8 @@ def manipulation_check(
     missing = needed - set(faces.columns)
     if missing:
         raise BadInput(f"faces table: missing columns {sorted(missing)}")
-    measures = [c for c in [*MEASURES.values(), *EXPOSURE_MEASURES.values(), *PERCEIVED_MEASURES] if c in faces.columns]
+    measures = [c for c in [*MEASURES.values(), MONK_COLUMN, *EXPOSURE_MEASURES.values(), *PERCEIVED_MEASURES,
+                            *GEAR_COLUMNS] if c in faces.columns]
     # a protected level is paired with the reference level's prototype of the same seed *and* the
     # same levels of every other protected attribute (skin: same gender; gender: same skin level)
     present = [c for c in PROTECTED_COLUMNS if c in faces.columns]
@@ -165,6 +184,14 @@ def manipulation_check(
             rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=f"identity_sim:{model}",
                              mean_change=mean, sd_change=sd, n=n, is_target=False, max_abs_change=np.nan))
 
+    def add_value(attr: str, label: str, level: float, measure: str, values: np.ndarray, how) -> None:
+        # one summary of a column over a level's faces, in mean_change (NaN-free values only)
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        rows.append(dict(edit_attr=attr, edit_label=label, edit_level=level, measure=measure,
+                         mean_change=float(how(v)) if len(v) else float("nan"), sd_change=np.nan, n=int(len(v)),
+                         is_target=False, max_abs_change=np.nan))
+
     def add_share(attr: str, label: str, level: float, measure: str, rows_b: pd.DataFrame) -> None:
         # share of faces whose measured ITA lies in the bin of their own skin level
         if not bins or "measured_skin_ita" not in rows_b.columns:
@@ -189,6 +216,9 @@ def manipulation_check(
             lv_rows = protos[protos["skin_tone"] == level_name].set_index(skin_pair)
             label = f"{level_name} vs {ref}" if level_name != ref else f"{ref} (reference)"
             add_share(SKIN_EDIT, label, float(level_ita[level_name]), IN_BIN, lv_rows)
+            if MONK_COLUMN in lv_rows.columns:
+                add_value(SKIN_EDIT, label, float(level_ita[level_name]), MONK_MEAN, lv_rows[MONK_COLUMN], np.mean)
+                add_value(SKIN_EDIT, label, float(level_ita[level_name]), MONK_MEDIAN, lv_rows[MONK_COLUMN], np.median)
             if level_name == ref:
                 continue
             common = ref_rows.index.intersection(lv_rows.index).sort_values()
@@ -204,6 +234,11 @@ def manipulation_check(
             continue
         ref_rows = protos[protos[attr] == ref].set_index(pairing(attr))
         for level_name in dict.fromkeys(protos[attr]):
+            cls = (race_classes or {}).get(level_name) if attr == "race" else None
+            if cls is not None:
+                top = top_class(protos[protos[attr] == level_name])
+                label = f"{level_name} vs {ref}" if level_name != ref else f"{ref} (reference)"
+                add_value(attr, label, float("nan"), IN_BIN, (top[top.notna()] == cls).astype(float), np.mean)
             if level_name == ref:
                 continue
             lv_rows = protos[protos[attr] == level_name].set_index(pairing(attr))
@@ -224,6 +259,11 @@ def manipulation_check(
                 a = proto_idx.loc[key[has]].reset_index()
                 add_rows(attr, f"{float(level):+g}", float(level), a, b.reset_index(drop=True), target)
                 add_share(attr, f"{float(level):+g}", float(level), SKIN_BIN_KEPT, b)
+                if MONK_COLUMN in b.columns:
+                    before, after = a[MONK_COLUMN].to_numpy(dtype=np.float64), b[MONK_COLUMN].to_numpy(dtype=np.float64)
+                    known = np.isfinite(before) & np.isfinite(after)
+                    add_value(attr, f"{float(level):+g}", float(level), MONK_CHANGED,
+                              np.where(known, (before != after).astype(float), np.nan), np.mean)
 
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n"] = out["n"].astype(np.int64)

@@ -5,6 +5,9 @@ tests/test_models_tfjs.py (no node needed there).
     npm install --prefix /tmp/tfjsref @tensorflow/tfjs@4.22.0      # scratch dir outside the repo
     PYTHONPATH=. python tools/tfjs_reference/make_reference.py --node-modules /tmp/tfjsref/node_modules
 
+``--only gear`` (re)makes one graph's entries and keeps the others already in the file (the gear
+entries were added this way, with @tensorflow/tfjs 4.22.0, after the first four).
+
 Inputs per graph: crops of DCGAN faces (protocol seed 0, seeds 0..2) made by faceaudit's own
 preprocessing (stored as uint8), plus one random tensor (numpy PCG64, seed stored) in the graph's
 input range. The float32 graph input's sha256 is stored too, so the test feeds byte-identical input.
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from faceaudit.generate.dcgan.generator import DCGANGenerator
+from faceaudit.measure import gear
 from faceaudit.measure.perceived import age_crop, gender_crop, gender_input
 from faceaudit.models import human_models
 from faceaudit.models.detect import default_detector
@@ -38,12 +42,18 @@ GRAPHS = {
     "mobileface": (["batchnorm0/add_1"], (0.0, 255.0), 12, 3),
     "gender": (["Identity"], (-1.0, 1.0), 13, 3),
     "age": (["Identity"], (0.0, 255.0), 14, 3),
+    "gear": (gear.OUTPUTS, (0.0, 1.0), 15, 3),
 }
 
 
 def graph_input(name: str, crops: np.ndarray, seed: int, low: float, high: float) -> np.ndarray:
     """What the graph is fed: the crops as the model wrappers convert them, then a random tensor."""
-    x = gender_input(crops) if name == "gender" else crops.astype(np.float32)
+    if name == "gender":
+        x = gender_input(crops)
+    elif name == "gear":
+        x = gear.gear_input(crops)
+    else:
+        x = crops.astype(np.float32)
     noise = np.random.default_rng(seed).uniform(low, high, (1, *x.shape[1:])).astype(np.float32)
     return np.ascontiguousarray(np.concatenate([x, noise]))
 
@@ -51,21 +61,28 @@ def graph_input(name: str, crops: np.ndarray, seed: int, low: float, high: float
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--node-modules", required=True, help="folder holding @tensorflow/tfjs")
+    ap.add_argument("--only", choices=sorted(GRAPHS), help="remake this graph's entries, keep the rest of the file")
     args = ap.parse_args()
+    graphs = {args.only: GRAPHS[args.only]} if args.only else GRAPHS
     generator = DCGANGenerator(protocol_seed=0, device="cpu")
     faces = generator.render_latents(generator.latents([0, 1, 2]))
     dets = [default_detector().detect(f) for f in faces]
     assert all(d is not None for d in dets)
-    crops = {
-        "faceres": FaceResRecognizer(device="cpu").align(list(faces))[0],
-        "mobileface": MobileFaceRecognizer(device="cpu").align(list(faces))[0],
-        "gender": np.stack([gender_crop(f, d) for f, d in zip(faces, dets)]),
-        "age": np.stack([age_crop(f, d) for f, d in zip(faces, dets)]),
+    crop_makers = {
+        "faceres": lambda: FaceResRecognizer(device="cpu").align(list(faces))[0],
+        "mobileface": lambda: MobileFaceRecognizer(device="cpu").align(list(faces))[0],
+        "gender": lambda: np.stack([gender_crop(f, d) for f, d in zip(faces, dets)]),
+        "age": lambda: np.stack([age_crop(f, d) for f, d in zip(faces, dets)]),
+        "gear": lambda: np.stack([gear.gear_crop(f, d) for f, d in zip(faces, dets)]),
     }
+    crops = {name: crop_makers[name]() for name in graphs}
     data: dict[str, np.ndarray] = {}
+    if args.only:
+        with np.load(OUT) as old:
+            data = {k: old[k] for k in old.files if not k.startswith(f"{args.only}.")}
     jobs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (outputs, (low, high), seed, n) in GRAPHS.items():
+        for name, (outputs, (low, high), seed, n) in graphs.items():
             c = crops[name][:n]
             x = graph_input(name, c, seed, low, high)
             x.tofile(Path(tmp) / f"{name}.in.f32")
@@ -81,7 +98,10 @@ def main() -> None:
         for job in results["jobs"]:
             for i, shape in enumerate(job["shapes"]):
                 data[f"{job['model']}.out{i}"] = np.fromfile(Path(tmp) / f"{job['model']}.{i}.out.f32", dtype=np.float32).reshape(shape)
-    data["tfjs"] = np.array(f"@tensorflow/tfjs {results['tfjs_version']} backend={results['backend']}")
+    made_with = f"@tensorflow/tfjs {results['tfjs_version']} backend={results['backend']}"
+    if args.only and str(data.get("tfjs")) != made_with:
+        raise SystemExit(f"--only {args.only}: the file was made with {data.get('tfjs')}, this run with {made_with}")
+    data["tfjs"] = np.array(made_with)
     np.savez_compressed(OUT, **data)
     print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KiB): {data['tfjs']}")
 

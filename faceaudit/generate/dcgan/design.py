@@ -45,6 +45,7 @@ from faceaudit.generate.dcgan.generator import DCGANGenerator
 from faceaudit.generate.faces import FACE_COLUMNS, GENDER_PLACEMENT_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
 from faceaudit.generate.photometric import apply_pixel_edit, is_pixel_edit
 from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
+from faceaudit.measure.gear import COLUMNS as GEAR_COLUMNS, race_columns
 from faceaudit.measure.parallel import PooledMeasurer, measure_workers
 from faceaudit.protocol import Protocol
 from faceaudit.rundir import RunDir, sha256_bytes, sha256_file, write_json
@@ -262,6 +263,8 @@ def _chunk_rows(
         parts = [df.reset_index(drop=True), meas]
         if perceived is not None:
             parts.append(perceived_columns(perceived.predict(images), placed_by=gspec.placed_by if gspec else "faceres"))
+        # perceived race (GEAR) on every face of every run: an indicative signal (docs/measures.md)
+        parts.append(race_columns(images, protocol.device))
         paths, hashes = [], []
         for fid, img in zip(df["face_id"], images):
             data = encode_png(img)
@@ -310,7 +313,7 @@ def face_columns(protocol: Protocol) -> list[str]:
         cols += ["gender_shift"] + GENDER_PLACEMENT_COLUMNS
     if needs_perceived(protocol):
         cols += PERCEIVED_COLUMNS
-    return cols
+    return cols + GEAR_COLUMNS
 
 
 def _design_key(protocol: Protocol, directions_path: Path, gen: DCGANGenerator) -> str:

@@ -6,8 +6,9 @@ each nuisance edit at each signed level, all from the seed's initial latent, the
 prototype's self-attention (``identity_sharing``). Every image is measured with the same
 :class:`~faceaudit.measure.FaceMeasurer` as the DCGAN's; nothing about a level is assumed from its
 prompt: ``in_level`` records whether the measures put the image in its cell (skin: measured ITA in
-the level's bin; gender: faceres P(male) in the level's bin; missing where no measure exists, as for
-a prompted race), perceived gender and age are measured by the classifiers whenever the design
+the level's bin; gender: faceres P(male) in the level's bin; race: GEAR's most probable perceived-race
+class is the level's ``race_classes`` entry, an indicative check; missing where no measure exists, as
+for an age group or an unmapped race level), perceived race (GEAR) is measured on every face, perceived gender and age are measured by the classifiers whenever the design
 prompts for gender, race, an age group or an age edit, and the manipulation check reports achieved changes. An image in which no face is found is kept (its
 landmark measures are NaN, ``measured_ok`` False); the recognizers then mark it ``fte``, which the
 error rates count per group, so a generator that fails one group more often shows up in the card.
@@ -31,6 +32,7 @@ from faceaudit.generate.diffusion.prompts import PromptBuilder
 from faceaudit.generate.faces import FACE_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
 from faceaudit.generate.photometric import apply_pixel_edit, is_pixel_edit
 from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
+from faceaudit.measure.gear import COLUMNS as GEAR_COLUMNS, race_columns, top_class
 from faceaudit.protocol import FACES_COLUMN, GROUP_PREFIX, Protocol, level_names
 from faceaudit.rundir import RunDir, write_json
 
@@ -196,6 +198,8 @@ def _render_chunk(protocol: Protocol, state: tuple, seeds: list[int], bar: Progr
                 measures = measurer.measure(images).reset_index(drop=True)
                 if perceived is not None:
                     measures = pd.concat([measures, perceived_columns(perceived.predict(list(images)))], axis=1)
+                # perceived race (GEAR) on every face; required where it checks a race level
+                measures = pd.concat([measures, race_columns(list(images), protocol.device, required=bool(_race_classes(protocol)))], axis=1)
                 for k, s in enumerate(batch):
                     data = encode_png(images[k])
                     fid = face_id(s, name, edit.attribute, edit.level)
@@ -229,7 +233,7 @@ def _assemble_rows(protocol: Protocol, records: list[dict], tables: list[pd.Data
     meas = pd.concat(tables, ignore_index=True) if tables else FaceMeasurer.empty_table()
     for c in ALL_COLUMNS:
         meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
-    extra = [c for c in PERCEIVED_COLUMNS if c in meas.columns]
+    extra = [c for c in PERCEIVED_COLUMNS + GEAR_COLUMNS if c in meas.columns]
     faces = pd.concat([faces.reset_index(drop=True), meas[ALL_COLUMNS + extra].reset_index(drop=True)], axis=1)
     return faces[base_cols + ALL_COLUMNS + PROMPT_COLUMNS + extra]
 
@@ -251,7 +255,17 @@ def _level_checks(protocol: Protocol) -> dict[str, Any]:
     if gender is not None:
         by_name = {lv.name: lv for lv in gender.levels}
         checks["gender"] = ("measured_gender_pmale", lambda name, x: by_name[name].contains(x))
+    race = _race_classes(protocol)
+    if race:
+        # GEAR's most probable class is the level's class; an unmapped level has no verdict (None)
+        checks["race"] = (None, lambda name, row: None if race.get(name) is None else top_class(row.to_frame().T).iloc[0] == race[name])
     return checks
+
+
+def _race_classes(protocol: Protocol) -> dict[str, str | None]:
+    """Race level -> GEAR class (None: unmapped), empty without a prompted race."""
+    spec = protocol.protected_spec("race")
+    return spec.measured_classes if spec is not None else {}
 
 
 def _in_level(checks: dict[str, Any], cell: dict[str, str], row: pd.Series) -> bool | None:
@@ -261,6 +275,12 @@ def _in_level(checks: dict[str, Any], cell: dict[str, str], row: pd.Series) -> b
         if attr not in checks:
             continue
         col, ok = checks[attr]
+        if col is None:  # a check on the whole row (race: GEAR's top class); None = no verdict
+            verdict = ok(level, row)
+            if verdict is None:
+                return None  # an unmapped race level: the cell cannot be checked as a whole
+            verdicts.append(bool(verdict))
+            continue
         x = float(row[col]) if col in row.index else float("nan")
         verdicts.append(bool(np.isfinite(x) and ok(level, x)))
     return all(verdicts) if verdicts else None
@@ -296,6 +316,16 @@ def _summary(protocol: Protocol, generator_meta: dict, faces: pd.DataFrame, seco
                              prototypes_in_bin=int(sum(lv.contains(x) for x in pm if np.isfinite(x))),
                              in_bin_rate=float(np.mean([lv.contains(x) for x in pm if np.isfinite(x)])) if np.isfinite(pm).any() else 0.0,
                              prototype_p_male_mean=float(np.nanmean(pm)) if np.isfinite(pm).any() else None)
+            elif spec.attribute == "race" and spec.measured_classes.get(name) is not None:
+                cls = spec.measured_classes[name]
+                top = top_class(protos)
+                measured = top.notna()
+                entry.update(measured_by=f"GEAR perceived race, top class {cls!r} (indicative, not ground truth)",
+                             race_class=cls, prototypes_in_class=int((top == cls).sum()),
+                             in_class_rate=float((top[measured] == cls).mean()) if measured.any() else None)
+            elif spec.attribute == "race":
+                entry["measured_by"] = (f"nothing: race level {name!r} maps to no GEAR class (set protected race_classes); "
+                                        "see the manipulation check (skin tone, perceived gender and age)")
             else:
                 entry["measured_by"] = "nothing of its own: see the manipulation check (skin tone, perceived gender and age)"
             by_level[name if len(protocol.protected_specs) == 1 else f"{prefix}={name}"] = entry
