@@ -4,6 +4,10 @@ tests/test_models_tfjs.py (no node needed there).
 
     npm install --prefix /tmp/tfjsref @tensorflow/tfjs@4.22.0      # scratch dir outside the repo
     PYTHONPATH=. python tools/tfjs_reference/make_reference.py --node-modules /tmp/tfjsref/node_modules
+    PYTHONPATH=. python tools/tfjs_reference/make_reference.py --node-modules /tmp/tfjsref/node_modules \
+        --graphs facemesh --out tests/data/tfjs_reference_facemesh.npz
+
+(facemesh has its own file so that adding it left the other graphs' reference untouched.)
 
 Inputs per graph: crops of DCGAN faces (protocol seed 0, seeds 0..2) made by faceaudit's own
 preprocessing (stored as uint8), plus one random tensor (numpy PCG64, seed stored) in the graph's
@@ -26,6 +30,7 @@ from faceaudit.generate.dcgan.generator import DCGANGenerator
 from faceaudit.measure.perceived import age_crop, gender_crop, gender_input
 from faceaudit.models import human_models
 from faceaudit.models.detect import default_detector
+from faceaudit.models.facemesh import MESH_OUTPUT, SCORE_OUTPUT, mesh_crop, mesh_input
 from faceaudit.models.faceres import AGE_BINS, DESCRIPTOR, P_MALE, FaceResRecognizer
 from faceaudit.models.mobileface import MobileFaceRecognizer
 
@@ -38,12 +43,18 @@ GRAPHS = {
     "mobileface": (["batchnorm0/add_1"], (0.0, 255.0), 12, 3),
     "gender": (["Identity"], (-1.0, 1.0), 13, 3),
     "age": (["Identity"], (0.0, 255.0), 14, 3),
+    "facemesh": ([MESH_OUTPUT, SCORE_OUTPUT], (0.0, 1.0), 15, 3),
 }
 
 
 def graph_input(name: str, crops: np.ndarray, seed: int, low: float, high: float) -> np.ndarray:
     """What the graph is fed: the crops as the model wrappers convert them, then a random tensor."""
-    x = gender_input(crops) if name == "gender" else crops.astype(np.float32)
+    if name == "gender":
+        x = gender_input(crops)
+    elif name == "facemesh":
+        x = mesh_input(crops)
+    else:
+        x = crops.astype(np.float32)
     noise = np.random.default_rng(seed).uniform(low, high, (1, *x.shape[1:])).astype(np.float32)
     return np.ascontiguousarray(np.concatenate([x, noise]))
 
@@ -51,21 +62,26 @@ def graph_input(name: str, crops: np.ndarray, seed: int, low: float, high: float
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--node-modules", required=True, help="folder holding @tensorflow/tfjs")
+    ap.add_argument("--graphs", nargs="+", default=[g for g in GRAPHS if g != "facemesh"], choices=list(GRAPHS))
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     generator = DCGANGenerator(protocol_seed=0, device="cpu")
     faces = generator.render_latents(generator.latents([0, 1, 2]))
     dets = [default_detector().detect(f) for f in faces]
     assert all(d is not None for d in dets)
-    crops = {
-        "faceres": FaceResRecognizer(device="cpu").align(list(faces))[0],
-        "mobileface": MobileFaceRecognizer(device="cpu").align(list(faces))[0],
-        "gender": np.stack([gender_crop(f, d) for f, d in zip(faces, dets)]),
-        "age": np.stack([age_crop(f, d) for f, d in zip(faces, dets)]),
+    make_crops = {  # only the requested graphs' crops (the recognizers take a while to load)
+        "faceres": lambda: FaceResRecognizer(device="cpu").align(list(faces))[0],
+        "mobileface": lambda: MobileFaceRecognizer(device="cpu").align(list(faces))[0],
+        "gender": lambda: np.stack([gender_crop(f, d) for f, d in zip(faces, dets)]),
+        "age": lambda: np.stack([age_crop(f, d) for f, d in zip(faces, dets)]),
+        "facemesh": lambda: np.stack([mesh_crop(f, d.box) for f, d in zip(faces, dets)]),
     }
+    crops = {name: make_crops[name]() for name in args.graphs}
     data: dict[str, np.ndarray] = {}
     jobs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (outputs, (low, high), seed, n) in GRAPHS.items():
+        for name in args.graphs:
+            outputs, (low, high), seed, n = GRAPHS[name]
             c = crops[name][:n]
             x = graph_input(name, c, seed, low, high)
             x.tofile(Path(tmp) / f"{name}.in.f32")
@@ -82,8 +98,8 @@ def main() -> None:
             for i, shape in enumerate(job["shapes"]):
                 data[f"{job['model']}.out{i}"] = np.fromfile(Path(tmp) / f"{job['model']}.{i}.out.f32", dtype=np.float32).reshape(shape)
     data["tfjs"] = np.array(f"@tensorflow/tfjs {results['tfjs_version']} backend={results['backend']}")
-    np.savez_compressed(OUT, **data)
-    print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KiB): {data['tfjs']}")
+    np.savez_compressed(args.out, **data)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB): {data['tfjs']}")
 
 
 if __name__ == "__main__":
