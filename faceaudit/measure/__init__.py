@@ -65,6 +65,10 @@ COLUMN_DTYPES = {c: bool if c == "measured_ok" else str if c == SKIN_MASK_COLUMN
 MEASURE_VERSION = "3"
 #: ``FaceMeasurer(skin_mask=...)``: mesh where it finds the face (else landmarks), or landmarks only
 SKIN_MASK_MODES = ("auto", "landmarks")
+#: what every FaceMeasurer of the pipeline uses. "auto" per issue #17; docs/measures.md ("Skin
+#: mask") shows the landmark patches vary less within seed under the lighting edit: set
+#: "landmarks" here to return to the old sampler everywhere (recolor follows the measurer)
+DEFAULT_SKIN_MASK = "auto"
 
 
 def measures_from_landmarks(images: np.ndarray, marks: LandmarkResult, mesh_points: np.ndarray | None = None) -> pd.DataFrame:
@@ -112,7 +116,7 @@ class FaceMeasurer:
     measure before MEASURE_VERSION 3). ``mesh_unavailable`` says why there is no mesh (or None).
     """
 
-    def __init__(self, skin_mask: str = "auto") -> None:
+    def __init__(self, skin_mask: str = DEFAULT_SKIN_MASK) -> None:
         from faceaudit.core.errors import BadInput, ModelUnavailable
 
         if skin_mask not in SKIN_MASK_MODES:
