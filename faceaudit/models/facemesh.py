@@ -141,13 +141,47 @@ class FaceMesh:
         self.version = f"human-models-{human_models.VERSION}-{GRAPH}1"
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Graph input ``[N, 192, 192, 3]`` float32 -> ``(points [N, 468, 3] crop pixels, scores [N])``."""
+        """Run the graph.
+
+        Parameters
+        ----------
+        x : ndarray
+            ``[N, 192, 192, 3]`` float32 graph input (:func:`mesh_input`).
+
+        Returns
+        -------
+        points : ndarray
+            ``[N, 468, 3]`` float32, x/y in crop pixels (0..192), z relative depth.
+        scores : ndarray
+            ``[N]`` face-presence score in [0, 1].
+        """
         mesh, score = self.session.run([MESH_OUTPUT, SCORE_OUTPUT], {self.graph.input_name: np.ascontiguousarray(x, dtype=np.float32)})
         return mesh.reshape(len(x), N_POINTS, 3), score.reshape(-1)
 
     def mesh(self, images: Sequence[np.ndarray] | np.ndarray, boxes: np.ndarray) -> MeshResult:
-        """468 points per image from its face box ``boxes [N, 4]`` (x, y, w, h); a row of NaN in
-        ``boxes`` (no face detected) gives no mesh, as does a score below :data:`MIN_SCORE`."""
+        """468 points per image from its face box.
+
+        Parameters
+        ----------
+        images : sequence of ndarray
+            ``[H, W, 3]`` uint8 RGB images.
+        boxes : ndarray
+            ``[N, 4]`` face boxes (x, y, w, h) in image pixels, e.g. YuNet's; a row of NaN (no
+            face detected) gives no mesh.
+
+        Returns
+        -------
+        MeshResult
+            Points in image pixels; ``found`` is False (points NaN) where there was no box or the
+            face score is below :data:`MIN_SCORE`.
+
+        Examples
+        --------
+        >>> mesh = FaceMesh()
+        >>> res = mesh.mesh(np.full((1, 64, 64, 3), 128, np.uint8), np.array([[16.0, 16.0, 32.0, 32.0]]))
+        >>> bool(res.found[0])  # a blank image has no face
+        False
+        """
         n = len(images)
         boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
         points = np.full((n, N_POINTS, 2), np.nan, dtype=np.float32)

@@ -73,8 +73,31 @@ def _poly(mask: np.ndarray, pts: np.ndarray) -> None:
 def skin_weights(points: np.ndarray, shape: tuple[int, int], mesh_points: np.ndarray | None = None) -> np.ndarray:
     """``[H, W]`` float weights in [0, 1]: 0 outside the feathered skin mask (module docstring).
 
-    ``mesh_points [468, 2]`` (face mesh) gives the mesh mask when it finds the face; otherwise,
-    and when None, the mask is built from the 68 landmarks ``points``.
+    Parameters
+    ----------
+    points : ndarray
+        ``[68, 2]`` dlib landmarks (image pixels).
+    shape : tuple of int
+        ``(H, W)`` of the image.
+    mesh_points : ndarray, optional
+        ``[468, 2]`` face-mesh points: the mesh mask is used when they are finite and their mask
+        has at least :data:`~faceaudit.measure.skin_mask.MIN_MESH_MASK_PX` pixels; otherwise, and
+        when None, the mask is built from ``points``.
+
+    Returns
+    -------
+    ndarray
+        ``[H, W]`` float64 weights.
+
+    Examples
+    --------
+    >>> from faceaudit.measure.skin_mask import FACE_OVAL
+    >>> ring = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    >>> mesh = np.full((468, 2), 32.0)  # a round face oval; the holes collapse onto its centre
+    >>> mesh[FACE_OVAL] = np.c_[32 + 20 * np.sin(ring), 32 - 20 * np.cos(ring)]
+    >>> w = skin_weights(np.full((68, 2), np.nan), (64, 64), mesh_points=mesh)
+    >>> round(float(w[32, 20]), 3), float(w[2, 2])
+    (1.0, 0.0)
     """
     if mesh_points is not None:
         mesh = mesh_skin_mask(mesh_points, shape, hole_margin_px=0)
@@ -102,11 +125,31 @@ def _feather(hard: np.ndarray) -> np.ndarray:
 
 
 def face_skin_weights(measurer, images: np.ndarray) -> tuple[list[np.ndarray | None], np.ndarray]:
-    """Recolouring weights for each of ``images [N, H, W, 3]`` (None where neither the mesh nor
-    the landmarks find a face), and the ``[N, 68, 2]`` landmarks (NaN rows where not found).
+    """Recolouring weights for each image: the mesh mask where the mesh finds the face, else the
+    landmark hull (:func:`skin_weights`).
 
-    ``measurer`` is a :class:`~faceaudit.measure.FaceMeasurer`: its mesh is used when it has one,
-    so the recoloured pixels are the ones its ITA measure reads.
+    Parameters
+    ----------
+    measurer : FaceMeasurer
+        Its landmarker finds the faces; its mesh (when it has one: ``skin_mask="auto"`` and the
+        model fetched) gives the mask, so the recoloured skin is the skin its ITA measure reads
+        (with bare holes, see :data:`BROW_THICKNESS_PX`).
+    images : ndarray
+        ``[N, H, W, 3]`` uint8 RGB.
+
+    Returns
+    -------
+    weights : list
+        ``[H, W]`` float weights per image, None where no face was found.
+    landmarks : ndarray
+        ``[N, 68, 2]`` landmarks (NaN rows where not found).
+
+    Examples
+    --------
+    >>> from faceaudit.measure import FaceMeasurer
+    >>> weights, points = face_skin_weights(FaceMeasurer(skin_mask="landmarks"), np.zeros((1, 64, 64, 3), np.uint8))
+    >>> weights, bool(np.isnan(points).all())
+    ([None], True)
     """
     marks = measurer.landmarks(images)
     mesh = measurer.mesh_points(images, marks)
