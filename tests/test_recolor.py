@@ -9,9 +9,10 @@ import pytest
 
 from faceaudit.generate.dcgan import design as design_mod
 from faceaudit.generate.dcgan.generator import DCGANGenerator
-from faceaudit.generate.dcgan.recolor import recolor, recolor_skin_levels, skin_weights
+from faceaudit.generate.dcgan.recolor import face_skin_weights, recolor, recolor_skin_levels, skin_weights
 from faceaudit.measure import FaceMeasurer
 from faceaudit.measure.color import lab_to_srgb, srgb_to_lab
+from faceaudit.measure.skin_mask import LEFT_EYE, LIPS, RIGHT_EYE
 from faceaudit.protocol import ProtectedSpec, parse_protocol
 
 
@@ -34,12 +35,21 @@ def test_only_pixels_inside_the_feathered_skin_mask_change(found):
     images, levels, res = found
     assert res.success.all(axis=1).mean() >= 0.8, res.reasons
     changed_any = 0
+    # the weights the recolouring used: the face-mesh mask where the mesh finds the face
+    measurer = FaceMeasurer()
+    used, points = face_skin_weights(measurer, images)
+    np.testing.assert_array_equal(points, res.landmarks)
+    mesh = measurer.mesh_points(images, measurer.landmarks(images))
+    assert np.isfinite(mesh).all(axis=(1, 2)).sum() >= 8
     for i in np.flatnonzero(res.success.all(axis=1)):
-        w = skin_weights(res.landmarks[i], images.shape[1:3])
-        pts = res.landmarks[i]
-        # eyes, brow lines and lips are holes in the mask (their landmark centres get no weight)
-        for idx in (range(36, 42), range(42, 48), range(60, 68)):
-            cx, cy = np.round(pts[list(idx)].mean(axis=0)).astype(int)
+        w = used[i]
+        if np.isfinite(mesh[i]).all():  # holes of the mesh mask: its own eye and lip polygons
+            parts = [mesh[i][RIGHT_EYE], mesh[i][LEFT_EYE], mesh[i][LIPS]]
+        else:  # holes of the landmark mask
+            parts = [res.landmarks[i][list(idx)] for idx in (range(36, 42), range(42, 48), range(60, 68))]
+        # eyes and lips are holes in the mask (their centres get no weight)
+        for part in parts:
+            cx, cy = np.round(part.mean(axis=0)).astype(int)
             assert w[cy, cx] < 0.5
         for j, lv in enumerate(levels):
             outside = w == 0
@@ -50,10 +60,10 @@ def test_only_pixels_inside_the_feathered_skin_mask_change(found):
     assert changed_any > 0
     # and the same holds for a recolouring that is far from any level (no search, one call)
     i = int(np.flatnonzero(res.success.all(axis=1))[0])
-    w = skin_weights(res.landmarks[i], images.shape[1:3])
-    out = recolor(images[i], w, 0.5, -4.0)
-    np.testing.assert_array_equal(out[w == 0], images[i][w == 0])
-    assert (out[w > 0.5] != images[i][w > 0.5]).any(axis=-1).mean() > 0.9
+    for w in (used[i], skin_weights(res.landmarks[i], images.shape[1:3])):  # mesh mask, landmark mask
+        out = recolor(images[i], w, 0.5, -4.0)
+        np.testing.assert_array_equal(out[w == 0], images[i][w == 0])
+        assert (out[w > 0.5] != images[i][w > 0.5]).any(axis=-1).mean() > 0.9
 
 
 def test_recolor_protocol_gives_the_same_tables(tmp_path):

@@ -72,15 +72,19 @@ def skin_masks(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return masks.astype(bool)
 
 
-def skin_ita(lab: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ITA (degrees) from the medians of L* and b* over the skin patches, plus those medians.
+def skin_ita(lab: np.ndarray, points: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ITA (degrees) from the medians of L* and b* over the skin pixels, plus those medians.
 
-    Medians, not means: patches on a 64x64 face still catch a few hair, shadow or highlight pixels.
-    ITA is taken from the median L* and b* (not the median of per-pixel ITA, which is unstable where
-    b* is near 0), the way colorimetric studies take ITA from the mean L*, b* of a skin site.
+    The skin pixels are ``masks [N, H, W]`` when given (the face-mesh mask,
+    :mod:`faceaudit.measure.skin_mask`, chosen per face by :func:`faceaudit.measure.skin_pixels`),
+    else the landmark patches of :func:`skin_masks`. Medians, not means: patches on a 64x64 face
+    still catch a few hair, shadow or highlight pixels. ITA is taken from the median L* and b* (not
+    the median of per-pixel ITA, which is unstable where b* is near 0), the way colorimetric
+    studies take ITA from the mean L*, b* of a skin site.
     """
     n = len(lab)
-    masks = skin_masks(points, lab.shape[1:3])
+    if masks is None:
+        masks = skin_masks(points, lab.shape[1:3])
     med_l = np.full(n, np.nan)
     med_b = np.full(n, np.nan)
     for i in range(n):

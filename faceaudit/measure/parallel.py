@@ -7,7 +7,8 @@ rows come back in input order.
 
 Start method: ``fork`` where the platform has it. ``spawn`` would re-import the caller's main
 script in every worker, which breaks any user script without an ``if __name__ == "__main__"``
-guard. The workers never touch torch (only dlib, OpenCV, numpy), so the usual hazard of forking a
+guard. The workers never run torch (only dlib, OpenCV, numpy and onnxruntime for the face mesh,
+whose ONNX file is traced in the parent first), so the usual hazard of forking a
 process with a running OpenMP pool does not apply; still, the pool is started and warmed up in
 the constructor, before the caller renders anything.
 """
@@ -50,6 +51,9 @@ class PooledMeasurer:
 
     def __init__(self, workers: int):
         self.workers = int(workers)
+        from faceaudit.models.facemesh import ensure_traced
+
+        ensure_traced()  # the skin mask's face mesh: traced to ONNX here, before the fork
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker

@@ -5,7 +5,7 @@ A TFJS *graph model* (``"format": "graph-model"``) is a TensorFlow GraphDef writ
 tensor out in binary shards, optionally quantized (float16, or uint8/uint16 affine). This module
 reads that format with numpy and interprets the graph with torch ops, keeping TensorFlow's NHWC
 layout (convolutions see a channels-last view, so no copies are made). It implements the ops of
-the four human-models graphs faceaudit uses (faceres, mobileface, gender, age) and raises
+the human-models graphs faceaudit uses (faceres, mobileface, gender, age, facemesh) and raises
 :class:`~faceaudit.core.errors.BadInput` naming any other op. There is no TensorFlow, tfjs or tf2onnx
 here; the outputs are checked against ``@tensorflow/tfjs`` run under node (tests/data/tfjs_ref).
 
@@ -14,7 +14,9 @@ TensorFlow semantics reproduced where they differ from torch's defaults:
 * ``AvgPool`` with ``SAME`` padding averages only the in-image cells;
 * depthwise weights are ``[kh, kw, in, multiplier]`` with output channel ``c * multiplier + m``;
 * ``_FusedConv2D`` / ``_FusedMatMul`` / ``FusedDepthwiseConv2dNative`` apply their ``fused_ops``
-  list (``BiasAdd`` then an activation) in order.
+  list (``BiasAdd`` then an activation) in order;
+* ``Prelu`` is ``x if x > 0 else alpha * x`` with a per-channel ``alpha`` (tfjs's ``prelu``; the
+  converter names the alpha constant ``.../Neg`` but stores alpha itself).
 """
 
 from __future__ import annotations
@@ -510,6 +512,11 @@ def _squeeze(node, consts):
     return lambda a: a[0].squeeze(dims) if dims else a[0].squeeze()
 
 
+def _prelu(node, consts):
+    # torch.where, not F.prelu: F.prelu wants channels in dim 1 (NCHW); alpha broadcasts over NHWC's last dim
+    return lambda a: torch.where(a[0] > 0, a[0], a[0] * a[1])
+
+
 def _binary(fn):
     return lambda node, consts: (lambda a: fn(a[0], a[1]))
 
@@ -568,6 +575,7 @@ _OPS: dict[str, Callable[[dict, list], Callable[[list[torch.Tensor]], torch.Tens
     "Minimum": _binary(torch.minimum),
     "Relu": _unary(torch.relu),
     "Relu6": _unary(lambda t: t.clamp(0.0, 6.0)),
+    "Prelu": _prelu,
     "Sigmoid": _unary(torch.sigmoid),
     "Tanh": _unary(torch.tanh),
     "Identity": _unary(lambda t: t),

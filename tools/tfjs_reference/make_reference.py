@@ -6,7 +6,11 @@ tests/test_models_tfjs.py (no node needed there).
     PYTHONPATH=. python tools/tfjs_reference/make_reference.py --node-modules /tmp/tfjsref/node_modules
 
 ``--only gear`` (re)makes one graph's entries and keeps the others already in the file (the gear
-entries were added this way, with @tensorflow/tfjs 4.22.0, after the first four).
+entries were added this way, with @tensorflow/tfjs 4.22.0, after the first four). facemesh has a
+file of its own, so that adding it left the other graphs' reference untouched:
+
+    PYTHONPATH=. python tools/tfjs_reference/make_reference.py --node-modules /tmp/tfjsref/node_modules \
+        --only facemesh --out tests/data/tfjs_reference_facemesh.npz
 
 Inputs per graph: crops of DCGAN faces (protocol seed 0, seeds 0..2) made by faceaudit's own
 preprocessing (stored as uint8), plus one random tensor (numpy PCG64, seed stored) in the graph's
@@ -30,6 +34,7 @@ from faceaudit.measure import gear
 from faceaudit.measure.perceived import age_crop, gender_crop, gender_input
 from faceaudit.models import human_models
 from faceaudit.models.detect import default_detector
+from faceaudit.models.facemesh import MESH_OUTPUT, SCORE_OUTPUT, mesh_crop, mesh_input
 from faceaudit.models.faceres import AGE_BINS, DESCRIPTOR, P_MALE, FaceResRecognizer
 from faceaudit.models.mobileface import MobileFaceRecognizer
 
@@ -43,7 +48,10 @@ GRAPHS = {
     "gender": (["Identity"], (-1.0, 1.0), 13, 3),
     "age": (["Identity"], (0.0, 255.0), 14, 3),
     "gear": (gear.OUTPUTS, (0.0, 1.0), 15, 3),
+    "facemesh": ([MESH_OUTPUT, SCORE_OUTPUT], (0.0, 1.0), 15, 3),
 }
+#: graphs whose reference lives in a file of their own (made with --only NAME --out FILE)
+OWN_FILE = {"facemesh"}
 
 
 def graph_input(name: str, crops: np.ndarray, seed: int, low: float, high: float) -> np.ndarray:
@@ -52,6 +60,8 @@ def graph_input(name: str, crops: np.ndarray, seed: int, low: float, high: float
         x = gender_input(crops)
     elif name == "gear":
         x = gear.gear_input(crops)
+    elif name == "facemesh":
+        x = mesh_input(crops)
     else:
         x = crops.astype(np.float32)
     noise = np.random.default_rng(seed).uniform(low, high, (1, *x.shape[1:])).astype(np.float32)
@@ -62,8 +72,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--node-modules", required=True, help="folder holding @tensorflow/tfjs")
     ap.add_argument("--only", choices=sorted(GRAPHS), help="remake this graph's entries, keep the rest of the file")
+    ap.add_argument("--out", type=Path, default=OUT, help="the .npz to write (default: tests/data/tfjs_reference.npz)")
     args = ap.parse_args()
-    graphs = {args.only: GRAPHS[args.only]} if args.only else GRAPHS
+    graphs = {args.only: GRAPHS[args.only]} if args.only else {k: v for k, v in GRAPHS.items() if k not in OWN_FILE}
     generator = DCGANGenerator(protocol_seed=0, device="cpu")
     faces = generator.render_latents(generator.latents([0, 1, 2]))
     dets = [default_detector().detect(f) for f in faces]
@@ -74,11 +85,12 @@ def main() -> None:
         "gender": lambda: np.stack([gender_crop(f, d) for f, d in zip(faces, dets)]),
         "age": lambda: np.stack([age_crop(f, d) for f, d in zip(faces, dets)]),
         "gear": lambda: np.stack([gear.gear_crop(f, d) for f, d in zip(faces, dets)]),
+        "facemesh": lambda: np.stack([mesh_crop(f, d.box) for f, d in zip(faces, dets)]),
     }
     crops = {name: crop_makers[name]() for name in graphs}
     data: dict[str, np.ndarray] = {}
-    if args.only:
-        with np.load(OUT) as old:
+    if args.only and args.out.exists():
+        with np.load(args.out) as old:
             data = {k: old[k] for k in old.files if not k.startswith(f"{args.only}.")}
     jobs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,11 +111,11 @@ def main() -> None:
             for i, shape in enumerate(job["shapes"]):
                 data[f"{job['model']}.out{i}"] = np.fromfile(Path(tmp) / f"{job['model']}.{i}.out.f32", dtype=np.float32).reshape(shape)
     made_with = f"@tensorflow/tfjs {results['tfjs_version']} backend={results['backend']}"
-    if args.only and str(data.get("tfjs")) != made_with:
+    if args.only and "tfjs" in data and str(data["tfjs"]) != made_with:
         raise SystemExit(f"--only {args.only}: the file was made with {data.get('tfjs')}, this run with {made_with}")
     data["tfjs"] = np.array(made_with)
-    np.savez_compressed(OUT, **data)
-    print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KiB): {data['tfjs']}")
+    np.savez_compressed(args.out, **data)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB): {data['tfjs']}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from faceaudit.generate.dcgan.editing import SKIN_ATTRIBUTE, SkinSearchResult, s
 from faceaudit.generate.dcgan.generator import DCGANGenerator
 from faceaudit.generate.faces import FACE_COLUMNS, GENDER_PLACEMENT_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
 from faceaudit.generate.photometric import apply_pixel_edit, is_pixel_edit
-from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
+from faceaudit.measure import ALL_COLUMNS, COLUMN_DTYPES, MEASURE_VERSION, FaceMeasurer
 from faceaudit.measure.gear import COLUMNS as GEAR_COLUMNS, race_columns
 from faceaudit.measure.parallel import PooledMeasurer, measure_workers
 from faceaudit.protocol import Protocol
@@ -259,7 +259,7 @@ def _chunk_rows(
     if len(df):
         meas = pd.DataFrame([r[ALL_COLUMNS].to_numpy() for r in measure_rows], columns=ALL_COLUMNS)
         for c in ALL_COLUMNS:
-            meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
+            meas[c] = meas[c].astype(COLUMN_DTYPES[c])
         parts = [df.reset_index(drop=True), meas]
         if perceived is not None:
             parts.append(perceived_columns(perceived.predict(images), placed_by=gspec.placed_by if gspec else "faceres"))

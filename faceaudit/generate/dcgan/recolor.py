@@ -5,10 +5,13 @@ darker-skinned face). Recolouring changes reflectance only: the seed's own face,
 pixels moved in CIELAB and every other pixel byte-identical. Two runs, one per mechanism, separate
 "colour alone" from "what the generator renders as darker skin".
 
-* **Mask** (:func:`skin_weights`): the face region of the 68 landmarks (convex hull of the jaw line
-  and of the brows lifted by :data:`FOREHEAD_IOD` inter-ocular distances), minus the eye openings,
-  a line along each brow and the lips, feathered by a Gaussian of :data:`FEATHER_SIGMA` px. Weights
-  below :data:`MIN_WEIGHT` are set to 0: those pixels are copied unchanged.
+* **Mask** (:func:`skin_weights`): the face-mesh skin mask (:mod:`faceaudit.measure.skin_mask`:
+  face oval minus eyes, brows and lips; the pixels the ITA measure reads) where the mesh finds the
+  face, else the face region of the 68 landmarks (convex hull of the jaw line and of the brows
+  lifted by :data:`FOREHEAD_IOD` inter-ocular distances) minus the eye openings, a line along each
+  brow and the lips; feathered by a Gaussian of :data:`FEATHER_SIGMA` px. Weights below
+  :data:`MIN_WEIGHT` are set to 0: those pixels are copied unchanged. :func:`face_skin_weights`
+  picks the mask per face.
 * **Colour** (:func:`recolor`): inside the mask, ``L* <- L* * ratio`` (a ratio, so shading,
   highlights and shadows keep their relative depth) and ``b* <- b* + delta_b``, blended by the
   weight; a* is kept. Back to sRGB with the exact inverse of the measuring colour conversion.
@@ -22,8 +25,8 @@ pixels moved in CIELAB and every other pixel byte-identical. Two runs, one per m
   ``generator.max_skin_steps`` measurements. A seed whose own face is already in the bin keeps it.
 
 Nuisance edits of a recoloured prototype are rendered from the seed's latent as usual and then
-recoloured with the prototype's ``ratio`` and ``delta_b`` on their own landmarks (the prototype's
-landmarks when the edited face has none): the skin colour is a property of the seed and level, the
+recoloured with the prototype's ``ratio`` and ``delta_b`` on their own mesh or landmarks (the
+prototype's landmarks when the edited face has neither): the skin colour is a property of the seed and level, the
 edit acts on the rest. Limits: docs/generator.md ("The recolor mechanism").
 """
 
@@ -37,6 +40,7 @@ import pandas as pd
 
 from faceaudit.measure.attributes import inter_ocular
 from faceaudit.measure.color import lab_to_srgb, srgb_to_lab
+from faceaudit.measure.skin_mask import MIN_MESH_MASK_PX, mesh_skin_mask
 
 if TYPE_CHECKING:
     from faceaudit.generate.dcgan.editing import SkinSearchResult
@@ -46,7 +50,8 @@ if TYPE_CHECKING:
 FOREHEAD_IOD = 0.5
 #: the holes are the landmark polygons of the eye openings and the lips and a line along each brow,
 #: with no extra margin: on a 64 px face the brow-to-eye gap is about 4 px, and wider holes left a
-#: band of unrecoloured skin around the eyes (tried: 1 px margins and 3 px brows, "raccoon" faces)
+#: band of unrecoloured skin around the eyes (tried: 1 px margins and 3 px brows, "raccoon" faces);
+#: the mesh mask is used with bare holes too (its ITA measure grows them by 1 px)
 BROW_THICKNESS_PX = 2
 FEATHER_SIGMA = 0.7
 MIN_WEIGHT = 1.0 / 64
@@ -65,8 +70,39 @@ def _poly(mask: np.ndarray, pts: np.ndarray) -> None:
     cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32).reshape(-1, 1, 2)], 1, shift=4)
 
 
-def skin_weights(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``[H, W]`` float weights in [0, 1]: 0 outside the feathered skin mask (module docstring)."""
+def skin_weights(points: np.ndarray, shape: tuple[int, int], mesh_points: np.ndarray | None = None) -> np.ndarray:
+    """``[H, W]`` float weights in [0, 1]: 0 outside the feathered skin mask (module docstring).
+
+    Parameters
+    ----------
+    points : ndarray
+        ``[68, 2]`` dlib landmarks (image pixels).
+    shape : tuple of int
+        ``(H, W)`` of the image.
+    mesh_points : ndarray, optional
+        ``[468, 2]`` face-mesh points: the mesh mask is used when they are finite and their mask
+        has at least :data:`~faceaudit.measure.skin_mask.MIN_MESH_MASK_PX` pixels; otherwise, and
+        when None, the mask is built from ``points``.
+
+    Returns
+    -------
+    ndarray
+        ``[H, W]`` float64 weights.
+
+    Examples
+    --------
+    >>> from faceaudit.measure.skin_mask import FACE_OVAL
+    >>> ring = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    >>> mesh = np.full((468, 2), 32.0)  # a round face oval; the holes collapse onto its centre
+    >>> mesh[FACE_OVAL] = np.c_[32 + 20 * np.sin(ring), 32 - 20 * np.cos(ring)]
+    >>> w = skin_weights(np.full((68, 2), np.nan), (64, 64), mesh_points=mesh)
+    >>> round(float(w[32, 20]), 3), float(w[2, 2])
+    (1.0, 0.0)
+    """
+    if mesh_points is not None:
+        mesh = mesh_skin_mask(mesh_points, shape, hole_margin_px=0)
+        if mesh.sum() >= MIN_MESH_MASK_PX:
+            return _feather(mesh.astype(np.float64))
     points = np.asarray(points, dtype=np.float64)
     iod = float(inter_ocular(points[None])[0])
     face = np.zeros(shape, np.uint8)
@@ -79,10 +115,50 @@ def skin_weights(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     for brow in _BROWS:
         cv2.polylines(holes, [np.round(points[brow] * 16).astype(np.int32).reshape(-1, 1, 2)], False, 1,
                       thickness=BROW_THICKNESS_PX, shift=4)
-    hard = (face.astype(bool) & ~holes.astype(bool)).astype(np.float64)
+    return _feather((face.astype(bool) & ~holes.astype(bool)).astype(np.float64))
+
+
+def _feather(hard: np.ndarray) -> np.ndarray:
     w = cv2.GaussianBlur(hard, (0, 0), FEATHER_SIGMA, borderType=cv2.BORDER_REPLICATE)
     w[w < MIN_WEIGHT] = 0.0
     return np.clip(w, 0.0, 1.0)
+
+
+def face_skin_weights(measurer, images: np.ndarray) -> tuple[list[np.ndarray | None], np.ndarray]:
+    """Recolouring weights for each image: the mesh mask where the mesh finds the face, else the
+    landmark hull (:func:`skin_weights`).
+
+    Parameters
+    ----------
+    measurer : FaceMeasurer
+        Its landmarker finds the faces; its mesh (when it has one: ``skin_mask="auto"`` and the
+        model fetched) gives the mask, so the recoloured skin is the skin its ITA measure reads
+        (with bare holes, see :data:`BROW_THICKNESS_PX`).
+    images : ndarray
+        ``[N, H, W, 3]`` uint8 RGB.
+
+    Returns
+    -------
+    weights : list
+        ``[H, W]`` float weights per image, None where no face was found.
+    landmarks : ndarray
+        ``[N, 68, 2]`` landmarks (NaN rows where not found).
+
+    Examples
+    --------
+    >>> from faceaudit.measure import FaceMeasurer
+    >>> weights, points = face_skin_weights(FaceMeasurer(skin_mask="landmarks"), np.zeros((1, 64, 64, 3), np.uint8))
+    >>> weights, bool(np.isnan(points).all())
+    ([None], True)
+    """
+    marks = measurer.landmarks(images)
+    mesh = measurer.mesh_points(images, marks)
+    shape = images.shape[1:3]
+    weights = [
+        skin_weights(marks.points[i], shape, None if mesh is None else mesh[i]) if marks.found[i] else None
+        for i in range(len(images))
+    ]
+    return weights, marks.points
 
 
 def recolor(image: np.ndarray, weights: np.ndarray, ratio: float, delta_b: float) -> np.ndarray:
@@ -128,8 +204,8 @@ def recolor_skin_levels(
     from faceaudit.generate.dcgan.editing import REASON_NO_LANDMARKS, REASON_NOT_REACHED, SkinSearchResult
     from faceaudit.measure import FaceMeasurer
 
-    landmarker = FaceMeasurer()
-    marks = landmarker.landmarks(base_images)
+    landmarker = measurer if isinstance(measurer, FaceMeasurer) else FaceMeasurer()
+    weights, base_points = face_skin_weights(landmarker, base_images)
     n, n_levels = len(base_images), len(levels)
     images = np.zeros((n, n_levels, *base_images.shape[1:]), dtype=np.uint8)
     measures: list[list[pd.Series | None]] = [[None] * n_levels for _ in range(n)]
@@ -138,7 +214,6 @@ def recolor_skin_levels(
     success = np.zeros((n, n_levels), dtype=bool)
     reasons = np.full((n, n_levels), "", dtype=object)
     l_shift = np.full((n, n_levels), np.nan)
-    weights = [skin_weights(marks.points[i], base_images.shape[1:3]) if marks.found[i] else None for i in range(n)]
 
     pending: list[tuple[int, int, float]] = []  # (seed index, level index, aimed ITA)
     for i in range(n):
@@ -194,7 +269,7 @@ def recolor_skin_levels(
         images=images,
         measures=measures,
         recolor=params,
-        landmarks=marks.points,
+        landmarks=base_points,
     )
     return result
 
@@ -203,17 +278,18 @@ def recolor_edits(
     images: np.ndarray, params: np.ndarray, fallback_points: np.ndarray, landmarker=None
 ) -> np.ndarray:
     """Recolour edited faces ``images [N, H, W, 3]`` with ``params [N, 2]`` (ratio, delta_b), each on
-    its own landmarks, or ``fallback_points [N, 68, 2]`` (its prototype's) when it has none."""
+    its own mesh or landmarks (:func:`face_skin_weights`), or on ``fallback_points [N, 68, 2]`` (its
+    prototype's landmarks) when it has neither."""
     from faceaudit.measure import FaceMeasurer
 
     landmarker = landmarker or FaceMeasurer()
-    marks = landmarker.landmarks(images)
+    weights, _ = face_skin_weights(landmarker, images)
     out = np.empty_like(images)
     for k in range(len(images)):
         ratio, delta_b = float(params[k, 0]), float(params[k, 1])
         if ratio == 1.0 and delta_b == 0.0:
             out[k] = images[k]
             continue
-        pts = marks.points[k] if marks.found[k] else fallback_points[k]
-        out[k] = recolor(images[k], skin_weights(pts, images.shape[1:3]), ratio, delta_b)
+        w = weights[k] if weights[k] is not None else skin_weights(fallback_points[k], images.shape[1:3])
+        out[k] = recolor(images[k], w, ratio, delta_b)
     return out

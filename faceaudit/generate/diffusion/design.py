@@ -31,7 +31,7 @@ from faceaudit.generate.chunks import Chunk, finish_chunks, run_chunks, split_se
 from faceaudit.generate.diffusion.prompts import PromptBuilder
 from faceaudit.generate.faces import FACE_COLUMNS, PERCEIVED_COLUMNS, encode_png, face_id, needs_perceived, perceived_columns
 from faceaudit.generate.photometric import apply_pixel_edit, is_pixel_edit
-from faceaudit.measure import ALL_COLUMNS, MEASURE_VERSION, FaceMeasurer
+from faceaudit.measure import ALL_COLUMNS, COLUMN_DTYPES, MEASURE_VERSION, FaceMeasurer
 from faceaudit.measure.gear import COLUMNS as GEAR_COLUMNS, race_columns, top_class
 from faceaudit.protocol import FACES_COLUMN, GROUP_PREFIX, Protocol, level_names
 from faceaudit.rundir import RunDir, write_json
@@ -232,7 +232,7 @@ def _assemble_rows(protocol: Protocol, records: list[dict], tables: list[pd.Data
     faces["in_level"] = faces["in_level"].astype("boolean")  # missing where nothing measures the level
     meas = pd.concat(tables, ignore_index=True) if tables else FaceMeasurer.empty_table()
     for c in ALL_COLUMNS:
-        meas[c] = meas[c].astype(bool if c == "measured_ok" else np.float64)
+        meas[c] = meas[c].astype(COLUMN_DTYPES[c])
     extra = [c for c in PERCEIVED_COLUMNS + GEAR_COLUMNS if c in meas.columns]
     faces = pd.concat([faces.reset_index(drop=True), meas[ALL_COLUMNS + extra].reset_index(drop=True)], axis=1)
     return faces[base_cols + ALL_COLUMNS + PROMPT_COLUMNS + extra]
