@@ -102,7 +102,7 @@ def test_det_band_table_covers_every_group_and_matches_the_direct_curve():
 
     md = example_model_data(n_seeds=16)
     t = det_band_table(md, seed_weights(md.layout.S, 120, bootstrap_rng(1)), 0.95)
-    assert set(t["group"]) == set(md.layout.groups) | {"all"}
+    assert set(t["group"]) == set(md.layout.groups)
     gen, imp = md.genuine, md.impostor
     for g, name in enumerate(md.layout.groups):
         rows = t[t["group"] == name]

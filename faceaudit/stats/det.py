@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.stats.bootstrap import percentile_ci
-from faceaudit.stats.data import ALL
 
 __all__ = ["DET_BAND_COLUMNS", "DET_CI_METHOD", "DET_MAX_BOOT", "fmr_grid", "fnmr_at_fmr", "det_band", "det_band_table"]
 
@@ -37,7 +36,7 @@ DET_CI_METHOD = ("seed-cluster bootstrap percentile, pointwise (genuine pairs we
                  "impostor pairs by the product of their two seeds'; threshold re-set at the FMR in every replicate)")
 #: the most bootstrap replicates a band uses (the first rows of the run's weight matrix): the band's
 #: percentiles need a few hundred, and each replicate costs a pass over every impostor pair
-DET_MAX_BOOT = 400
+DET_MAX_BOOT = 200
 #: replicates evaluated at once (memory: this many x impostor pairs of one group, float64)
 _CHUNK_PAIRS = 4_000_000
 
@@ -198,8 +197,8 @@ def det_band(gen_score, gen_seed, imp_score, imp_seed_a, imp_seed_b: Optional[np
 
 
 def det_band_table(md, W: np.ndarray, level: float, max_boot: int = DET_MAX_BOOT) -> pd.DataFrame:
-    """``results/det_bands.parquet`` rows of one model: every group (and ``all``) with enrolled
-    genuine and impostor comparisons.
+    """``results/det_bands.parquet`` rows of one model: every group with enrolled genuine and impostor
+    comparisons (the pooled curve is in ``results/roc.parquet``; a band for it would double the cost).
 
     Parameters
     ----------
@@ -224,14 +223,14 @@ def det_band_table(md, W: np.ndarray, level: float, max_boot: int = DET_MAX_BOOT
     >>> md = example_model_data()
     >>> t = det_band_table(md, seed_weights(md.layout.S, 100, bootstrap_rng(0)), 0.95)
     >>> t["group"].unique().tolist(), int(t["n_boot"].iloc[0])
-    (['skin=light', 'skin=dark', 'all'], 100)
+    (['skin=light', 'skin=dark'], 100)
     """
     Wd = W[: max(1, min(max_boot, W.shape[0]))]
     gen, imp = md.genuine, md.impostor
     parts = []
-    for g, name in enumerate(md.layout.groups + [ALL]):
-        gm = gen.ok & ((gen.group == g) if name != ALL else True)
-        im = imp.ok & ((imp.group == g) if name != ALL else True)
+    for g, name in enumerate(md.layout.groups):
+        gm = gen.ok & (gen.group == g)
+        im = imp.ok & (imp.group == g)
         if not gm.any() or not im.any():
             continue
         band = det_band(gen.score[gm], gen.seed_a[gm], imp.score[im], imp.seed_a[im], imp.seed_b[im], Wd,
