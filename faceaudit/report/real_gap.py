@@ -53,6 +53,13 @@ def _point_label(r) -> str:
     return f"FMR {fmt.pct(r['target_fmr'])} on {where}"
 
 
+def _short_label(r) -> str:
+    """The figure's label of a threshold line: ``fixed``, ``real 1.00%``, ``synthetic 1.00%``."""
+    if r["threshold_source"] == "fixed":
+        return "fixed"
+    return f"{'real' if r['threshold_source'] == 'calibration_run' else 'synthetic'} FMR {fmt.pct(r['target_fmr'])}"
+
+
 def deployed_row(rows: pd.DataFrame, primary_target: float) -> Optional[pd.Series]:
     """The operating point the sentence speaks of: the fixed threshold when the protocol sets one, else
     the threshold calibrated on the real run at the primary target FMR (else at its first target).
@@ -188,7 +195,7 @@ def real_section(run, facts) -> RealSection:
             same = rows[(rows["threshold_source"] == dep["threshold_source"]) & (rows["threshold"] == dep["threshold"])]
             real = same[same["data"] == "real"].iloc[0]
             points = syn.drop_duplicates("threshold")
-            thresholds = [(_point_label(r), float(r["threshold"])) for _, r in points.iterrows()
+            thresholds = [(_short_label(r), float(r["threshold"])) for _, r in points.iterrows()
                           if r["threshold_source"] != "target_fmr" or np.isclose(r["target_fmr"], facts.primary_target)]
             h = hist[hist["model"] == m] if hist is not None and len(hist) else None
             f = F.synthetic_vs_real_figure(m, h, thresholds, name) if h is not None and len(h) else None

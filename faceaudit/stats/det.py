@@ -86,9 +86,12 @@ def _weighted_fnmr_at_fmr(gen_sorted: np.ndarray, gen_w: np.ndarray, imp_sorted:
     tot_imp = imp_w.sum(axis=1)
     # exceedance share of each sorted impostor value: weight at or above its first occurrence
     suffix = np.cumsum(imp_w[:, ::-1], axis=1)[:, ::-1]
-    exceed = suffix[:, imp_first] / tot_imp[:, None]  # non-increasing along the sorted values
-    crit = np.empty((rows, len(grid)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exceed = suffix[:, imp_first] / tot_imp[:, None]  # non-increasing along the sorted values
+    crit = np.full((rows, len(grid)), np.nan)
     for r in range(rows):
+        if not tot_imp[r] > 0:  # a replicate that drew no impostor pair: no curve (ignored by the percentiles)
+            continue
         # largest index whose exceedance share is > f: exceed is non-increasing, so count them
         k = np.searchsorted(-exceed[r], -grid, side="left") - 1
         crit[r] = np.where(k >= 0, imp_sorted[np.clip(k, 0, None)], -np.inf)
@@ -96,8 +99,11 @@ def _weighted_fnmr_at_fmr(gen_sorted: np.ndarray, gen_w: np.ndarray, imp_sorted:
     tot_gen = gen_cum[:, -1]
     fnmr = np.empty_like(crit)
     for r in range(rows):
+        if not (tot_gen[r] > 0 and tot_imp[r] > 0):
+            fnmr[r] = np.nan
+            continue
         below = np.searchsorted(gen_sorted, crit[r], side="right")  # genuine <= c are rejected
-        fnmr[r] = gen_cum[r, below] / tot_gen[r] if tot_gen[r] > 0 else np.nan
+        fnmr[r] = gen_cum[r, below] / tot_gen[r]
     return fnmr, crit
 
 
