@@ -113,3 +113,16 @@ def test_det_band_table_covers_every_group_and_matches_the_direct_curve():
         for f, got in zip(rows["fmr_grid"], rows["fnmr"]):
             assert got == pytest.approx(_sklearn_fnmr_at_fmr(gs, is_, f)[0], abs=1e-12)
     assert ((t["fnmr_lo"] <= t["fnmr"] + 1e-12) & (t["fnmr"] <= t["fnmr_hi"] + 1e-12)).all()
+
+
+def test_grid_thresholds_equal_threshold_at_fmr():
+    from faceaudit.stats.thresholds import threshold_at_fmr
+
+    rng = np.random.default_rng(8)
+    gen, imp = np.round(rng.normal(1, 1, 300), 2), np.round(rng.normal(0, 1, 3000), 2)
+    grid = fmr_grid(len(imp))
+    fnmr, thr, fmr = fnmr_at_fmr(gen, imp, grid)
+    want = [threshold_at_fmr(imp, f, candidates=np.r_[gen, imp]) for f in grid]
+    assert thr.tolist() == want
+    assert fnmr.tolist() == [float(np.mean(gen < t)) for t in want]
+    assert fmr.tolist() == [float(np.mean(imp >= t)) for t in want]
