@@ -109,10 +109,10 @@ def gap_sentence(model: str, synthetic: pd.Series, real: pd.Series) -> str:
     >>> s = pd.Series({"threshold_source": "fixed", "target_fmr": np.nan, "threshold": 0.363, "fmr": 0.012,
     ...                "false_matches": 12, "n_impostor": 1000, "fnmr": 0.2, "false_non_matches": 20, "n_genuine": 100})
     >>> r = s.copy(); r["fmr"], r["false_matches"], r["n_impostor"], r["n_genuine"] = 0.001, 1, 1000, 0
-    >>> gap_sentence("sface", s, r)  # doctest: +NORMALIZE_WHITESPACE
-    'At the deployed threshold (fixed threshold, 0.3630) sface falsely matches 1.20% of synthetic impostors
-    (12 / 1,000) and 0.100% of real ones (1 / 1,000); it falsely rejects 20.0% of synthetic genuine pairs
-    (20 / 100), and FNMR on real photographs needs identity-labelled photos (the calibration run has no genuine pair).'
+    >>> print(gap_sentence("sface", s, r))  # doctest: +NORMALIZE_WHITESPACE
+    At the deployed threshold (fixed threshold, 0.3630) sface falsely matches 1.20% of synthetic impostors
+    (12/1,000) and 0.100% of real ones (1/1,000); it falsely rejects 20.0% of synthetic genuine pairs
+    (20/100), and FNMR on real photographs needs identity-labelled photos (the calibration run has no genuine pair).
     """
     where = _point_label(synthetic)
     text = (f"At the deployed threshold ({where}, {fmt.num(float(synthetic['threshold']), 4)}) {model} falsely matches "
