@@ -314,6 +314,8 @@ def build_synthetic_run(root: str | Path) -> Path:
         write_table(run.scores(model), scores[model])
 
     write_table(run.results / "error_rates.parquet", _error_rates(pairs, scores, faces, emb_status, rng))
+    for name, table in _curve_tables(protocol, faces, pairs, scores, emb_status).items():
+        write_table(run.results / f"{name}.parquet", table)
     contrasts = pd.DataFrame(FIXED_CONTRASTS, columns=["model", "attribute", "level", "reference", "metric", "estimate",
                                                        "ci_lo", "ci_hi", "p_value", "p_adjusted", "condition"])
     contrasts["target_fmr"] = np.where(contrasts["metric"].str.startswith(("fnmr", "fmr")), TARGET_FMR, np.nan)
@@ -345,6 +347,25 @@ def build_synthetic_run(root: str | Path) -> Path:
         "stages": {},
     })
     return run.root
+
+
+def _curve_tables(protocol, faces, pairs, scores, emb_status) -> dict[str, pd.DataFrame]:
+    """results/roc, score_hist and det_bands computed by faceaudit.stats from the run's scores: the card
+    draws its DET curves and score distributions only from these tables."""
+    from faceaudit.stats.analyze import roc_table, score_hist_table
+    from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
+    from faceaudit.stats.data import make_layout, prepare_model
+    from faceaudit.stats.det import det_band_table
+
+    layout = make_layout(faces, protocol.group_names)
+    W = seed_weights(layout.S, 100, bootstrap_rng(protocol.seed))
+    out: dict[str, list[pd.DataFrame]] = {"roc": [], "score_hist": [], "det_bands": []}
+    for model in MODELS:
+        md = prepare_model(model, pairs, scores[model], emb_status[model], faces, layout)
+        out["roc"].append(roc_table(md))
+        out["score_hist"].append(score_hist_table(md))
+        out["det_bands"].append(det_band_table(md, W, 0.95))
+    return {k: pd.concat(v, ignore_index=True) for k, v in out.items()}
 
 
 if __name__ == "__main__":  # pragma: no cover - handy for looking at a report by hand

@@ -205,4 +205,4 @@ def test_card_draws_one_heatmap_per_model_and_the_twins(synthetic_run):
     page = render_report(synthetic_run).read_text()
     assert "Cross-group impostor FMR" in page and "counterfactual level" in page
     divs = re.findall(r'<div class="fa-plot" id="(fig-\d+)"', page)
-    assert len(divs) == 2 * 6 + len(MODELS)  # tests/test_report.py's figures plus one heatmap per model
+    assert len(divs) == 2 * 7 + len(MODELS)  # tests/test_report.py's figures plus one heatmap per model

@@ -95,8 +95,8 @@ def test_figures_are_json_drawn_by_one_loader(rendered):
     divs = re.findall(r'<div class="fa-plot" id="(fig-\d+)"', page)
     data = re.findall(r'<script type="application/json" id="(fig-\d+)-data">', page)
     # per model: DET, score distribution (small multiples), FNMR by condition, dose-response, the primary
-    # forest and the exploratory (within-condition) forest
-    assert len(divs) == 2 * 6
+    # forest, the exploratory (within-condition) forest and the DET curves with bootstrap bands
+    assert len(divs) == 2 * 7
     assert divs == data
     assert len(set(divs)) == len(divs)
 
@@ -106,7 +106,7 @@ def test_figure_specs_are_valid_plotly(synthetic_run):
 
     ctx = build_context(load_run(synthetic_run))
     figs = [f for items in ctx["figures"].values() for f in items]
-    assert len(figs) == 12
+    assert len(figs) == 14
     for f in figs:
         fig = f.to_plotly()  # raises ValueError on a property plotly.js does not know
         assert len(fig.data) > 0, f.key
@@ -503,4 +503,4 @@ def test_report_of_the_analysis_stage_output(synthetic_run):
     g = f[(f["model"] == "beta") & (f["metric"] == "garbe")].iloc[0]
     assert fmt.num(g["estimate"]) in q
     assert "Other result tables" not in q  # roc and score_hist are drawn, not listed
-    assert len(re.findall(r'<div class="fa-plot"', page)) == 12
+    assert len(re.findall(r'<div class="fa-plot"', page)) == 14

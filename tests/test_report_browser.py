@@ -102,11 +102,11 @@ def test_report_makes_no_network_request(browser_run):
 def test_every_plotly_figure_rendered(browser_run, request):
     html, dom, _, _ = browser_run
     expected = len(re.findall(r'<div class="fa-plot"', html))
-    # 6 per model (two models): DET, scores, FNMR by condition, dose, primary and within-condition
-    # forests; the quick audit adds each model's cross-group FMR heatmap (results/fmr_matrix.parquet),
-    # which the hand-built synthetic run, without embeddings, cannot have
+    # 7 per model (two models): DET, scores, FNMR by condition, dose, primary and within-condition
+    # forests, DET curves with bootstrap bands; the quick audit adds each model's cross-group FMR heatmap
+    # (results/fmr_matrix.parquet), which the hand-built synthetic run, without embeddings, cannot have
     variant = request.node.callspec.params["browser_run"]
-    assert expected == {"quick_audit": 14, "synthetic": 12}[variant]
+    assert expected == {"quick_audit": 16, "synthetic": 14}[variant]
     assert ("Cross-group impostor FMR" in html) == (variant == "quick_audit")
     plotted = re.findall(r'<div class="fa-plot js-plotly-plot"[^>]*>\s*<div class="plot-container', dom)
     assert len(plotted) == expected

@@ -28,6 +28,7 @@ from faceaudit.report import figures as F
 from faceaudit.report.evaluation import EvaluationData, evaluation_section
 from faceaudit.report.headline import Headline, ci_method_text, headline_section, primary_rows
 from faceaudit.report.human import HUMAN_TABLES, human_section
+from faceaudit.report.real_gap import RealSection, real_section
 from faceaudit.report.tables import Table, format_table, json_value
 from faceaudit.stats.error_rates import enrolled_nothing
 from faceaudit.stats.operating_points import main_operating_point
@@ -221,6 +222,8 @@ class Card:
     results: Quantitative
     human: Optional[dict]  # section 7.6, when the run has human ratings (faceaudit.report.human)
     headline: Optional[Headline] = None  # the first screen (faceaudit.report.headline)
+    #: synthetic versus real (with a calibration run) and DET bands (faceaudit.report.real_gap)
+    real: Optional[RealSection] = None
 
     def template_vars(self) -> dict[str, Any]:
         """Every field of every section under its own name (the names the template uses)."""
@@ -229,6 +232,7 @@ class Card:
             out.update({f.name: getattr(part, f.name) for f in fields(part)})
         out["human"] = self.human
         out["headline"] = self.headline
+        out["real"] = self.real
         return out
 
 
@@ -357,12 +361,19 @@ def model_section(run, facts: RunFacts, model: str, roc, hist, fairness) -> Mode
                         "where": f"{fmt.group_label(r['group'])}, {r['edit_attr']} {fmt.level(r['edit_level'])}"}
         figures["fnmr_cond"].append(F.fnmr_by_condition_figure(model, cells, facts.groups, facts.attrs,
                                                                   facts.protocol.analysis.ci_level))
-    scored = run.scored_pairs(model)
+    # the scores stay a required input of a card (the analysis's tables come from them), but the card
+    # draws nothing from them: only their presence is checked
+    if not run.dir.scores(model).is_file():
+        raise BadInput(f"{run.dir.scores(model)}: missing; run the `score` stage first")
     threshold = summary.threshold
-    figures["det"].append(F.det_figure(model, scored, u, facts.groups, facts.primary_target,
-                                       roc[roc["model"] == model] if roc is not None and len(roc) else None))
-    figures["scores"].append(F.score_distribution_figure(model, scored, facts.groups, threshold,
-                                                         hist[hist["model"] == model] if hist is not None and len(hist) else None))
+    # drawn from the analysis's tables only (an old run without them gets a "not computed" note)
+    det = F.det_figure(model, u, facts.groups, facts.primary_target,
+                       roc[roc["model"] == model] if roc is not None and len(roc) else None)
+    scores = F.score_distribution_figure(model, facts.groups, threshold,
+                                         hist[hist["model"] == model] if hist is not None and len(hist) else None)
+    if det is not None and scores is not None:
+        figures["det"].append(det)
+        figures["scores"].append(scores)
     curves = dose_curves_from_table(run.dose_response, model)
     if curves is not None:
         figures["dose"].append(F.dose_response_figure(model, curves, facts.groups, facts.attrs, "",
@@ -471,7 +482,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
                        for n in run.result_names if n.startswith("fairness") for df in [main_operating_point(run.result(n))]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", "fmr_matrix",
-             *HUMAN_TABLES}
+             "det_bands", "synthetic_vs_real", "synthetic_vs_real_hist", *HUMAN_TABLES}
     other = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
     cells = [p.smallest_cell for p in parts if p.smallest_cell is not None]
     summaries = [p.summary for p in parts]
@@ -529,9 +540,12 @@ def build_card(run) -> Card:
     """The model card of a run (:func:`faceaudit.run.load_run`), read from its tables; computes no statistic."""
     facts = run_facts(run)
     evaluation = evaluation_section(run, facts.groups, facts.attrs)
+    results = quantitative_section(run, facts)
+    real = real_section(run, facts)
+    results.figures.update(real.figures)  # drawn by the same loader as every other figure
     return Card(header=header_section(run, facts), evaluation=evaluation,
-                results=quantitative_section(run, facts), human=human_section(run, facts.groups),
-                headline=headline_section(run, facts, evaluation.resolution_text))
+                results=results, human=human_section(run, facts.groups),
+                headline=headline_section(run, facts, evaluation.resolution_text), real=real)
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:

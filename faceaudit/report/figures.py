@@ -109,38 +109,17 @@ def _vline(x: float, color: str, dash: str, xref: str = "x", yref: str = "y doma
 # DET curves and score distributions
 
 
-def det_points(genuine: np.ndarray, impostor: np.ndarray, max_points: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """(FMR, FNMR) over thresholds; a pair matches when score >= threshold.
-
-    Thresholds are every distinct score, thinned to ``max_points`` quantiles of the pooled scores
-    so a large run does not put 10^5 points per curve in the page.
-    """
-    genuine = np.sort(genuine[np.isfinite(genuine)])
-    impostor = np.sort(impostor[np.isfinite(impostor)])
-    if len(genuine) == 0 or len(impostor) == 0:
-        return np.array([]), np.array([])
-    pooled = np.unique(np.concatenate([genuine, impostor]))
-    if len(pooled) > max_points:
-        pooled = np.unique(np.quantile(pooled, np.linspace(0, 1, max_points), method="nearest"))
-    fmr = 1.0 - np.searchsorted(impostor, pooled, side="left") / len(impostor)
-    fnmr = np.searchsorted(genuine, pooled, side="left") / len(genuine)
-    return fmr, fnmr
-
-
-def det_figure(model: str, scored: pd.DataFrame, unitary: pd.DataFrame, groups: list[str], target_fmr: float,
-               roc: Optional[pd.DataFrame] = None) -> Figure:
-    """DET curves per group; points from the analysis's roc table when given, else swept over the scores."""
+def det_figure(model: str, unitary: pd.DataFrame, groups: list[str], target_fmr: float,
+               roc: Optional[pd.DataFrame]) -> Optional[Figure]:
+    """DET curves per group from the analysis's ``results/roc.parquet`` rows of the model (None without them:
+    the card draws only what the analysis tabulated)."""
+    if roc is None or not len(roc):
+        return None
     colors = group_colors(groups)
-    ok = scored[scored["status"] == "ok"]
     traces, floor = [], 1.0
     for g in groups:
-        if roc is not None:
-            r = roc[roc["group"] == g]
-            fmr, fnmr = r["fmr"].to_numpy(dtype=float), r["fnmr"].to_numpy(dtype=float)
-        else:
-            block = ok[ok["group"] == g]
-            fmr, fnmr = det_points(block.loc[block["kind"] == "genuine", "score"].to_numpy(),
-                                   block.loc[block["kind"] == "impostor", "score"].to_numpy())
+        r = roc[roc["group"] == g]
+        fmr, fnmr = r["fmr"].to_numpy(dtype=float), r["fnmr"].to_numpy(dtype=float)
         keep = (fmr > 0) & (fnmr > 0)  # log axes cannot show 0
         if keep.any():
             floor = min(floor, fmr[keep].min(), fnmr[keep].min())
@@ -201,38 +180,26 @@ def _group_grid(n: int, n_cols: int, panel_px: int, **extra: Any) -> tuple[dict,
     return layout, refs
 
 
-def score_distribution_figure(model: str, scored: pd.DataFrame, groups: list[str], threshold: Optional[float],
-                              hist: Optional[pd.DataFrame] = None) -> Figure:
+def score_distribution_figure(model: str, groups: list[str], threshold: Optional[float],
+                              hist: Optional[pd.DataFrame]) -> Optional[Figure]:
     """Genuine and impostor score densities, one small panel per group on shared axes (small multiples
-    rather than one overlay of every group's curves); from the analysis's score_hist table when given."""
-    ok = scored[(scored["status"] == "ok") & np.isfinite(scored["score"])]
-    edges = None
-    if hist is None and len(ok):
-        # ~sqrt(n) bins per curve, within [20, 60]: smooth enough for small runs, detailed for large ones
-        n_bins = int(np.clip(np.sqrt(len(ok) / (2 * max(1, len(groups)))), 20, 60))
-        edges = np.linspace(ok["score"].min(), ok["score"].max(), n_bins + 1)
+    rather than one overlay of every group's curves), from the model's ``results/score_hist.parquet``
+    rows (None without them)."""
+    if hist is None or not len(hist):
+        return None
     layout, refs = _group_grid(len(groups), 3, 150, xaxis=dict(title=dict(text="")), yaxis=dict(title=dict(text="density")))
     traces, shapes, annotations = [], [], []
     for i, g in enumerate(groups):
         label = fmt.group_label(g)
         ax = refs[i]
-        for kind, dash in (("genuine", "solid"), ("impostor", "solid")):
-            if hist is not None:
-                h = hist[(hist["group"] == g) & (hist["kind"] == kind)].sort_values("bin_lo")
-                if h.empty:
-                    continue
-                x = (h["bin_lo"].to_numpy() + h["bin_hi"].to_numpy()) / 2
-                y, n = h["density"].to_numpy(), int(h["count"].sum())
-            elif edges is not None:
-                sc = ok.loc[(ok["group"] == g) & (ok["kind"] == kind), "score"].to_numpy()
-                if len(sc) == 0:
-                    continue
-                y, _ = np.histogram(sc, bins=edges, density=True)
-                x, n = (edges[:-1] + edges[1:]) / 2, len(sc)
-            else:
+        for kind in ("genuine", "impostor"):
+            h = hist[(hist["group"] == g) & (hist["kind"] == kind)].sort_values("bin_lo")
+            if h.empty:
                 continue
+            x = (h["bin_lo"].to_numpy() + h["bin_hi"].to_numpy()) / 2
+            y, n = h["density"].to_numpy(), int(h["count"].sum())
             traces.append(dict(type="scatter", x=np.round(x, 5), y=np.round(y, 5), mode="lines",
-                               line=dict(color=KIND_COLORS[kind], dash=dash, width=1.6, shape="hvh"),
+                               line=dict(color=KIND_COLORS[kind], width=1.6, shape="hvh"),
                                name=kind, legendgroup=kind, showlegend=i == 0, xaxis=ax["x"], yaxis=ax["y"],
                                hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{label} {kind} (n={n:,})</extra>"))
         if threshold is not None and np.isfinite(threshold):
@@ -477,3 +444,114 @@ def fmr_matrix_figure(model: str, cells: pd.DataFrame, groups: list[str], target
                   "from the row's and the column's group, at the model's global threshold (log colour scale; hover for "
                   f"the counts and {ci_level:.0%} CI). The diagonal is the per-group FMR. A cell with no false match is "
                   "coloured as half a false match.", dict(data=[trace], layout=layout))
+
+
+# ---------------------------------------------------------------------------------------------
+# DET curves with bootstrap bands, synthetic versus real
+
+
+def det_band_figure(model: str, bands: pd.DataFrame, groups: list[str], target_fmr: float,
+                    ci_level: float = 0.95) -> Optional[Figure]:
+    """DET curves with bootstrap bands, one small panel per group on shared log axes, from the model's
+    ``results/det_bands.parquet`` rows; each panel also shows the other groups' curves in grey so the
+    groups can be compared without twelve overlaid bands."""
+    present = [g for g in groups if (bands["group"] == g).any()]
+    if not present:
+        return None
+    colors = group_colors(groups)
+    positive = bands[["fmr_grid", "fnmr", "fnmr_lo"]].to_numpy(dtype=float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    lo = max(1e-6, 10 ** math.floor(math.log10(max(min(positive.min() if len(positive) else 1e-3, target_fmr), 1e-6))))
+    layout, refs = _group_grid(len(present), 3, 220)
+    ticks = [t for t in [1e-6, 1e-5] + LOG_TICKS if t >= lo]
+    for i in range(len(present)):
+        suffix = "" if i == 0 else str(i + 1)
+        # no 100% tick on x: it would run into the next panel's first label
+        layout[f"xaxis{suffix}"].update(type="log", range=[math.log10(lo), 0], tickvals=ticks[:-1],
+                                        ticktext=[fmt.pct(t) for t in ticks[:-1]])
+        layout[f"yaxis{suffix}"].update(type="log", range=[math.log10(lo), 0], tickvals=ticks,
+                                        ticktext=[fmt.pct(t) for t in ticks])
+    layout["xaxis"]["title"] = dict(text="FMR")
+    layout["yaxis"]["title"] = dict(text="FNMR")
+    traces, shapes, annotations = [], [], []
+    for i, g in enumerate(present):
+        ax = refs[i]
+        label = fmt.group_label(g)
+        for other in present:
+            if other == g:
+                continue
+            d = bands[bands["group"] == other].sort_values("fmr_grid")
+            d = d[d["fnmr"] > 0]
+            traces.append(dict(type="scatter", x=d["fmr_grid"].to_numpy(), y=d["fnmr"].to_numpy(), mode="lines",
+                               line=dict(color="#c8c8c8", width=1), showlegend=False, hoverinfo="skip",
+                               xaxis=ax["x"], yaxis=ax["y"]))
+        d = bands[bands["group"] == g].sort_values("fmr_grid")
+        d = d[(d["fnmr"] > 0) & (d["fmr_grid"] > 0)]
+        x = d["fmr_grid"].tolist()
+        # a band's lower end at 0 FNMR cannot be drawn on a log axis: clip it to the axis floor
+        lo_y = np.maximum(d["fnmr_lo"].to_numpy(dtype=float), lo)
+        traces.append(dict(type="scatter", x=x + x[::-1], y=_finite(list(d["fnmr_hi"]) + list(lo_y[::-1])), fill="toself",
+                           mode="lines", fillcolor=_rgba(colors[g], 0.22), line=dict(width=0), hoverinfo="skip",
+                           showlegend=False, xaxis=ax["x"], yaxis=ax["y"]))
+        text = [f"{fmt.pct(a)} [{fmt.pct(b)}, {fmt.pct(c)}]" for a, b, c in zip(d["fnmr"], d["fnmr_lo"], d["fnmr_hi"])]
+        traces.append(dict(type="scatter", x=x, y=_finite(d["fnmr"]), mode="lines+markers", name=label, legendgroup=g,
+                           showlegend=False, line=dict(color=colors[g], width=2), marker=dict(size=4), text=text,
+                           hovertemplate=f"FMR %{{x:.4%}}<br>FNMR %{{text}}<extra>{label}</extra>",
+                           xaxis=ax["x"], yaxis=ax["y"]))
+        shapes.append(dict(type="line", x0=target_fmr, x1=target_fmr, y0=0, y1=1, xref=ax["x"], yref=f"{ax['y']} domain",
+                           line=dict(color="#777", dash="dash", width=1)))
+        annotations.append(dict(text=label, x=ax["xc"], y=ax["ytop"], xref="paper", yref="paper", xanchor="center",
+                                yanchor="bottom", showarrow=False, font=dict(size=12)))
+    layout.update(shapes=shapes, annotations=annotations, showlegend=False)
+    n_boot = int(bands["n_boot"].iloc[0]) if "n_boot" in bands.columns and len(bands) else 0
+    return Figure(f"det-bands-{model}", f"DET curves with bootstrap bands · {model}",
+                  "One panel per group on shared log axes: FNMR at each FMR when the threshold is set at that FMR on the "
+                  f"group's own impostors, with a pointwise {ci_level:.0%} band from {n_boot} seed-cluster bootstrap "
+                  "replicates (the threshold re-set in each); grey: the other groups' curves; dashed: the target FMR "
+                  f"{fmt.pct(target_fmr)}. The grid stops at one impostor pair of the group.",
+                  dict(data=traces, layout=layout))
+
+
+DATA_STYLES = {"synthetic": dict(color="#0072B2", dash="solid"), "real": dict(color="#D55E00", dash="dash")}
+
+
+def synthetic_vs_real_figure(model: str, hist: pd.DataFrame, thresholds: list[tuple[str, float]],
+                             calibration_name: str) -> Optional[Figure]:
+    """The audit's and the calibration run's score densities side by side: one panel per kind (genuine,
+    impostor) with one line per data set, and the operating thresholds as vertical lines."""
+    kinds = [k for k in ("genuine", "impostor") if (hist["kind"] == k).any()]
+    if not kinds:
+        return None
+    layout, refs = _group_grid(len(kinds), 2, 200, xaxis=dict(title=dict(text="similarity score")),
+                               yaxis=dict(title=dict(text="density")))
+    traces, shapes, annotations = [], [], []
+    shown: set = set()
+    for i, kind in enumerate(kinds):
+        ax = refs[i]
+        for data in ("synthetic", "real"):
+            h = hist[(hist["kind"] == kind) & (hist["data"] == data)].sort_values("bin_lo")
+            if h.empty:
+                continue
+            x = (h["bin_lo"].to_numpy(dtype=float) + h["bin_hi"].to_numpy(dtype=float)) / 2
+            n = int(h["count"].sum())
+            name = "audit (synthetic faces)" if data == "synthetic" else f"calibration run {calibration_name} (real photos)"
+            traces.append(dict(type="scatter", x=np.round(x, 5), y=np.round(h["density"].to_numpy(dtype=float), 5),
+                               mode="lines", name=name, legendgroup=data, showlegend=data not in shown,
+                               line=dict(width=1.8, shape="hvh", **DATA_STYLES[data]), xaxis=ax["x"], yaxis=ax["y"],
+                               hovertemplate=f"score %{{x:.3f}}<br>density %{{y:.2f}}<extra>{data} {kind} (n={n:,})</extra>"))
+            shown.add(data)
+        for label, t in thresholds:
+            if t is None or not np.isfinite(t):
+                continue
+            shapes.append(dict(type="line", x0=t, x1=t, y0=0, y1=1, xref=ax["x"], yref=f"{ax['y']} domain",
+                               line=dict(color="#333", dash="dot", width=1)))
+            annotations.append(dict(text=label, x=t, y=1, xref=ax["x"], yref=f"{ax['y']} domain", showarrow=False,
+                                    textangle=-90, xanchor="right", yanchor="top", font=dict(size=9, color="#555")))
+        annotations.append(dict(text=f"{kind} pairs", x=ax["xc"], y=ax["ytop"], xref="paper", yref="paper",
+                                xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12)))
+    layout.update(shapes=shapes, annotations=annotations)
+    return Figure(f"synthetic-vs-real-{model}", f"Synthetic versus real score distributions · {model}",
+                  "Histogram densities of the audit's comparisons (synthetic faces, pooled over groups and edit conditions) "
+                  "and of the calibration run's (real photographs), on common bins; dotted lines: the operating thresholds "
+                  "of the table. Impostor mass right of a threshold is that data set's FMR, genuine mass left of it its FNMR.",
+                  dict(data=traces, layout=layout))

@@ -78,6 +78,9 @@ def summary_markdown(card) -> str:
         if mh is not None and mh.n_significant is not None and hl.family:
             summary += f"; {mh.n_significant} of the {hl.family['size']} primary contrasts significant ({_md_escape(hl.family['method'])})"
         lines += ["", summary + ".", ""]
+        gap = next((g for g in (card.real.models if card.real is not None else []) if g.name == m.name), None)
+        if gap is not None:  # synthetic versus real at the deployed threshold (faceaudit.report.real_gap)
+            lines += [_md_escape(gap.sentence), ""]
     ct = res.contrasts_table
     if ct is not None and ct.rows:
         lines += ["### Most significant contrasts", ""]

@@ -9,6 +9,9 @@
 - ``results/fairness.parquet``      max/min ratios, FDR, IR, GARBE with CIs
 - ``results/roc.parquet``           thinned DET curve points per model x group
 - ``results/score_hist.parquet``    score histograms per model x group x kind (common bins per model)
+- ``results/det_bands.parquet``     FNMR at a grid of FMRs per model x group with bootstrap bands (stats/det.py)
+- ``results/synthetic_vs_real*.parquet`` with a calibration run: rates and score histograms of the audit
+  and of the real run at the same thresholds (stats/real_gap.py)
 - ``results/summary.json``          the scriptable digest the gate reads
 
 Deterministic: one bootstrap weight matrix per run, drawn from an RNG seeded by ``protocol.seed``,
@@ -36,6 +39,7 @@ from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METR
 from faceaudit.stats.data import ALL, condition_label, make_layout, prepare_model
 from faceaudit.stats.primary import (adjust_by_family, ci_method_text, family_summary, flip_matrix,
                                      leakage_table, mark_family, primary_conditions)
+from faceaudit.stats.det import det_band_table
 from faceaudit.stats.dose_response import dose_response_table
 from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,
                                          error_rate_table, fmr_key)
@@ -45,6 +49,7 @@ from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_
 from faceaudit.stats.intersectional import intersectional_contrasts
 from faceaudit.stats.operating_points import (calibration_thresholds, check_fixed_thresholds, main_operating_point,
                                               operating_points)
+from faceaudit.stats.real_gap import read_real_scores, synthetic_vs_real_hist, synthetic_vs_real_table
 
 __all__ = ["analyze_run", "analyze_design", "detector_rows", "build_summary", "unenrolled_rows", "roc_table", "score_hist_table",
            "METHODS", "SUMMARY_SCHEMA"]
@@ -580,7 +585,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
     ...     tables, summary = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
     >>> sorted(tables), summary["models"]["sim"]["enrolled_nothing"]
-    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'leakage', 'roc', 'score_hist'], False)
+    (['contrasts', 'det_bands', 'dose_response', 'error_rates', 'fairness', 'leakage', 'roc', 'score_hist'], False)
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
@@ -595,7 +600,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     pool = [labels.index(c) for c in pooled]
     face_fte: dict[str, np.ndarray] = {}
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
-                                                              "roc", "score_hist")}
+                                                              "roc", "score_hist", "det_bands")}
     for md, source, where in models:
         if md is None:
             # nothing enrolled (e.g. a generator whose images show no face): no threshold exists, but
@@ -622,6 +627,8 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
         tables["score_hist"].append(score_hist_table(md, mr))
+        if md.impostor.ok.any():  # in memory (not an impostor_sample run, whose impostors only stream)
+            tables["det_bands"].append(det_band_table(md, W, a.ci_level))
         for point in operating_points(a.fixed_thresholds, calibrated, md.model):
             _operating_point_rows(tables, proto, md, source, W, point, ref_group, pool, flips, reduce_options, where)
 
@@ -834,6 +841,10 @@ def analyze_run(run_root: str | Path, write: bool = True, method: str = "stream"
     calibrated = calibration_thresholds(a.calibration_run, analysed, list(a.target_fmr)) if a.calibration_run else None
     out, summary = analyze_design(proto, layout, model_data(), faces=faces, detectors=detectors, calibrated=calibrated)
     out["fmr_matrix"] = _fmr_matrix(run, proto, layout, out["error_rates"])
+    if a.calibration_run:
+        reals = {m: read_real_scores(a.calibration_run, m) for m in analysed}
+        out["synthetic_vs_real"] = synthetic_vs_real_table(out["error_rates"], reals, a.ci_level)
+        out["synthetic_vs_real_hist"] = synthetic_vs_real_hist(out["score_hist"], reals)
     if write:
         for name, df in out.items():
             write_table(rd.results / f"{name}.parquet", df)
