@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from faceaudit.measure.attributes import brightness_contrast, lighting_asymmetry, mouth_geometry, skin_ita, skin_masks, yaw_offset
+from faceaudit.measure.attributes import brightness_contrast, lighting_asymmetry, mouth_geometry, skin_ita, yaw_offset
 from faceaudit.measure.color import srgb_to_lab
 from faceaudit.measure.exposure import exposure_measures
 from faceaudit.measure.landmarks import LandmarkDetector, LandmarkResult
