@@ -199,6 +199,7 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
 
 
 ANALYZE_OUTPUTS = ["results/error_rates.parquet", "results/contrasts.parquet", "results/dose_response.parquet",
+                   "results/gender_age.parquet", "results/impostor_shift.parquet",
                    "results/fairness.parquet", "results/roc.parquet", "results/score_hist.parquet",
                    "results/fmr_matrix.parquet", "results/summary.json"]
 

@@ -42,6 +42,7 @@ from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, comp
 from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fmr_matrix import FMR_MATRIX_COLUMNS, fmr_matrix_table
 from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
+from faceaudit.stats.gender import GENDER_AGE_COLUMNS, IMPOSTOR_SHIFT_COLUMNS, gender_age_table, impostor_shift_table
 from faceaudit.stats.intersectional import intersectional_contrasts
 from faceaudit.stats.operating_points import (calibration_thresholds, check_fixed_thresholds, main_operating_point,
                                               operating_points)
@@ -580,7 +581,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
     ...     tables, summary = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
     >>> sorted(tables), summary["models"]["sim"]["enrolled_nothing"]
-    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'leakage', 'roc', 'score_hist'], False)
+    (['contrasts', 'dose_response', 'error_rates', 'fairness', 'gender_age', 'impostor_shift', 'leakage', 'roc', 'score_hist'], False)
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
@@ -595,7 +596,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     pool = [labels.index(c) for c in pooled]
     face_fte: dict[str, np.ndarray] = {}
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
-                                                              "roc", "score_hist")}
+                                                              "roc", "score_hist", "gender_age", "impostor_shift")}
     for md, source, where in models:
         if md is None:
             # nothing enrolled (e.g. a generator whose images show no face): no threshold exists, but
@@ -618,6 +619,12 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
             # crossed protected attributes: marginal effects and interactions (faceaudit.stats.intersectional)
             tables["contrasts"].append(intersectional_contrasts(mr, proto.group_attributes, a.ci_level, flips=flips,
                                                                 pool=pool))
+        # gender: the contrast at equal apparent age, and the impostor-similarity shift (stats.gender)
+        gender_conds = pool or list(range(layout.C))
+        tables["gender_age"].append(gender_age_table(mr, faces, proto.group_attributes, gender_conds,
+                                                     float(a.target_fmr[0]), W, a.ci_level, flips))
+        tables["impostor_shift"].append(impostor_shift_table(mr, proto.group_attributes, gender_conds,
+                                                             float(a.target_fmr[0]), a.ci_level))
         tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
@@ -641,6 +648,10 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     if extra.any():  # the extra operating points repeat the family's questions: exploratory, adjusted apart
         out["contrasts"].loc[extra, "family"] = "exploratory:" + out["contrasts"].loc[extra, "threshold_source"]
     out["contrasts"] = adjust_by_family(out["contrasts"], a.adjust)
+    for name, cols in (("gender_age", GENDER_AGE_COLUMNS), ("impostor_shift", IMPOSTOR_SHIFT_COLUMNS)):
+        parts = [t for t in tables[name] if len(t)]
+        out[name] = (adjust_by_family(pd.concat(parts, ignore_index=True), a.adjust) if parts
+                     else pd.DataFrame({c: pd.Series(dtype=object) for c in cols}))
     out["leakage"] = leakage
     summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
     return out, summary
