@@ -26,6 +26,7 @@ from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report import figures as F
 from faceaudit.report.evaluation import EvaluationData, evaluation_section
+from faceaudit.report.gender import GENDER_TABLES, GenderSection, gender_section
 from faceaudit.report.headline import Headline, ci_method_text, headline_section, primary_rows
 from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.tables import Table, format_table, json_value
@@ -221,6 +222,7 @@ class Card:
     results: Quantitative
     human: Optional[dict]  # section 7.6, when the run has human ratings (faceaudit.report.human)
     headline: Optional[Headline] = None  # the first screen (faceaudit.report.headline)
+    gender: Optional[GenderSection] = None  # section 9's gender caveats (faceaudit.report.gender)
 
     def template_vars(self) -> dict[str, Any]:
         """Every field of every section under its own name (the names the template uses)."""
@@ -229,6 +231,7 @@ class Card:
             out.update({f.name: getattr(part, f.name) for f in fields(part)})
         out["human"] = self.human
         out["headline"] = self.headline
+        out["gender"] = self.gender
         return out
 
 
@@ -471,7 +474,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
                        for n in run.result_names if n.startswith("fairness") for df in [main_operating_point(run.result(n))]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", "fmr_matrix",
-             *HUMAN_TABLES}
+             *HUMAN_TABLES, *GENDER_TABLES}
     other = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
     cells = [p.smallest_cell for p in parts if p.smallest_cell is not None]
     summaries = [p.summary for p in parts]
@@ -531,7 +534,8 @@ def build_card(run) -> Card:
     evaluation = evaluation_section(run, facts.groups, facts.attrs)
     return Card(header=header_section(run, facts), evaluation=evaluation,
                 results=quantitative_section(run, facts), human=human_section(run, facts.groups),
-                headline=headline_section(run, facts, evaluation.resolution_text))
+                headline=headline_section(run, facts, evaluation.resolution_text),
+                gender=gender_section(run, facts.models))
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:

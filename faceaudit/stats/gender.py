@@ -46,8 +46,9 @@ from faceaudit.stats.dyadic import DYADIC_METHOD, DyadicDesign, normal_interval,
 from faceaudit.stats.primary import EXACT_MAX_UNITS, PRIMARY_POOL
 
 __all__ = ["GENDER_PLACEMENT_MEASURE", "GENDER_VALIDATION_MEASURES", "AGE_MEASURES", "AGE_CLASSIFIERS",
-           "GENDER_AGE_COLUMNS", "IMPOSTOR_SHIFT_COLUMNS", "gender_measures", "sign_flip_sum_pvalue",
-           "age_regression", "gender_age_table", "impostor_shift_table"]
+           "GENDER_AGE_COLUMNS", "IMPOSTOR_SHIFT_COLUMNS", "GENDER_PLACEMENT_COLUMNS", "gender_measures",
+           "sign_flip_sum_pvalue", "age_regression", "gender_age_table", "impostor_shift_table",
+           "gender_placement_table"]
 
 #: faces column of the placing classifier's P(male)
 GENDER_PLACEMENT_MEASURE = "measured_gender_pmale"
@@ -69,6 +70,9 @@ GENDER_AGE_COLUMNS = ["model", "metric", "level", "reference", "scope", "conditi
                       "age_classifier", "adjusted", "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted", "family",
                       "se_cluster", "ci_lo_cluster", "ci_hi_cluster", "age_slope", "mean_age_diff", "n_units",
                       "n_seeds", "ci_method", "p_method"]
+GENDER_PLACEMENT_COLUMNS = ["level", "placed_by", "validated_by", "placement_measure", "validation_measure",
+                            "p_male_min", "p_male_max", "n_prototypes", "n_agree", "agree_share",
+                            "mean_pmale_placement", "mean_pmale_validation", "mean_age", "mean_age_independent"]
 IMPOSTOR_SHIFT_COLUMNS = ["model", "metric", "level", "reference", "scope", "condition", "target_fmr", "threshold",
                           "value_level", "value_ref", "events_level", "events_ref", "n_level", "n_ref", "estimate",
                           "ci_lo", "ci_hi", "p_value", "p_adjusted", "family", "n_seeds", "ci_method", "p_method"]
@@ -476,3 +480,64 @@ def impostor_shift_table(mr, attributes, conds: list[int], target: float, level:
                                 "n_level": nl, "n_ref": nr, "estimate": est, "ci_lo": lo, "ci_hi": hi, "p_value": p,
                                 "ci_method": DYADIC_METHOD, "p_method": SHIFT_FMR_P_METHOD})
     return pd.DataFrame(rows)[IMPOSTOR_SHIFT_COLUMNS] if rows else empty
+
+
+def gender_placement_table(faces: pd.DataFrame, levels, placed_by: str = "faceres",
+                           validated_by: str = "oarriaga") -> pd.DataFrame:
+    """How the gender cells were placed and how far the validating classifier agrees (``results/gender_placement.parquet``).
+
+    Per gender level, over the prototypes (``edit_attr == "none"``): how many there are, the share whose
+    validating classifier's P(male) falls in the level's bin on the placing classifier
+    (``p_male_min <= P < p_male_max``), both classifiers' mean P(male) and the mean apparent age.
+
+    Parameters
+    ----------
+    faces : pandas.DataFrame
+        ``faces.parquet`` (``gender``, ``edit_attr``, the gender and age measures).
+    levels : list
+        The protocol's gender levels (``name``, ``p_male_min``, ``p_male_max``).
+    placed_by, validated_by : str
+        The placing and the validating classifier (the protocol's ``placed_by`` and the other one).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`GENDER_PLACEMENT_COLUMNS`; empty without a ``gender`` column or a placement measure.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as L
+    >>> faces = pd.DataFrame({"gender": ["female", "female", "male"], "edit_attr": "none",
+    ...                       "measured_gender_pmale": [0.2, 0.3, 0.8],
+    ...                       "measured_gender_pmale_validation": [0.4, 0.7, 0.9]})
+    >>> levels = [L(name="female", p_male_min=0.0, p_male_max=0.5), L(name="male", p_male_min=0.5, p_male_max=1.0)]
+    >>> t = gender_placement_table(faces, levels)
+    >>> t[["level", "n_prototypes", "n_agree", "agree_share"]].values.tolist()
+    [['female', 2, 1, 0.5], ['male', 1, 1, 1.0]]
+    """
+    cols = gender_measures(faces.columns)
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in GENDER_PLACEMENT_COLUMNS})
+    if "gender" not in faces.columns or cols["placement"] is None or not levels:
+        return empty
+    proto = faces[faces["edit_attr"] == "none"] if "edit_attr" in faces.columns else faces
+    rows = []
+    for lv in levels:
+        d = proto[proto["gender"] == lv.name]
+        lo, hi = float(lv.p_male_min), float(lv.p_male_max)
+        row = {"level": lv.name, "placed_by": placed_by, "validated_by": validated_by,
+               "placement_measure": cols["placement"], "validation_measure": cols["validation"],
+               "p_male_min": lo, "p_male_max": hi, "n_prototypes": int(len(d)),
+               "mean_pmale_placement": float(d[cols["placement"]].mean()) if len(d) else np.nan,
+               "n_agree": np.nan, "agree_share": np.nan, "mean_pmale_validation": np.nan,
+               "mean_age": float(d["measured_age"].mean()) if "measured_age" in d.columns and len(d) else np.nan,
+               "mean_age_independent": (float(d["measured_age_independent"].mean())
+                                        if "measured_age_independent" in d.columns and len(d) else np.nan)}
+        if cols["validation"] is not None and len(d):
+            v = d[cols["validation"]].astype(float)
+            ok = v.notna()
+            inside = (v >= lo) & ((v < hi) | ((hi >= 1.0) & (v >= 1.0)))
+            row["n_agree"] = int((inside & ok).sum())
+            row["agree_share"] = float(row["n_agree"] / ok.sum()) if ok.any() else np.nan
+            row["mean_pmale_validation"] = float(v.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)[GENDER_PLACEMENT_COLUMNS]
