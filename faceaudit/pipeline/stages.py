@@ -327,7 +327,7 @@ def stage_gate(ctx: StageContext, policy: Optional[str | Path] = None) -> Option
             out["error"] = out.get("error") or str(err)
         out["policy_file"] = str(path)
         write_json(gate_json, out)
-        return {"status": result.status}
+        return {"gate_status": result.status}  # ("status" is the stage record's own key)
 
     run_stage(ctx, "gate", inputs, ["results/gate.json"], work)
     return gate_json

@@ -148,7 +148,7 @@ def policy_note(run) -> str:
         return f"The gate policy {name}{where} could not be evaluated on this run ({data['error']}), so nothing is coloured."
     parts = []
     if data.get("policy_description"):
-        parts.append(str(data["policy_description"]).strip())
+        parts.append(str(data["policy_description"]).strip().rstrip("."))
     rules = data.get("rules") or []
     if rules:
         parts.append("bounds: " + "; ".join(_rule_text(r) for r in rules))
