@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 
 from faceaudit.report import fmt
@@ -153,8 +152,8 @@ def _shift_parts(run) -> tuple[str, Optional[Table]]:
                    f"FMR {lv} / {ref}{at}", f"FMR {lv} − {ref}", "p (FMR)"], rows,
                   [False, False, True, True, True, True, True])
     models = sorted(set(t["model"].astype(str)))
-    text = (f"Impostor pairs join two different identities within one cell, so their mean score says how alike the "
-            f"generator makes the faces of a cell. ")
+    text = ("Impostor pairs join two different identities within one cell, so their mean score says how alike the "
+            "generator makes the faces of a cell. ")
     if higher:
         every = "every model" if set(higher) == set(models) else ", ".join(higher)
         text += (f"For {every} the {lv}–{lv} impostor pairs score higher than the {ref}–{ref} ones (CI above 0): the "
