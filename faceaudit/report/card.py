@@ -222,7 +222,7 @@ class Card:
     results: Quantitative
     human: Optional[dict]  # section 7.6, when the run has human ratings (faceaudit.report.human)
     headline: Optional[Headline] = None  # the first screen (faceaudit.report.headline)
-    gender: Optional[GenderSection] = None  # section 9's gender caveats (faceaudit.report.gender)
+    gender_caveats: Optional[GenderSection] = None  # section 9's gender caveats (faceaudit.report.gender)
 
     def template_vars(self) -> dict[str, Any]:
         """Every field of every section under its own name (the names the template uses)."""
@@ -231,7 +231,7 @@ class Card:
             out.update({f.name: getattr(part, f.name) for f in fields(part)})
         out["human"] = self.human
         out["headline"] = self.headline
-        out["gender"] = self.gender
+        out["gender_caveats"] = self.gender_caveats
         return out
 
 
@@ -535,7 +535,7 @@ def build_card(run) -> Card:
     return Card(header=header_section(run, facts), evaluation=evaluation,
                 results=quantitative_section(run, facts), human=human_section(run, facts.groups),
                 headline=headline_section(run, facts, evaluation.resolution_text),
-                gender=gender_section(run, facts.models))
+                gender_caveats=gender_section(run, facts.models))
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:
