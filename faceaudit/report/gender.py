@@ -77,7 +77,7 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
         main = t[t["age_measure"] == t["age_measure"].iloc[0]]
     gaps = []
     for measure, d in t.groupby("age_measure", sort=False):
-        gaps.append(f"{fmt.signed(float(d['mean_age_diff'].iloc[0]), 2)} years by {d['age_classifier'].iloc[0]}")
+        gaps.append(f"{fmt.signed(float(d['mean_age_diff'].iloc[0]), 2)} years (the {d['age_classifier'].iloc[0]})")
     lv, ref = str(main["level"].iloc[0]), str(main["reference"].iloc[0])
     classifier = str(main["age_classifier"].iloc[0])
     rows = []
@@ -105,11 +105,13 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
                    "p (adjusted model)", "age slope per 10 years", "units"], rows,
                   [False, False, True, True, True, True, True, True]) if rows else None
     text = (f"Against the “{ref}” prototype of the same seed, “{lv}” prototypes measure "
-            f"{'; '.join(gaps)} of apparent age on average, so a raw {lv}–{ref} contrast mixes presentation with "
-            f"apparent age. The "
+            f"{gaps[0]} of apparent age on average{' (' + '; '.join(gaps[1:]) + ')' if len(gaps) > 1 else ''}, so a raw "
+            f"{lv}–{ref} contrast mixes presentation with apparent age. The "
             f"table regresses each seed's {lv}-minus-{ref} difference on the difference of the prototypes' measured "
             f"age ({classifier}); the intercept is the contrast at equal apparent age (seed-bootstrap CI, beside "
-            "statsmodels' cluster-robust one; p-value by flipping the seeds' residuals).")
+            "statsmodels' cluster-robust one; p-value by flipping the seeds' residuals). FMR rows treat each seed's "
+            "share of false matches as its own although every impostor pair enters two seeds' shares: read their "
+            "interval and p-value as approximate, and the impostor-similarity table below for the FMR.")
     if verdicts:
         text += (" Raw contrasts whose CI excludes 0 but whose age-adjusted one does not: " + ", ".join(verdicts)
                  + " — there the age difference can explain the gender difference.")

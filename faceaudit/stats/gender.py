@@ -62,6 +62,8 @@ AGE_CLASSIFIERS = {"measured_age": "faceres age head", "measured_age_independent
 REGRESSION_CI_METHOD = "seed-cluster bootstrap percentile of the OLS intercept (units reweighted by their seed)"
 REGRESSION_P_METHOD = ("paired sign-flip of the seeds' residuals under no gender effect (Freedman-Lane; exact below "
                        "13 informative seeds, else the run's random flips)")
+#: FMR rows of the age regression: a seed's share of false matches shares its impostor pairs with other seeds
+FMR_UNIT_NOTE = "; approximate for FMR (every impostor pair enters two seeds' shares)"
 SHIFT_SCORE_P_METHOD = "normal with the dyadic-robust (seed-pair) SE"
 SHIFT_FMR_P_METHOD = ("sign test of the discordant seed pairs (exact binomial; counts divided by the dyadic design "
                       "effect of seed pairs sharing a seed, >= 1)")
@@ -379,7 +381,8 @@ def gender_age_table(mr, faces: pd.DataFrame, attributes, conds: list[int], targ
                                      "target_fmr": float("nan") if metric == "genuine_score_diff" else float(target),
                                      "age_measure": measure, "age_classifier": AGE_CLASSIFIERS.get(measure, measure),
                                      "adjusted": adjusted, **res, "p_adjusted": float("nan"), "family": "exploratory",
-                                     "ci_method": REGRESSION_CI_METHOD, "p_method": REGRESSION_P_METHOD})
+                                     "ci_method": REGRESSION_CI_METHOD + (FMR_UNIT_NOTE if metric == "fmr_diff" else ""),
+                                     "p_method": REGRESSION_P_METHOD + (FMR_UNIT_NOTE if metric == "fmr_diff" else "")})
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in GENDER_AGE_COLUMNS})
     return pd.DataFrame(rows)[GENDER_AGE_COLUMNS]
