@@ -77,7 +77,8 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
         main = t[t["age_measure"] == t["age_measure"].iloc[0]]
     gaps = []
     for measure, d in t.groupby("age_measure", sort=False):
-        gaps.append(f"{fmt.signed(float(d['mean_age_diff'].iloc[0]), 2)} years (the {d['age_classifier'].iloc[0]})")
+        gaps.append(f"{fmt.signed(float(d['mean_age_diff'].iloc[0]), 2)} years of apparent age by the "
+                    f"{d['age_classifier'].iloc[0]}")
     lv, ref = str(main["level"].iloc[0]), str(main["reference"].iloc[0])
     classifier = str(main["age_classifier"].iloc[0])
     rows = []
@@ -104,8 +105,8 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
     table = Table(["model", "metric", f"{lv} − {ref}, raw (paired)", "at equal apparent age", "cluster-robust CI",
                    "p (adjusted model)", "age slope per 10 years", "units"], rows,
                   [False, False, True, True, True, True, True, True]) if rows else None
-    text = (f"Against the “{ref}” prototype of the same seed, “{lv}” prototypes measure "
-            f"{gaps[0]} of apparent age on average{' (' + '; '.join(gaps[1:]) + ')' if len(gaps) > 1 else ''}, so a raw "
+    text = (f"Against the “{ref}” prototype of the same seed, “{lv}” prototypes measure on average "
+            f"{gaps[0]}{' (' + '; '.join(gaps[1:]) + ')' if len(gaps) > 1 else ''}, so a raw "
             f"{lv}–{ref} contrast mixes presentation with apparent age. The "
             f"table regresses each seed's {lv}-minus-{ref} difference on the difference of the prototypes' measured "
             f"age ({classifier}); the intercept is the contrast at equal apparent age (seed-bootstrap CI, beside "
