@@ -392,6 +392,10 @@ class AnalysisSpec(_Strict):
     #: ``calibration_run: RUN`` a run of real photographs (``faceaudit import folder``) whose
     #: impostors set each model's threshold at every target FMR
     thresholds: dict[str, Union[float, str]] = Field(default_factory=dict)
+    #: a gate policy file (faceaudit.gate) the audit checks the results against (results/gate.json);
+    #: the card colours its headline only against this policy's bounds. A relative path is read from
+    #: the working directory, else from faceaudit's source tree (``protocols/policies/default.yaml``)
+    policy: Optional[str] = None
 
     @field_validator("target_fmr")
     @classmethod

@@ -33,7 +33,7 @@ PROTOCOL = {
     "edits": [{"attribute": "yaw", "levels": [-2, -1, 1, 2]}, {"attribute": "age", "levels": [-1.5, 1.5]},
               {"attribute": "smile", "levels": [-1, 1]}],
     "models": ["dlib"],
-    "analysis": {"target_fmr": [0.01], "n_boot": 200},
+    "analysis": {"target_fmr": [0.01], "n_boot": 200, "policy": "protocols/policies/default.yaml"},
 }
 CELLS = [f"skin={s}|gender={g}" for s in ("light", "intermediate", "dark") for g in ("female", "male")]
 SIGMA = 0.04
@@ -169,3 +169,84 @@ def test_leakage_gaps_are_between_levels_of_one_attribute(gender_run):
     assert (leak["share"].dropna() < 10).all()  # no share above 1000%
     if "measured_gender_pmale" in faces.columns:
         assert set(leak["attribute"]) == {"skin_tone", "gender"}
+
+
+# ---------------------------------------------------------------------------------------------
+# gender analyses of issue 18: placement check, age-adjusted contrast, impostor shift, section 9, gate
+
+
+def _pool_conditions(run: Path) -> set[str]:
+    leak = pd.read_parquet(run / "results" / "leakage.parquet")
+    excluded = set(leak.loc[~leak["pooled"].astype(bool), "edit_attr"])
+    faces = pd.read_parquet(run / "faces.parquet")
+    return set(faces["edit_attr"].astype(str)) - excluded
+
+
+def test_gender_placement_agreement_is_recomputed_from_the_faces(gender_run):
+    t = pd.read_parquet(gender_run / "results" / "gender_placement.parquet").set_index("level")
+    faces = pd.read_parquet(gender_run / "faces.parquet")
+    proto = faces[faces["edit_attr"] == "none"]
+    vcol = next(c for c in ("measured_gender_pmale_validation", "measured_gender_pmale_independent") if c in faces.columns)
+    for level, side in (("female", lambda p: p < 0.5), ("male", lambda p: p >= 0.5)):
+        d = proto[proto["gender"] == level]
+        assert t.loc[level, "n_prototypes"] == len(d)
+        assert t.loc[level, "agree_share"] == pytest.approx(side(d[vcol].dropna()).mean())
+    assert t["placed_by"].iloc[0] in ("faceres", "oarriaga") and t["validated_by"].iloc[0] != t["placed_by"].iloc[0]
+
+
+def test_age_adjusted_gender_contrast_rows(gender_run):
+    t = pd.read_parquet(gender_run / "results" / "gender_age.parquet")
+    main = t[t["age_measure"] == "measured_age"]
+    assert set(main["metric"]) == {"fnmr_diff", "genuine_score_diff", "fmr_diff"}
+    assert set(main["adjusted"]) == {True, False} and (main["model"] == "dlib").all()
+    assert (main["family"] == "exploratory").all() and main["p_adjusted"].notna().all()
+    # the age gap is the faces' own: female minus male prototype age, per seed and skin level
+    faces = pd.read_parquet(gender_run / "faces.parquet")
+    proto = faces[faces["edit_attr"] == "none"].pivot_table(index=["seed", "skin_tone"], columns="gender",
+                                                           values="measured_age")
+    assert main["mean_age_diff"].iloc[0] == pytest.approx((proto["female"] - proto["male"]).mean(), rel=1e-9)
+    assert (main["n_units"] == len(proto)).all()
+    # the unadjusted row is the paired mean difference: the genuine-score gender contrast over the same pool
+    raw = main[(main["metric"] == "genuine_score_diff") & ~main["adjusted"]].iloc[0]
+    adj = main[(main["metric"] == "genuine_score_diff") & main["adjusted"]].iloc[0]
+    assert raw["ci_lo"] <= raw["estimate"] <= raw["ci_hi"] and adj["ci_lo"] <= adj["estimate"] <= adj["ci_hi"]
+    assert adj["ci_lo_cluster"] < adj["estimate"] < adj["ci_hi_cluster"]
+
+
+def test_impostor_shift_is_recomputed_from_the_scores(gender_run):
+    t = pd.read_parquet(gender_run / "results" / "impostor_shift.parquet")
+    pairs = pd.read_parquet(gender_run / "pairs.parquet")
+    faces = pd.read_parquet(gender_run / "faces.parquet").set_index("face_id")
+    scores = pd.read_parquet(gender_run / "scores" / "dlib.parquet")
+    imp = pairs[pairs["kind"] == "impostor"].merge(scores[["pair_id", "score", "status"]], on="pair_id")
+    imp = imp[imp["status"] == "ok"]
+    imp = imp[faces.loc[imp["face_a"], "edit_attr"].astype(str).isin(_pool_conditions(gender_run)).to_numpy()]
+    female = imp["group"].str.endswith("gender=female")
+    s = t[(t["metric"] == "impostor_score_mean") & (t["scope"] == "all")].iloc[0]
+    assert s["value_level"] == pytest.approx(imp.loc[female, "score"].mean(), rel=1e-9)
+    assert s["value_ref"] == pytest.approx(imp.loc[~female, "score"].mean(), rel=1e-9)
+    assert s["n_level"] == female.sum() and s["ci_lo"] < s["estimate"] < s["ci_hi"]
+    f = t[(t["metric"] == "fmr") & (t["scope"] == "all")].iloc[0]
+    thr = f["threshold"]
+    assert f["events_level"] == (imp.loc[female, "score"] >= thr).sum()
+    assert set(t["scope"]) == {"all", "skin=light", "skin=intermediate", "skin=dark"}
+
+
+def test_section_9_covers_gender_and_the_gate_colours_the_headline(gender_run):
+    import re
+
+    page = (gender_run / "report.html").read_text()
+    caveats = page.split('id="caveats"')[1].split("</section>")[0]
+    for text in ("Perceived gender: placement", "The validating classifier", "Perceived gender: apparent age",
+                 "at equal apparent age", "faceres age head", "Perceived gender: impostor similarity",
+                 "mean impostor score female / male", "Perceived presentation, not anyone's gender"):
+        assert text in caveats, text
+    agree = pd.read_parquet(gender_run / "results" / "gender_placement.parquet").set_index("level")
+    from faceaudit.report import fmt
+
+    assert f"{fmt.pct(agree.loc['female', 'agree_share'])} of the “female” prototypes" in caveats
+    gate = json.loads((gender_run / "results" / "gate.json").read_text())
+    assert gate["policy"] == "default" and gate["checks"]
+    head = page.split('<nav class="toc">')[0]
+    assert "decisions of the gate policy <b>default</b>" in head
+    assert re.search(r'class="num (pass|fail|inconclusive)"', head)

@@ -36,6 +36,8 @@ from faceaudit.pipeline.stages import (
                                        model_factory,
                                        stage_analyze,
                                        stage_embed,
+                                       resolve_policy,
+                                       stage_gate,
                                        stage_generate,
                                        stage_manipulation,
                                        stage_pairs,
@@ -47,6 +49,6 @@ __all__ = [
     "audit", "STAGES", "StageContext", "run_stage", "ModelHandle", "check_model_names", "check_models_available",
     "check_protocol_models", "library_versions", "model_fingerprint", "model_handles", "set_aside_other_models",
     "init_run", "open_run", "require_verified", "ANALYZE_OUTPUTS", "design_inputs", "model_factory",
-    "stage_analyze", "stage_embed", "stage_generate", "stage_manipulation", "stage_pairs", "stage_report",
+    "stage_analyze", "stage_embed", "stage_gate", "resolve_policy", "stage_generate", "stage_manipulation", "stage_pairs", "stage_report",
     "stage_score",
 ]

@@ -14,6 +14,7 @@ from faceaudit.pipeline.stages import (
     stage_generate,
     stage_manipulation,
     stage_pairs,
+    stage_gate,
     stage_report,
     stage_score,
 )
@@ -22,9 +23,12 @@ from faceaudit.rundir import Timer
 
 
 def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = True, force: bool = False,
-          models: Optional[list] = None, report: bool = True, executor: Any = None) -> StageContext:
+          models: Optional[list] = None, report: bool = True, executor: Any = None,
+          policy: Optional[str | Path] = None) -> StageContext:
     """Run every stage that is not up to date; returns what ran and what was skipped. ``executor``
-    (harness.executors): where the embed stage's shards run; the tables are the same on any."""
+    (harness.executors): where the embed stage's shards run; the tables are the same on any.
+    ``policy``: a gate policy file, instead of the protocol's ``analysis.policy``; with either, the
+    gate stage writes ``results/gate.json`` before the report (the card colours only against it)."""
     where = "protocol"
     if not isinstance(protocol, Protocol):
         where, protocol = str(protocol), load_protocol(protocol)
@@ -42,6 +46,7 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
         stage_score(ctx)
         stage_manipulation(ctx)
         stage_analyze(ctx)
+        stage_gate(ctx, policy)
         if report:
             stage_report(ctx)
     run.update_manifest(last_audit_seconds=round(t.seconds, 2))

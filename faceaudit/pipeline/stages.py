@@ -200,6 +200,7 @@ def stage_manipulation(ctx: StageContext) -> pd.DataFrame:
 
 
 ANALYZE_OUTPUTS = ["results/error_rates.parquet", "results/contrasts.parquet", "results/dose_response.parquet",
+                   "results/gender_age.parquet", "results/impostor_shift.parquet", "results/gender_placement.parquet",
                    "results/fairness.parquet", "results/roc.parquet", "results/score_hist.parquet",
                    "results/fmr_matrix.parquet", "results/summary.json"]
 
@@ -230,7 +231,8 @@ def stage_analyze(ctx: StageContext) -> dict:
     require_verified(ctx.run, ["generate", "pairs"] + [f"score:{n}" for n in names] + [f"embed:{n}" for n in names])
     inputs = sha256_json(
         {
-            "analysis": ctx.protocol.analysis.model_dump(),
+            # the gate policy is the gate stage's input, not the analysis's
+            "analysis": ctx.protocol.analysis.model_dump(exclude={"policy"}),
             "seed": ctx.protocol.seed,
             "scores": {n: sha256_file(ctx.run.scores(n)) for n in names},
             "emb": {n: sha256_file(ctx.run.embeddings(n)) for n in names if ctx.run.embeddings(n).exists()},
@@ -252,6 +254,84 @@ def stage_analyze(ctx: StageContext) -> dict:
 
     run_stage(ctx, "analyze", inputs, ANALYZE_OUTPUTS, work)
     return result
+
+
+def resolve_policy(policy: Optional[str | Path], where: str) -> Optional[Path]:
+    """The gate policy file a protocol (``analysis.policy``) or a caller names, or None.
+
+    A relative path is read from the working directory, else from faceaudit's source tree (where
+    ``protocols/policies/`` lives); a file in neither is one BadInput line naming ``where``.
+
+    Parameters
+    ----------
+    policy : str or Path, optional
+        The policy path as written.
+    where : str
+        What named it (the protocol file), for the error message.
+
+    Returns
+    -------
+    Path or None
+
+    Examples
+    --------
+    >>> resolve_policy(None, "protocol.yaml") is None
+    True
+    >>> resolve_policy("protocols/policies/default.yaml", "protocol.yaml").name
+    'default.yaml'
+    """
+    if policy is None or str(policy) == "":
+        return None
+    path = Path(policy).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, Path(__file__).resolve().parents[2] / path]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    raise BadInput(f"{where}: analysis.policy: {policy} is not a file (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def stage_gate(ctx: StageContext, policy: Optional[str | Path] = None) -> Optional[Path]:
+    """Check the results against the run's gate policy (``analysis.policy``, or ``policy``) and write
+    ``results/gate.json`` (:func:`faceaudit.gate.result_dict` plus the policy's file, description and
+    rules), which the card colours its headline by. No policy: nothing is written, and a gate.json an
+    earlier audit wrote for a policy since removed is deleted, so the card never colours against a
+    policy the run no longer names. A failed or inconclusive gate does not stop the audit (the exit
+    code is `faceaudit gate`'s job); a policy the run cannot answer is recorded as the gate's error."""
+    gate_json = ctx.run.results / "gate.json"
+    path = resolve_policy(policy if policy is not None else ctx.protocol.analysis.policy, str(ctx.run.protocol))
+    if path is None:
+        if gate_json.exists() and ctx.run.read_manifest().get("stages", {}).get("gate") is not None:
+            gate_json.unlink()
+            ctx.run.drop_stage("gate")
+            if ctx.run.report.exists():
+                ctx.run.report.unlink()
+        return None
+    require_verified(ctx.run, ["analyze"])
+    summary = ctx.run.results / "summary.json"
+    inputs = sha256_json({"summary": sha256_file(summary), "policy": sha256_file(path), "policy_file": str(path),
+                          "version": __version__})
+
+    def work() -> dict:
+        from faceaudit.gate import check, load_policy, result_dict
+        from faceaudit.rundir import write_json
+
+        result = check(ctx.run.root, path)
+        out = result_dict(result)
+        try:
+            pol = load_policy(path)
+            out["policy_description"] = pol.description
+            out["rules"] = [{"metric": r.metric, "model": r.model, "group": r.group, "kind": r.kind, "bound": r.bound,
+                             "on": r.on, "threshold_source": r.threshold_source, "target_fmr": r.target_fmr,
+                             "description": r.description} for r in pol.rules]
+        except BadInput as err:  # already the result's error
+            out["policy_description"], out["rules"] = "", []
+            out["error"] = out.get("error") or str(err)
+        out["policy_file"] = str(path)
+        write_json(gate_json, out)
+        return {"gate_status": result.status}  # ("status" is the stage record's own key)
+
+    run_stage(ctx, "gate", inputs, ["results/gate.json"], work)
+    return gate_json
 
 
 def stage_report(ctx: StageContext) -> Path:

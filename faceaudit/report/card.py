@@ -26,6 +26,7 @@ from faceaudit.core.errors import BadInput
 from faceaudit.report import fmt
 from faceaudit.report import figures as F
 from faceaudit.report.evaluation import EvaluationData, evaluation_section
+from faceaudit.report.gender import GENDER_TABLES, GenderSection, gender_section
 from faceaudit.report.headline import Headline, ci_method_text, headline_section, primary_rows
 from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.real_gap import RealSection, real_section
@@ -224,6 +225,7 @@ class Card:
     headline: Optional[Headline] = None  # the first screen (faceaudit.report.headline)
     #: synthetic versus real (with a calibration run) and DET bands (faceaudit.report.real_gap)
     real: Optional[RealSection] = None
+    gender_caveats: Optional[GenderSection] = None  # section 9's gender caveats (faceaudit.report.gender)
 
     def template_vars(self) -> dict[str, Any]:
         """Every field of every section under its own name (the names the template uses)."""
@@ -233,6 +235,7 @@ class Card:
         out["human"] = self.human
         out["headline"] = self.headline
         out["real"] = self.real
+        out["gender_caveats"] = self.gender_caveats
         return out
 
 
@@ -482,7 +485,7 @@ def quantitative_section(run, facts: RunFacts) -> Quantitative:
                        for n in run.result_names if n.startswith("fairness") for df in [main_operating_point(run.result(n))]]
     # roc and score_hist are drawn as the DET and score-distribution figures; human_* in section 7.6
     known = {"error_rates", "contrasts", "dose_response", "manipulation_check", "roc", "score_hist", "leakage", "fmr_matrix",
-             "det_bands", "synthetic_vs_real", "synthetic_vs_real_hist", *HUMAN_TABLES}
+             "det_bands", "synthetic_vs_real", "synthetic_vs_real_hist", *HUMAN_TABLES, *GENDER_TABLES}
     other = [(n, len(run.result(n))) for n in run.result_names if n not in known and not n.startswith("fairness")]
     cells = [p.smallest_cell for p in parts if p.smallest_cell is not None]
     summaries = [p.summary for p in parts]
@@ -545,7 +548,8 @@ def build_card(run) -> Card:
     results.figures.update(real.figures)  # drawn by the same loader as every other figure
     return Card(header=header_section(run, facts), evaluation=evaluation,
                 results=results, human=human_section(run, facts.groups),
-                headline=headline_section(run, facts, evaluation.resolution_text), real=real)
+                headline=headline_section(run, facts, evaluation.resolution_text), real=real,
+                gender_caveats=gender_section(run, facts.models))
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:

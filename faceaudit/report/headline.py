@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -85,6 +86,8 @@ class Headline:
     ci_method: str
     #: the first screen's sentence on the FNMR the audit operates at (and what interpreting it needs)
     operating_note: str = ""
+    #: the gate policy's file, description, bounds and verdict (:func:`policy_note`)
+    policy_note: str = ""
 
 
 def _close(a: Any, b: float) -> bool:
@@ -107,21 +110,63 @@ def ci_method_text(run, er: pd.DataFrame) -> str:
     return "not recorded in this run's results"
 
 
-def load_policy_checks(run) -> tuple[Optional[str], list[dict]]:
-    """(policy name, checks) of ``results/gate.json`` when a gate result was recorded in the run."""
+def _gate_record(run) -> Optional[dict]:
     path = run.root / "results" / "gate.json"
     if not path.exists():
-        return None, []
+        return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_policy_checks(run) -> tuple[Optional[str], list[dict]]:
+    """(policy name, checks) of ``results/gate.json`` when a gate result was recorded in the run; a
+    gate that could not evaluate its policy (``error``) colours nothing."""
+    data = _gate_record(run)
+    if data is None or data.get("error"):
         return None, []
     return str(data.get("policy") or "policy"), list(data.get("checks") or [])
 
 
+def _rule_text(r: dict) -> str:
+    op = "≤" if r.get("kind") == "max" else "≥"
+    where = {"ci_upper": "whole CI", "ci_lower": "CI's near end", "estimate": "estimate"}.get(str(r.get("on")), str(r.get("on")))
+    return f"{r.get('metric')} {op} {float(r.get('bound')):g} ({where})"
+
+
+def policy_note(run) -> str:
+    """What the card says about the gate policy of ``results/gate.json``: its file, description,
+    bounds and verdict, or why it colours nothing (no policy, or one the run could not answer)."""
+    data = _gate_record(run)
+    if data is None:
+        return ""
+    name = str(data.get("policy") or "policy")
+    where = f" ({Path(str(data['policy_file'])).name})" if data.get("policy_file") else ""
+    if data.get("error"):
+        return f"The gate policy {name}{where} could not be evaluated on this run ({data['error']}), so nothing is coloured."
+    parts = []
+    if data.get("policy_description"):
+        parts.append(str(data["policy_description"]).strip().rstrip("."))
+    rules = data.get("rules") or []
+    if rules:
+        parts.append("bounds: " + "; ".join(_rule_text(r) for r in rules))
+    counts = data.get("counts") or {}
+    if counts:
+        parts.append(f"gate {str(data.get('status', '?')).upper()}: {counts.get('pass', 0)} passed, "
+                     f"{counts.get('fail', 0)} failed, {counts.get('inconclusive', 0)} inconclusive")
+    text = f"Policy file{where}: " + ". ".join(parts) + "." if parts else ""
+    return text + " The bounds are this policy's, set by whoever runs the audit, not a standard."
+
+
 def _decision(checks: list[dict], model: str, metric: str, target: Optional[float], group: Optional[str],
-              source: str = "target_fmr") -> Optional[str]:
+              source: str = "target_fmr", estimate: Optional[float] = None) -> Optional[str]:
+    """The gate's decision on this number; with ``estimate``, only a check of that very estimate counts
+    (a bound decided on another pooling of the edit conditions must not colour this one)."""
     for c in checks:
+        if estimate is not None and c.get("estimate") is not None and not _close(c["estimate"], float(estimate)):
+            continue
         if c.get("metric") != metric or c.get("model") != model:
             continue
         if c.get("threshold_source", "target_fmr") != source:  # a check at another operating point
@@ -140,13 +185,23 @@ def _counts_text(r: pd.Series) -> str:
     return f"{fmt.count(r['events'], r['n'])} vs {fmt.count(r['events_ref'], r['n_ref'])}"
 
 
-def _contrast_cell(r: pd.Series, alpha: float, checks: list[dict], target: float) -> dict:
+def _contrast_cell(r: pd.Series, alpha: float, checks: list[dict], target: float,
+                   ratio_row: Optional[pd.Series] = None) -> dict:
+    """One headline contrast cell; coloured by the policy's rule on this difference, else by its rule
+    on the ratio of the same two rates (``ratio_row``: same model, group, target and pooling), which
+    is the same contrast on another scale (``decided_by`` names the metric that decided)."""
     f = fmt.metric_formatter(r["metric"])
     p_adj = r.get("p_adjusted")
     group = r.get("group") if isinstance(r.get("group"), str) else None
+    est = float(r["estimate"]) if pd.notna(r["estimate"]) else None
+    decided_by = str(r["metric"])
+    decision = _decision(checks, str(r["model"]), decided_by, target, group, estimate=est)
+    if decision is None and ratio_row is not None and pd.notna(ratio_row["estimate"]):
+        decided_by = str(ratio_row["metric"])
+        decision = _decision(checks, str(r["model"]), decided_by, target, group, estimate=float(ratio_row["estimate"]))
     return {"estimate": f(r["estimate"]), "ci": fmt.ci(r["ci_lo"], r["ci_hi"], f), "counts": _counts_text(r),
             "p_adjusted": fmt.pvalue(p_adj), "significant": bool(pd.notna(p_adj) and p_adj < alpha),
-            "decision": _decision(checks, str(r["model"]), str(r["metric"]), target, group)}
+            "decision": decision, "decided_by": decided_by if decision is not None else None}
 
 
 def primary_rows(contrasts: Optional[pd.DataFrame]) -> tuple[Optional[pd.DataFrame], str]:
@@ -372,12 +427,20 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
                 if "target_fmr" in at.columns:
                     at = at[at["target_fmr"].isna() | np.isclose(at["target_fmr"].fillna(-1.0), t)]
                 labels: dict[str, dict] = {}
+                allc = facts.contrasts[facts.contrasts["model"] == m]
+                ratios = allc[allc["metric"].isin([m_.replace("_diff", "_ratio") for m_ in HEADLINE_METRICS])]
                 for _, r in at.iterrows():
+                    same = ratios[(ratios["metric"] == str(r["metric"]).replace("_diff", "_ratio"))
+                                  & (ratios["group"] == r.get("group"))
+                                  & (ratios.get("condition", ALL) == r.get("condition", ALL))]
+                    if "target_fmr" in same.columns:
+                        same = same[np.isclose(same["target_fmr"].fillna(-1.0), t)]
                     label = F.contrast_label(r)
                     cond = r.get("condition", ALL)
                     if isinstance(cond, str) and cond not in (ALL, PRIMARY_POOL):
                         label = f"{F.condition_label(cond)} · {label}"
-                    labels.setdefault(label, {})[str(r["metric"])] = _contrast_cell(r, alpha, checks, t)
+                    labels.setdefault(label, {})[str(r["metric"])] = _contrast_cell(
+                        r, alpha, checks, t, same.iloc[0] if len(same) else None)
                 pairs = [ContrastPair(k, v.get("fmr_diff"), v.get("fnmr_diff")) for k, v in labels.items()]
             points.append(OperatingPoint(target=float(t), target_text=fmt.pct(t), threshold=thr, warning=warning,
                                          groups=_group_rows(u, facts.groups, checks, m, t), contrasts=pairs,
@@ -395,7 +458,8 @@ def headline_section(run, facts, resolution_text: str = "small") -> Headline:
                   "text": f"{int(fam.get('n_significant', 0))} of {int(fam.get('size', 0))} primary contrasts, {method.capitalize() if method == 'holm' else method}"}
     return Headline(models=models, ftes=_fte_tiles(run, facts, facts.models), family=family, family_note=note,
                     policy=policy, discussion=ordering_discussion(facts, resolution_text),
-                    ci_method=ci_method_text(run, facts.error_rates), operating_note=operating_note(facts))
+                    ci_method=ci_method_text(run, facts.error_rates), operating_note=operating_note(facts),
+                    policy_note=policy_note(run))
 
 
 SOURCE_TITLES = {"fixed": "At the fixed threshold (analysis.thresholds)",

@@ -37,7 +37,7 @@ from faceaudit.stats.bootstrap import bootstrap_rng, seed_weights
 from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METRICS, THRESHOLD_FREE_CONTRAST_METRICS,
                                       model_contrasts)
 from faceaudit.stats.data import ALL, condition_label, make_layout, prepare_model
-from faceaudit.stats.primary import (adjust_by_family, ci_method_text, family_summary, flip_matrix,
+from faceaudit.stats.primary import (PRIMARY_POOL, adjust_by_family, ci_method_text, family_summary, flip_matrix,
                                      leakage_table, mark_family, primary_conditions)
 from faceaudit.stats.det import det_band_table
 from faceaudit.stats.dose_response import dose_response_table
@@ -46,6 +46,8 @@ from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, comp
 from faceaudit.stats.impostors import ArraySource, embedding_source
 from faceaudit.stats.fmr_matrix import FMR_MATRIX_COLUMNS, fmr_matrix_table
 from faceaudit.stats.fairness import THRESHOLD_FAIRNESS_METRICS, THRESHOLD_FREE_FAIRNESS_METRICS, fairness_table
+from faceaudit.stats.gender import (GENDER_AGE_COLUMNS, IMPOSTOR_SHIFT_COLUMNS, gender_age_table, gender_placement_table,
+                                    impostor_shift_table)
 from faceaudit.stats.intersectional import intersectional_contrasts
 from faceaudit.stats.operating_points import (calibration_thresholds, check_fixed_thresholds, main_operating_point,
                                               operating_points)
@@ -319,6 +321,25 @@ def _per_model_view(contrasts: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([contrasts[~det], pd.DataFrame(expanded)], ignore_index=True)
 
 
+def _gate_contrasts(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """The contrast rows summary.json (and so the gate) carries: the primary pool's estimate where the
+    run has one (the number the card's headline shows), else the one pooled over every condition
+    (FTE, which is not pooled by edit; a run without a primary pool)."""
+    if not len(contrasts):
+        return contrasts
+    pool = contrasts[contrasts["condition"] == PRIMARY_POOL]
+    every = contrasts[contrasts["condition"] == ALL]
+    if not len(pool):
+        return every
+    key = ["model", "metric", "group", "contrast"] if "contrast" in contrasts.columns else ["model", "metric", "group"]
+
+    def keys(df: pd.DataFrame) -> pd.Series:
+        t = df["target_fmr"].fillna(-1.0).astype(float).round(12).astype(str) if "target_fmr" in df.columns else ""
+        return df[key].astype(str).agg("|".join, axis=1) + "|" + t
+
+    return pd.concat([pool, every[~keys(every).isin(set(keys(pool)))]], ignore_index=True)
+
+
 def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd.DataFrame,
                   fair: pd.DataFrame) -> dict:
     """The summary.json dict of a run: run metadata, then per model its counts, rates, fairness
@@ -392,7 +413,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
                                    "leakage_max": spec.leakage_max}
     pooled = er[er["edit_attr"] == ALL]
     contrasts = _per_model_view(contrasts)
-    primary = contrasts[contrasts["condition"] == ALL] if len(contrasts) else contrasts
+    primary = _gate_contrasts(contrasts)
     if not len(fair):  # no model enrolled a comparison: no fairness summary exists
         fair = pd.DataFrame({"model": pd.Series(dtype=str), "target_fmr": pd.Series(dtype=float),
                              "metric": pd.Series(dtype=str)})
@@ -443,7 +464,7 @@ def build_summary(proto: Protocol, n_seeds: int, er: pd.DataFrame, contrasts: pd
                                      for k, v in r.items() if k in ("model", "attribute", "level", "reference", "metric",
                                                                     "estimate", "ci_lo", "ci_hi", "p_value", "p_adjusted",
                                                                     "target_fmr", "n_seeds", "group", "contrast",
-                                                                    "family", "events", "n", "events_ref", "n_ref",
+                                                                    "condition", "family", "events", "n", "events_ref", "n_ref",
                                                                     "reportable", "n_events_min")})
     return summary
 
@@ -585,7 +606,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     ...     warnings.simplefilter("ignore")  # statsmodels on a tiny design
     ...     tables, summary = analyze_design(run.protocol, layout, [(md, None, "scores/sim.parquet")])
     >>> sorted(tables), summary["models"]["sim"]["enrolled_nothing"]
-    (['contrasts', 'det_bands', 'dose_response', 'error_rates', 'fairness', 'leakage', 'roc', 'score_hist'], False)
+    (['contrasts', 'det_bands', 'dose_response', 'error_rates', 'fairness', 'gender_age', 'gender_placement', 'impostor_shift', 'leakage', 'roc', 'score_hist'], False)
     """
     a = proto.analysis
     W = seed_weights(layout.S, a.n_boot, bootstrap_rng(proto.seed))
@@ -600,7 +621,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     pool = [labels.index(c) for c in pooled]
     face_fte: dict[str, np.ndarray] = {}
     tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("error_rates", "contrasts", "dose_response", "fairness",
-                                                              "roc", "score_hist", "det_bands")}
+                                                              "roc", "score_hist", "det_bands", "gender_age", "impostor_shift")}
     for md, source, where in models:
         if md is None:
             # nothing enrolled (e.g. a generator whose images show no face): no threshold exists, but
@@ -623,6 +644,12 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
             # crossed protected attributes: marginal effects and interactions (faceaudit.stats.intersectional)
             tables["contrasts"].append(intersectional_contrasts(mr, proto.group_attributes, a.ci_level, flips=flips,
                                                                 pool=pool))
+        # gender: the contrast at equal apparent age, and the impostor-similarity shift (stats.gender)
+        gender_conds = pool or list(range(layout.C))
+        tables["gender_age"].append(gender_age_table(mr, faces, proto.group_attributes, gender_conds,
+                                                     float(a.target_fmr[0]), W, a.ci_level, flips))
+        tables["impostor_shift"].append(impostor_shift_table(mr, proto.group_attributes, gender_conds,
+                                                             float(a.target_fmr[0]), a.ci_level))
         tables["dose_response"].append(dose_response_table(mr, ref_group, a.ci_level))
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
@@ -648,9 +675,23 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
     if extra.any():  # the extra operating points repeat the family's questions: exploratory, adjusted apart
         out["contrasts"].loc[extra, "family"] = "exploratory:" + out["contrasts"].loc[extra, "threshold_source"]
     out["contrasts"] = adjust_by_family(out["contrasts"], a.adjust)
+    for name, cols in (("gender_age", GENDER_AGE_COLUMNS), ("impostor_shift", IMPOSTOR_SHIFT_COLUMNS)):
+        parts = [t for t in tables[name] if len(t)]
+        out[name] = (adjust_by_family(pd.concat(parts, ignore_index=True), a.adjust) if parts
+                     else pd.DataFrame({c: pd.Series(dtype=object) for c in cols}))
     out["leakage"] = leakage
+    out["gender_placement"] = _gender_placement(proto, faces)
     summary = _clean(build_summary(proto, layout.S, out["error_rates"], out["contrasts"], out["fairness"]))
     return out, summary
+
+
+def _gender_placement(proto: Protocol, faces: pd.DataFrame | None) -> pd.DataFrame:
+    """``results/gender_placement.parquet``: the placing and validating classifiers' agreement per gender level."""
+    spec = proto.protected_spec("gender") if proto.dataset is None else None
+    levels = list(getattr(spec, "levels", None) or [])
+    placed_by = str(getattr(spec, "placed_by", "faceres"))
+    validated_by = str(getattr(spec, "validated_by", "oarriaga"))
+    return gender_placement_table(faces if faces is not None else pd.DataFrame(), levels, placed_by, validated_by)
 
 
 def _label_source(df: pd.DataFrame, name: str) -> pd.DataFrame:
