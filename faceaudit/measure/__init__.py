@@ -16,6 +16,10 @@ plus the components behind them (``measured_skin_lightness``, ``measured_skin_b`
 non-face pixels (``measured_border_luma``, ``measured_background_luma``, ``measured_hair_luma``,
 ``measured_white_balance``; :mod:`faceaudit.measure.exposure`). Definitions and limits:
 docs/measures.md.
+
+Not here, because it costs several times all of the above: GEAR's perceived race, gender and age
+(:mod:`faceaudit.measure.gear`, ``measured_race_*``), which the generators run once on every final
+face, never inside their searches.
 """
 
 from __future__ import annotations
