@@ -18,6 +18,10 @@ non-face pixels (``measured_border_luma``, ``measured_background_luma``, ``measu
 ``measured_white_balance``; :mod:`faceaudit.measure.exposure`) and ``measured_skin_mask``, which
 pixels the skin measures read (``mesh``, ``landmarks`` or ``none``; :mod:`faceaudit.measure.skin_mask`).
 Definitions and limits: docs/measures.md.
+
+Not here, because it costs several times all of the above: GEAR's perceived race, gender and age
+(:mod:`faceaudit.measure.gear`, ``measured_race_*``), which the generators run once on every final
+face, never inside their searches.
 """
 
 from __future__ import annotations
