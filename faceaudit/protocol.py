@@ -519,7 +519,10 @@ class Protocol(_Strict):
     @model_validator(mode="after")
     def _not_placed_by_an_audited_model(self) -> "Protocol":
         gspec = self.protected_spec("gender")
-        shared = GENDER_CLASSIFIER_RECOGNIZER.get(gspec.placed_by) if gspec is not None else None
+        # only the DCGAN places gender with a classifier; a diffusion prompt sets it, and the
+        # classifier there only reports whether the face shows the level (``in_level``)
+        placing = gspec is not None and self.generator.name == "dcgan"
+        shared = GENDER_CLASSIFIER_RECOGNIZER.get(gspec.placed_by) if placing else None
         # a model spec's base name (``faceres``, ``insightface:buffalo_m`` -> ``insightface``)
         if shared is not None and shared in [m.split(":")[0] for m in self.models]:
             raise ValueError(

@@ -263,8 +263,14 @@ def _chunk_rows(
         parts = [df.reset_index(drop=True), meas]
         if perceived is not None:
             parts.append(perceived_columns(perceived.predict(images), placed_by=gspec.placed_by if gspec else "faceres"))
-        # perceived race (GEAR) on every face of every run: an indicative signal (docs/measures.md)
-        parts.append(race_columns(images, protocol.device))
+        # perceived race (GEAR): an indicative signal (docs/measures.md), measured on the prototypes
+        # only: at ~32 ms a face it would cost minutes on every edited face of a default audit, and
+        # DCGAN designs place no level by race (the edited faces' columns stay NaN)
+        prototype = (df["edit_attr"] == "none").to_numpy()
+        race = pd.DataFrame(np.nan, index=range(len(df)), columns=GEAR_COLUMNS)
+        if prototype.any():
+            race.loc[prototype] = race_columns([images[k] for k in np.flatnonzero(prototype)], protocol.device).to_numpy()
+        parts.append(race)
         paths, hashes = [], []
         for fid, img in zip(df["face_id"], images):
             data = encode_png(img)
