@@ -177,7 +177,8 @@ def real_section(run, facts) -> RealSection:
             if f is not None:
                 figures["det_bands"].append(f)
         if not figures["det_bands"]:
-            note = "No DET band was computed (no model had impostor comparisons in memory: an impostor_sample run)."
+            note = ("No DET band was computed (no model had enrolled impostor comparisons, or more than "
+                    "stats.det.DET_MAX_PAIRS of them in an impostor_sample run).")
     cal = facts.protocol.analysis.calibration_run
     table, hist = run.result("synthetic_vs_real"), run.result("synthetic_vs_real_hist")
     models: list[RealGapModel] = []

@@ -627,8 +627,7 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
         tables["score_hist"].append(score_hist_table(md, mr))
-        if md.impostor.ok.any():  # in memory (not an impostor_sample run, whose impostors only stream)
-            tables["det_bands"].append(det_band_table(md, W, a.ci_level))
+        tables["det_bands"].append(det_band_table(md, W, a.ci_level, source=source))
         for point in operating_points(a.fixed_thresholds, calibrated, md.model):
             _operating_point_rows(tables, proto, md, source, W, point, ref_group, pool, flips, reduce_options, where)
 
