@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np

@@ -169,6 +169,8 @@ def real_section(run, facts) -> RealSection:
     figures: dict[str, list[F.Figure]] = {"det_bands": [], "real_gap": []}
     bands = run.result("det_bands")
     note = None
+    if bands is not None and "model" not in bands.columns:  # written empty: no model enrolled a comparison
+        bands = bands.assign(model=pd.Series(dtype=str))
     if bands is None:
         note = "Not computed: `results/det_bands.parquet` is absent from this run (run `faceaudit analyze` again)."
     else:
@@ -177,12 +179,13 @@ def real_section(run, facts) -> RealSection:
             if f is not None:
                 figures["det_bands"].append(f)
         if not figures["det_bands"]:
-            note = "No DET band was computed (no model had impostor comparisons in memory: an impostor_sample run)."
+            note = ("No DET band was computed (no model had enrolled impostor comparisons, or more than "
+                    "stats.det.DET_MAX_PAIRS of them in an impostor_sample run).")
     cal = facts.protocol.analysis.calibration_run
     table, hist = run.result("synthetic_vs_real"), run.result("synthetic_vs_real_hist")
     models: list[RealGapModel] = []
     genuine_note = None
-    if cal is not None and table is not None and len(table):
+    if cal is not None and table is not None and len(table) and "model" in table.columns:
         name = Path(cal).name
         for m in facts.models:
             rows = table[table["model"] == m]

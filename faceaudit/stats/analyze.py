@@ -39,7 +39,7 @@ from faceaudit.stats.contrasts import (CONTRAST_COLUMNS, THRESHOLD_CONTRAST_METR
 from faceaudit.stats.data import ALL, condition_label, make_layout, prepare_model
 from faceaudit.stats.primary import (PRIMARY_POOL, adjust_by_family, ci_method_text, family_summary, flip_matrix,
                                      leakage_table, mark_family, primary_conditions)
-from faceaudit.stats.det import det_band_table
+from faceaudit.stats.det import DET_BAND_COLUMNS, det_band_table
 from faceaudit.stats.dose_response import dose_response_table
 from faceaudit.stats.error_rates import (ER_CI_METHOD, compute_model_rates, compute_model_rates_streamed, enrolled_nothing,
                                          error_rate_table, fmr_key)
@@ -654,14 +654,15 @@ def analyze_design(proto: Protocol, layout, models, faces: pd.DataFrame | None =
         tables["fairness"].append(fairness_table(mr, a.fairness_alpha, a.ci_level))
         tables["roc"].append(roc_table(md, mr))
         tables["score_hist"].append(score_hist_table(md, mr))
-        if md.impostor.ok.any():  # in memory (not an impostor_sample run, whose impostors only stream)
-            tables["det_bands"].append(det_band_table(md, W, a.ci_level))
+        tables["det_bands"].append(det_band_table(md, W, a.ci_level, source=source))
         for point in operating_points(a.fixed_thresholds, calibrated, md.model):
             _operating_point_rows(tables, proto, md, source, W, point, ref_group, pool, flips, reduce_options, where)
 
     out = {k: (pd.concat(v, ignore_index=True) if v else pd.DataFrame()) for k, v in tables.items()}
     for name in ("error_rates", "contrasts", "fairness"):
         out[name] = _label_source(out[name], name)
+    if not tables["det_bands"]:  # no model enrolled a comparison: an empty table, with its columns
+        out["det_bands"] = pd.DataFrame({c: pd.Series(dtype=object) for c in DET_BAND_COLUMNS})
     if not tables["contrasts"]:  # no model enrolled a comparison: an empty table, with its columns
         out["contrasts"] = pd.DataFrame({c: pd.Series(dtype=object) for c in CONTRAST_COLUMNS})
     else:

@@ -27,7 +27,8 @@ import pandas as pd
 
 from faceaudit.stats.bootstrap import percentile_ci
 
-__all__ = ["DET_BAND_COLUMNS", "DET_CI_METHOD", "DET_MAX_BOOT", "fmr_grid", "fnmr_at_fmr", "det_band", "det_band_table"]
+__all__ = ["DET_BAND_COLUMNS", "DET_CI_METHOD", "DET_MAX_BOOT", "DET_MAX_PAIRS", "fmr_grid", "fnmr_at_fmr", "det_band",
+           "det_band_table"]
 
 #: columns of results/det_bands.parquet
 DET_BAND_COLUMNS = ["model", "group", "fmr_grid", "threshold", "fmr", "fnmr", "fnmr_lo", "fnmr_hi", "n_genuine",
@@ -37,6 +38,10 @@ DET_CI_METHOD = ("seed-cluster bootstrap percentile, pointwise (genuine pairs we
 #: the most bootstrap replicates a band uses (the first rows of the run's weight matrix): the band's
 #: percentiles need a few hundred, and each replicate costs a pass over every impostor pair
 DET_MAX_BOOT = 200
+#: the most impostor comparisons of a model collected from an impostor source (a run whose impostors are
+#: scored from the embeddings in blocks, ``pairs.impostor_sample``) to draw its bands; above it the
+#: model gets no band rather than unbounded memory (5 arrays of this length)
+DET_MAX_PAIRS = 20_000_000
 #: replicates evaluated at once (memory: this many x impostor pairs of one group, float64)
 _CHUNK_PAIRS = 4_000_000
 
@@ -197,7 +202,23 @@ def det_band(gen_score, gen_seed, imp_score, imp_seed_a, imp_seed_b: Optional[np
                          "n_genuine": len(gen), "n_impostor": len(imp), "n_boot": B})
 
 
-def det_band_table(md, W: np.ndarray, level: float, max_boot: int = DET_MAX_BOOT) -> pd.DataFrame:
+def _impostors_from_source(source, n_conditions: int, max_pairs: int):
+    """``(seed_a, seed_b, group, score)`` of every enrolled impostor comparison of a block source, or None
+    when there are more than ``max_pairs`` of them."""
+    parts, n = [], 0
+    for _, _, blk in source.blocks():
+        ok = np.asarray(blk.ok, dtype=bool)
+        n += int(ok.sum())
+        if n > max_pairs:
+            return None
+        parts.append((blk.seed_a[ok], blk.seed_b[ok], np.asarray(blk.cell)[ok] // n_conditions, blk.score[ok]))
+    if not parts:
+        return None
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+
+
+def det_band_table(md, W: np.ndarray, level: float, max_boot: int = DET_MAX_BOOT, source=None,
+                   max_pairs: int = DET_MAX_PAIRS) -> pd.DataFrame:
     """``results/det_bands.parquet`` rows of one model: every group with enrolled genuine and impostor
     comparisons (the pooled curve is in ``results/roc.parquet``; a band for it would double the cost).
 
@@ -211,6 +232,11 @@ def det_band_table(md, W: np.ndarray, level: float, max_boot: int = DET_MAX_BOOT
         Confidence level of the bands.
     max_boot : int
         The most replicates used (:data:`DET_MAX_BOOT`).
+    source : ImpostorSource, optional
+        Where the impostor comparisons are when ``md.impostor`` holds none (scored from the embeddings
+        in blocks): collected from it, up to ``max_pairs`` (else no row).
+    max_pairs : int
+        See ``source`` (:data:`DET_MAX_PAIRS`).
 
     Returns
     -------
@@ -228,13 +254,17 @@ def det_band_table(md, W: np.ndarray, level: float, max_boot: int = DET_MAX_BOOT
     """
     Wd = W[: max(1, min(max_boot, W.shape[0]))]
     gen, imp = md.genuine, md.impostor
+    ok = imp.ok
+    arrays = (imp.seed_a[ok], imp.seed_b[ok], imp.group[ok], imp.score[ok])
+    if not ok.any() and source is not None:
+        arrays = _impostors_from_source(source, md.layout.C, max_pairs)
     parts = []
-    for g, name in enumerate(md.layout.groups):
+    for g, name in enumerate(md.layout.groups if arrays is not None else []):
         gm = gen.ok & (gen.group == g)
-        im = imp.ok & (imp.group == g)
+        im = arrays[2] == g
         if not gm.any() or not im.any():
             continue
-        band = det_band(gen.score[gm], gen.seed_a[gm], imp.score[im], imp.seed_a[im], imp.seed_b[im], Wd,
+        band = det_band(gen.score[gm], gen.seed_a[gm], arrays[3][im], arrays[0][im], arrays[1][im], Wd,
                         fmr_grid(int(im.sum())), level)
         parts.append(band.assign(model=md.model, group=name, ci_level=level, ci_method=DET_CI_METHOD))
     if not parts:
