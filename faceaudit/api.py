@@ -251,13 +251,20 @@ def without_unavailable(protocol: Protocol, announce: Optional[Callable[[str], A
 
 def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = True, force: bool = False,
           report: bool = True, models: Optional[list] = None, executor: str = "local",
-          workers: Optional[int] = None, ray_address: Optional[str] = None) -> pipeline.StageContext:
+          workers: Optional[int] = None, ray_address: Optional[str] = None,
+          policy: str | Path | None = None) -> pipeline.StageContext:
     """Run (or resume) a whole audit into ``out``: generate, embed, pairs, score, manipulation
-    check, analyze and (optionally) report.
+    check, analyze, gate (with a policy) and (optionally) report.
 
     Finished stages whose inputs did not change and whose outputs still match the sha256 recorded
-    in ``RUN/manifest.json`` are skipped. The models and the device are checked before anything is
-    written.
+    in ``RUN/manifest.json`` are skipped. The models, the device and the policy file are checked
+    before anything is written.
+
+    With a gate policy (``policy``, else the protocol's ``analysis.policy``) the gate stage writes
+    ``RUN/results/gate.json`` after the analysis, and the card colours its headline against that
+    policy only. A failed or inconclusive gate does not make this function raise: the verdict is in
+    gate.json (``status``), and ``faceaudit gate`` is the command whose exit code says it. Without
+    either, a gate.json an earlier audit wrote is removed.
 
     Parameters
     ----------
@@ -280,11 +287,21 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
         Worker processes (``local``) or actors (``ray``).
     ray_address : str, optional
         An existing Ray cluster.
+    policy : str or Path, optional
+        A gate policy YAML (e.g. ``protocols/policies/default.yaml``) instead of the protocol's
+        ``analysis.policy``. A relative path is read from the working directory, else from
+        faceaudit's source tree. It is not an input of the analysis: changing it redoes only the
+        gate and the report.
 
     Returns
     -------
     pipeline.StageContext
         ``ran`` and ``skipped`` list the stages; ``run`` is the run directory.
+
+    Raises
+    ------
+    BadInput
+        A protocol, model, device or policy problem (one line naming it).
 
     Examples
     --------
@@ -300,14 +317,38 @@ def audit(protocol: Protocol | str | Path, out: str | Path, progress: bool = Tru
     faceaudit.core.errors.BadInput: protocol: models.0: unknown model 'resnet9000' (known: ...)
     >>> out.exists()
     False
+
+    So does a policy file that does not exist:
+
+    >>> p = parse_protocol({"name": "tiny", "n_seeds": 4, "edits": [{"attribute": "yaw", "levels": [-1, 1]}]})
+    >>> audit(p, out, progress=False, policy="no/such/policy.yaml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    faceaudit.core.errors.BadInput: --policy: no/such/policy.yaml is not a file (looked in ...)
+    >>> out.exists()
+    False
     """
     from faceaudit.harness.executors import get_executor
 
     protocol = _protocol(protocol)
+    policy = _policy_file(policy)
     if executor == "local" and workers in (None, 1) and not ray_address:
-        return pipeline.audit(protocol, out, progress=progress, force=force, models=models, report=report)
+        return pipeline.audit(protocol, out, progress=progress, force=force, models=models, report=report,
+                              policy=policy)
     with get_executor(executor, workers=workers, address=ray_address) as ex:
-        return pipeline.audit(protocol, out, progress=progress, force=force, models=models, report=report, executor=ex)
+        return pipeline.audit(protocol, out, progress=progress, force=force, models=models, report=report,
+                              executor=ex, policy=policy)
+
+
+def _policy_file(policy: str | Path | None) -> Optional[Path]:
+    """The policy file a caller named, resolved like ``analysis.policy`` and checked before any stage
+    runs (a missing file would otherwise surface only after the analysis)."""
+    if policy is None:
+        return None
+    try:
+        return pipeline.resolve_policy(policy, "--policy")
+    except BadInput as err:  # resolve_policy words it for the protocol's field; this one came from the caller
+        raise BadInput(str(err).replace("--policy: analysis.policy: ", "--policy: ", 1)) from None
 
 
 def generate(protocol: Protocol | str | Path, out: str | Path, progress: bool = True) -> pd.DataFrame:
@@ -612,8 +653,13 @@ def import_scores(source: str | Path, out: str | Path, reference: Optional[str] 
     return write_scores_run(imported, pipeline.init_run(protocol, out))
 
 
-def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) -> pipeline.StageContext:
-    """Every stage after the faces exist (an imported run): embed, pairs, score, analyze, report.
+def audit_run(run_root: str | Path, progress: bool = True, report: bool = True,
+              policy: str | Path | None = None) -> pipeline.StageContext:
+    """Every stage after the faces exist (an imported run): embed, pairs, score, analyze, gate, report.
+
+    The gate stage runs as in :func:`audit`: with ``policy`` (or the run's ``analysis.policy``) it
+    writes ``RUN/results/gate.json`` after the analysis, whatever the verdict, and the card colours
+    against it; without either, a gate.json an earlier audit wrote is removed.
 
     Parameters
     ----------
@@ -623,6 +669,8 @@ def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) 
         Show progress bars.
     report : bool
         Render ``RUN/report.html`` at the end.
+    policy : str or Path, optional
+        A gate policy YAML (checked before any stage runs).
 
     Returns
     -------
@@ -639,8 +687,10 @@ def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) 
     from faceaudit.models.registry import load_model
 
     ctx = _ctx(run_root, progress)
+    policy = _policy_file(policy)
     if ctx.protocol.dataset is not None and ctx.protocol.dataset.importer == "scores":
         pipeline.stage_analyze(ctx)  # imported scores: no images to embed, scores already exist
+        pipeline.stage_gate(ctx, policy)
         if report:
             pipeline.stage_report(ctx)
         return ctx
@@ -651,6 +701,7 @@ def audit_run(run_root: str | Path, progress: bool = True, report: bool = True) 
     if ctx.protocol.dataset is None:
         pipeline.stage_manipulation(ctx)
     pipeline.stage_analyze(ctx)
+    pipeline.stage_gate(ctx, policy)
     if report:
         pipeline.stage_report(ctx)
     return ctx

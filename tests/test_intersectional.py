@@ -250,3 +250,92 @@ def test_section_9_covers_gender_and_the_gate_colours_the_headline(gender_run):
     head = page.split('<nav class="toc">')[0]
     assert "decisions of the gate policy <b>default</b>" in head
     assert re.search(r'class="num (pass|fail|inconclusive)"', head)
+
+
+def _within_seed_agreement(faces: pd.DataFrame) -> tuple[float, int]:
+    """Independently of the generator: per kept seed and skin level, is the validating classifier's
+    P(male) of the female prototype below that of the male prototype?"""
+    proto = faces[faces["edit_attr"] == "none"].pivot_table(index=["seed", "skin_tone"], columns="gender",
+                                                           values="measured_gender_pmale_validation")
+    d = (proto["female"] - proto["male"]).dropna()
+    return float((d < 0).mean()), int(len(d))
+
+
+def _section_3_gender(page: str) -> str:
+    return page.split("<h3>Protected attribute: perceived gender presentation</h3>")[1].split("<h3>")[0]
+
+
+def test_section_3_describes_the_joint_placement_and_the_run_s_classifiers(gender_run):
+    from faceaudit.report import fmt
+
+    page = (gender_run / "report.html").read_text()
+    s3 = _section_3_gender(page)
+    faces = pd.read_parquet(gender_run / "faces.parquet")
+    placed, validated = faces["gender_placed_by"].iloc[0], faces["gender_validated_by"].iloc[0]
+    assert "pulled back" not in s3 and "all skin × gender cells at once" in s3
+    assert f"<b>{placed}</b> classifier" in s3 and f"the <b>{validated}</b> classifier" in s3
+    assert f"in bin ({validated}, validating)" in s3
+    # the measured within-seed agreement, recomputed from the faces, in section 3 and section 9
+    share, n = _within_seed_agreement(faces)
+    gen = json.loads((gender_run / "results" / "generation.json").read_text())["gender_validation"]
+    assert gen["share"] == pytest.approx(share) and gen["n"] == n
+    sentence = (f"Measured within-seed agreement of the validating classifier {validated}: within each seed and skin "
+                f"level, its P(male) of the “female” prototype is below that of the “male” one in {fmt.pct(share)} of "
+                f"{n:,} pairs")
+    assert sentence in s3
+    caveats = page.split('id="caveats"')[1].split("</section>")[0]
+    assert sentence in caveats
+
+
+def test_section_3_reads_the_classifiers_from_the_faces_table(gender_run):
+    from faceaudit.report.evaluation import _gender_facts
+    from faceaudit.run import load_run
+
+    run = load_run(gender_run)
+    faces = run.faces.assign(gender_placed_by="oarriaga", gender_validated_by="faceres")
+    facts = _gender_facts(run, faces, run.protocol)
+    assert (facts["placed_by"], facts["validated_by"]) == ("oarriaga", "faceres")
+    assert _gender_facts(run, run.faces, run.protocol)["placed_by"] == run.protocol.protected_spec("gender").placed_by
+
+
+def test_summary_md_has_the_gender_caveats_and_the_gate_verdict(gender_run):
+    from faceaudit.report import fmt
+
+    summary = (gender_run / "results" / "summary.md").read_text()
+    part = summary.split("### Perceived gender")[1].split("**Caveats:**")[0]
+    faces = pd.read_parquet(gender_run / "faces.parquet")
+    share, n = _within_seed_agreement(faces)
+    assert f"Gender cells placed by faceres P(male), validated by oarriaga: within-seed agreement {fmt.pct(share)} of {n:,}" in part
+    age = pd.read_parquet(gender_run / "results" / "gender_age.parquet")
+    main = age[(age["age_measure"] == "measured_age") & (age["metric"] == "fnmr_diff")].set_index("adjusted")
+    adj, raw = main.loc[True], main.loc[False]
+    assert (f"dlib FNMR {fmt.pp(adj['estimate'])} {fmt.ci(adj['ci_lo'], adj['ci_hi'], fmt.pp)} "
+            f"(raw {fmt.pp(raw['estimate'])} {fmt.ci(raw['ci_lo'], raw['ci_hi'], fmt.pp)})") in part
+    shift = pd.read_parquet(gender_run / "results" / "impostor_shift.parquet")
+    s = shift[(shift["metric"] == "impostor_score_mean") & (shift["scope"] == "all")].iloc[0]
+    assert f"dlib {fmt.signed(s['estimate'])} {fmt.ci(s['ci_lo'], s['ci_hi'], fmt.signed)}" in part
+    assert "sampled impostors" not in summary
+    gate = json.loads((gender_run / "results" / "gate.json").read_text())
+    c = gate["counts"]
+    assert (f"**Gate:** policy default (file {gate['policy_file']}): {gate['status'].upper()}, {c['pass']} passed, "
+            f"{c['fail']} failed, {c['inconclusive']} inconclusive of {sum(c.values())} checks") in summary
+
+
+def test_sampled_impostors_are_said_on_the_card_and_in_the_summary(gender_run, tmp_path):
+    run = Path(shutil.copytree(gender_run, tmp_path / "run"))
+    proto = yaml.safe_load((run / "protocol.yaml").read_text())
+    proto["pairs"]["impostor_sample"] = 20
+    (tmp_path / "sampled.yaml").write_text(yaml.safe_dump(proto))
+    ctx = pipeline.audit(tmp_path / "sampled.yaml", run, progress=False)
+    assert "analyze" in ctx.ran and "generate" not in ctx.ran
+    # the premise: nothing per impostor pair, so no FMR rows and no shift rows
+    assert len(pd.read_parquet(run / "results" / "impostor_shift.parquet")) == 0
+    assert "fmr_diff" not in set(pd.read_parquet(run / "results" / "gender_age.parquet")["metric"])
+    line = ("Not computed with sampled impostors (pairs.impostor_sample: 20): the FMR rows of the age-adjusted gender "
+            "contrast and the whole impostor-similarity table.")
+    page = (run / "report.html").read_text()
+    caveats = page.split('id="caveats"')[1].split("</section>")[0]
+    assert line in caveats and "The table has no FMR rows: with sampled impostors they are not computed" in caveats
+    assert "mean impostor score female / male" not in caveats
+    summary = (run / "results" / "summary.md").read_text()
+    assert f"- {line}" in summary and "; no FMR rows (sampled impostors)." in summary

@@ -7,6 +7,7 @@ Exit codes (DESIGN.md): 0 ok/pass, 1 gate failed (nothing else exits 1), 2 bad i
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import errno
 import functools
 import os
@@ -153,3 +154,35 @@ ModelOpt = typer.Option(
          "protocol.yaml records it.",
 )
 DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda (replaces the protocol's device).")
+
+
+#: ``--policy`` of the commands that run the gate stage (audit, import --audit)
+PolicyOpt = typer.Option(
+    None, "--policy", "-p",
+    help="Gate policy YAML (e.g. protocols/policies/default.yaml), instead of the protocol's analysis.policy: "
+         "the gate stage checks the results against its bounds after the analysis and writes RUN/results/gate.json, "
+         "and the card colours its headline against it only. The audit still exits 0 on a failed or inconclusive "
+         "gate (the verdict is printed and recorded); `faceaudit gate` exits 1 or 3. A relative path is read from the "
+         "working directory, else from faceaudit's source tree; a missing file is exit 2 before any stage runs. "
+         "Without a policy, a gate.json an earlier audit wrote is removed.")
+
+
+def gate_verdict(path: Path) -> Optional[dict]:
+    """The verdict recorded in ``results/gate.json`` (status, policy, its file, counts), or None."""
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return {"file": str(path), "status": data.get("status"), "policy": data.get("policy"),
+            "policy_file": data.get("policy_file"), "counts": data.get("counts") or {}, "error": data.get("error")}
+
+
+def gate_line(gate: dict) -> str:
+    """One line on the gate the audit ran: its verdict, or why it could not be evaluated."""
+    where = f"{gate['policy']} ({gate['policy_file']})"
+    if gate.get("error"):
+        return f"gate {where}: could not be evaluated: {gate['error']} -> {gate['file']}"
+    c = gate["counts"]
+    return (f"gate {where}: {str(gate['status']).upper()}: {c.get('pass', 0)} passed, {c.get('fail', 0)} failed, "
+            f"{c.get('inconclusive', 0)} inconclusive -> {gate['file']} (the audit exits 0; `faceaudit gate` "
+            "exits 1 on a failed bound, 3 when inconclusive)")
+

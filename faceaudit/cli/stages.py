@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from faceaudit.cli.app import DeviceOpt, JsonOpt, ModelOpt, ProgressOpt, RunArg, echo, app, handles_errors
+from faceaudit.cli.app import (DeviceOpt, JsonOpt, ModelOpt, PolicyOpt, ProgressOpt, RunArg, app, echo, gate_line,
+                               gate_verdict, handles_errors)
 
 
 @app.command()
@@ -35,13 +36,19 @@ def audit(
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="An existing Ray cluster: auto, HOST:6379 or ray://HOST:10001 "
                                                    "(default: start a local one with --workers CPUs)."),
+    policy: Optional[Path] = PolicyOpt,
 ) -> None:
-    """Run the whole audit: generate -> embed -> pair+score -> analyze -> report.
+    """Run the whole audit: generate -> embed -> pair+score -> analyze -> gate -> report.
 
     Finished stages whose inputs did not change and whose outputs still match the sha256 recorded in
     RUN/manifest.json are skipped, so re-running the same command resumes an interrupted audit, does
     no repeated work, and redoes only what was damaged or deleted. Tables of models the protocol no
     longer names are moved to RUN/stale/.
+
+    With a gate policy (--policy, else the protocol's analysis.policy) the gate stage writes
+    RUN/results/gate.json and the card colours its headline against it. The audit exits 0 whatever
+    the verdict (it prints it); `faceaudit gate RUN --policy FILE` is the command that exits 1 on a
+    violated bound and 3 when inconclusive.
     """
     from faceaudit import api
 
@@ -49,12 +56,15 @@ def audit(
     if skip_unavailable:
         resolved = api.without_unavailable(resolved, announce=lambda line: print(line, file=sys.stderr, flush=True))
     ctx = api.audit(resolved, out, progress=progress, force=force, report=report,
-                    executor=executor, workers=workers, ray_address=ray_address)
+                    executor=executor, workers=workers, ray_address=ray_address, policy=policy)
+    gate = gate_verdict(ctx.run.results / "gate.json")
     if as_json:
         echo(json.dumps({"run": str(ctx.run.root), "ran": ctx.ran, "up_to_date": ctx.skipped,
-                          "report": str(ctx.run.report) if report else None}))
+                          "report": str(ctx.run.report) if report else None, "gate": gate}))
         return
     echo(f"ran: {', '.join(ctx.ran) or 'nothing'}; up to date: {', '.join(ctx.skipped) or 'nothing'}")
+    if gate is not None:
+        echo(gate_line(gate))
     if report:
         echo(f"report: {ctx.run.report}")
 

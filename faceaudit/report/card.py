@@ -27,7 +27,7 @@ from faceaudit.report import fmt
 from faceaudit.report import figures as F
 from faceaudit.report.evaluation import EvaluationData, evaluation_section
 from faceaudit.report.gender import GENDER_TABLES, GenderSection, gender_section
-from faceaudit.report.headline import Headline, ci_method_text, headline_section, primary_rows
+from faceaudit.report.headline import Headline, ci_method_text, gate_record, headline_section, primary_rows
 from faceaudit.report.human import HUMAN_TABLES, human_section
 from faceaudit.report.real_gap import RealSection, real_section
 from faceaudit.report.tables import Table, format_table, json_value
@@ -226,6 +226,8 @@ class Card:
     #: synthetic versus real (with a calibration run) and DET bands (faceaudit.report.real_gap)
     real: Optional[RealSection] = None
     gender_caveats: Optional[GenderSection] = None  # section 9's gender caveats (faceaudit.report.gender)
+    #: results/gate.json as the gate stage wrote it (None: no policy named for this run)
+    gate: Optional[dict] = None
 
     def template_vars(self) -> dict[str, Any]:
         """Every field of every section under its own name (the names the template uses)."""
@@ -549,7 +551,7 @@ def build_card(run) -> Card:
     return Card(header=header_section(run, facts), evaluation=evaluation,
                 results=results, human=human_section(run, facts.groups),
                 headline=headline_section(run, facts, evaluation.resolution_text), real=real,
-                gender_caveats=gender_section(run, facts.models))
+                gender_caveats=gender_section(run, facts.models), gate=gate_record(run))
 
 
 def _ordered(meta: dict) -> list[tuple[str, Any]]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.report import fmt
+from faceaudit.report.gender import placement_roles, validation_sentence
 from faceaudit.report.images import counterfactual_grids, image_resolution
 from faceaudit.report.provenance import describe_file
 from faceaudit.report.tables import Table, format_table, json_value
@@ -152,10 +153,17 @@ def _ita_facts(faces: pd.DataFrame, protocol, mc: Optional[pd.DataFrame] = None)
     return out
 
 
+#: what each gender classifier looks at (faceaudit.measure.perceived), for the card's description
+GENDER_CLASSIFIER_VIEW = {"faceres": "the HSE FaceRec gender head on the aligned face",
+                          "oarriaga": "a CNN on a loose greyscale crop with the hair"}
+
+
 def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
     """Perceived gender as a protected attribute: per level, what placed the faces and what both
     classifiers say of the kept prototypes; exposure and apparent-age change against the reference
-    level within seed and skin level."""
+    level within seed and skin level. Which classifier placed and which validated is the run's own
+    (faces ``gender_placed_by``/``gender_validated_by``, else the protocol), and the validating one's
+    within-seed agreement is generation.json's ``gender_validation``."""
     gspec = protocol.protected_spec("gender") if protocol.dataset is None else None
     if gspec is None or "measured_gender_pmale" not in faces.columns or "gender" not in faces.columns:
         return None
@@ -190,7 +198,13 @@ def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
                 a2 = (cur.loc[common, "measured_age_independent"] - ref.loc[common, "measured_age_independent"]).mean()
                 row["age"] = f"{fmt.signed(a1)} / {fmt.signed(a2)}"
         rows.append(row)
-    return {"rows": rows, "reference": gspec.reference}
+    placed_by, validated_by = placement_roles(run, faces)
+    skin = protocol.protected_spec("skin_tone")
+    return {"rows": rows, "reference": gspec.reference, "placed_by": placed_by, "validated_by": validated_by,
+            "placed_by_view": GENDER_CLASSIFIER_VIEW.get(placed_by, ""),
+            "validated_by_view": GENDER_CLASSIFIER_VIEW.get(validated_by, ""),
+            "joint": skin is not None and getattr(skin, "mechanism", None) != "recolor",
+            "validation": validation_sentence(run)}
 
 
 def _exposure_vs_reference(faces: pd.DataFrame, level: str, reference: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ import pandas as pd
 from faceaudit.report import fmt
 from faceaudit.report.tables import Table
 
-__all__ = ["GenderSection", "gender_section", "GENDER_TABLES"]
+__all__ = ["GenderSection", "gender_section", "GENDER_TABLES", "placement_roles", "validation_sentence",
+           "sampled_impostors_note"]
 
 #: results tables this section reads (the card does not list them again as "other results")
 GENDER_TABLES = ("gender_age", "impostor_shift", "gender_placement")
@@ -35,43 +36,197 @@ class GenderSection:
     shift: str
     shift_table: Optional[Table]
     notes: list[str] = field(default_factory=list)
+    #: the placing and the validating classifier (:func:`placement_roles`)
+    placed_by: str = "faceres"
+    validated_by: str = "oarriaga"
+    #: generation.json's ``gender_validation`` (within-seed agreement: ``share``, ``n``), None when absent
+    agreement: Optional[dict] = None
+    #: one line for results/summary.md per caveat: placement, apparent age, impostor similarity (plain text)
+    brief: list[str] = field(default_factory=list)
+    #: why the FMR rows and the impostor-shift table are empty in a run with sampled impostors, else None
+    sampled_impostors: Optional[str] = None
 
 
 def _fmt_metric(metric: str):
     return fmt.metric_formatter(metric)
 
 
-def _placement_text(run, models: list[str]) -> str:
-    t = run.result("gender_placement")
-    if t is None or not len(t):
-        return ("Gender cells are placed on a classifier's P(male); this run's results hold no placement check "
-                "(results/gender_placement.parquet), so how far a second classifier agrees is not shown.")
-    r0 = t.iloc[0]
-    placed, valid = escape(str(r0["placed_by"])), escape(str(r0["validated_by"]))
+def placement_roles(run, faces: Optional[pd.DataFrame] = None) -> tuple[str, str]:
+    """(placing classifier, validating classifier) of the run's gender cells.
+
+    Read from the faces table (``gender_placed_by``, ``gender_validated_by``, written by the
+    generator), else from the protocol's gender spec (``protected[gender].placed_by``), else faceres
+    and oarriaga (what runs made before the choice existed used).
+
+    Parameters
+    ----------
+    run : faceaudit.run.Run
+        The run.
+    faces : pandas.DataFrame, optional
+        The faces table to read (default: the run's).
+
+    Returns
+    -------
+    tuple of str
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> import pandas as pd
+    >>> run = SimpleNamespace(faces=pd.DataFrame({"gender_placed_by": ["oarriaga"], "gender_validated_by": ["faceres"]}),
+    ...                       protocol=None)
+    >>> placement_roles(run)
+    ('oarriaga', 'faceres')
+    """
+    faces = getattr(run, "faces", None) if faces is None else faces
+    if faces is not None and {"gender_placed_by", "gender_validated_by"} <= set(faces.columns):
+        placed, valid = faces["gender_placed_by"].dropna(), faces["gender_validated_by"].dropna()
+        if len(placed) and len(valid):
+            return str(placed.iloc[0]), str(valid.iloc[0])
+    protocol = getattr(run, "protocol", None)
+    gspec = protocol.protected_spec("gender") if protocol is not None and hasattr(protocol, "protected_spec") else None
+    if gspec is not None and hasattr(gspec, "placed_by"):
+        return str(gspec.placed_by), str(gspec.validated_by)
+    return "faceres", "oarriaga"
+
+
+def _agreement(run) -> Optional[dict]:
+    v = (getattr(run, "generation", None) or {}).get("gender_validation") or {}
+    if not v or v.get("share") is None or not v.get("n"):
+        return None
+    return v
+
+
+def validation_sentence(run) -> str:
+    """The measured within-seed agreement of the validating classifier (``results/generation.json``,
+    ``gender_validation``) as one sentence of the card; empty when the run did not record it.
+
+    For every kept seed and skin level: does the validating classifier's P(male) move from the
+    reference level's prototype in the direction of the level's target (lower for "female" against
+    "male" with the default levels)?
+
+    Parameters
+    ----------
+    run : faceaudit.run.Run
+        The run.
+
+    Returns
+    -------
+    str
+        HTML-escaped text.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> run = SimpleNamespace(generation={"gender_validation": {"placed_by": "faceres", "validated_by": "oarriaga",
+    ...     "levels": {"female": {"share": 0.831, "n": 177}}, "share": 0.831, "n": 177}}, protocol=None, faces=None)
+    >>> print(validation_sentence(run))
+    Measured within-seed agreement of the validating classifier oarriaga: within each seed and skin level, its P(male) moves from the reference prototype towards the “female” target in 83.1% of 177 pairs (results/generation.json, gender_validation).
+    """
+    v = _agreement(run)
+    if v is None:
+        return ""
+    valid = escape(str(v.get("validated_by") or placement_roles(run)[1]))
+    protocol = getattr(run, "protocol", None)
+    gspec = protocol.protected_spec("gender") if hasattr(protocol, "protected_spec") else None
+    targets = {lv.name: lv.target for lv in gspec.levels} if gspec is not None else {}
+    ref = gspec.reference if gspec is not None else None
     parts = []
+    for name, d in (v.get("levels") or {}).items():
+        if d.get("share") is None or not d.get("n"):
+            continue
+        share = f"{fmt.pct(d['share'])} of {int(d['n']):,} pairs"
+        if name in targets and ref in targets:
+            side = "below" if targets[name] < targets[ref] else "above"
+            parts.append(f"of the “{escape(str(name))}” prototype is {side} that of the “{escape(str(ref))}” one in {share}")
+        else:
+            parts.append(f"moves from the reference prototype towards the “{escape(str(name))}” target in {share}")
+    if not parts:
+        parts = [f"moves from the reference prototype towards the level's target in {fmt.pct(v['share'])} of "
+                 f"{int(v['n']):,} pairs"]
+    overall = f" (overall {fmt.pct(v['share'])} of {int(v['n']):,})" if len(parts) > 1 else ""
+    return (f"Measured within-seed agreement of the validating classifier {valid}: within each seed and skin level, "
+            f"its P(male) {'; '.join(parts)}{overall} (results/generation.json, gender_validation).")
+
+
+def sampled_impostors_note(run) -> Optional[str]:
+    """Why a run with sampled impostors (``pairs.impostor_sample``) has no FMR rows in the age-adjusted
+    gender table and an empty impostor-shift table; None for a run that keeps every impostor pair.
+
+    Parameters
+    ----------
+    run : faceaudit.run.Run
+        The run.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> run = SimpleNamespace(protocol=SimpleNamespace(pairs=SimpleNamespace(impostor_sample=200)))
+    >>> sampled_impostors_note(run)[:60]
+    'Not computed with sampled impostors (pairs.impostor_sample: '
+    >>> sampled_impostors_note(SimpleNamespace(protocol=SimpleNamespace(pairs=SimpleNamespace(impostor_sample=None)))) is None
+    True
+    """
+    pairs = getattr(getattr(run, "protocol", None), "pairs", None)
+    n = getattr(pairs, "impostor_sample", None)
+    if n is None:
+        return None
+    return (f"Not computed with sampled impostors (pairs.impostor_sample: {int(n)}): the FMR rows of the age-adjusted "
+            "gender contrast and the whole impostor-similarity table. The analysis streams every impostor pair's "
+            "score in blocks and keeps none per pair, so it cannot split them by seed or by gender cell; audit "
+            "without impostor_sample to get them.")
+
+
+def _placement_text(run, models: list[str]) -> tuple[str, str]:
+    """Section 9's placement bullet (HTML) and its summary.md line (plain text)."""
+    placed_by, validated_by = placement_roles(run)
+    validation = validation_sentence(run)
+    t = run.result("gender_placement")
+    audited = {m.split(":")[0].lower() for m in models}
+    if placed_by.lower() in audited:
+        independence = (f" The placing classifier {placed_by} shares its network with the audited model {placed_by}: its "
+                        "gender contrast is circular (the cells were chosen by what it sees) and should not be read as a "
+                        "finding.")
+    elif validated_by.lower() in audited:
+        independence = f" The validating classifier {validated_by} is itself audited in this run, so the check is not independent of it."
+    else:
+        independence = f" Neither {placed_by} nor {validated_by} is an audited model of this run."
+    agreement = _agreement(run)
+    brief = (f"Gender cells placed by {placed_by} P(male), validated by {validated_by}"
+             + (f": within-seed agreement {fmt.pct(agreement['share'])} of {int(agreement['n']):,} seed × skin-level pairs"
+                if agreement else ": within-seed agreement not recorded (results/generation.json)"))
+    if t is None or not len(t):
+        text = (f"Gender cells are placed by the {escape(placed_by)} classifier's P(male); this run's results hold no "
+                "placement check (results/gender_placement.parquet), so how far the validating classifier "
+                f"{escape(validated_by)} puts each level's prototypes in its bin is not shown.")
+        return " ".join(x for x in (text, validation) if x) + escape(independence), brief + "." + independence
+    measure = escape(str(t["placement_measure"].iloc[0]))
+    parts, brief_parts = [], []
     for _, r in t.iterrows():
         if pd.notna(r["agree_share"]):
             parts.append(f"{fmt.pct(r['agree_share'])} of the “{escape(str(r['level']))}” prototypes "
                          f"({fmt.count(r['n_agree'], r['n_prototypes'])})")
-    agree = (f"The validating classifier {valid} puts " + " and ".join(parts) + " in the same bin"
+            brief_parts.append(f"{fmt.pct(r['agree_share'])} of the {r['level']} ({fmt.count(r['n_agree'], r['n_prototypes'])})")
+    valid = escape(validated_by)
+    agree = (f"The validating classifier {valid} puts " + " and ".join(parts) + " in the level's P(male) bin"
              if parts else f"No P(male) of the validating classifier {valid} was measured, so the placement is unchecked")
-    text = (f"Gender cells are placed by the {placed} classifier's P(male) (column <code>{escape(str(r0['placement_measure']))}</code>). "
-            f"{agree}.")
-    audited = {m.split(":")[0].lower() for m in models}
-    if placed.lower() in audited:
-        text += (f" The placing classifier {placed} shares its network with the audited model {placed}: its gender "
-                 "contrast is circular (the cells were chosen by what it sees) and should not be read as a finding.")
-    elif valid.lower() in audited:
-        text += f" The validating classifier {valid} is itself audited in this run, so the check is not independent of it."
-    else:
-        text += f" Neither {placed} nor {valid} is an audited model of this run."
-    return text
+    text = (f"Gender cells are placed by the {escape(placed_by)} classifier's P(male) (column <code>{measure}</code>). "
+            f"{agree}."
+            + (f" {validation}" if validation else "") + escape(independence))
+    if brief_parts:
+        brief += f"; {validated_by} puts " + " and ".join(brief_parts) + " prototypes in their bin"
+    return text, brief + "." + independence
 
 
-def _age_parts(run) -> tuple[str, Optional[Table]]:
+def _age_parts(run, sampled: Optional[str]) -> tuple[str, Optional[Table], str]:
     t = run.result("gender_age")
     if t is None or not len(t):
-        return ("The apparent age of the gender cells was not compared in this run (results/gender_age.parquet).", None)
+        return ("The apparent age of the gender cells was not compared in this run (results/gender_age.parquet).", None,
+                "Apparent age of the gender cells: not compared (results/gender_age.parquet).")
     main = t[t["age_measure"] == "measured_age"]
     if not len(main):
         main = t[t["age_measure"] == t["age_measure"].iloc[0]]
@@ -83,6 +238,7 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
     classifier = str(main["age_classifier"].iloc[0])
     rows = []
     verdicts = []
+    adjusted_brief = []
     for (model, metric), d in main.groupby(["model", "metric"], sort=False):
         raw = d[~d["adjusted"].astype(bool)]
         adj = d[d["adjusted"].astype(bool)]
@@ -98,6 +254,9 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
                      fmt.pvalue(adj["p_value"]),
                      fmt.signed(slope * 10, 2) if str(metric) == "genuine_score_diff" else fmt.pp(slope * 10),
                      f"{int(adj['n_units']):,} ({int(adj['n_seeds']):,} seeds)"])
+        if str(metric) in ("fnmr_diff", "fmr_diff"):
+            adjusted_brief.append(f"{model} {_METRIC_NAMES[str(metric)]} {f(adj['estimate'])} {fmt.ci(adj['ci_lo'], adj['ci_hi'], f)} "
+                                  f"(raw {f(raw['estimate'])} {fmt.ci(raw['ci_lo'], raw['ci_hi'], f)})")
         raw_sig = pd.notna(raw["ci_lo"]) and (raw["ci_lo"] > 0 or raw["ci_hi"] < 0)
         adj_sig = pd.notna(adj["ci_lo"]) and (adj["ci_lo"] > 0 or adj["ci_hi"] < 0)
         if raw_sig and not adj_sig:
@@ -116,16 +275,25 @@ def _age_parts(run) -> tuple[str, Optional[Table]]:
     if verdicts:
         text += (" Raw contrasts whose CI excludes 0 but whose age-adjusted one does not: " + ", ".join(verdicts)
                  + " — there the age difference can explain the gender difference.")
-    return text, table
+    no_fmr = not (main["metric"].astype(str) == "fmr_diff").any()
+    if sampled and no_fmr:
+        text += " The table has no FMR rows: with sampled impostors they are not computed (see below)."
+    brief = (f"Apparent age: {lv} prototypes measure {gaps[0]} against the {ref} prototype of the same seed; "
+             f"{lv} − {ref} at equal apparent age: " + ("; ".join(adjusted_brief) if adjusted_brief else "no FNMR or FMR row")
+             + ("; no FMR rows (sampled impostors)" if sampled and no_fmr else "") + ".")
+    return text, table, brief
 
 
-def _shift_parts(run) -> tuple[str, Optional[Table]]:
+def _shift_parts(run, sampled: Optional[str]) -> tuple[str, Optional[Table], str]:
     t = run.result("impostor_shift")
     if t is None or not len(t):
+        if sampled:
+            return (sampled, None, sampled)  # (the template escapes this bullet)
         return ("The impostor scores of the gender cells were not compared in this run (results/impostor_shift.parquet).",
-                None)
+                None, "Impostor similarity of the gender cells: not compared (results/impostor_shift.parquet).")
     rows = []
     higher, lower = [], []
+    shift_brief = []
     lv, ref = str(t["level"].iloc[0]), str(t["reference"].iloc[0])
     for (model, scope), d in t.groupby(["model", "scope"], sort=False):
         s = d[d["metric"] == "impostor_score_mean"]
@@ -145,6 +313,9 @@ def _shift_parts(run) -> tuple[str, Optional[Table]]:
             row += ["–", "–", "–"]
         rows.append(row)
         if scope == "all":
+            shift_brief.append(f"{model} {fmt.signed(s['estimate'])} {fmt.ci(s['ci_lo'], s['ci_hi'], fmt.signed)}"
+                               + (f" (FMR {fmt.pp(f['estimate'])} {fmt.ci(f['ci_lo'], f['ci_hi'], fmt.pp)})"
+                                  if not isinstance(f, pd.DataFrame) else ""))
             if pd.notna(s["ci_lo"]) and s["ci_lo"] > 0:
                 higher.append(str(model))
             elif pd.notna(s["ci_hi"]) and s["ci_hi"] < 0:
@@ -169,7 +340,11 @@ def _shift_parts(run) -> tuple[str, Optional[Table]]:
     else:
         text += (f"No model shows an impostor-score shift between the {lv} and {ref} cells whose CI excludes 0, so the "
                  "gender FMR contrasts are not explained by the generator making one cell's faces more alike.")
-    return text, table
+    brief = (f"Impostor similarity: mean impostor score {lv}–{lv} minus {ref}–{ref} pairs (dyadic CI): "
+             + "; ".join(shift_brief) + "."
+             + (f" {', '.join(higher)}: the generator probably renders the {lv} faces more alike, which raises their "
+                "FMR at a shared threshold." if higher else ""))
+    return text, table, brief
 
 
 def gender_section(run, models: list[str]) -> Optional[GenderSection]:
@@ -189,10 +364,13 @@ def gender_section(run, models: list[str]) -> Optional[GenderSection]:
     groups = list(getattr(run.protocol, "group_names", []) or [])
     if not any("gender=" in str(g) for g in groups):
         return None
-    placement = _placement_text(run, models)
-    age, age_table = _age_parts(run)
-    shift, shift_table = _shift_parts(run)
+    sampled = sampled_impostors_note(run)
+    placement, placement_brief = _placement_text(run, models)
+    age, age_table, age_brief = _age_parts(run, sampled)
+    shift, shift_table, shift_brief = _shift_parts(run, sampled)
     notes = ["The gender levels are <em>perceived presentation</em> as a classifier scores a synthetic face, not anyone's "
              "gender: no person is behind these faces, and a classifier's P(male) is not a gender identity."]
+    placed_by, validated_by = placement_roles(run)
     return GenderSection(placement=placement, age=age, age_table=age_table, shift=shift, shift_table=shift_table,
-                         notes=notes)
+                         notes=notes, placed_by=placed_by, validated_by=validated_by, agreement=_agreement(run),
+                         brief=[placement_brief, age_brief, shift_brief], sampled_impostors=sampled)

@@ -110,7 +110,9 @@ def ci_method_text(run, er: pd.DataFrame) -> str:
     return "not recorded in this run's results"
 
 
-def _gate_record(run) -> Optional[dict]:
+def gate_record(run) -> Optional[dict]:
+    """``results/gate.json`` as written by the gate stage (the verdict, counts, checks, the policy's
+    file, description and rules), or None when the run has none or it cannot be read."""
     path = run.root / "results" / "gate.json"
     if not path.exists():
         return None
@@ -124,7 +126,7 @@ def _gate_record(run) -> Optional[dict]:
 def load_policy_checks(run) -> tuple[Optional[str], list[dict]]:
     """(policy name, checks) of ``results/gate.json`` when a gate result was recorded in the run; a
     gate that could not evaluate its policy (``error``) colours nothing."""
-    data = _gate_record(run)
+    data = gate_record(run)
     if data is None or data.get("error"):
         return None, []
     return str(data.get("policy") or "policy"), list(data.get("checks") or [])
@@ -139,7 +141,7 @@ def _rule_text(r: dict) -> str:
 def policy_note(run) -> str:
     """What the card says about the gate policy of ``results/gate.json``: its file, description,
     bounds and verdict, or why it colours nothing (no policy, or one the run could not answer)."""
-    data = _gate_record(run)
+    data = gate_record(run)
     if data is None:
         return ""
     name = str(data.get("policy") or "policy")

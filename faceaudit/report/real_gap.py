@@ -174,7 +174,8 @@ def real_section(run, facts) -> RealSection:
     if bands is None:
         note = "Not computed: `results/det_bands.parquet` is absent from this run (run `faceaudit analyze` again)."
     else:
-        for m in facts.models:
+        # an impostor_sample run writes the table with no rows (and no columns): no model has bands
+        for m in (facts.models if "model" in bands.columns else []):
             f = F.det_band_figure(m, bands[bands["model"] == m], facts.groups, facts.primary_target, level)
             if f is not None:
                 figures["det_bands"].append(f)

@@ -31,6 +31,36 @@ def _md_table(columns: list[str], rows: list[list[str]], right: list[bool]) -> l
     return out
 
 
+def gate_line(gate: dict) -> str:
+    """The gate verdict of ``results/gate.json`` as one Markdown paragraph: the policy, its file, the
+    verdict and its counts, or why the policy could not be evaluated.
+
+    Parameters
+    ----------
+    gate : dict
+        ``results/gate.json`` (:func:`faceaudit.report.headline.gate_record`).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(gate_line({"policy": "default", "policy_file": "/x/protocols/policies/default.yaml", "status": "fail",
+    ...                  "counts": {"pass": 7, "fail": 1, "inconclusive": 4}, "error": None}))
+    **Gate:** policy default (file /x/protocols/policies/default.yaml): FAIL, 7 passed, 1 failed, 4 inconclusive of 12 checks (results/gate.json). The bounds are this policy's, not a standard; `faceaudit gate` exits 1 on a failed bound, 3 when inconclusive.
+    """
+    name = _md_name(gate.get("policy") or "policy")
+    where = f" (file {_md_escape(gate['policy_file'])})" if gate.get("policy_file") else ""
+    if gate.get("error"):
+        return f"**Gate:** policy {name}{where} could not be evaluated on this run: {_md_escape(gate['error'])}."
+    c = gate.get("counts") or {}
+    n = sum(int(c.get(k, 0)) for k in ("pass", "fail", "inconclusive"))
+    return (f"**Gate:** policy {name}{where}: {str(gate.get('status', '?')).upper()}, {c.get('pass', 0)} passed, "
+            f"{c.get('fail', 0)} failed, {c.get('inconclusive', 0)} inconclusive of {n} checks (results/gate.json). "
+            "The bounds are this policy's, not a standard; `faceaudit gate` exits 1 on a failed bound, 3 when inconclusive.")
+
+
 def summary_markdown(card) -> str:
     """results/summary.md of a model card (:class:`faceaudit.report.card.Card`), from its values alone."""
     head, ev, res = card.header, card.evaluation, card.results
@@ -58,6 +88,8 @@ def summary_markdown(card) -> str:
     if hl is not None:
         lines += [("Significant primary contrasts: " + hl.family["text"] + "." if hl.family
                    else "Significant primary contrasts: not computed (summary.json has no primary_family)."), ""]
+    if card.gate is not None:
+        lines += [gate_line(card.gate), ""]
     for m in res.model_summaries:
         if m.enrolled_nothing:
             lines += [f"### {_md_name(m.name)}", "",
@@ -88,6 +120,11 @@ def summary_markdown(card) -> str:
         lines.append("")
     else:
         lines += ["Contrasts: not computed.", ""]
+    gc = card.gender_caveats
+    if gc is not None:
+        lines += ["### Perceived gender", ""]
+        lines += [f"- {_md_escape(b)}" for b in gc.brief]
+        lines += ["- Perceived presentation as a classifier scores a synthetic face, not anyone's gender.", ""]
     caveats = [f"{ev.resolution_text} GAN faces (synthetic-to-real gap)", "ITA confounded by lighting"]
     if hl is not None and hl.discussion:
         caveats.append(_md_escape(hl.discussion[0].rstrip(".")) + ", the opposite of NIST FRVT Part 3 (2019) on photographs")
