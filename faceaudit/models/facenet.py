@@ -35,7 +35,14 @@ from faceaudit.models.align import align_112
 from faceaudit.models.base import AlignedRecognizer
 from faceaudit.models.detect import FaceDetector, default_detector
 from faceaudit.models.keras_h5 import KerasH5, KerasLayer, read_keras_h5
-from faceaudit.models.runtime import cuda_batch_size, download, file_sha256, torch_device, use_fp16
+from faceaudit.models.runtime import (
+    cuda_batch_size,
+    download,
+    file_sha256,
+    torch_onnx_session,
+    torch_device,
+    use_fp16,
+)
 
 FACENET_URL = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 INPUT_SIZE = 160
@@ -544,7 +551,9 @@ class FaceNetRecognizer(AlignedRecognizer):
     ``source="auto"`` (the ``facenet`` spec) takes the Keras file when it is installed and falls
     back to the VGGFace2 download when it is not; a Keras file with the wrong sha256 is an error,
     never a silent fallback. ``weights=`` a ``.h5`` file (sha256-checked) or a ``.pt`` state dict;
-    ``url=`` selects the VGGFace2 download from that address.
+    ``url=`` selects the VGGFace2 download from that address. ``runtime``: ``auto`` runs the forward
+    pass on onnxruntime on the CPU (the module traced in memory; 1.3-1.4x faster) and on PyTorch on
+    CUDA; ``torch`` or ``onnxruntime`` forces one.
 
     Examples
     --------
@@ -566,9 +575,12 @@ class FaceNetRecognizer(AlignedRecognizer):
         detector: FaceDetector | None = None,
         source: str = "auto",
         name: str = "facenet",
+        runtime: str = "auto",
     ):
         if source not in ("auto", "keras", "vggface2"):
             raise ValueError(f"facenet: source must be auto, keras or vggface2, not {source!r}")
+        if runtime not in ("auto", "onnxruntime", "torch"):
+            raise ValueError(f"facenet: runtime must be auto, onnxruntime or torch, not {runtime!r}")
         if weights is not None:
             source = "keras" if str(weights).lower().endswith(".h5") else "vggface2"
         elif url is not None:
@@ -594,6 +606,12 @@ class FaceNetRecognizer(AlignedRecognizer):
         self.net = self.net.eval().to(self.device)
         if self.fp16:
             self.net = self.net.half()
+        # On the CPU the forward pass runs on onnxruntime (the module traced once, in memory, ~2 s):
+        # 1.3-1.4x faster than PyTorch's CPU kernels here, and far less hurt by other processes on
+        # the cores (runtime.torch_onnx_session); outputs within 1e-6. On CUDA PyTorch stays (fp16).
+        self.runtime = ("torch" if self.device == "cuda" else "onnxruntime") if runtime == "auto" else runtime
+        self.session = (torch_onnx_session(self.net, (1, 3, INPUT_SIZE, INPUT_SIZE), self.device)
+                        if self.runtime == "onnxruntime" else None)
         # 25 MB per 160x160 face: a generous estimate, not a measurement (its largest feature map is
         # 64x77x77 floats, 1.5 MB; inference keeps only a few maps alive at once)
         self.batch_size = cuda_batch_size(25 << 20, type(self).batch_size) if self.device == "cuda" else type(self).batch_size
@@ -656,6 +674,10 @@ class FaceNetRecognizer(AlignedRecognizer):
 
     @torch.inference_mode()
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        if self.session is not None:
+            return self.session.run(None, {"image": self.preprocess(crops).numpy()})[0]
         x = self.preprocess(crops).to(self.device)
         return self.net(x.half() if self.fp16 else x).float().cpu().numpy()
 
@@ -667,6 +689,8 @@ class FaceNetRecognizer(AlignedRecognizer):
             "device": self.device,
             "network_code": self.network_source,
             "precision": "fp16" if self.fp16 else "fp32",
+            "runtime": ("onnxruntime (our torch module traced to ONNX in memory)" if self.session is not None
+                        else f"PyTorch {torch.__version__}"),
         }
         if self.source == "keras":
             return {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from faceaudit.core.errors import ModelUnavailable
 from faceaudit.core.hashing import sha256_file, sha256_file_cached
-from faceaudit.models.npm import extract_verified, npm_pack
+from faceaudit.models.npm import extract_verified, fetch_main, npm_pack
 
 PACKAGE = "faceplugin-face-recognition-js"
 VERSION = "0.0.1"
@@ -215,20 +215,9 @@ def fetch(directory: Path | None = None, npm: str = "npm", tarball: Path | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m faceaudit.models.faceplugin fetch [DIR]``: exit 0 even when the fetch fails
-    (setup goes on; the reason is printed in one line on stderr), 2 on a usage error."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["fetch"] or len(argv) > 2:
-        print("usage: python -m faceaudit.models.faceplugin fetch [DIR]", file=sys.stderr)
-        return 2
-    directory = Path(argv[1]) if len(argv) == 2 else models_dir()
-    reason = fetch(directory)
-    if reason:
-        # setup goes on: mobilefacenet is reported unavailable, audits that do not need it run
-        print(f"faceplugin (mobilefacenet) unavailable: {reason}", file=sys.stderr)
-    else:
-        print(f"faceplugin {VERSION}: {FILE} verified in {directory}")
-    return 0
+    """``python -m faceaudit.models.faceplugin fetch [DIR]`` (:func:`faceaudit.models.npm.fetch_main`)."""
+    return fetch_main(argv, module="faceaudit.models.faceplugin", label="faceplugin (mobilefacenet)", fetch=fetch,
+                      default_dir=models_dir, done=lambda d: f"faceplugin {VERSION}: {FILE} verified in {d}")
 
 
 if __name__ == "__main__":

