@@ -36,18 +36,21 @@ def test_same_face_beats_every_pair_of_different_people(spec, t1):
     assert genuine.min() - different.max() > 0.1
 
 
-#: every built-in model that runs offline after `make setup`, as the default audit runs them
+#: every built-in model that runs offline after `make setup`
 SIX_OFFLINE = ["dlib", "sface", "faceres", "mobileface", "facenet", "mobilefacenet"]
+#: the offline models the default audit leaves out, and why (protocols/default.yaml)
+LEFT_OUT_OF_DEFAULT = {"facenet": "its ~2 min of CPU embedding would take `make audit` past 10 minutes"}
 
 
-def test_the_offline_models_are_the_six_and_the_default_audit_runs_them_all():
+def test_the_offline_models_are_the_six_and_the_default_audit_runs_five():
     import yaml
 
     from faceaudit.models.registry import offline_builtin_models
 
     assert offline_builtin_models() == SIX_OFFLINE
     default = yaml.safe_load((Path(__file__).resolve().parents[1] / "protocols" / "default.yaml").read_text())
-    assert sorted(default["models"]) == sorted(SIX_OFFLINE)
+    assert sorted(default["models"]) == sorted(set(SIX_OFFLINE) - set(LEFT_OUT_OF_DEFAULT))
+    assert len(default["models"]) >= 5
 
 
 @pytest.mark.parametrize("spec", SIX_OFFLINE)

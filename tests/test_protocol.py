@@ -23,7 +23,7 @@ def test_shipped_protocols_load_and_fill_defaults():
     assert default.n_seeds >= 150
     assert len(default.protected.levels) == 3
     assert len(default.edits) >= 3 and all(len(e.levels) >= 4 for e in default.edits)
-    assert set(default.models) == {"dlib", "sface", "faceres", "mobileface", "mobilefacenet", "facenet"}
+    assert set(default.models) == {"dlib", "sface", "faceres", "mobileface", "mobilefacenet"}
     resolved = yaml.safe_load(default.to_yaml())
     assert resolved["analysis"]["adjust"] == "holm"  # a default that was not in the file
     quick = load_protocol(ROOT / "protocols" / "quick.yaml")
