@@ -90,14 +90,15 @@ def test_reused_run_with_another_model_list_reports_exactly_the_new_list(run_cop
     assert sorted(manifest["models"]) == ["dlib", "sface"]
     assert not [k for k in manifest["stages"] if "color-hist" in k]
     gate = cli("gate", run_copy, "--policy", POLICY, "--json")
-    # the re-audited run is the quick run again: its fixed verdict (five CIs straddle their bound)
+    # the re-audited run is the quick run again: its fixed verdict (seven CIs straddle their bound)
     assert gate.returncode == 3, gate.stdout + gate.stderr
     verdict = json.loads(gate.stdout)
-    assert verdict["counts"] == {"pass": 7, "fail": 0, "inconclusive": 5}
+    assert verdict["counts"] == {"pass": 5, "fail": 0, "inconclusive": 7}
     assert {c["model"] for c in verdict["checks"]} == {"dlib", "sface"}
     assert {(c["rule"], c["model"], c["group"]) for c in verdict["checks"] if c["decision"] == "inconclusive"} == {
         (1, "dlib", "skin=dark"), (1, "dlib", "skin=intermediate"), (1, "sface", "skin=dark"),
-        (1, "sface", "skin=intermediate"), (2, "sface", "skin=dark")}
+        (1, "sface", "skin=intermediate"), (2, "sface", "skin=intermediate"), (3, "dlib", "skin=dark"),
+        (3, "sface", "skin=dark")}
 
 
 def test_duplicate_models_and_builtin_name_clash_are_rejected_before_any_work(tmp_path):
@@ -308,7 +309,7 @@ def test_gate_and_audit_output_do_not_wrap_in_ci_logs(quick_run):
     assert proc.returncode == 3, proc.stdout + proc.stderr  # the quick run's fixed verdict: inconclusive
     lines = proc.stdout.splitlines()
     verdict = [line for line in lines if line.startswith("gate ")]
-    assert verdict == ["gate default: INCONCLUSIVE (exit 3): 7 passed, 0 failed, 5 inconclusive"]
+    assert verdict == ["gate default: INCONCLUSIVE (exit 3): 5 passed, 0 failed, 7 inconclusive"]
     rows = [line for line in lines if line[:1].isdigit()]
     checks = json.loads(cli("gate", quick_run, "--policy", POLICY, "--json").stdout)["checks"]
     assert len(rows) == len(checks)  # one line per check: no row broken across lines
