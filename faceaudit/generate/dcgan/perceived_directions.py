@@ -64,6 +64,38 @@ def measure_all(measurer, perceived, images: np.ndarray) -> pd.DataFrame:
     return pd.concat([m, p], axis=1)
 
 
+def _render_measure(gen, measurer, perceived, z: np.ndarray, bar, task) -> pd.DataFrame:
+    """Render latents ``z`` in batches of 256 and measure them (:func:`measure_all`)."""
+    tables = []
+    for start in range(0, len(z), 256):
+        images = gen.render_latents(z[start : start + 256])
+        tables.append(measure_all(measurer, perceived, images))
+        bar.advance(task, len(images))
+    return pd.concat(tables, ignore_index=True)
+
+
+def _leakage_sds(m: pd.DataFrame, ok: np.ndarray, leak_cols: dict[str, str]) -> dict[str, float]:
+    """SD (winsorised, over the usable fitting faces) of every leakage measure ``m`` has."""
+    return {a: float(np.nanstd(_winsorise(m.loc[ok, c].dropna().to_numpy(dtype=np.float64))))
+            for a, c in leak_cols.items() if c in m.columns}
+
+
+def _calibrated_leakage(m_plus: pd.DataFrame, m_minus: pd.DataFrame, sds: dict[str, float],
+                        leak_cols: dict[str, str]) -> tuple[dict[str, float], np.ndarray]:
+    """Each measure's mean (winsorised) half-difference between the renders one step up and one step
+    down, in its SD; and which calibration faces were measured in both."""
+    both = (m_plus["measured_ok"] & m_minus["measured_ok"]).to_numpy(dtype=bool)
+    leakage = {}
+    for b, c in leak_cols.items():
+        if b not in sds or not sds[b] > 0:
+            continue
+        delta = (m_plus[c].to_numpy(dtype=float) - m_minus[c].to_numpy(dtype=float))[both] / 2.0 / sds[b]
+        delta = delta[np.isfinite(delta)]
+        if len(delta):
+            leakage[b] = float(np.mean(_winsorise(delta)))
+    return leakage, both
+
+
 def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibration: int = 256,
                                device: str = "cpu", progress: bool = True) -> Directions:
     """``base`` plus ``gender`` and ``age`` directions fitted on the same latents as ``base``."""
@@ -84,12 +116,7 @@ def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibr
     z_fit, z_cal = latents[:n_samples], latents[n_samples:]
 
     def render_measure(z: np.ndarray, bar, task) -> pd.DataFrame:
-        tables = []
-        for start in range(0, len(z), 256):
-            images = gen.render_latents(z[start : start + 256])
-            tables.append(measure_all(measurer, perceived, images))
-            bar.advance(task, len(images))
-        return pd.concat(tables, ignore_index=True)
+        return _render_measure(gen, measurer, perceived, z, bar, task)
 
     with Progress(progress) as bar:
         task = bar.add_task("directions: render + classify", total=n_samples + 4 * n_calibration)
@@ -104,8 +131,7 @@ def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibr
         unconditional = {a: s["coef"] / np.linalg.norm(s["coef"]) for a, s in stats.items()}
         # SDs of every measure the leakage is expressed in
         leak_cols = {**{a: c for a, c in _COLUMNS.items()}, **PERCEIVED_MEASURES, **INDEPENDENT_MEASURES}
-        sds = {a: float(np.nanstd(_winsorise(m.loc[ok, c].dropna().to_numpy(dtype=np.float64)))) for a, c in leak_cols.items()
-               if c in m.columns}
+        sds = _leakage_sds(m, ok, leak_cols)
 
         out = dict(base.attributes)
         for a, col in PERCEIVED_MEASURES.items():
@@ -117,15 +143,7 @@ def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibr
             shift = predicted_step * u
             m_plus = render_measure(z_cal + shift, bar, task)
             m_minus = render_measure(z_cal - shift, bar, task)
-            both = (m_plus["measured_ok"] & m_minus["measured_ok"]).to_numpy(dtype=bool)
-            leakage = {}
-            for b, c in leak_cols.items():
-                if b not in sds or not sds[b] > 0:
-                    continue
-                delta = (m_plus[c].to_numpy(dtype=float) - m_minus[c].to_numpy(dtype=float))[both] / 2.0 / sds[b]
-                delta = delta[np.isfinite(delta)]
-                if len(delta):
-                    leakage[b] = float(np.mean(_winsorise(delta)))
+            leakage, both = _calibrated_leakage(m_plus, m_minus, sds, leak_cols)
             gain = leakage[a]
             if not gain > 0.05:
                 raise BadInput(f"directions fit-perceived: the {a} direction does not move its measure "
@@ -202,12 +220,7 @@ def learn_oarriaga_gender_direction(base: Directions, n_samples: int = 1500, n_c
     z_fit, z_cal = latents[:n_samples], latents[n_samples:]
 
     def render_measure(z: np.ndarray, bar, task) -> pd.DataFrame:
-        tables = []
-        for start in range(0, len(z), 256):
-            images = gen.render_latents(z[start : start + 256])
-            tables.append(measure_all(measurer, perceived, images))
-            bar.advance(task, len(images))
-        m = pd.concat(tables, ignore_index=True)
+        m = _render_measure(gen, measurer, perceived, z, bar, task)
         m[OARRIAGA_GENDER_MEASURE] = gender_logit(m["measured_gender_pmale_oarriaga"])
         m.loc[~np.isfinite(m["measured_gender_pmale_oarriaga"].to_numpy(dtype=float)), OARRIAGA_GENDER_MEASURE] = np.nan
         return m
@@ -226,18 +239,7 @@ def learn_oarriaga_gender_direction(base: Directions, n_samples: int = 1500, n_c
         m_plus = render_measure(z_cal + predicted_step * u, bar, task)
         m_minus = render_measure(z_cal - predicted_step * u, bar, task)
     leak_cols = {**_COLUMNS, **PERCEIVED_MEASURES, **INDEPENDENT_MEASURES, OARRIAGA_GENDER: OARRIAGA_GENDER_MEASURE}
-    both = (m_plus["measured_ok"] & m_minus["measured_ok"]).to_numpy(dtype=bool)
-    leakage = {}
-    for b, c in leak_cols.items():
-        if c not in m.columns:
-            continue
-        sd_b = float(np.nanstd(_winsorise(m.loc[ok, c].dropna().to_numpy(dtype=np.float64))))
-        if not sd_b > 0:
-            continue
-        delta = (m_plus[c].to_numpy(dtype=float) - m_minus[c].to_numpy(dtype=float))[both] / 2.0 / sd_b
-        delta = delta[np.isfinite(delta)]
-        if len(delta):
-            leakage[b] = float(np.mean(_winsorise(delta)))
+    leakage, both = _calibrated_leakage(m_plus, m_minus, _leakage_sds(m, ok, leak_cols), leak_cols)
     gain = leakage[OARRIAGA_GENDER]
     if not gain > 0.05:
         raise BadInput(f"directions fit-perceived: the {OARRIAGA_GENDER} direction does not move its measure "
