@@ -285,6 +285,22 @@ def test_section_3_describes_the_joint_placement_and_the_run_s_classifiers(gende
     assert sentence in s3
     caveats = page.split('id="caveats"')[1].split("</section>")[0]
     assert sentence in caveats
+    # the local-gradient finish: how many prototypes it placed, and the agreement with and without
+    # such a prototype in the pair, recomputed from the faces table
+    protos = faces[faces["edit_attr"] == "none"]
+    local = protos.pivot_table(index=["seed", "skin_tone"], columns="gender", values="gender_local_shift")
+    pv = protos.pivot_table(index=["seed", "skin_tone"], columns="gender", values="measured_gender_pmale_validation")
+    either = (local["female"] > 0) | (local["male"] > 0)
+    agree = pv["female"] < pv["male"]
+    n_local = int((protos["gender_local_shift"] > 0).sum())
+    assert f"{n_local:,} of {len(protos):,} kept prototypes" in s3
+    placement = json.loads((gender_run / "results" / "generation.json").read_text())["gender_placement"]
+    assert placement["prototypes_local_finish"] == n_local and placement["local_finish"]
+    if either.any() and (~either).any():
+        assert gen["local_finish"]["n"] == int(either.sum()) and gen["directions_only"]["n"] == int((~either).sum())
+        assert (f"agrees on {fmt.pct(agree[either].mean())} of {int(either.sum()):,} seed × skin-level pairs with such a "
+                f"prototype and on {fmt.pct(agree[~either].mean())} of {int((~either).sum()):,} without") in s3
+    assert (protos["gender_local_shift"] <= placement["local_limit"] + 1e-9).all()
 
 
 def test_section_3_reads_the_classifiers_from_the_faces_table(gender_run):

@@ -376,6 +376,35 @@ class TfjsGraph:
                 owned.add(step.name)
         return steps
 
+    def module(self, outputs: Sequence[str], device: str | None = None) -> torch.nn.Module:
+        """The graph as a differentiable ``torch.nn.Module`` (NHWC input -> tuple of ``outputs``).
+
+        The same rewrites as the interpreter minus in-place ops, so autograd and the ONNX tracer
+        can record every value: a ReLU6 becomes one clamp. Used for the ONNX export and for
+        gradients of a head with respect to its input (the gender head's latent gradient). ``device``
+        moves a copy of the weights there (default: where the graph's weights are)."""
+        outputs = tuple(outputs)
+        plain = self._fuse(
+            [
+                _Step(s.name, s.op, s.inputs, _OPS[s.op](self.nodes[s.name], [self.consts.get(i) for i in s.inputs]))
+                for s in self._plan(outputs)
+            ],
+            outputs,
+            allow_inplace=False,
+        )
+        consts = {k: v.to(device) for k, v in self.consts.items()} if device else dict(self.consts)
+        name = self.input_name
+
+        class _Graph(torch.nn.Module):
+            def forward(self, x: torch.Tensor):
+                values = dict(consts)
+                values[name] = x
+                for step in plain:
+                    values[step.name] = step.run([values[i] for i in step.inputs])
+                return tuple(values[o] for o in outputs)
+
+        return _Graph()
+
     def to_onnx(self, outputs: Sequence[str], input_shape: Sequence[int]) -> bytes:
         """The graph as an ONNX model (opset 17) with a free batch dimension, made by tracing this
         interpreter with ``torch.onnx.export`` for one input size (SAME padding is resolved for
@@ -385,33 +414,14 @@ class TfjsGraph:
         import warnings
 
         outputs = tuple(outputs)
-        # The same rewrites as the interpreter minus in-place ops (the tracer records values):
-        # a ReLU6 becomes one Clip, which onnxruntime fuses into the Conv.
-        plain = self._fuse(
-            [
-                _Step(s.name, s.op, s.inputs, _OPS[s.op](self.nodes[s.name], [self.consts.get(i) for i in s.inputs]))
-                for s in self._plan(outputs)
-            ],
-            outputs,
-            allow_inplace=False,
-        )
-        consts = {k: v.cpu() for k, v in self.consts.items()}
+        traced = self.module(outputs, device="cpu")
         name = self.input_name
-
-        class _Traced(torch.nn.Module):
-            def forward(self, x: torch.Tensor):
-                values = dict(consts)
-                values[name] = x
-                for step in plain:
-                    values[step.name] = step.run([values[i] for i in step.inputs])
-                return tuple(values[o] for o in outputs)
-
         example = torch.zeros([1, *list(input_shape)[1:]], dtype=torch.float32)
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python ints: shapes are fixed here
             torch.onnx.export(
-                _Traced(), (example,), buf, dynamo=False, opset_version=17, input_names=[name],
+                traced, (example,), buf, dynamo=False, opset_version=17, input_names=[name],
                 output_names=list(outputs), dynamic_axes={name: {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
             )
         return buf.getvalue()

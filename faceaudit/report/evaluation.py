@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from faceaudit.report import fmt
-from faceaudit.report.gender import placement_roles, validation_sentence
+from faceaudit.report.gender import local_finish_sentence, placement_roles, validation_sentence
 from faceaudit.report.images import counterfactual_grids, image_resolution
 from faceaudit.report.provenance import describe_file
 from faceaudit.report.tables import Table, format_table, json_value
@@ -204,7 +204,8 @@ def _gender_facts(run, faces: pd.DataFrame, protocol) -> Optional[dict]:
             "placed_by_view": GENDER_CLASSIFIER_VIEW.get(placed_by, ""),
             "validated_by_view": GENDER_CLASSIFIER_VIEW.get(validated_by, ""),
             "joint": skin is not None and getattr(skin, "mechanism", None) != "recolor",
-            "validation": validation_sentence(run)}
+            "validation": validation_sentence(run), "local_finish": local_finish_sentence(run),
+            "accept_margin": ((run.generation or {}).get("gender_placement") or {}).get("accept_margin", 0.5)}
 
 
 def _exposure_vs_reference(faces: pd.DataFrame, level: str, reference: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pandas as pd
 from faceaudit.report import fmt
 from faceaudit.report.tables import Table
 
-__all__ = ["GenderSection", "gender_section", "GENDER_TABLES", "placement_roles", "validation_sentence",
+__all__ = ["GenderSection", "gender_section", "GENDER_TABLES", "placement_roles", "validation_sentence", "local_finish_sentence",
            "sampled_impostors_note"]
 
 #: results tables this section reads (the card does not list them again as "other results")
@@ -147,6 +147,47 @@ def validation_sentence(run) -> str:
     overall = f" (overall {fmt.pct(v['share'])} of {int(v['n']):,})" if len(parts) > 1 else ""
     return (f"Measured within-seed agreement of the validating classifier {valid}: within each seed and skin level, "
             f"its P(male) {'; '.join(parts)}{overall} (results/generation.json, gender_validation).")
+
+
+def local_finish_sentence(run) -> str:
+    """How many prototypes the joint placement finished along their own local gradient, and the
+    validating classifier's agreement with and without them (``results/generation.json``,
+    ``gender_placement`` and ``gender_validation``); empty when the run had no finish.
+
+    Parameters
+    ----------
+    run : faceaudit.run.Run
+        The run.
+
+    Returns
+    -------
+    str
+        HTML-escaped text.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> run = SimpleNamespace(generation={
+    ...     "gender_placement": {"local_finish": True, "local_limit": 3.0, "prototypes_local_finish": 90, "prototypes": 540},
+    ...     "gender_validation": {"validated_by": "oarriaga", "local_finish": {"share": 0.9, "n": 70},
+    ...                           "directions_only": {"share": 0.86, "n": 200}}})
+    >>> print(local_finish_sentence(run))
+    Cells the search along the directions could not place were finished along the seed's own direction (the summed unit latent gradients of faceres' and GEAR's gender logits, at most 3 latent units; the validating classifier never enters it): 90 of 540 kept prototypes. The validating classifier oarriaga agrees on 90.0% of 70 seed × skin-level pairs with such a prototype and on 86.0% of 200 without.
+    """
+    placement = (getattr(run, "generation", None) or {}).get("gender_placement") or {}
+    if not placement.get("local_finish"):
+        return ""
+    text = (f"Cells the search along the directions could not place were finished along the seed's own direction "
+            f"(the summed unit latent gradients of faceres' and GEAR's gender logits, at most "
+            f"{placement.get('local_limit', 0):g} latent units; the validating classifier never enters it): "
+            f"{int(placement.get('prototypes_local_finish', 0)):,} of {int(placement.get('prototypes', 0)):,} kept prototypes.")
+    v = (getattr(run, "generation", None) or {}).get("gender_validation") or {}
+    local, rest = v.get("local_finish") or {}, v.get("directions_only") or {}
+    if local.get("n") and rest.get("n"):
+        text += (f" The validating classifier {escape(str(v.get('validated_by', '')))} agrees on {fmt.pct(local['share'])} of "
+                 f"{int(local['n']):,} seed × skin-level pairs with such a prototype and on {fmt.pct(rest['share'])} of "
+                 f"{int(rest['n']):,} without.")
+    return text
 
 
 def sampled_impostors_note(run) -> Optional[str]:

@@ -53,8 +53,8 @@ from faceaudit.rundir import RunDir, sha256_bytes, sha256_file, write_json
 #: seeds per resumable chunk
 CHUNK_SEEDS = 25
 DESIGN_VERSION = "2"
-#: the crossed skin x gender design's placement (joint search since "joint1")
-GENDER_PLACEMENT = "joint1"
+#: the crossed skin x gender design's placement (joint search since "joint1"; with the local-gradient finish since "joint2")
+GENDER_PLACEMENT = "joint2"
 
 #: how each prototype was reached (latent distances along the chroma, skin and border-luma unit
 #: directions; with the recolor mechanism, skin_shift is the recolouring's change of skin L*)
@@ -101,17 +101,26 @@ def _place_prototypes(gen, measurer, perceived, protocol: Protocol, directions: 
         return _recolor_gender_cells(gen, measurer, perceived, protocol, directions, z0, on_resolved)
     from faceaudit.generate.dcgan.joint_placement import place_cells
 
+    gradient = None
+    if gspec.placed_by == "faceres":
+        # the local-gradient finish (faceres + GEAR, never the validation classifier); with
+        # placed_by: oarriaga it would use faceres, which then validates, so there is none
+        from faceaudit.generate.dcgan.gender_gradient import GenderLogitGradient
+
+        gradient = GenderLogitGradient(gen, perceived.faceres)
     jp = place_cells(gen, measurer, perceived, z0, skin.levels, gspec.levels, directions,
                      protocol.generator.max_skin_steps + gspec.max_steps,
                      exposure_tolerance=protocol.generator.exposure_tolerance, placed_by=gspec.placed_by,
-                     base_images=base_images, base_measures=base_measures, on_resolved=on_resolved)
+                     base_images=base_images, base_measures=base_measures, on_resolved=on_resolved,
+                     gradient=gradient)
     placed = []
     for k, glv in enumerate(gspec.levels):
         found = SkinSearchResult(
             base_latents=jp.base_latents, chroma_shifts=jp.chroma_shifts, shifts=jp.skin_shifts[:, k],
             exposure_shifts=jp.exposure_shifts[:, k], latents=jp.latents[:, k], success=jp.success[:, k],
             steps=jp.steps[:, k], reasons=jp.reasons[:, k], images=jp.images[:, k],
-            measures=[jp.measures[s][k] for s in range(len(z0))], gender_shifts=jp.gender_shifts[:, k])
+            measures=[jp.measures[s][k] for s in range(len(z0))], gender_shifts=jp.gender_shifts[:, k],
+            gender_local_shifts=jp.local_shifts[:, k])
         placed.append((glv, found))
     placed[0][1].probe_renders = jp.probe_renders
     return placed, None
@@ -207,6 +216,8 @@ def _chunk_rows(
                 }
                 if glv is not None:
                     common["gender_shift"] = float(found.gender_shifts[i, j])
+                    local = found.gender_local_shifts
+                    common["gender_local_shift"] = float(local[i, j]) if local is not None else 0.0
                     common["gender_placed_by"] = gspec.placed_by
                     common["gender_validated_by"] = gspec.validated_by
                 name = _cell_name(lv.name, glv)
@@ -316,7 +327,7 @@ def face_columns(protocol: Protocol) -> list[str]:
     gender = protocol.protected_spec("gender") is not None
     cols = FACE_COLUMNS[:4] + (["gender"] if gender else []) + FACE_COLUMNS[4:] + ALL_COLUMNS + DESIGN_COLUMNS
     if gender:
-        cols += ["gender_shift"] + GENDER_PLACEMENT_COLUMNS
+        cols += ["gender_shift", "gender_local_shift"] + GENDER_PLACEMENT_COLUMNS
     if needs_perceived(protocol):
         cols += PERCEIVED_COLUMNS
     return cols + GEAR_COLUMNS
@@ -469,6 +480,17 @@ def _summary(protocol, gen, directions, directions_path, faces, infos, seconds, 
     if gspec is not None:
         extra["gender_levels"] = _gender_summary(gspec, faces, infos, n_req)
         extra["gender_validation"] = gender_validation_agreement(faces, gspec) if len(faces) else {}
+        if protocol.skin.mechanism != "recolor":
+            from faceaudit.generate.dcgan import joint_placement as jpl
+
+            extra["gender_placement"] = {
+                "method": GENDER_PLACEMENT, "accept_margin": jpl.GENDER_ACCEPT_MARGIN,
+                "local_finish": gspec.placed_by == "faceres", "local_steps": jpl.LOCAL_STEPS,
+                "local_max_move": jpl.LOCAL_MAX_MOVE, "local_limit": jpl.LOCAL_LIMIT,
+                "local_direction": "unit latent gradients of faceres' and GEAR's gender logits, summed" if gspec.placed_by == "faceres" else None,
+                "prototypes_local_finish": int((faces.loc[faces["edit_attr"] == "none", "gender_local_shift"] > 0).sum()) if len(faces) else 0,
+                "prototypes": int((faces["edit_attr"] == "none").sum()) if len(faces) else 0,
+            }
         extra["cells_reached"] = {c: sum(info["cells_reached"][c] for info in infos) for c in infos[0]["cells_reached"]} if infos else {}
     return {
         **extra,
@@ -508,6 +530,8 @@ def _gender_summary(gspec, faces: pd.DataFrame, infos: list[dict], n_req: int) -
             pv = p["measured_gender_pmale_validation"].to_numpy(dtype=float)
             entry["validation_p_male_mean"] = float(np.nanmean(pv))
             entry["validation_classified_as_level"] = float(np.mean([lv.contains(x) for x in pv if np.isfinite(x)]))
+            if "gender_local_shift" in p.columns:
+                entry["prototypes_local_finish"] = int((p["gender_local_shift"].to_numpy(dtype=float) > 0).sum())
         out[lv.name] = entry
     return out
 
@@ -529,7 +553,10 @@ def gender_validation_agreement(faces: pd.DataFrame, gspec) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``placed_by``, ``validated_by``, and per level ``{share, n}`` plus the pooled ``share`` and ``n``.
+        ``placed_by``, ``validated_by``, and per level ``{share, n}`` plus the pooled ``share`` and ``n``;
+        with a ``gender_local_shift`` column, also ``local_finish`` and ``directions_only``
+        (``{hits, n, share}``: pairs where either prototype was, or neither was, finished along its
+        local gradient).
 
     Examples
     --------
@@ -555,6 +582,20 @@ def gender_validation_agreement(faces: pd.DataFrame, gspec) -> dict[str, Any]:
         agree = int((np.sign(d) == np.sign(lv.target - ref_level.target)).sum())
         out["levels"][lv.name] = {"share": agree / len(d) if len(d) else None, "n": int(len(d))}
         hits, total = hits + agree, total + len(d)
+        if "gender_local_shift" in protos.columns:
+            # split by whether either prototype of the pair was finished along its local gradient
+            local = protos.set_index(pair + ["gender"])["gender_local_shift"]
+            either = (local.xs(lv.name, level="gender").reindex(d.index).fillna(0) > 0) | (
+                local.xs(gspec.reference, level="gender").reindex(d.index).fillna(0) > 0)
+            ok = np.sign(d) == np.sign(lv.target - ref_level.target)
+            for key, rows in (("local_finish", either), ("directions_only", ~either)):
+                part = out.setdefault(key, {"hits": 0, "n": 0})
+                part["hits"] += int(ok[rows].sum())
+                part["n"] += int(rows.sum())
+    for key in ("local_finish", "directions_only"):
+        if key in out:
+            part = out[key]
+            part["share"] = part["hits"] / part["n"] if part["n"] else None
     out["share"] = hits / total if total else None
     out["n"] = int(total)
     return out

@@ -133,6 +133,8 @@ class SkinSearchResult:
     #: crossed skin x gender designs only: [S, L] latent distance along the gender unit direction of
     #: each prototype, and the renders spent on the seeds' Jacobians (faceaudit.generate.dcgan.joint_placement)
     gender_shifts: np.ndarray | None = None
+    #: joint placement: [S, L] latent distance of the local-gradient finish (0 = placed along the directions)
+    gender_local_shifts: np.ndarray | None = None
     probe_renders: int = 0
 
 

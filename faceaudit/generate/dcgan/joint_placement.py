@@ -25,9 +25,25 @@ three measures ``y = (ITA, logit P(male) of the placing classifier, border luma)
   average is reset to the seed's measured column, so noise cannot flip a direction);
 * a render without landmarks or without a detected face halves the move from the last good point.
 
+* **the local-gradient finish.** The directions are averages: for about a third of seeds the
+  placing classifier's P(male) stops falling along the gender direction well inside its limit. A
+  cell whose search ends outside its windows (its budget spent, or pinned at a limit) goes on for
+  up to :data:`LOCAL_STEPS` renders with the gender coordinate replaced by the seed's *own*
+  direction at its current point: the sum of the unit latent gradients of faceres' and GEAR's
+  gender logits (:class:`~faceaudit.generate.dcgan.gender_gradient.GenderLogitGradient`; never
+  the validation classifier), made orthogonal to the skin and border-luma directions. While the
+  gender band is missed each step moves :data:`LOCAL_MAX_MOVE` latent units along it (towards the
+  band: the sign of faceres' own gradient along it); the gradient's size overstates the response
+  beyond a fraction of a unit, so it sets only the way. The skin and border-luma coordinates take
+  the Newton step that holds their measures, with the finish's cross terms learnt by Broyden
+  updates. The finish adds at most :data:`LOCAL_LIMIT` latent units in all (the gender direction's
+  6 SD limit is 14.8); ``gender_local_shift`` in faces.parquet is the distance it added (0 for a
+  cell placed along the directions).
+
 A cell is placed by the first render (the seed's own face and its probes included) whose ITA is in
-the skin bin, whose gender logit is in the level's *acceptance band* (inside the bin and at least
-half as far from its edge as the target; :class:`~faceaudit.generate.dcgan.gender_search.GenderBand`)
+the skin bin, whose gender logit is in the level's *acceptance band* (inside the bin, at least
+:data:`GENDER_ACCEPT_MARGIN` (70%) of the target's distance from the bin's edge away from it: P(male)
+<= 0.32 for the default female level, >= 0.68 for male; :class:`~faceaudit.generate.dcgan.gender_search.GenderBand`)
 and whose border luma is within half the exposure tolerance of the seed's own (warmed) face, so any
 two of a seed's cells differ in border luma by at most the tolerance. A cell still outside after
 its budget fails with the constraints it missed as reason (``not_reached``/``shift_limit`` for skin,
@@ -58,8 +74,14 @@ MAX_STEP_SD = 2.0
 #: the per-seed Jacobian probes move this many SDs along each direction
 PROBE_SD = 1.0
 #: an accepted face keeps this fraction of the target's distance from the gender bin's edge (logit)
-GENDER_ACCEPT_MARGIN = 0.5
+GENDER_ACCEPT_MARGIN = 0.7
 SKIN, GENDER, EXPOSURE = 0, 1, 2
+#: renders a cell may spend on the local-gradient finish after its search along the directions
+LOCAL_STEPS = 20
+#: latent units one local-gradient step moves at most (the logit is nonlinear beyond ~0.5-1 unit)
+LOCAL_MAX_MOVE = 0.5
+#: latent distance all local-gradient steps of a cell may add up to (2.4 SD of the gender direction, whose 6 SD limit is 14.8)
+LOCAL_LIMIT = 6.0
 
 
 @dataclass
@@ -83,6 +105,11 @@ class _Cell:
     logit: float = float("nan")
     had_face: bool = False
     history: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (x, y) of every render
+    #: the local-gradient finish: off, or on with its accumulated latent move ``w`` and its budget
+    local: bool = False
+    w: np.ndarray | None = None  # [100] latent move along local gradients
+    local_steps: int = 0
+    found_w: np.ndarray | None = None
 
     def unmet(self, y: np.ndarray) -> list[int]:
         """Which constraints a render with measures ``y`` misses."""
@@ -116,6 +143,8 @@ class JointPlacement:
     jacobians: np.ndarray  # [S, m, m] the seeds' measured Jacobians (measure per latent unit)
     #: [S][K][L] every render of the cell's search, ``(x, y)`` (diagnostics)
     histories: list = field(default_factory=list)
+    #: [S, K, L] latent distance the local-gradient finish added (0: placed along the directions; NaN on failure)
+    local_shifts: np.ndarray | None = None
 
 
 def _placing_logit(perceived, images, placed_by: str) -> np.ndarray:
@@ -176,6 +205,7 @@ def place_cells(
     base_images: np.ndarray | None = None,
     base_measures: pd.DataFrame | None = None,
     on_resolved: Callable[[int], None] | None = None,
+    gradient: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> JointPlacement:
     """Place every seed in every (gender level, skin level) cell (module docstring).
 
@@ -203,6 +233,11 @@ def place_cells(
         The seeds' renders and measures, if already made.
     on_resolved : callable, optional
         Called with the number of cells placed after each batch.
+    gradient : callable, optional
+        ``latents [N, 100] -> (logit [N], d logit / d latent [N, 100])`` of the placing classifier
+        (:class:`~faceaudit.generate.dcgan.gender_gradient.GenderLogitGradient`); with it, a cell
+        whose search along the directions misses its gender band goes on with the local-gradient
+        finish (module docstring). None: no finish.
 
     Returns
     -------
@@ -288,49 +323,145 @@ def place_cells(
                 return None
         return np.clip(x, -limits, limits)
 
+    dim = base_latents.shape[1]
+    # the local finish moves orthogonally to the skin and border-luma directions
+    held = np.linalg.qr(units[[c for c in range(m) if c != GENDER]].T)[0]  # [100, m-1]
+
+    def latent(s: int, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+        return base_latents[s] + x @ units + (0.0 if w is None else w)
+
+    def finish_or_fail(cell: _Cell) -> str | None:
+        """A cell whose search along the directions ends without its gender band goes on with the
+        local-gradient finish (``"grad"``) where a gradient is available; otherwise it fails."""
+        if gradient is not None and not cell.local and np.isfinite(cell.y).all() and cell.unmet(cell.y):
+            cell.local, cell.w, cell.local_steps = True, np.zeros(dim), 0
+            cell.jac = cell.jac.copy()
+            cell.jac[[c for c in range(m) if c != GENDER], GENDER] = 0.0  # unknown until the first local step
+            return "grad"
+        _fail(cell, limits)
+        return None
+
+    others = [c for c in range(m) if c != GENDER]
+
+    def propose_local(cell: _Cell, grad: np.ndarray, dgrad: np.ndarray):
+        """One step of the local-gradient finish (module docstring): a fixed move along the local
+        direction while the gender band is missed (the gradient's magnitude overstates the response
+        beyond a fraction of a latent unit, so it sets only the direction), and the Newton step of
+        the other coordinates that holds their measures given the move's learned cross terms."""
+        d = dgrad - held @ (held.T @ dgrad)
+        norm = float(np.linalg.norm(d))
+        if not np.isfinite(norm) or norm <= 0:
+            return None
+        d = d / norm
+        if float(grad @ d) <= 0:
+            return None  # the direction does not move the placing classifier's logit
+        y = cell.y
+        missed = cell.unmet(y)
+        a = 0.0
+        if GENDER in missed:
+            a = float(np.sign(cell.target[GENDER] - y[GENDER])) * LOCAL_MAX_MOVE
+        want = cell.target.copy()
+        for c in range(m):
+            if c not in missed:
+                want[c] = y[c]
+        rhs = (want - y)[others] - cell.jac[others, GENDER] * a
+        dx_o, *_ = np.linalg.lstsq(cell.jac[np.ix_(others, others)], rhs, rcond=None)
+        scale = np.max(np.abs(dx_o) / max_move[others])
+        if scale > 1:
+            dx_o = dx_o / scale
+        w = cell.w + a * d
+        if float(np.linalg.norm(w)) > LOCAL_LIMIT:
+            return None  # the finish would move the latent further than its limit
+        x = cell.x.copy()
+        x[others] += dx_o
+        step = np.zeros(m)
+        step[others], step[GENDER] = dx_o, a
+        return np.clip(x, -limits, limits), w, step
+
     pending = [(s, k, j, propose(cells[s][k][j])) for s in range(S) for k in range(K) for j in range(L)
                if not cells[s][k][j].done]
+    batch_later: list = []
     while pending:
+        # cells in the local finish get their gradient at their current point, all in one batch
+        wants_grad = [(s, k, j) for s, k, j, x in pending if isinstance(x, str)]
+        if wants_grad:
+            zs = np.stack([latent(s, cells[s][k][j].x, cells[s][k][j].w) for s, k, j in wants_grad])
+            _, grads, dgrads = gradient(zs)
+            proposals = {key: propose_local(cells[key[0]][key[1]][key[2]], grads[i], dgrads[i]) for i, key in enumerate(wants_grad)}
+            pending = [(s, k, j, proposals[(s, k, j)] if isinstance(x, str) else x) for s, k, j, x in pending]
         batch = []
         for s, k, j, x in pending:
             cell = cells[s][k][j]
             if x is None:  # pinned at a limit
-                _fail(cell, limits)
+                if cell.local:
+                    _fail(cell, limits)
+                elif finish_or_fail(cell):
+                    batch_later.append((s, k, j, "grad"))
                 continue
-            key = tuple(np.round(x, 9))
+            if cell.local:
+                x, w, step = x
+            else:
+                w, step = None, None
+            key = tuple(np.round(x if w is None else np.r_[x, w], 9))
             if key in cell.tried:  # pinned at a limit: nothing new to try
-                _fail(cell, limits)
+                if cell.local:
+                    _fail(cell, limits)
+                elif finish_or_fail(cell):
+                    batch_later.append((s, k, j, "grad"))
                 continue
             cell.tried.append(key)
-            batch.append((s, k, j, x))
+            batch.append((s, k, j, x, w, step))
+        pending, batch_later = batch_later, []
         if not batch:
-            break
-        z = np.stack([base_latents[s] + x @ units for s, _, _, x in batch])
+            continue
+        z = np.stack([latent(s, x, w) for s, _, _, x, w, _ in batch])
         imgs = generator.render_latents(z)
         meas = measurer.measure(imgs)
         ys = _measures(meas, _placing_logit(perceived, imgs, placed_by), hold)
-        pending, newly = [], 0
-        for b, (s, k, j, x) in enumerate(batch):
+        newly = 0
+        for b, (s, k, j, x, w, step) in enumerate(batch):
             cell = cells[s][k][j]
             cell.steps += 1
             y = ys[b]
             cell.history.append((x, y))
+            over = (cell.local_steps + 1 >= LOCAL_STEPS) if cell.local else (cell.steps >= max_steps)
+            if cell.local:
+                cell.local_steps += 1
             if np.isfinite(y).all():
                 cell.had_face = True
                 if not cell.unmet(y):
                     cell.done, cell.found_x, cell.image, cell.measures, cell.logit = True, x, imgs[b], meas.iloc[b], y[GENDER]
+                    cell.found_w = w
                     newly += 1
+                    continue
+                if cell.local:
+                    if np.isfinite(cell.y).all():
+                        _broyden(cell, step, y - cell.y, cell.jac, cell.jac)
+                    cell.x, cell.y, cell.w = x, y, w
+                    if over:
+                        _fail(cell, limits)
+                        continue
+                    pending.append((s, k, j, "grad"))
                     continue
                 if np.isfinite(cell.y).all():
                     _broyden(cell, x - cell.x, y - cell.y, jacobians[s], avg_jac)
                 cell.x, cell.y = x, y
-                if cell.steps >= max_steps:
-                    _fail(cell, limits)
+                if over:
+                    if finish_or_fail(cell):
+                        pending.append((s, k, j, "grad"))
                     continue
                 pending.append((s, k, j, propose(cell)))
             else:
-                if cell.steps >= max_steps:
-                    _fail(cell, limits)
+                if cell.local:
+                    if over:
+                        _fail(cell, limits)
+                        continue
+                    # lost the face: back off halfway
+                    pending.append((s, k, j, ((cell.x + x) / 2, (cell.w + w) / 2, step / 2)))
+                    continue
+                if over:
+                    if finish_or_fail(cell):
+                        pending.append((s, k, j, "grad"))
                     continue
                 pending.append((s, k, j, (cell.x + x) / 2))  # lost the face: back off halfway
         if on_resolved and newly:
@@ -342,13 +473,15 @@ def place_cells(
     images = np.zeros((S, K, L, res, res, 3), dtype=np.uint8)
     measures: list[list[list[pd.Series | None]]] = [[[None] * L for _ in range(K)] for _ in range(S)]
     logits = np.full((S, K, L), np.nan)
+    local_shifts = np.full((S, K, L), np.nan)
     for s in range(S):
         for k in range(K):
             for j in range(L):
                 c = cells[s][k][j]
                 if success[s, k, j]:
                     shifts[s, k, j] = c.found_x
-                    latents[s, k, j] = base_latents[s] + c.found_x @ units
+                    latents[s, k, j] = latent(s, c.found_x, c.found_w)
+                    local_shifts[s, k, j] = 0.0 if c.found_w is None else float(np.linalg.norm(c.found_w))
                     images[s, k, j] = c.image
                     measures[s][k][j] = c.measures
                     logits[s, k, j] = c.logit
@@ -363,6 +496,7 @@ def place_cells(
         reasons=np.array([[[c.reason for c in row] for row in per_k] for per_k in cells], dtype=object),
         images=images, measures=measures, logits=logits, probe_renders=int(S * m), jacobians=jacobians,
         histories=[[[c.history for c in row] for row in per_k] for per_k in cells],
+        local_shifts=local_shifts,
     )
 
 

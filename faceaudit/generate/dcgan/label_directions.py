@@ -29,7 +29,10 @@ PREFIX = "human_"
 
 
 def face_latents(run_root: str | Path, faces: pd.DataFrame) -> np.ndarray:
-    """The latent of every row of ``faces`` (a DCGAN run's faces table), as the generate stage built it."""
+    """The latent of every row of ``faces`` (a DCGAN run's faces table), as the generate stage built it.
+
+    A face whose gender cell was finished along its own local gradient (``gender_local_shift`` > 0)
+    moved along directions the table does not record: its row is NaN."""
     from faceaudit.generate.dcgan.generator import seed_latents
     from faceaudit.generate.dcgan.editing import CHROMA_ATTRIBUTE, EXPOSURE_DIRECTION, SKIN_ATTRIBUTE
     from faceaudit.generate.photometric import PIXEL_EDITS
@@ -49,6 +52,8 @@ def face_latents(run_root: str | Path, faces: pd.DataFrame) -> np.ndarray:
     if "gender_shift" in faces.columns:
         # a protected gender level: the seed's move along the gender direction, before the skin search
         z = z + faces["gender_shift"].to_numpy(dtype=float)[:, None] * directions["gender"].unit
+    if "gender_local_shift" in faces.columns:
+        z[faces["gender_local_shift"].to_numpy(dtype=float) > 0] = np.nan
     for i, (attr, level) in enumerate(zip(faces["edit_attr"], faces["edit_level"])):
         # pixel edits (exposure) leave the latent as it is
         if attr != "none" and attr not in PIXEL_EDITS:
@@ -107,9 +112,10 @@ def fit_label_directions(annotations_path: str | Path) -> Directions:
         raise BadInput(f"{path}: no single-image labels of this run's faces")
     rated = faces.set_index("face_id").loc[targets.index].reset_index()
     z = face_latents(run_root, rated)
+    known = np.isfinite(z).all(axis=1)
     fitted, skipped = {}, {}
     for q in targets.columns:
-        ok = targets[q].notna().to_numpy()
+        ok = targets[q].notna().to_numpy() & known
         if ok.sum() < MIN_FACES:
             skipped[q] = f"{int(ok.sum())} labelled faces (< {MIN_FACES})"
             continue
@@ -119,4 +125,5 @@ def fit_label_directions(annotations_path: str | Path) -> Directions:
         raise BadInput(f"{path}: too few labelled faces to fit any direction ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
     return Directions(fitted, metadata={"source": "human labels", "annotations": str(path), "n_faces": int(len(targets)),
                                         "n_ratings": int(len(ann)), "flagged_raters": sorted(flagged), "skipped": skipped,
+                                        "faces_without_latent": int((~known).sum()),
                                         "calibrated": False})
