@@ -28,7 +28,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def _gate_summary_line(gate: dict) -> str:
     c = gate["counts"]
     n = c["pass"] + c["fail"] + c["inconclusive"]
-    return (f"**Gate:** policy {gate['policy']} (file {gate['policy_file']}): {gate['status'].upper()}, {c['pass']} "
+    return (f"**Gate:** policy {gate['policy']} (file {Path(gate['policy_file']).name}): {gate['status'].upper()}, {c['pass']} "
             f"passed, {c['fail']} failed, {c['inconclusive']} inconclusive of {n} checks (results/gate.json).")
 
 

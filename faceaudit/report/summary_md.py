@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import PurePath
 
 from faceaudit.report import fmt
 
@@ -32,8 +33,9 @@ def _md_table(columns: list[str], rows: list[list[str]], right: list[bool]) -> l
 
 
 def gate_line(gate: dict) -> str:
-    """The gate verdict of ``results/gate.json`` as one Markdown paragraph: the policy, its file, the
-    verdict and its counts, or why the policy could not be evaluated.
+    """The gate verdict of ``results/gate.json`` as one Markdown paragraph: the policy, its file's name
+    (gate.json keeps the full path; a summary is shared beyond the machine that made it), the verdict
+    and its counts, or why the policy could not be evaluated.
 
     Parameters
     ----------
@@ -48,10 +50,10 @@ def gate_line(gate: dict) -> str:
     --------
     >>> print(gate_line({"policy": "default", "policy_file": "/x/protocols/policies/default.yaml", "status": "fail",
     ...                  "counts": {"pass": 7, "fail": 1, "inconclusive": 4}, "error": None}))
-    **Gate:** policy default (file /x/protocols/policies/default.yaml): FAIL, 7 passed, 1 failed, 4 inconclusive of 12 checks (results/gate.json). The bounds are this policy's, not a standard; `faceaudit gate` exits 1 on a failed bound, 3 when inconclusive.
+    **Gate:** policy default (file default.yaml): FAIL, 7 passed, 1 failed, 4 inconclusive of 12 checks (results/gate.json). The bounds are this policy's, not a standard; `faceaudit gate` exits 1 on a failed bound, 3 when inconclusive.
     """
     name = _md_name(gate.get("policy") or "policy")
-    where = f" (file {_md_escape(gate['policy_file'])})" if gate.get("policy_file") else ""
+    where = f" (file {_md_escape(PurePath(gate['policy_file']).name)})" if gate.get("policy_file") else ""
     if gate.get("error"):
         return f"**Gate:** policy {name}{where} could not be evaluated on this run: {_md_escape(gate['error'])}."
     c = gate.get("counts") or {}
