@@ -333,7 +333,7 @@ def test_summary_md_has_the_gender_caveats_and_the_gate_verdict(gender_run):
     assert "sampled impostors" not in summary
     gate = json.loads((gender_run / "results" / "gate.json").read_text())
     c = gate["counts"]
-    assert (f"**Gate:** policy default (file {gate['policy_file']}): {gate['status'].upper()}, {c['pass']} passed, "
+    assert (f"**Gate:** policy default (file {Path(gate['policy_file']).name}): {gate['status'].upper()}, {c['pass']} passed, "
             f"{c['fail']} failed, {c['inconclusive']} inconclusive of {sum(c.values())} checks") in summary
 
 
