@@ -383,6 +383,12 @@ class TfjsGraph:
         can record every value: a ReLU6 becomes one clamp. Used for the ONNX export and for
         gradients of a head with respect to its input (the gender head's latent gradient). ``device``
         moves a copy of the weights there (default: where the graph's weights are)."""
+        if device is not None and device != self.device:
+            # a copy whose weights (and the layouts converted from them) live on ``device``
+            import dataclasses
+
+            moved = {k: v.to(device) for k, v in self.consts.items()}
+            return dataclasses.replace(self, consts=moved, device=device, _plans={}).module(outputs)
         outputs = tuple(outputs)
         plain = self._fuse(
             [
@@ -392,7 +398,7 @@ class TfjsGraph:
             outputs,
             allow_inplace=False,
         )
-        consts = {k: v.to(device) for k, v in self.consts.items()} if device else dict(self.consts)
+        consts = dict(self.consts)
         name = self.input_name
 
         class _Graph(torch.nn.Module):
@@ -414,7 +420,7 @@ class TfjsGraph:
         import warnings
 
         outputs = tuple(outputs)
-        traced = self.module(outputs, device="cpu")
+        traced = self.module(outputs, device="cpu")  # traced on the CPU whatever device the graph is on
         name = self.input_name
         example = torch.zeros([1, *list(input_shape)[1:]], dtype=torch.float32)
         buf = io.BytesIO()
