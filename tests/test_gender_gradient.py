@@ -44,21 +44,21 @@ def _crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 
 
 def test_differentiable_crops_are_the_classifiers_crops(parts):
-    from faceaudit.generate.dcgan.gender_gradient import FACERES_LOGIT_NODE, _gear_matrix, _loose_template
-    from faceaudit.measure.gear import INPUT_SIZE, gear_crop
-    from faceaudit.models.align import align_loose, similarity_transform
+    from faceaudit.generate.dcgan.gender_gradient import FACERES_LOGIT_NODE
+    from faceaudit.measure.gear import INPUT_SIZE, crop_matrix, gear_crop
+    from faceaudit.models.align import align_loose, loose_template, similarity_transform
 
     gen, faceres, _ = parts
     images = gen.render_latents(gen.latents(list(range(4))))
     for image in images:
         det = faceres.detector.detect(image)
         assert det is not None
-        ours = _crop(image, similarity_transform(det.landmarks, _loose_template(224, faceres.face_fraction)), 224)
+        ours = _crop(image, similarity_transform(det.landmarks, loose_template(224, faceres.face_fraction)), 224)
         theirs = align_loose(image, det.landmarks, 224, faceres.face_fraction).astype(np.float32)
         # cv2 interpolates in fixed point: a level or two apart at most, a fraction of a level on average
         assert np.abs(ours - theirs).max() <= 3.0 and np.abs(ours - theirs).mean() < 0.5
         # GEAR's crop: the same check (where cv2 magnifies; at 64 px it always does)
-        g_ours = _crop(image, _gear_matrix(det), INPUT_SIZE)
+        g_ours = _crop(image, crop_matrix(det), INPUT_SIZE)
         g_theirs = gear_crop(image, det).astype(np.float32)
         assert np.abs(g_ours - g_theirs).max() <= 3.0 and np.abs(g_ours - g_theirs).mean() < 0.5
     # the torch graph's pre-sigmoid node is the logit of the P(male) faceres reports

@@ -79,12 +79,18 @@ def crop_region(det: Detection) -> tuple[float, float, float, float]:
     return left + lft * side, top + t * side, left + r * side, top + b * side
 
 
-def gear_crop(image: np.ndarray, det: Detection) -> np.ndarray:
-    """198x198 RGB uint8 crop for GEAR (bilinear; pixels outside the image repeat the border)."""
+def crop_matrix(det: Detection) -> np.ndarray:
+    """The ``[2, 3]`` affine matrix (image -> 198x198 crop) of :func:`gear_crop` for a detection."""
     x0, y0, x1, y1 = crop_region(det)
     sx, sy = INPUT_SIZE / (x1 - x0), INPUT_SIZE / (y1 - y0)
     # pixel-centre convention: output pixel j samples input x0 + (j + 0.5) / sx - 0.5
-    m = np.array([[sx, 0.0, -sx * x0 + 0.5 * sx - 0.5], [0.0, sy, -sy * y0 + 0.5 * sy - 0.5]])
+    return np.array([[sx, 0.0, -sx * x0 + 0.5 * sx - 0.5], [0.0, sy, -sy * y0 + 0.5 * sy - 0.5]])
+
+
+def gear_crop(image: np.ndarray, det: Detection) -> np.ndarray:
+    """198x198 RGB uint8 crop for GEAR (bilinear; pixels outside the image repeat the border)."""
+    m = crop_matrix(det)
+    sx, sy = m[0, 0], m[1, 1]
     interp = cv2.INTER_AREA if min(sx, sy) < 1 else cv2.INTER_LINEAR
     return cv2.warpAffine(np.ascontiguousarray(image), m, (INPUT_SIZE, INPUT_SIZE), flags=interp,
                           borderMode=cv2.BORDER_REPLICATE)
@@ -230,5 +236,5 @@ def top_class(faces: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(ok, labels, None), index=faces.index, dtype=object)
 
 
-__all__ = ["GearModel", "shared_model", "race_columns", "COLUMNS", "RACE_COLUMNS", "RACE_LABELS", "GENDER_COLUMN", "AGE_COLUMN", "gear_crop",
+__all__ = ["GearModel", "shared_model", "race_columns", "COLUMNS", "RACE_COLUMNS", "RACE_LABELS", "GENDER_COLUMN", "AGE_COLUMN", "gear_crop", "crop_matrix",
            "gear_input", "decode_age", "crop_region", "top_class"]

@@ -47,14 +47,19 @@ def align_112(image: np.ndarray, landmarks: np.ndarray, size: int = 112, interpo
     return cv2.warpAffine(image, m, (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def loose_template(size: int, face_fraction: float) -> np.ndarray:
+    """The ArcFace five-point template shrunk about the crop centre to ``face_fraction`` of its size,
+    scaled to a ``size`` px crop (:func:`align_loose`'s target points)."""
+    centre = np.array([56.0, 56.0])
+    return ((ARCFACE_112 - centre) * face_fraction + centre) * (size / 112.0)
+
+
 def align_loose(image: np.ndarray, landmarks: np.ndarray, size: int, face_fraction: float) -> np.ndarray:
     """Like :func:`align_112`, but the five-point template is shrunk about the crop centre to
     ``face_fraction`` of its ArcFace size, so the crop keeps forehead, hair and chin (networks
     trained on loose detector boxes, e.g. HSE FaceRec, expect that). Borders are replicated rather
     than black, so a face near the image edge does not get a dark frame."""
-    centre = np.array([56.0, 56.0])
-    template = ((ARCFACE_112 - centre) * face_fraction + centre) * (size / 112.0)
-    m = similarity_transform(landmarks, template)
+    m = similarity_transform(landmarks, loose_template(size, face_fraction))
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceaudit.models.align import ARCFACE_112, similarity_transform
+from faceaudit.measure import gear
+from faceaudit.models.align import loose_template, similarity_transform
 
 #: the node before faceres' gender sigmoid: its logit (no saturation at P(male) near 0 or 1)
 FACERES_LOGIT_NODE = "gender_pred/BiasAdd"
@@ -41,11 +42,6 @@ FACERES_LOGIT_NODE = "gender_pred/BiasAdd"
 GEAR_LOGITS_NODE = "StatefulPartitionedCall/model_1/gender_output/BiasAdd"
 
 __all__ = ["GenderLogitGradient", "affine_grid_for"]
-
-
-def _loose_template(size: int, face_fraction: float) -> np.ndarray:
-    centre = np.array([56.0, 56.0])
-    return ((ARCFACE_112 - centre) * face_fraction + centre) * (size / 112.0)
 
 
 def affine_grid_for(matrix: np.ndarray, src_size: int, dst_size: int) -> torch.Tensor:
@@ -80,15 +76,6 @@ def affine_grid_for(matrix: np.ndarray, src_size: int, dst_size: int) -> torch.T
     return torch.from_numpy(src * (2.0 / (src_size - 1)) - 1.0).float()
 
 
-def _gear_matrix(det) -> np.ndarray:
-    """The affine matrix of :func:`faceaudit.measure.gear.gear_crop` for a detection."""
-    from faceaudit.measure.gear import INPUT_SIZE, crop_region
-
-    x0, y0, x1, y1 = crop_region(det)
-    sx, sy = INPUT_SIZE / (x1 - x0), INPUT_SIZE / (y1 - y0)
-    return np.array([[sx, 0.0, -sx * x0 + 0.5 * sx - 0.5], [0.0, sy, -sy * y0 + 0.5 * sy - 0.5]])
-
-
 class GenderLogitGradient:
     """Gradients of faceres' and GEAR's gender logits with respect to the latent (module docstring).
 
@@ -112,7 +99,6 @@ class GenderLogitGradient:
     """
 
     def __init__(self, generator, faceres):
-        from faceaudit.measure.gear import GRAPH, INPUT_SIZE
         from faceaudit.models import human_models
         from faceaudit.models.tfjs_graph import TfjsGraph
 
@@ -121,11 +107,10 @@ class GenderLogitGradient:
         self.device = generator.device
         self.detector = faceres.detector
         self.size = faceres.input_size
-        self.template = _loose_template(self.size, faceres.face_fraction)
+        self.template = loose_template(self.size, faceres.face_fraction)
         self.faceres = faceres.graph.module([FACERES_LOGIT_NODE], device=self.device)
-        gear_json, _ = human_models.model_files(GRAPH)
+        gear_json, _ = human_models.model_files(gear.GRAPH)
         self.gear = TfjsGraph.load(gear_json).module([GEAR_LOGITS_NODE], device=self.device)
-        self.gear_size = INPUT_SIZE
         self.batch_size = 16
 
     def __call__(self, latents: np.ndarray, images: Sequence[np.ndarray] | None = None
@@ -163,7 +148,7 @@ class GenderLogitGradient:
             if det is None:
                 continue
             face_grids.append(affine_grid_for(similarity_transform(det.landmarks, self.template), image.shape[0], self.size))
-            gear_grids.append(affine_grid_for(_gear_matrix(det), image.shape[0], self.gear_size))
+            gear_grids.append(affine_grid_for(gear.crop_matrix(det), image.shape[0], gear.INPUT_SIZE))
             rows.append(i)
         if not rows:
             return logits, grads, directions
@@ -172,7 +157,7 @@ class GenderLogitGradient:
         with torch.enable_grad():
             pixels = (self.net(z).clamp(-1, 1) + 1.0) * 127.5  # [k, 3, 64, 64], 0..255 as the renders
             faceres_logit = self._mirror_mean(self.faceres, pixels, face_grids, k)
-            gear_out = self._mirror_mean(self.gear, pixels / 255.0, gear_grids, k, gear=True)
+            gear_out = self._mirror_mean(self.gear, pixels / 255.0, gear_grids, k, male_minus_female=True)
             (g_faceres,) = torch.autograd.grad(faceres_logit.sum(), z, retain_graph=True)
             (g_gear,) = torch.autograd.grad(gear_out.sum(), z)
         g_faceres, g_gear = g_faceres.reshape(k, -1), g_gear.reshape(k, -1)
@@ -182,11 +167,11 @@ class GenderLogitGradient:
         directions[rows] = combined.cpu().double().numpy()
         return logits, grads, directions
 
-    def _mirror_mean(self, graph, pixels: torch.Tensor, grids: list, k: int, gear: bool = False) -> torch.Tensor:
+    def _mirror_mean(self, graph, pixels: torch.Tensor, grids: list, k: int, male_minus_female: bool = False) -> torch.Tensor:
         crops = F.grid_sample(pixels, torch.stack(grids).to(self.device), mode="bilinear",
                               padding_mode="border", align_corners=True)
         crops = torch.cat([crops, crops.flip(-1)])  # the crop and its mirror
         (out,) = graph(crops.permute(0, 2, 3, 1).contiguous())
-        if gear:
+        if male_minus_female:
             out = out[:, 0] - out[:, 1]  # male minus female logit
         return out.reshape(2, k).mean(0)
