@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -385,10 +385,7 @@ class TfjsGraph:
         moves a copy of the weights there (default: where the graph's weights are)."""
         if device is not None and device != self.device:
             # a copy whose weights (and the layouts converted from them) live on ``device``
-            import dataclasses
-
-            moved = {k: v.to(device) for k, v in self.consts.items()}
-            return dataclasses.replace(self, consts=moved, device=device, _plans={}).module(outputs)
+            return replace(self, _plans={}).to(device).module(outputs)
         outputs = tuple(outputs)
         plain = self._fuse(
             [

@@ -325,7 +325,8 @@ def place_cells(
 
     dim = base_latents.shape[1]
     # the local finish moves orthogonally to the skin and border-luma directions
-    held = np.linalg.qr(units[[c for c in range(m) if c != GENDER]].T)[0]  # [100, m-1]
+    others = [c for c in range(m) if c != GENDER]
+    held = np.linalg.qr(units[others].T)[0]  # [100, m-1]
 
     def latent(s: int, x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
         return base_latents[s] + x @ units + (0.0 if w is None else w)
@@ -336,12 +337,10 @@ def place_cells(
         if gradient is not None and not cell.local and np.isfinite(cell.y).all() and cell.unmet(cell.y):
             cell.local, cell.w, cell.local_steps = True, np.zeros(dim), 0
             cell.jac = cell.jac.copy()
-            cell.jac[[c for c in range(m) if c != GENDER], GENDER] = 0.0  # unknown until the first local step
+            cell.jac[others, GENDER] = 0.0  # unknown until the first local step
             return "grad"
         _fail(cell, limits)
         return None
-
-    others = [c for c in range(m) if c != GENDER]
 
     def propose_local(cell: _Cell, grad: np.ndarray, dgrad: np.ndarray):
         """One step of the local-gradient finish (module docstring): a fixed move along the local
@@ -436,7 +435,9 @@ def place_cells(
                     continue
                 if cell.local:
                     if np.isfinite(cell.y).all():
-                        _broyden(cell, step, y - cell.y, cell.jac, cell.jac)
+                        # a diagonal slope the update makes implausible falls back to the one before it
+                        before = cell.jac
+                        _broyden(cell, step, y - cell.y, seed_jac=before, avg_jac=before)
                     cell.x, cell.y, cell.w = x, y, w
                     if over:
                         _fail(cell, limits)
