@@ -96,24 +96,31 @@ def _calibrated_leakage(m_plus: pd.DataFrame, m_minus: pd.DataFrame, sds: dict[s
     return leakage, both
 
 
-def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibration: int = 256,
-                               device: str = "cpu", progress: bool = True) -> Directions:
-    """``base`` plus ``gender`` and ``age`` directions fitted on the same latents as ``base``."""
-    from faceaudit.core.progress import Progress
+def _fitting_parts(base: Directions, n_samples: int, n_calibration: int, device: str):
+    """``(generator, measurer, classifiers, fitting latents, calibration latents)`` of a perceived fit:
+    the latents are drawn with the base directions file's seed and truncation, so every fit on a
+    base file describes the same sample of faces."""
     from faceaudit.generate.dcgan.generator import DCGANGenerator
     from faceaudit.measure import FaceMeasurer
     from faceaudit.measure.perceived import PerceivedAttributes
 
     md = base.metadata
     seed, truncation = int(md.get("seed", 0)), float(md.get("truncation", 2.5))
+    gen = DCGANGenerator(truncation=truncation, device=device)
+    latents = fit_latents(n_samples + n_calibration, seed, truncation)
+    return gen, FaceMeasurer(), PerceivedAttributes(device=device), latents[:n_samples], latents[n_samples:]
+
+
+def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibration: int = 256,
+                               device: str = "cpu", progress: bool = True) -> Directions:
+    """``base`` plus ``gender`` and ``age`` directions fitted on the same latents as ``base``."""
+    from faceaudit.core.progress import Progress
+
     missing = sorted({c for v in PERCEIVED_CONDITIONING.values() for c in v if c not in PERCEIVED_MEASURES} - set(base.attributes))
     if missing:
         raise BadInput(f"directions fit-perceived: the base directions file lacks {missing}")
     t0 = time.perf_counter()
-    gen = DCGANGenerator(truncation=truncation, device=device)
-    measurer, perceived = FaceMeasurer(), PerceivedAttributes(device=device)
-    latents = fit_latents(n_samples + n_calibration, seed, truncation)
-    z_fit, z_cal = latents[:n_samples], latents[n_samples:]
+    gen, measurer, perceived, z_fit, z_cal = _fitting_parts(base, n_samples, n_calibration, device)
 
     def render_measure(z: np.ndarray, bar, task) -> pd.DataFrame:
         return _render_measure(gen, measurer, perceived, z, bar, task)
@@ -155,7 +162,7 @@ def learn_perceived_directions(base: Directions, n_samples: int = 3000, n_calibr
                 ridge_alpha=stats[a]["alpha"], conditioned_on=others,
                 leakage={b: v / gain for b, v in leakage.items()}, calibration_n=int(both.sum()),
             )
-    metadata = dict(md)
+    metadata = dict(base.metadata)
     metadata["perceived"] = {
         "classifier": perceived.version,
         "measures": dict(PERCEIVED_MEASURES),
@@ -202,22 +209,14 @@ def learn_oarriaga_gender_direction(base: Directions, n_samples: int = 1500, n_c
         ``base`` with ``gender_oarriaga`` added and its fit recorded under metadata ``perceived_oarriaga``.
     """
     from faceaudit.core.progress import Progress
-    from faceaudit.generate.dcgan.generator import DCGANGenerator
     from faceaudit.generate.faces import gender_logit
-    from faceaudit.measure import FaceMeasurer
-    from faceaudit.measure.perceived import PerceivedAttributes
 
-    md = base.metadata
-    seed, truncation = int(md.get("seed", 0)), float(md.get("truncation", 2.5))
     others = list(PERCEIVED_CONDITIONING["gender"])
     missing = [b for b in others if b not in base.attributes]
     if missing:
         raise BadInput(f"directions fit-perceived: the base directions file lacks {missing}")
     t0 = time.perf_counter()
-    gen = DCGANGenerator(truncation=truncation, device=device)
-    measurer, perceived = FaceMeasurer(), PerceivedAttributes(device=device)
-    latents = fit_latents(n_samples + n_calibration, seed, truncation)
-    z_fit, z_cal = latents[:n_samples], latents[n_samples:]
+    gen, measurer, perceived, z_fit, z_cal = _fitting_parts(base, n_samples, n_calibration, device)
 
     def render_measure(z: np.ndarray, bar, task) -> pd.DataFrame:
         m = _render_measure(gen, measurer, perceived, z, bar, task)
@@ -251,7 +250,7 @@ def learn_oarriaga_gender_direction(base: Directions, n_samples: int = 1500, n_c
         ridge_alpha=alpha, conditioned_on=others, leakage={b: v / gain for b, v in leakage.items()},
         calibration_n=int(both.sum()),
     )
-    metadata = dict(md)
+    metadata = dict(base.metadata)
     metadata["perceived_oarriaga"] = {
         "classifier": perceived.version, "measure": OARRIAGA_GENDER_MEASURE, "conditioning": others,
         "n_samples": int(n_samples), "n_used": int(ok.sum()), "n_calibration": int(n_calibration),
